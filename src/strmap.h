@@ -42,7 +42,8 @@ static inline size_t qs_strmap_count(const qs_strmap *m)
     return m->count;
 }
 
-/** Iteration: for (size_t i = 0; qs_strmap_next(m, &i, &e);) { ... } — no mutation while iterating. */
+/** Iteration: for (size_t i = 0; qs_strmap_next(m, &i, &e);) { ... } — no mutation while iterating.
+ */
 bool qs_strmap_next(const qs_strmap *m, size_t *pos, const qs_strmap_entry **e);
 
 /** SipHash-1-3 of data with a 128-bit key. */

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: MIT
+ * config.h - the hub's configuration: a Caddyfile-style file with a `mercure { … }` block,
+ * the reference hub's environment variables, defaults and validation.
+ *
+ * Sources, as the reference hub reads them:
+ *  - `mercure run --config FILE`: FILE is parsed.
+ *  - no --config: ./Caddyfile when it exists, else the built-in default Caddyfile, which is
+ *    the reference's own:  {$SERVER_NAME:localhost} { mercure { publisher_jwt
+ *    {env.MERCURE_PUBLISHER_JWT_KEY} {env.MERCURE_PUBLISHER_JWT_ALG}; subscriber_jwt …;
+ *    {$MERCURE_EXTRA_DIRECTIVES} } }, plus MERCURE_TRANSPORT_URL and GLOBAL_OPTIONS.
+ *
+ * `{$VAR}` / `{$VAR:default}` are replaced in the text before tokenizing (so one variable can
+ * hold several directive lines); `{env.VAR}` is replaced after tokenizing and stays a single
+ * token (so a multi-line PEM key works). Every error names the source (file name or
+ * environment variable), the line, the directive and the offending value. Unknown directives
+ * are errors (unlike the reference, which ignores them).
+ *
+ * Parsing is pure: environment lookups go through a callback so tests need no real env.
+ */
+#ifndef QS_CONFIG_H
+#define QS_CONFIG_H
+
+#include "util.h"
+
+/** One `key value…` line inside a `transport NAME { … }` block. */
+typedef struct qs_config_option {
+    char *key;
+    char **values;
+    size_t n_values;
+    char *source; /* file name or variable the line came from */
+    int line;
+} qs_config_option;
+
+typedef struct qs_config_transport {
+    char *name;                /* from `transport NAME`; NULL when unset */
+    char *url;                 /* from `transport_url` or MERCURE_TRANSPORT_URL; NULL when unset */
+    qs_config_option *options; /* the block's lines, in order */
+    size_t n_options;
+    char *source; /* where `transport`/`transport_url` was given */
+    int line;
+} qs_config_transport;
+
+typedef struct qs_config {
+    /* Where to listen (from the site address / SERVER_NAME). */
+    char *site_address; /* as written, e.g. ":3000", "localhost", "http://0.0.0.0:3000" */
+    char *listen_host;  /* NULL = every interface */
+    int listen_port;
+
+    /* JWT: key material and algorithm name (NULL alg = HS256). */
+    char *publisher_key;
+    char *publisher_alg;
+    char *subscriber_key;
+    char *subscriber_alg;
+    char *publisher_jwks_url; /* only file:// is supported */
+    char *subscriber_jwks_url;
+
+    bool anonymous;
+    char **publish_origins;
+    size_t n_publish_origins;
+    char **cors_origins;
+    size_t n_cors_origins;
+    char *cookie_name; /* default "mercureAuthorization" */
+    bool subscriptions;
+    bool ui;                            /* accepted */
+    bool demo;                          /* accepted */
+    char *hub_name;                     /* `name`, default "default" */
+    int protocol_version_compatibility; /* 0 or 7 */
+
+    uint64_t heartbeat_ms;        /* default 40 s; 0 disables */
+    uint64_t write_timeout_ms;    /* default 600 s; 0 disables */
+    uint64_t dispatch_timeout_ms; /* default 5 s; 0 disables */
+
+    qs_config_transport transport;
+
+    long topic_selector_cache;       /* default 100000 entries; 0 disables */
+    long subscriber_list_cache_size; /* accepted for compatibility */
+
+    /* Quicksilver additions. */
+    int workers;                     /* default 0 = number of CPUs */
+    uint64_t max_request_body_size;  /* default 1 MiB */
+    uint64_t max_header_size;        /* default 64 KiB: request line + headers */
+    long max_topics;                 /* default 1000, per subscribe and per publish */
+    long max_connections;            /* default 0 = derived from the open-file limit */
+    long subscriber_queue_size;      /* default 1000 events queued per subscriber */
+    uint64_t subscriber_queue_bytes; /* default 16 MiB queued per subscriber */
+    uint64_t request_timeout_ms;     /* default 30 s to receive a whole request */
+    uint64_t idle_timeout_ms;        /* default 120 s between keep-alive requests */
+
+    bool debug; /* GLOBAL_OPTIONS `debug` */
+} qs_config;
+
+/** Looks an environment variable up; returns NULL when unset. */
+typedef const char *(*qs_getenv_fn)(const char *name, void *ud);
+
+/** Fills cfg with the defaults above (heap fields NULL). */
+void qs_config_defaults(qs_config *cfg);
+
+/**
+ * Parses Caddyfile text. source names it in errors ("Caddyfile", "built-in default"…).
+ * Returns 0, or -1 with a malloc'd one-line message in *err, e.g.
+ * "Caddyfile:7: heartbeat: invalid duration \"4O s\"". The structure is validated too
+ * (publisher key required, subscriber key required unless anonymous, known algorithms…).
+ */
+int qs_config_parse(qs_config *cfg, const char *text, size_t len, const char *source,
+                    qs_getenv_fn getenv_fn, void *ud, char **err);
+
+/** Reads and parses a file; errors name the file. */
+int qs_config_load_file(qs_config *cfg, const char *path, qs_getenv_fn getenv_fn, void *ud,
+                        char **err);
+
+/** Parses the built-in default Caddyfile (see above) with the given environment. */
+int qs_config_load_default(qs_config *cfg, qs_getenv_fn getenv_fn, void *ud, char **err);
+
+/** Frees every heap field and resets to defaults. */
+void qs_config_free(qs_config *cfg);
+
+/** Parses a Go/Caddy duration ("40s", "1m30s", "500ms", "1.5h", "2d", "0"). 0 or -1. */
+int qs_parse_duration_ms(const char *s, uint64_t *out_ms);
+/** Parses a byte size ("1048576", "1MiB", "1MB", "512KiB", "2 GB"). 0 or -1. */
+int qs_parse_size(const char *s, uint64_t *out);
+
+#endif
