@@ -1,5 +1,202 @@
-#include "util.h"
-int main(void)
+/* SPDX-License-Identifier: MIT
+ * main.c - the `mercure` command: run, validate, version, help.
+ */
+#include <openssl/opensslv.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "server.h"
+
+extern char **environ;
+
+static const char usage[] =
+    "Quicksilver " QS_VERSION " — a Mercure hub written in C, compatible with the reference hub\n"
+    "\n"
+    "Usage:\n"
+    "  mercure run [--config FILE] [--adapter caddyfile] [--environ]\n"
+    "                            run the hub (without --config: ./Caddyfile if present, else\n"
+    "                            the built-in configuration read from the environment)\n"
+    "  mercure validate [--config FILE]\n"
+    "                            check a configuration and exit\n"
+    "  mercure version           print the version\n"
+    "  mercure help              print this help\n"
+    "\n"
+    "Environment (as the reference hub): SERVER_NAME, MERCURE_PUBLISHER_JWT_KEY,\n"
+    "MERCURE_PUBLISHER_JWT_ALG, MERCURE_SUBSCRIBER_JWT_KEY, MERCURE_SUBSCRIBER_JWT_ALG,\n"
+    "MERCURE_EXTRA_DIRECTIVES, MERCURE_TRANSPORT_URL, GLOBAL_OPTIONS. MERCURE_LICENSE is\n"
+    "accepted and ignored: Quicksilver has no licence.\n";
+
+static const char *real_getenv(const char *name, void *ud)
 {
+    QS_UNUSED(ud);
+    return getenv(name);
+}
+
+typedef struct options {
+    const char *config;
+    bool environ_dump;
+} options;
+
+static int parse_options(int argc, char **argv, options *o)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "--config") || !strcmp(a, "-c")) && i + 1 < argc) {
+            o->config = argv[++i];
+        } else if (!strncmp(a, "--config=", 9)) {
+            o->config = a + 9;
+        } else if (!strcmp(a, "--adapter") && i + 1 < argc) {
+            if (strcmp(argv[++i], "caddyfile") != 0) {
+                fprintf(stderr, "mercure: --adapter: only \"caddyfile\" is supported\n");
+                return -1;
+            }
+        } else if (!strcmp(a, "--environ")) {
+            o->environ_dump = true;
+        } else if (!strcmp(a, "--watch")) {
+            fprintf(stderr, "mercure: --watch is not supported; restart the hub to reload\n");
+            return -1;
+        } else {
+            fprintf(stderr, "mercure: unknown option \"%s\" (see mercure help)\n", a);
+            return -1;
+        }
+    }
     return 0;
+}
+
+static int load_config(const options *o, qs_config *cfg)
+{
+    char *err = NULL;
+    int rc;
+    qs_config_defaults(cfg);
+    if (o->config) {
+        rc = qs_config_load_file(cfg, o->config, real_getenv, NULL, &err);
+    } else if (access("Caddyfile", R_OK) == 0) {
+        qs_info("using ./Caddyfile");
+        rc = qs_config_load_file(cfg, "Caddyfile", real_getenv, NULL, &err);
+    } else {
+        rc = qs_config_load_default(cfg, real_getenv, NULL, &err);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "mercure: configuration error: %s\n", err ? err : "unknown error");
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static qs_hub hub;
+
+static void on_signal(uv_signal_t *sig, int signum)
+{
+    qs_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    uv_signal_stop(sig);
+    uv_stop(sig->loop);
+}
+
+static int cmd_run(const options *o)
+{
+    qs_config cfg;
+    if (load_config(o, &cfg) < 0)
+        return 1;
+    if (cfg.debug)
+        qs_log_set_level(QS_LOG_DEBUG);
+    if (o->environ_dump)
+        for (char **e = environ; *e; e++)
+            puts(*e);
+    char *err = NULL;
+    if (qs_hub_init(&hub, &cfg, &err) < 0 || qs_hub_start(&hub, &err) < 0) {
+        fprintf(stderr, "mercure: %s\n", err ? err : "cannot start");
+        free(err);
+        qs_hub_destroy(&hub);
+        qs_config_free(&cfg);
+        return 1;
+    }
+    qs_info("Quicksilver %s listening on %s:%d (%d workers, transport %s)", QS_VERSION,
+            cfg.listen_host ? cfg.listen_host : "*", hub.listen_port, hub.n_workers,
+            hub.transport->ops->name);
+
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_t sigterm, sigint;
+    uv_signal_init(loop, &sigterm);
+    uv_signal_init(loop, &sigint);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    qs_hub_stop(&hub);
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+    qs_hub_destroy(&hub);
+    qs_config_free(&cfg);
+    qs_info("stopped");
+    return 0;
+}
+
+static int cmd_validate(const options *o)
+{
+    qs_config cfg;
+    if (load_config(o, &cfg) < 0)
+        return 1;
+    /* Keys are parsed here too, so a bad PEM is caught without starting. */
+    char *err = NULL;
+    const struct {
+        const char *directive, *key, *alg;
+    } keys[] = {{"publisher_jwt", cfg.publisher_key, cfg.publisher_alg},
+                {"subscriber_jwt", cfg.subscriber_key, cfg.subscriber_alg}};
+    for (size_t i = 0; i < QS_ARRAY_LEN(keys); i++) {
+        if (!keys[i].key || !*keys[i].key)
+            continue;
+        enum qs_jwt_alg alg;
+        const char *why = NULL;
+        qs_jwt_key *k = NULL;
+        if (qs_jwt_alg_parse(keys[i].alg, &alg) == 0)
+            k = qs_jwt_key_new(alg, keys[i].key, strlen(keys[i].key), &why);
+        if (!k) {
+            err = qs_xasprintf("%s: the key cannot be used: %s", keys[i].directive,
+                               why ? why : "unsupported algorithm");
+            break;
+        }
+        qs_jwt_key_free(k);
+    }
+    if (err) {
+        fprintf(stderr, "mercure: %s\n", err);
+        free(err);
+        qs_config_free(&cfg);
+        return 1;
+    }
+    printf("Valid configuration\n");
+    qs_config_free(&cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    const char *cmd = argc > 1 ? argv[1] : "help";
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-v")) {
+        printf("Quicksilver mercure %s (Mercure protocol: reference hub v0.24 compatible; "
+               "libuv %s, %s)\n",
+               QS_VERSION, uv_version_string(), OPENSSL_VERSION_TEXT);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    options o = {0};
+    if (!strcmp(cmd, "run") || !strcmp(cmd, "validate")) {
+        if (parse_options(argc, argv, &o) < 0)
+            return 2;
+        return !strcmp(cmd, "run") ? cmd_run(&o) : cmd_validate(&o);
+    }
+    fprintf(stderr, "mercure: unknown command \"%s\"\n\n%s", cmd, usage);
+    return 2;
 }

@@ -1,0 +1,171 @@
+/* SPDX-License-Identifier: MIT
+ * auth.c - token extraction, CSRF origin rule, publish/receive authorization.
+ */
+#include "auth.h"
+
+#include <stdlib.h>
+
+#define BEARER_PREFIX "Bearer "
+#define MIN_HEADER_LEN 48 /* "Bearer " + the shortest plausible JWT, as the reference */
+#define MIN_QUERY_LEN 41
+
+bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *a = allowed[i];
+        if (strcmp(a, "*") == 0)
+            return true;
+        size_t alen = strlen(a);
+        if (alen == len && memcmp(a, origin, len) == 0)
+            return true;
+        const char *star = strchr(a, '*');
+        if (!star)
+            continue;
+        size_t pre = (size_t)(star - a), suf = alen - pre - 1;
+        if (len >= pre + suf && memcmp(origin, a, pre) == 0 &&
+            memcmp(origin + len - suf, star + 1, suf) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The origin of a Referer, as Go's fmt.Sprintf("%s://%s", u.Scheme, u.Host) builds it. */
+static size_t referer_origin(const char *ref, size_t len, char *out, size_t cap)
+{
+    const char *sep = NULL;
+    for (size_t i = 0; i + 2 < len; i++) {
+        if (ref[i] == ':' && ref[i + 1] == '/' && ref[i + 2] == '/') {
+            sep = ref + i;
+            break;
+        }
+        if (ref[i] == '/' || ref[i] == '?' || ref[i] == '#')
+            break;
+    }
+    size_t n = 0;
+    if (!sep) {
+        if (cap > 3)
+            memcpy(out, "://", 3), n = 3;
+        return n;
+    }
+    const char *host = sep + 3, *end = ref + len, *p = host;
+    while (p < end && *p != '/' && *p != '?' && *p != '#')
+        p++;
+    /* Go drops userinfo from Host. */
+    const char *at = host;
+    for (const char *q = host; q < p; q++)
+        if (*q == '@')
+            at = q + 1;
+    size_t scheme_len = (size_t)(sep - ref), host_len = (size_t)(p - at);
+    if (scheme_len + 3 + host_len >= cap)
+        return 0;
+    for (size_t i = 0; i < scheme_len; i++) {
+        char c = ref[i];
+        out[n++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c); /* Go lower-cases the scheme */
+    }
+    memcpy(out + n, "://", 3);
+    n += 3;
+    memcpy(out + n, at, host_len);
+    return n + host_len;
+}
+
+enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request *req,
+                                 const qs_form *query, qs_jwt_claims *claims, const char **reason)
+{
+    memset(claims, 0, sizeof(*claims));
+    const char *token = NULL;
+    size_t token_len = 0;
+    bool from_cookie = false;
+
+    size_t n_auth = qs_http_count_headers(req, "Authorization");
+    if (n_auth) {
+        const qs_http_header *h = qs_http_find_header(req, "Authorization");
+        if (n_auth != 1 || h->value.n < MIN_HEADER_LEN ||
+            memcmp(h->value.p, BEARER_PREFIX, 7) != 0) {
+            *reason = "invalid \"Authorization\" HTTP header";
+            return QS_AUTH_INVALID;
+        }
+        token = h->value.p + 7;
+        token_len = h->value.n - 7;
+    } else if (query && qs_form_has(query, "authorization")) {
+        const qs_form_pair *q = qs_form_get(query, "authorization");
+        if (qs_form_count(query, "authorization") != 1 || q->value_len < MIN_QUERY_LEN) {
+            *reason = "invalid \"authorization\" query parameter";
+            return QS_AUTH_INVALID;
+        }
+        token = q->value;
+        token_len = q->value_len;
+    } else {
+        qs_slice value;
+        bool found = false;
+        for (size_t i = 0; i < req->n_headers && !found; i++)
+            if (qs_slice_ieq(req->headers[i].name, "Cookie"))
+                found = qs_cookie_find(req->headers[i].value.p, req->headers[i].value.n,
+                                       p->cookie_name, &value);
+        if (!found)
+            return QS_AUTH_ANONYMOUS;
+        token = value.p;
+        token_len = value.n;
+        from_cookie = true;
+    }
+
+    if (from_cookie && p->is_post) {
+        /* Cookies travel with cross-site requests: a cookie-authenticated publish must come
+         * from an allowed origin. */
+        char buf[512];
+        const char *origin;
+        size_t origin_len;
+        const qs_http_header *o = qs_http_find_header(req, "Origin");
+        if (o && o->value.n) {
+            origin = o->value.p;
+            origin_len = o->value.n;
+        } else {
+            const qs_http_header *r = qs_http_find_header(req, "Referer");
+            if (!r || !r->value.n) {
+                *reason = "an \"Origin\" or a \"Referer\" HTTP header must be present to use "
+                          "the cookie-based authorization mechanism";
+                return QS_AUTH_INVALID;
+            }
+            origin_len = referer_origin(r->value.p, r->value.n, buf, sizeof(buf));
+            origin = buf;
+        }
+        if (!qs_origin_allowed(origin, origin_len, p->publish_origins, p->n_publish_origins)) {
+            *reason = "origin not allowed to post updates";
+            return QS_AUTH_INVALID;
+        }
+    }
+
+    enum qs_jwt_status st = qs_jwt_verify(p->key, token, token_len, p->now, claims);
+    if (st != QS_JWT_OK) {
+        *reason = qs_jwt_status_str(st);
+        return QS_AUTH_INVALID;
+    }
+    return QS_AUTH_OK;
+}
+
+bool qs_can_publish(qs_selector_table *t, char *const *selectors, size_t n, const qs_update *u)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(selectors[i], "*") == 0)
+            return true;
+    for (size_t k = 0; k < u->n_topics; k++) {
+        bool matched = false;
+        for (size_t i = 0; i < n && !matched; i++) {
+            qs_selector *sel = qs_selector_table_acquire(t, selectors[i], strlen(selectors[i]));
+            matched = qs_selector_table_match(t, sel, u->topics[k], u->topic_lens[k]);
+            qs_selector_table_release(t, sel);
+        }
+        if (!matched)
+            return false;
+    }
+    return true;
+}
+
+bool qs_can_receive(qs_selector_table *t, qs_selector *const *selectors, size_t n,
+                    const qs_update *u)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < u->n_topics; k++)
+            if (qs_selector_table_match(t, selectors[i], u->topics[k], u->topic_lens[k]))
+                return true;
+    return false;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT
+ * auth.h - who may publish and subscribe (protocol 0.x, as the reference hub decides).
+ *
+ * Token sources, first present wins: the Authorization header (exactly one, "Bearer "
+ * prefix, at least 48 bytes), the `authorization` query parameter (exactly one, at least
+ * 41 bytes), the cookie named by `cookie_name`. A malformed header or parameter is an
+ * error, not "anonymous". A cookie used for a POST must come with an Origin (or Referer)
+ * listed in publish_origins, against CSRF.
+ *
+ * Pure: works on a parsed request; no I/O.
+ */
+#ifndef QS_AUTH_H
+#define QS_AUTH_H
+
+#include "form.h"
+#include "http1_parse.h"
+#include "jwt.h"
+#include "topic.h"
+#include "update.h"
+
+enum qs_auth_status {
+    QS_AUTH_ANONYMOUS = 0, /* no token presented */
+    QS_AUTH_OK,            /* a valid token; claims filled */
+    QS_AUTH_INVALID,       /* a token (or its transport) is invalid; reason set */
+};
+
+typedef struct qs_auth_params {
+    const qs_jwt_key *key;
+    const char *cookie_name;
+    bool is_post; /* the CSRF rule applies to cookie-authenticated POSTs */
+    char *const *publish_origins;
+    size_t n_publish_origins;
+    int64_t now;
+} qs_auth_params;
+
+/** Finds and verifies the request's token. query may be NULL (no query string). */
+enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request *req,
+                                 const qs_form *query, qs_jwt_claims *claims,
+                                 const char **reason);
+
+/** True when origin is allowed by the publish_origins list ("*", exact, one-"*" pattern). */
+bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, size_t n);
+
+/** Publish rule: every topic of u matches some selector of the claim ("*" short-circuits). */
+bool qs_can_publish(qs_selector_table *t, char *const *selectors, size_t n, const qs_update *u);
+
+/** Receive rule: some topic of u matches some selector. */
+bool qs_can_receive(qs_selector_table *t, qs_selector *const *selectors, size_t n,
+                    const qs_update *u);
+
+#endif

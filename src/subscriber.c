@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT
+ * subscriber.c - the per-worker subscriber index, fan-out, bounded queues and writes.
+ *
+ * Fan-out touches only subscribers an update can match: the group of each topic (a hash
+ * lookup: exact selectors, and any selector spelled like the topic), the "*" group, and
+ * the template groups whose selector matches (through the selector cache). Each matching
+ * subscriber gets a reference to the update's frame; frames queued for one subscriber
+ * leave in one writev, framed as one HTTP chunk.
+ */
+#include <stdlib.h>
+
+#include "auth.h"
+#include "log.h"
+#include "metrics.h"
+#include "server.h"
+#include "uuid.h"
+
+#define MAX_BATCH_FRAMES 64
+
+/* ----------------------------------------------------------------- index */
+
+void qs_worker_index_init(qs_worker *w)
+{
+    w->selectors = qs_selector_table_new((size_t)QS_MAX(w->hub->cfg->topic_selector_cache, 0));
+    qs_strmap_init(&w->groups);
+    qs_strmap_init(&w->claimsets);
+    qs_list_init(&w->heartbeat_list);
+    qs_list_init(&w->blocked_list);
+    qs_heap_init(&w->deadlines);
+}
+
+void qs_worker_index_free(qs_worker *w)
+{
+    /* Every subscriber was freed with its connection, so the maps are empty. */
+    qs_strmap_free(&w->groups);
+    qs_strmap_free(&w->claimsets);
+    free(w->template_groups);
+    qs_heap_free(&w->deadlines);
+    qs_selector_table_free(w->selectors);
+    free(w->doomed);
+}
+
+static void group_add(qs_worker *w, qs_subscriber *s, uint32_t entry, const char *sel, size_t len)
+{
+    void **slot = qs_strmap_upsert(&w->groups, sel, len);
+    qs_sub_group *g = *slot;
+    if (!g) {
+        g = qs_xcalloc(1, sizeof(*g));
+        g->sel = qs_selector_table_acquire(w->selectors, sel, len);
+        *slot = g;
+        if (g->sel->kind == QS_SEL_TEMPLATE) {
+            if (w->n_template_groups == w->cap_template_groups) {
+                w->cap_template_groups = w->cap_template_groups ? w->cap_template_groups * 2 : 8;
+                w->template_groups = qs_xrealloc(
+                    w->template_groups, w->cap_template_groups * sizeof(*w->template_groups));
+            }
+            g->template_idx = w->n_template_groups;
+            w->template_groups[w->n_template_groups++] = g;
+        }
+    }
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 4;
+        g->members = qs_xrealloc(g->members, g->cap * sizeof(*g->members));
+    }
+    g->members[g->n] = (qs_group_member){s, entry};
+    s->entries[entry] = (qs_sub_entry){g, g->n};
+    g->n++;
+}
+
+static void group_remove(qs_worker *w, qs_sub_entry *e)
+{
+    qs_sub_group *g = e->group;
+    uint32_t i = e->idx;
+    g->n--;
+    if (i != g->n) {
+        /* Move the last member into the hole and tell it where it now is. */
+        g->members[i] = g->members[g->n];
+        qs_group_member *moved = &g->members[i];
+        moved->sub->entries[moved->entry].idx = i;
+    }
+    if (g->n)
+        return;
+    qs_strmap_remove(&w->groups, g->sel->str, g->sel->len);
+    if (g->sel->kind == QS_SEL_TEMPLATE) {
+        uint32_t t = g->template_idx;
+        w->n_template_groups--;
+        if (t != w->n_template_groups) {
+            w->template_groups[t] = w->template_groups[w->n_template_groups];
+            w->template_groups[t]->template_idx = t;
+        }
+    }
+    qs_selector_table_release(w->selectors, g->sel);
+    free(g->members);
+    free(g);
+}
+
+/* Subscribers with the same subscribe claims share a claim set, so a private update is
+ * authorized once per distinct claim list rather than once per subscriber. */
+static qs_claimset *claimset_acquire(qs_worker *w, char *const *claims, size_t n)
+{
+    qs_buf key = QS_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(claims[i]);
+        qs_buf_append_u64(&key, len);
+        qs_buf_append_char(&key, ':');
+        qs_buf_append(&key, claims[i], len);
+    }
+    void **slot = qs_strmap_upsert(&w->claimsets, key.p ? key.p : "", key.len);
+    qs_claimset *cs = *slot;
+    if (!cs) {
+        cs = qs_xcalloc(1, sizeof(*cs));
+        cs->sels = qs_xcalloc(n, sizeof(*cs->sels));
+        cs->n = (uint32_t)n;
+        for (size_t i = 0; i < n; i++) {
+            cs->sels[i] = qs_selector_table_acquire(w->selectors, claims[i], strlen(claims[i]));
+            if (cs->sels[i]->kind == QS_SEL_ANY)
+                cs->all = true;
+        }
+        cs->key_len = key.len;
+        cs->key = qs_buf_steal(&key);
+        *slot = cs;
+    }
+    qs_buf_free(&key);
+    cs->refs++;
+    return cs;
+}
+
+static void claimset_release(qs_worker *w, qs_claimset *cs)
+{
+    if (--cs->refs)
+        return;
+    for (uint32_t i = 0; i < cs->n; i++)
+        qs_selector_table_release(w->selectors, cs->sels[i]);
+    qs_strmap_remove(&w->claimsets, cs->key, cs->key_len);
+    free(cs->sels);
+    free(cs->key);
+    free(cs);
+}
+
+static bool claimset_allows(qs_worker *w, qs_claimset *cs, const qs_update *u)
+{
+    if (cs->all)
+        return true;
+    if (cs->memo_seq != u->seq) {
+        cs->memo_seq = u->seq;
+        cs->memo = qs_can_receive(w->selectors, cs->sels, cs->n, u);
+    }
+    return cs->memo;
+}
+
+/* ------------------------------------------------------------- lifetime */
+
+qs_subscriber *qs_subscriber_new(qs_conn *conn, const qs_form *query,
+                                 const qs_jwt_claims *claims, uint64_t deadline_ms)
+{
+    qs_worker *w = conn->w;
+    qs_subscriber *s = qs_xcalloc(1, sizeof(*s));
+    s->conn = conn;
+    s->w = w;
+    s->chunked = conn->minor_version >= 1;
+    s->last_seq = w->bus_seq;
+    s->pending_idx = UINT32_MAX;
+    qs_uuid4_urn(s->id);
+    qs_list_init(&s->heartbeat_node);
+    qs_list_init(&s->blocked_node);
+
+    uint32_t n = (uint32_t)qs_form_count(query, "topic");
+    s->entries = qs_xcalloc(n, sizeof(*s->entries));
+    for (size_t i = 0; i < query->n; i++) {
+        const qs_form_pair *p = &query->pairs[i];
+        if (p->key_len == 5 && memcmp(p->key, "topic", 5) == 0)
+            group_add(w, s, s->n_entries++, p->value, p->value_len);
+    }
+    if (claims && claims->has_subscribe && claims->n_subscribe)
+        s->claims = claimset_acquire(w, claims->subscribe, claims->n_subscribe);
+    if (claims && claims->payload)
+        s->payload = json_incref(claims->payload);
+
+    s->last_write_ms = qs_now_ms();
+    qs_list_push_back(&w->heartbeat_list, &s->heartbeat_node);
+    if (deadline_ms)
+        qs_heap_push(&w->deadlines, &s->deadline, deadline_ms);
+    qs_metric_add(&qs_metrics_global.subscribers_connected, 1);
+    qs_metric_add(&qs_metrics_global.subscribers_total, 1);
+    return s;
+}
+
+static void on_subscriber_write(uv_write_t *req, int status);
+
+void qs_subscriber_free(qs_subscriber *s)
+{
+    qs_worker *w = s->w;
+    for (uint32_t i = 0; i < s->n_entries; i++)
+        group_remove(w, &s->entries[i]);
+    free(s->entries);
+    if (s->claims)
+        claimset_release(w, s->claims);
+    if (s->payload)
+        json_decref(s->payload);
+    for (uint32_t i = 0; i < s->q_len; i++)
+        qs_frame_unref(s->q[(s->q_head + i) % s->q_cap]);
+    free(s->q);
+    qs_list_unlink(&s->heartbeat_node);
+    qs_list_unlink(&s->blocked_node);
+    qs_heap_remove(&w->deadlines, &s->deadline);
+    if (s->pending_idx != UINT32_MAX)
+        w->pending[s->pending_idx] = NULL;
+    if (s->wreq)
+        s->wreq->data = NULL; /* the cancelled write's callback only frees the request */
+    qs_metric_sub(&qs_metrics_global.subscribers_connected, 1);
+    free(s);
+}
+
+/* ---------------------------------------------------------------- queue */
+
+static void mark_pending(qs_subscriber *s)
+{
+    qs_worker *w = s->w;
+    if (s->pending_idx != UINT32_MAX)
+        return;
+    if (w->n_pending == w->cap_pending) {
+        w->cap_pending = w->cap_pending ? w->cap_pending * 2 : 64;
+        w->pending = qs_xrealloc(w->pending, w->cap_pending * sizeof(*w->pending));
+    }
+    s->pending_idx = (uint32_t)w->n_pending;
+    w->pending[w->n_pending++] = s;
+}
+
+static void doom(qs_subscriber *s, enum qs_drop_reason reason)
+{
+    qs_worker *w = s->w;
+    if (s->doomed)
+        return;
+    s->doomed = true;
+    qs_metric_add(&qs_metrics_global.subscribers_dropped[reason], 1);
+    qs_info("subscriber %s dropped: %s", s->conn->remote,
+            reason == QS_DROP_QUEUE_FULL ? "unable to receive updates fast enough"
+                                         : "write did not complete within dispatch_timeout");
+    if (w->n_doomed == w->cap_doomed) {
+        w->cap_doomed = w->cap_doomed ? w->cap_doomed * 2 : 16;
+        w->doomed = qs_xrealloc(w->doomed, w->cap_doomed * sizeof(*w->doomed));
+    }
+    w->doomed[w->n_doomed++] = s->conn;
+}
+
+/* Closes the connections of subscribers dropped during a fan-out, after it. */
+static void close_doomed(qs_worker *w)
+{
+    for (size_t i = 0; i < w->n_doomed; i++)
+        qs_conn_close(w->doomed[i]);
+    w->n_doomed = 0;
+}
+
+/* Appends a frame to the queue; false when a bound would be exceeded. */
+static bool enqueue(qs_subscriber *s, qs_frame *f)
+{
+    const qs_config *cfg = s->w->hub->cfg;
+    if (s->ending)
+        return true; /* nothing goes after the end of the stream */
+    bool control = f->flags & (QS_FRAME_RAW | QS_FRAME_FINAL);
+    if (!control && ((long)s->q_len >= cfg->subscriber_queue_size ||
+                     s->q_bytes + f->len > cfg->subscriber_queue_bytes))
+        return false;
+    if (s->q_len == s->q_cap) {
+        uint32_t cap = s->q_cap ? s->q_cap * 2 : 4;
+        qs_frame **q = qs_xmalloc(cap * sizeof(*q));
+        for (uint32_t i = 0; i < s->q_len; i++)
+            q[i] = s->q[(s->q_head + i) % s->q_cap];
+        free(s->q);
+        s->q = q;
+        s->q_head = 0;
+        s->q_cap = cap;
+    }
+    s->q[(s->q_head + s->q_len) % s->q_cap] = qs_frame_ref(f);
+    s->q_len++;
+    s->q_bytes += f->len;
+    if (f->flags & QS_FRAME_FINAL)
+        s->ending = true;
+    mark_pending(s);
+    return true;
+}
+
+static inline qs_frame *queue_at(const qs_subscriber *s, uint32_t i)
+{
+    return s->q[(s->q_head + i) % s->q_cap];
+}
+
+static void queue_pop(qs_subscriber *s, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        qs_frame *f = queue_at(s, i);
+        s->q_bytes -= f->len;
+        qs_frame_unref(f);
+    }
+    s->q_head = (s->q_head + n) % s->q_cap;
+    s->q_len -= n;
+    if (!s->q_len && s->q_cap > 16) {
+        /* A burst grew the ring; give the memory back once it drained. */
+        free(s->q);
+        s->q = NULL;
+        s->q_cap = 0;
+        s->q_head = 0;
+    }
+}
+
+void qs_subscriber_start(qs_subscriber *s, const char *head, size_t head_len)
+{
+    qs_frame *f = qs_frame_new(head, head_len);
+    f->flags |= QS_FRAME_RAW;
+    enqueue(s, f);
+    qs_frame_unref(f);
+}
+
+void qs_subscriber_end(qs_subscriber *s)
+{
+    if (s->ending)
+        return;
+    enqueue(s, s->chunked ? qs_frame_last_chunk() : qs_frame_end());
+}
+
+/* --------------------------------------------------------------- writes */
+
+/* Chooses the frames of the next batch and its chunk framing. */
+static void batch_begin(qs_subscriber *s)
+{
+    qs_frame *first = queue_at(s, 0);
+    s->batch_written = 0;
+    if (first->flags & QS_FRAME_RAW) {
+        s->batch_n = 1;
+        s->chunk_head_len = 0;
+        s->batch_len = first->len;
+        return;
+    }
+    uint32_t n = 0;
+    size_t payload = 0;
+    while (n < s->q_len && n < MAX_BATCH_FRAMES) {
+        qs_frame *f = queue_at(s, n);
+        if (f->flags & QS_FRAME_RAW)
+            break;
+        payload += f->len;
+        n++;
+    }
+    s->batch_n = n;
+    s->batch_len = payload;
+    s->chunk_head_len = 0;
+    if (s->chunked) {
+        int len = snprintf(s->chunk_head, sizeof(s->chunk_head), "%zx\r\n", payload);
+        s->chunk_head_len = (uint8_t)len;
+        s->batch_len += (size_t)len + 2;
+    }
+}
+
+/* Fills iov with the unwritten part of the batch; returns the count. */
+static unsigned batch_iov(qs_subscriber *s, uv_buf_t *iov)
+{
+    unsigned n = 0;
+    size_t skip = s->batch_written;
+    bool framed = s->chunk_head_len != 0;
+#define ADD(ptr, len)                                                                              \
+    do {                                                                                           \
+        size_t l_ = (len);                                                                         \
+        if (skip >= l_) {                                                                          \
+            skip -= l_;                                                                            \
+        } else {                                                                                   \
+            iov[n++] = uv_buf_init((char *)(ptr) + skip, (unsigned)(l_ - skip));                   \
+            skip = 0;                                                                              \
+        }                                                                                          \
+    } while (0)
+    if (framed)
+        ADD(s->chunk_head, s->chunk_head_len);
+    for (uint32_t i = 0; i < s->batch_n; i++) {
+        qs_frame *f = queue_at(s, i);
+        ADD(f->data, f->len);
+    }
+    if (framed)
+        ADD("\r\n", 2);
+#undef ADD
+    return n;
+}
+
+/* The batch is fully written: drop its frames; true when the stream must end now. */
+static bool batch_done(qs_subscriber *s)
+{
+    bool final = queue_at(s, s->batch_n - 1)->flags & QS_FRAME_FINAL;
+    qs_metric_add(&qs_metrics_global.bytes_sent_total, s->batch_len);
+    queue_pop(s, s->batch_n);
+    s->batch_n = 0;
+    s->last_write_ms = qs_now_ms();
+    qs_list_move_back(&s->w->heartbeat_list, &s->heartbeat_node);
+    return final;
+}
+
+void qs_subscriber_flush(qs_subscriber *s)
+{
+    qs_conn *c = s->conn;
+    uv_buf_t iov[MAX_BATCH_FRAMES + 2];
+    while (!s->write_pending && s->q_len && !c->closing) {
+        if (!s->batch_n)
+            batch_begin(s);
+        unsigned n = batch_iov(s, iov);
+        int written = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
+        if (written < 0 && written != UV_EAGAIN) {
+            qs_conn_close(c);
+            return;
+        }
+        if (written > 0)
+            s->batch_written += (size_t)written;
+        if (s->batch_written == s->batch_len) {
+            if (batch_done(s)) {
+                qs_conn_close(c);
+                return;
+            }
+            continue;
+        }
+        /* The socket is full: let libuv finish the batch when it becomes writable. */
+        n = batch_iov(s, iov);
+        if (!s->wreq)
+            s->wreq = qs_xmalloc(sizeof(*s->wreq));
+        s->wreq->data = s;
+        if (uv_write(s->wreq, (uv_stream_t *)&c->tcp, iov, n, on_subscriber_write) < 0) {
+            qs_conn_close(c);
+            return;
+        }
+        s->write_pending = true;
+        s->blocked_since_ms = qs_now_ms();
+        qs_list_push_back(&s->w->blocked_list, &s->blocked_node);
+    }
+}
+
+static void on_subscriber_write(uv_write_t *req, int status)
+{
+    qs_subscriber *s = req->data;
+    if (!s) {
+        free(req); /* the subscriber went away while this write was in flight */
+        return;
+    }
+    s->write_pending = false;
+    qs_list_unlink(&s->blocked_node);
+    if (status < 0) {
+        qs_conn_close(s->conn);
+        return;
+    }
+    s->batch_written = s->batch_len;
+    if (batch_done(s)) {
+        qs_conn_close(s->conn);
+        return;
+    }
+    qs_subscriber_flush(s);
+}
+
+void qs_worker_flush_pending(qs_worker *w)
+{
+    /* Flushing can close connections, which clears their slots; the array itself is only
+     * appended to by enqueue(), which does not run during this loop. */
+    for (size_t i = 0; i < w->n_pending; i++) {
+        qs_subscriber *s = w->pending[i];
+        if (!s)
+            continue;
+        s->pending_idx = UINT32_MAX;
+        w->pending[i] = NULL;
+        qs_subscriber_flush(s);
+    }
+    w->n_pending = 0;
+}
+
+/* -------------------------------------------------------------- fan-out */
+
+static void deliver_group(qs_worker *w, qs_sub_group *g, qs_update *u)
+{
+    for (uint32_t i = 0; i < g->n; i++) {
+        qs_subscriber *s = g->members[i].sub;
+        if (s->last_seq >= u->seq)
+            continue; /* already queued through another selector, or subscribed later */
+        s->last_seq = u->seq;
+        if (s->doomed)
+            continue;
+        if (u->is_private && (!s->claims || !claimset_allows(w, s->claims, u)))
+            continue;
+        if (!enqueue(s, u->frame)) {
+            doom(s, QS_DROP_QUEUE_FULL);
+            continue;
+        }
+        qs_metric_add(&qs_metrics_global.deliveries_total, 1);
+    }
+}
+
+void qs_worker_fanout(qs_worker *w, qs_update *u)
+{
+    w->bus_seq = u->seq;
+    for (size_t i = 0; i < u->n_topics; i++) {
+        qs_sub_group *g = qs_strmap_get(&w->groups, u->topics[i], u->topic_lens[i]);
+        if (g)
+            deliver_group(w, g, u);
+    }
+    qs_sub_group *any = qs_strmap_get(&w->groups, "*", 1);
+    if (any)
+        deliver_group(w, any, u);
+    for (uint32_t t = 0; t < w->n_template_groups; t++) {
+        qs_sub_group *g = w->template_groups[t];
+        for (size_t i = 0; i < u->n_topics; i++) {
+            if (qs_selector_table_match(w->selectors, g->sel, u->topics[i], u->topic_lens[i])) {
+                deliver_group(w, g, u);
+                break;
+            }
+        }
+    }
+    close_doomed(w);
+}
+
+/* --------------------------------------------------------------- timers */
+
+void qs_subscribers_check_timers(qs_worker *w, uint64_t now)
+{
+    const qs_config *cfg = w->hub->cfg;
+    qs_list *n;
+    if (cfg->dispatch_timeout_ms) {
+        while ((n = qs_list_front(&w->blocked_list))) {
+            qs_subscriber *s = qs_list_entry(n, qs_subscriber, blocked_node);
+            if (now - s->blocked_since_ms < cfg->dispatch_timeout_ms)
+                break;
+            qs_list_unlink(n);
+            doom(s, QS_DROP_DISPATCH_TIMEOUT);
+        }
+        close_doomed(w);
+    }
+    qs_heap_node *top;
+    while ((top = qs_heap_top(&w->deadlines)) && top->key <= now) {
+        qs_subscriber *s = qs_container_of(top, qs_subscriber, deadline);
+        qs_heap_remove(&w->deadlines, top);
+        qs_subscriber_end(s); /* write_timeout or token expiry: end the stream cleanly */
+    }
+    if (cfg->heartbeat_ms) {
+        while ((n = qs_list_front(&w->heartbeat_list))) {
+            qs_subscriber *s = qs_list_entry(n, qs_subscriber, heartbeat_node);
+            if (now - s->last_write_ms < cfg->heartbeat_ms)
+                break;
+            /* Requeue at the back; a write in progress counts as activity. */
+            s->last_write_ms = now;
+            qs_list_move_back(&w->heartbeat_list, n);
+            if (!s->write_pending && !s->q_len)
+                enqueue(s, qs_frame_comment());
+        }
+    }
+}
+
+void qs_subscribers_end_all(qs_worker *w)
+{
+    for (qs_list *n = w->conns.next; n != &w->conns; n = n->next) {
+        qs_conn *c = qs_list_entry(n, qs_conn, node);
+        if (c->sub)
+            qs_subscriber_end(c->sub);
+    }
+    qs_worker_flush_pending(w);
+}

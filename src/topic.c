@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: MIT
+ * topic.c - topic selectors, their per-thread interning table and match cache (see topic.h).
+ *
+ * The match cache maps (selector id, topic) to the answer. It stores no topic bytes: an
+ * entry is a 128-bit fingerprint computed with two SipHash-1-3 runs under two independent
+ * random keys, 125 bits of which are compared (3 bits carry the answer, a reference bit and
+ * an occupied bit). A false hit needs two different topics whose fingerprints agree on all
+ * 125 bits; with secret keys that is about entries * 2^-125 per lookup, far below the
+ * hardware error rate, and a peer cannot aim for it without breaking SipHash. In exchange
+ * an entry costs 16 bytes whatever the topic length (storing topics would cost the topic
+ * plus about 40 bytes of bookkeeping, i.e. several MB more per worker at the default 100000
+ * entries).
+ *
+ * A bijective mix of the selector id is XORed into the first half of the fingerprint, so the
+ * same topic under two different ids never collides. Ids come from one process-wide counter: never
+ * reused, so entries left behind by a released selector can never answer for a later selector, even
+ * one allocated at the same address; such stale entries are never referenced again and are the
+ * first to go when their bucket needs room. A global counter also keeps ids unique across tables,
+ * so a selector from another table cannot be confused with one of ours.
+ *
+ * Layout: 4-way set-associative buckets of 64 bytes (one cache line), bucket chosen from the
+ * fingerprint. Lookup and insertion touch one bucket: O(1). Eviction is second chance
+ * (CLOCK) within the bucket: hits set the reference bit, the victim is the first way without
+ * it, clearing bits on the way.
+ */
+#include "topic.h"
+#include "strmap.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+/* ---- selectors ---- */
+
+static _Atomic uint64_t selector_ids = 1;
+
+static qs_selector *selector_new(const char *s, size_t len)
+{
+    qs_selector *sel = qs_xmalloc(sizeof(*sel) + len + 1);
+    sel->refs = 1;
+    sel->id = 0;
+    sel->tpl = NULL;
+    sel->len = len;
+    if (len)
+        memcpy(sel->str, s, len);
+    sel->str[len] = '\0';
+    if (len == 1 && s[0] == '*') {
+        sel->kind = QS_SEL_ANY;
+    } else if (len && memchr(s, '{', len) && (sel->tpl = qs_uritemplate_compile(s, len, NULL))) {
+        sel->kind = QS_SEL_TEMPLATE;
+    } else {
+        /* Without "{" the reference does not even try; with one that does not parse, the
+         * selector is a plain string. */
+        sel->kind = QS_SEL_EXACT;
+    }
+    return sel;
+}
+
+static void selector_free(qs_selector *sel)
+{
+    qs_uritemplate_free(sel->tpl);
+    free(sel);
+}
+
+qs_selector *qs_selector_compile(const char *s, size_t len)
+{
+    return selector_new(s, len);
+}
+
+void qs_selector_release(qs_selector *sel)
+{
+    if (sel && --sel->refs == 0)
+        selector_free(sel);
+}
+
+bool qs_selector_match(const qs_selector *sel, const char *topic, size_t len)
+{
+    if (sel->kind == QS_SEL_ANY)
+        return true;
+    if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
+        return true;
+    return sel->kind == QS_SEL_TEMPLATE && qs_uritemplate_match(sel->tpl, topic, len);
+}
+
+/* ---- table and cache ---- */
+
+#define CACHE_WAYS 4
+#define FP_RESULT ((uint64_t)1) /* the cached answer */
+#define FP_REF ((uint64_t)2)    /* hit since the last eviction scan of its bucket */
+#define FP_USED ((uint64_t)4)   /* set in every occupied way: an all-zero way is empty */
+#define FP_FLAGS (FP_RESULT | FP_REF)
+
+typedef struct cache_entry {
+    uint64_t lo; /* SipHash(key1, topic) ^ mix_id(selector id) */
+    uint64_t hi; /* SipHash(key2, topic) with the three low bits replaced by FP_* */
+} cache_entry;
+
+typedef struct cache_bucket {
+    cache_entry way[CACHE_WAYS];
+} cache_bucket;
+
+struct qs_selector_table {
+    qs_strmap selectors; /* selector string -> qs_selector */
+    cache_bucket *buckets;
+    void *buckets_mem; /* what calloc returned; buckets is aligned to 64 bytes within it */
+    size_t nbuckets;
+    unsigned ways; /* CACHE_WAYS, fewer only when fewer entries were asked for */
+    size_t capacity;
+    size_t entries;
+    uint64_t hits, misses;
+    uint64_t key1[2], key2[2];
+};
+
+qs_selector_table *qs_selector_table_new(size_t cache_entries)
+{
+    qs_selector_table *t = qs_xcalloc(1, sizeof(*t));
+    qs_strmap_init(&t->selectors);
+    if (cache_entries > 0) {
+        t->ways = cache_entries < CACHE_WAYS ? (unsigned)cache_entries : CACHE_WAYS;
+        t->nbuckets = cache_entries / t->ways;
+        if (t->nbuckets > UINT32_MAX) /* the bucket index is computed in 32 bits */
+            t->nbuckets = UINT32_MAX;
+        t->capacity = t->nbuckets * t->ways;
+        qs_random_bytes(t->key1, sizeof(t->key1));
+        qs_random_bytes(t->key2, sizeof(t->key2));
+    }
+    return t;
+}
+
+void qs_selector_table_free(qs_selector_table *t)
+{
+    if (!t)
+        return;
+    /* Every selector should have been released; free stragglers rather than leak them. */
+    const qs_strmap_entry *e;
+    for (size_t i = 0; qs_strmap_next(&t->selectors, &i, &e);)
+        selector_free(e->value);
+    qs_strmap_free(&t->selectors);
+    free(t->buckets_mem);
+    free(t);
+}
+
+qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size_t len)
+{
+    void **slot = qs_strmap_upsert(&t->selectors, s, len);
+    qs_selector *sel = *slot;
+    if (sel) {
+        if (sel->refs == UINT32_MAX)
+            qs_panic("selector reference count overflow");
+        sel->refs++;
+        return sel;
+    }
+    sel = selector_new(s, len);
+    sel->id = atomic_fetch_add_explicit(&selector_ids, 1, memory_order_relaxed);
+    *slot = sel;
+    return sel;
+}
+
+void qs_selector_table_release(qs_selector_table *t, qs_selector *sel)
+{
+    if (!sel || --sel->refs > 0)
+        return;
+    void *v = qs_strmap_remove(&t->selectors, sel->str, sel->len);
+    if (v != sel)
+        qs_panic("selector released to a table that does not hold it");
+    selector_free(sel);
+}
+
+/* A bijection (the splitmix64 finalizer) that spreads an id over all 64 bits: different ids
+ * still give different values, and the same topic under different selectors lands in
+ * different buckets instead of crowding one. */
+static uint64_t mix_id(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void cache_alloc(qs_selector_table *t)
+{
+    /* calloc'd memory of this size comes from fresh zero pages: untouched buckets cost
+     * nothing until used. */
+    size_t size = t->nbuckets * sizeof(cache_bucket) + 63;
+    t->buckets_mem = qs_xcalloc(1, size);
+    uintptr_t p = ((uintptr_t)t->buckets_mem + 63) & ~(uintptr_t)63;
+    t->buckets = (cache_bucket *)p;
+}
+
+bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,
+                             size_t len)
+{
+    if (sel->kind != QS_SEL_TEMPLATE || t->capacity == 0 || sel->id == 0)
+        return qs_selector_match(sel, topic, len);
+    if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
+        return true;
+    if (!t->buckets)
+        cache_alloc(t);
+
+    uint64_t lo = qs_siphash13(t->key1, topic, len) ^ mix_id(sel->id);
+    uint64_t hi = (qs_siphash13(t->key2, topic, len) & ~(FP_FLAGS | FP_USED)) | FP_USED;
+    /* Lemire's multiply-shift maps the top 32 bits onto [0, nbuckets) without a division. */
+    cache_bucket *b = &t->buckets[((lo >> 32) * (uint64_t)t->nbuckets) >> 32];
+    for (unsigned w = 0; w < t->ways; w++) {
+        cache_entry *e = &b->way[w];
+        if (e->lo == lo && (e->hi & ~FP_FLAGS) == hi) {
+            e->hi |= FP_REF;
+            t->hits++;
+            return e->hi & FP_RESULT;
+        }
+    }
+    t->misses++;
+    bool result = qs_uritemplate_match(sel->tpl, topic, len);
+
+    unsigned victim = t->ways;
+    for (unsigned w = 0; w < t->ways && victim == t->ways; w++)
+        if (!(b->way[w].hi & FP_USED))
+            victim = w;
+    if (victim == t->ways) {
+        /* Second chance, starting from a fingerprint-derived way so that no way is
+         * systematically preferred. */
+        unsigned start = (unsigned)(hi >> 40) % t->ways;
+        for (unsigned k = 0; k < t->ways && victim == t->ways; k++) {
+            cache_entry *e = &b->way[(start + k) % t->ways];
+            if (e->hi & FP_REF)
+                e->hi &= ~FP_REF;
+            else
+                victim = (start + k) % t->ways;
+        }
+        if (victim == t->ways)
+            victim = start;
+    } else {
+        t->entries++;
+    }
+    /* New entries start unreferenced: a topic seen once is the first to be replaced. */
+    b->way[victim].lo = lo;
+    b->way[victim].hi = hi | (result ? FP_RESULT : 0);
+    return result;
+}
+
+void qs_selector_table_stats(const qs_selector_table *t, uint64_t *hits, uint64_t *misses,
+                             size_t *entries)
+{
+    if (hits)
+        *hits = t->hits;
+    if (misses)
+        *misses = t->misses;
+    if (entries)
+        *entries = t->entries;
+}

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT
+ * transport.h - the contract between the hub and its transports (local, LMDB, Redis, …).
+ *
+ * A transport never sees HTTP. It offers:
+ *  - publish: make an update durable (commit, XADD, INSERT, Kafka ack…) and only then
+ *    report success; the hub answers 200 after that.
+ *  - the bus: every committed update — the node's own and other nodes' — is handed to
+ *    host->deliver() in one order, with strictly increasing `seq`, from one thread at a
+ *    time. Ids and order are therefore the same on every node.
+ *  - replay: the stored updates after an id (or "earliest"), in bus order, in batches the
+ *    hub pulls, so a long history streams at the subscriber's pace.
+ *  - the last event id, and a health check.
+ *
+ * Threading: callbacks (publish completion, replay completion, deliver) may run on any
+ * thread, possibly before the call that started them returns; they must be quick and
+ * thread-safe. If a call returns an error, its callback is never invoked.
+ */
+#ifndef QS_TRANSPORT_H
+#define QS_TRANSPORT_H
+
+#include "config.h"
+#include "update.h"
+
+typedef struct qs_transport qs_transport;
+
+/** What the hub gives a transport. */
+typedef struct qs_transport_host {
+    /** Receives a committed update (finalized, seq set). The callee takes its own refs. */
+    void (*deliver)(void *ctx, qs_update *u);
+    void *ctx;
+} qs_transport_host;
+
+/** Publish completion: status 0 = durable; otherwise reason is a static one-line string. */
+typedef void (*qs_publish_cb)(void *arg, int status, const char *reason);
+
+/** A pull of stored history. Filled by the hub, completed by the transport. */
+typedef struct qs_replay {
+    /* in */
+    const char *after_id;  /* first pull: the requested Last-Event-ID ("earliest" = all) */
+    bool continuation;     /* later pulls: resume after after_seq */
+    uint64_t after_seq;
+    uint64_t until_seq;    /* inclusive upper bound: the subscriber's bus position */
+    size_t max_events;
+    size_t max_bytes;
+    void (*done)(struct qs_replay *r); /* any thread */
+    void *arg;
+    /* out */
+    int status;             /* 0, or -1 with reason */
+    const char *reason;
+    bool id_found;          /* first pull: after_id is known (always true for "earliest") */
+    qs_update **updates;    /* references owned by this struct until taken */
+    size_t n_updates;
+    uint64_t next_seq;      /* resume cursor */
+    bool finished;          /* nothing left up to until_seq */
+} qs_replay;
+
+/** Frees the updates still held by a replay result. */
+void qs_replay_clear(qs_replay *r);
+
+typedef struct qs_transport_ops {
+    const char *name;
+    /** True when the transport stores history (replay is available). */
+    bool has_history;
+    /** Creates the transport; reports option errors naming the directive and line. */
+    int (*create)(const qs_config_transport *cfg, const qs_transport_host *host,
+                  qs_transport **out, char **err);
+    /** Starts delivering (threads, connections). */
+    int (*start)(qs_transport *t, char **err);
+    /** Takes a reference to u (finalized, id set) and makes it durable. */
+    void (*publish)(qs_transport *t, qs_update *u, qs_publish_cb cb, void *arg);
+    /** Starts a history pull; completes through r->done. NULL when !has_history. */
+    void (*replay)(qs_transport *t, qs_replay *r);
+    /** The id of the last committed update, or "earliest"; malloc'd. */
+    char *(*last_event_id)(qs_transport *t);
+    /** The bus position of the last delivered update (0 = none). */
+    uint64_t (*last_seq)(qs_transport *t);
+    /** False with a reason when the backend cannot take publishes. */
+    bool (*healthy)(qs_transport *t, const char **reason);
+    /** Stops delivering; in-flight publishes complete (callbacks run) before it returns. */
+    void (*stop)(qs_transport *t);
+    void (*destroy)(qs_transport *t);
+} qs_transport_ops;
+
+struct qs_transport {
+    const qs_transport_ops *ops;
+};
+
+/**
+ * Creates the transport the configuration names (`transport NAME`, `transport_url`,
+ * MERCURE_TRANSPORT_URL), or the default one. Returns 0, or -1 with a malloc'd message.
+ */
+int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *host,
+                      qs_transport **out, char **err);
+
+/** Scheme of a transport URL ("local" for "local://x"), malloc'd; NULL when malformed. */
+char *qs_transport_url_scheme(const char *url);
+
+extern const qs_transport_ops qs_transport_local_ops;
+
+#endif

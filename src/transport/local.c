@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: MIT
+ * local.c - the in-memory transport: no history, one node.
+ *
+ * Publishing commits nothing to storage; it only orders the update on the bus. The mutex
+ * makes "assign seq, deliver" atomic, so every worker sees updates in one order even when
+ * several workers publish at once.
+ */
+#include <stdlib.h>
+#include <uv.h>
+
+#include "transport.h"
+
+typedef struct local_transport {
+    qs_transport base;
+    qs_transport_host host;
+    uv_mutex_t mu;
+    uint64_t seq;
+    char *last_id;
+    bool stopped;
+} local_transport;
+
+static int local_create(const qs_config_transport *cfg, const qs_transport_host *host,
+                        qs_transport **out, char **err)
+{
+    if (cfg->n_options) {
+        const qs_config_option *o = &cfg->options[0];
+        *err = qs_xasprintf("%s:%d: transport local: unknown option \"%s\"",
+                            o->source ? o->source : "config", o->line, o->key);
+        return -1;
+    }
+    local_transport *t = qs_xcalloc(1, sizeof(*t));
+    t->base.ops = &qs_transport_local_ops;
+    t->host = *host;
+    uv_mutex_init(&t->mu);
+    *out = &t->base;
+    return 0;
+}
+
+static int local_start(qs_transport *base, char **err)
+{
+    QS_UNUSED(base);
+    QS_UNUSED(err);
+    return 0;
+}
+
+static void local_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
+{
+    local_transport *t = (local_transport *)base;
+    uv_mutex_lock(&t->mu);
+    if (t->stopped) {
+        uv_mutex_unlock(&t->mu);
+        cb(arg, -1, "the hub is shutting down");
+        return;
+    }
+    u->seq = ++t->seq;
+    free(t->last_id);
+    t->last_id = qs_xstrdup(u->id);
+    t->host.deliver(t->host.ctx, u);
+    uv_mutex_unlock(&t->mu);
+    cb(arg, 0, NULL);
+}
+
+static char *local_last_event_id(qs_transport *base)
+{
+    local_transport *t = (local_transport *)base;
+    uv_mutex_lock(&t->mu);
+    char *id = qs_xstrdup(t->last_id ? t->last_id : "earliest");
+    uv_mutex_unlock(&t->mu);
+    return id;
+}
+
+static uint64_t local_last_seq(qs_transport *base)
+{
+    local_transport *t = (local_transport *)base;
+    uv_mutex_lock(&t->mu);
+    uint64_t seq = t->seq;
+    uv_mutex_unlock(&t->mu);
+    return seq;
+}
+
+static bool local_healthy(qs_transport *base, const char **reason)
+{
+    QS_UNUSED(base);
+    QS_UNUSED(reason);
+    return true;
+}
+
+static void local_stop(qs_transport *base)
+{
+    local_transport *t = (local_transport *)base;
+    uv_mutex_lock(&t->mu);
+    t->stopped = true;
+    uv_mutex_unlock(&t->mu);
+}
+
+static void local_destroy(qs_transport *base)
+{
+    local_transport *t = (local_transport *)base;
+    uv_mutex_destroy(&t->mu);
+    free(t->last_id);
+    free(t);
+}
+
+const qs_transport_ops qs_transport_local_ops = {
+    .name = "local",
+    .has_history = false,
+    .create = local_create,
+    .start = local_start,
+    .publish = local_publish,
+    .replay = NULL,
+    .last_event_id = local_last_event_id,
+    .last_seq = local_last_seq,
+    .healthy = local_healthy,
+    .stop = local_stop,
+    .destroy = local_destroy,
+};

@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT
+ * test_topic.c - selector kinds and matching, the interning table and its match cache.
+ */
+#include "harness.h"
+#include "topic.h"
+
+#include <stdio.h>
+
+#define S(lit) lit, sizeof(lit) - 1
+
+TEST(selector_kinds)
+{
+    static const struct {
+        const char *s;
+        enum qs_selector_kind kind;
+    } cases[] = {
+        {"*", QS_SEL_ANY},
+        {"**", QS_SEL_EXACT},
+        {"", QS_SEL_EXACT},
+        {"https://example.com/books/1", QS_SEL_EXACT},
+        {"https://example.com/books/{id}", QS_SEL_TEMPLATE},
+        {"https://example.com/books/{id", QS_SEL_EXACT}, /* "{" but no valid template */
+        {"{}", QS_SEL_EXACT},
+        {"{*}", QS_SEL_EXACT},
+        {"a}b", QS_SEL_EXACT},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        qs_selector *sel = qs_selector_compile(cases[i].s, strlen(cases[i].s));
+        ASSERT_EQ_INT(cases[i].kind, sel->kind);
+        ASSERT_EQ_STR(cases[i].s, sel->str);
+        ASSERT_EQ_INT(strlen(cases[i].s), sel->len);
+        ASSERT_EQ_INT(1, sel->refs);
+        ASSERT_EQ_INT(0, sel->id);
+        ASSERT((sel->tpl != NULL) == (cases[i].kind == QS_SEL_TEMPLATE));
+        qs_selector_release(sel);
+    }
+}
+
+TEST(selector_matching_rules)
+{
+    qs_selector *any = qs_selector_compile(S("*"));
+    ASSERT(qs_selector_match(any, S("")));
+    ASSERT(qs_selector_match(any, S("https://example.com/anything")));
+    qs_selector_release(any);
+
+    qs_selector *exact = qs_selector_compile(S("https://example.com/books/1"));
+    ASSERT(qs_selector_match(exact, S("https://example.com/books/1")));
+    ASSERT(!qs_selector_match(exact, S("https://example.com/books/10")));
+    ASSERT(!qs_selector_match(exact, S("https://example.com/books/")));
+    qs_selector_release(exact);
+
+    qs_selector *tpl = qs_selector_compile(S("https://example.com/books/{id}"));
+    ASSERT(qs_selector_match(tpl, S("https://example.com/books/1")));
+    ASSERT(!qs_selector_match(tpl, S("https://example.com/books/1/2")));
+    /* Equality wins even where the template itself would not match ("{" is no class). */
+    ASSERT(qs_selector_match(tpl, S("https://example.com/books/{id}")));
+    qs_selector_release(tpl);
+
+    qs_selector *broken = qs_selector_compile(S("https://example.com/{id"));
+    ASSERT(qs_selector_match(broken, S("https://example.com/{id")));
+    ASSERT(!qs_selector_match(broken, S("https://example.com/1")));
+    qs_selector_release(broken);
+
+    /* Selectors and topics are byte strings: NUL is an ordinary byte. */
+    qs_selector *nul = qs_selector_compile(S("a\0b"));
+    ASSERT(nul->kind == QS_SEL_EXACT);
+    ASSERT(qs_selector_match(nul, S("a\0b")));
+    ASSERT(!qs_selector_match(nul, S("a")));
+    qs_selector_release(nul);
+}
+
+TEST(standalone_refcount)
+{
+    qs_selector *sel = qs_selector_compile(S("x/{a}"));
+    sel->refs++;
+    qs_selector_release(sel);
+    ASSERT_EQ_INT(1, sel->refs);
+    ASSERT(qs_selector_match(sel, S("x/1")));
+    qs_selector_release(sel);
+    qs_selector_release(NULL);
+}
+
+TEST(table_interns_selectors)
+{
+    qs_selector_table *t = qs_selector_table_new(100);
+    qs_selector *a = qs_selector_table_acquire(t, S("https://example.com/{id}"));
+    qs_selector *b = qs_selector_table_acquire(t, S("https://example.com/{id}"));
+    qs_selector *c = qs_selector_table_acquire(t, S("https://example.com/1"));
+    qs_selector *d = qs_selector_table_acquire(t, S("*"));
+    ASSERT(a == b);
+    ASSERT(a != c);
+    ASSERT_EQ_INT(2, a->refs);
+    ASSERT_EQ_INT(1, c->refs);
+    ASSERT(a->id != 0 && c->id != 0 && d->id != 0);
+    ASSERT(a->id != c->id && a->id != d->id && c->id != d->id);
+    ASSERT_EQ_INT(QS_SEL_TEMPLATE, a->kind);
+    ASSERT_EQ_INT(QS_SEL_EXACT, c->kind);
+    ASSERT_EQ_INT(QS_SEL_ANY, d->kind);
+
+    qs_selector_table_release(t, b);
+    ASSERT_EQ_INT(1, a->refs);
+    qs_selector *a2 = qs_selector_table_acquire(t, S("https://example.com/{id}"));
+    ASSERT(a2 == a);
+    ASSERT_EQ_INT(2, a->refs);
+    qs_selector_table_release(t, a2);
+    uint64_t old_id = a->id;
+    qs_selector_table_release(t, a);
+
+    /* Released to zero: a new acquisition is a new selector with a new id. */
+    qs_selector *a3 = qs_selector_table_acquire(t, S("https://example.com/{id}"));
+    ASSERT_EQ_INT(1, a3->refs);
+    ASSERT(a3->id != old_id);
+    qs_selector_table_release(t, a3);
+    qs_selector_table_release(t, c);
+    qs_selector_table_release(t, d);
+    qs_selector_table_free(t);
+}
+
+TEST(table_ids_are_unique_across_churn)
+{
+    qs_selector_table *t = qs_selector_table_new(0);
+    enum { N = 200 };
+    qs_selector *live[N] = {0};
+    uint64_t seen_max = 0;
+    char s[32];
+    unsigned seed = 7;
+    for (int step = 0; step < 5000; step++) {
+        seed = seed * 1103515245u + 12345u;
+        int k = (int)((seed >> 8) % N);
+        if (live[k]) {
+            qs_selector_table_release(t, live[k]);
+            live[k] = NULL;
+        } else {
+            int n = snprintf(s, sizeof(s), "s/{%d}", k % 7);
+            live[k] = qs_selector_table_acquire(t, s, (size_t)n);
+            /* A fresh selector always gets an id larger than any seen before. */
+            if (live[k]->refs == 1) {
+                ASSERT(live[k]->id > seen_max);
+                seen_max = live[k]->id;
+            }
+        }
+    }
+    for (int k = 0; k < N; k++)
+        qs_selector_table_release(t, live[k]);
+    qs_selector_table_free(t);
+}
+
+TEST(cache_counts_hits_and_misses)
+{
+    qs_selector_table *t = qs_selector_table_new(100);
+    qs_selector *tpl = qs_selector_table_acquire(t, S("https://example.com/books/{id}"));
+    qs_selector *exact = qs_selector_table_acquire(t, S("https://example.com/books/1"));
+    qs_selector *any = qs_selector_table_acquire(t, S("*"));
+    uint64_t hits, misses;
+    size_t entries;
+
+    ASSERT(qs_selector_table_match(t, tpl, S("https://example.com/books/1")));
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT_EQ_INT(0, hits);
+    ASSERT_EQ_INT(1, misses);
+    ASSERT_EQ_INT(1, entries);
+
+    ASSERT(qs_selector_table_match(t, tpl, S("https://example.com/books/1")));
+    ASSERT(!qs_selector_table_match(t, tpl, S("https://example.com/books/1/2")));
+    ASSERT(!qs_selector_table_match(t, tpl, S("https://example.com/books/1/2")));
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT_EQ_INT(2, hits);
+    ASSERT_EQ_INT(2, misses);
+    ASSERT_EQ_INT(2, entries);
+
+    /* Exact and "*" selectors, and a template equal to the topic, bypass the cache. */
+    ASSERT(qs_selector_table_match(t, exact, S("https://example.com/books/1")));
+    ASSERT(!qs_selector_table_match(t, exact, S("https://example.com/books/2")));
+    ASSERT(qs_selector_table_match(t, any, S("whatever")));
+    ASSERT(qs_selector_table_match(t, tpl, S("https://example.com/books/{id}")));
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT_EQ_INT(2, hits);
+    ASSERT_EQ_INT(2, misses);
+    ASSERT_EQ_INT(2, entries);
+
+    /* Standalone selectors (id 0) are matched directly, never cached. */
+    qs_selector *standalone = qs_selector_compile(S("https://example.com/books/{id}"));
+    ASSERT(qs_selector_table_match(t, standalone, S("https://example.com/books/9")));
+    ASSERT(qs_selector_table_match(t, standalone, S("https://example.com/books/9")));
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT_EQ_INT(2, hits);
+    ASSERT_EQ_INT(2, misses);
+    qs_selector_release(standalone);
+
+    /* Null outputs are allowed. */
+    qs_selector_table_stats(t, NULL, NULL, NULL);
+
+    qs_selector_table_release(t, tpl);
+    qs_selector_table_release(t, exact);
+    qs_selector_table_release(t, any);
+    qs_selector_table_free(t);
+}
+
+TEST(cache_disabled)
+{
+    qs_selector_table *t = qs_selector_table_new(0);
+    qs_selector *tpl = qs_selector_table_acquire(t, S("x/{a}"));
+    for (int i = 0; i < 3; i++) {
+        ASSERT(qs_selector_table_match(t, tpl, S("x/1")));
+        ASSERT(!qs_selector_table_match(t, tpl, S("x/1/2")));
+    }
+    uint64_t hits = 1, misses = 1;
+    size_t entries = 1;
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT_EQ_INT(0, hits);
+    ASSERT_EQ_INT(0, misses);
+    ASSERT_EQ_INT(0, entries);
+    qs_selector_table_release(t, tpl);
+    qs_selector_table_free(t);
+}
+
+/* The same topic under a selector freed and one created after it (possibly at the same
+ * address): the old answer must not come back. */
+TEST(cache_forgets_released_selectors)
+{
+    qs_selector_table *t = qs_selector_table_new(1000);
+    for (int round = 0; round < 50; round++) {
+        qs_selector *yes = qs_selector_table_acquire(t, S("x/{a}"));
+        ASSERT(qs_selector_table_match(t, yes, S("x/1")));
+        ASSERT(qs_selector_table_match(t, yes, S("x/1")));
+        qs_selector_table_release(t, yes);
+        qs_selector *no = qs_selector_table_acquire(t, S("y/{a}"));
+        ASSERT(!qs_selector_table_match(t, no, S("x/1")));
+        ASSERT(!qs_selector_table_match(t, no, S("x/1")));
+        qs_selector_table_release(t, no);
+    }
+    uint64_t hits, misses;
+    size_t entries;
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT_EQ_INT(100, hits);
+    ASSERT_EQ_INT(100, misses);
+    ASSERT(entries <= 100);
+    qs_selector_table_free(t);
+}
+
+/* Many selectors and topics through a small cache, with selectors coming and going: every
+ * answer must equal the uncached one, and the cache must stay within its capacity. */
+static void churn(size_t capacity)
+{
+    qs_selector_table *t = qs_selector_table_new(capacity);
+    enum { NSEL = 40, NTOPIC = 300 };
+    static const char *const shapes[] = {
+        "https://ex.com/{a}",     "https://ex.com/{/a,b}", "https://ex.com{+p}",
+        "https://ex.com/{a}/{b}", "https://ex.com/x{?q*}", "https://ex.com/b/{id}",
+    };
+    qs_selector *sel[NSEL] = {0};
+    char s[64], topic[64];
+    unsigned seed = 99;
+    uint64_t checks = 0;
+    for (int step = 0; step < 60000; step++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned r = seed >> 8;
+        int k = (int)(r % NSEL);
+        if (!sel[k] || (r >> 12) % 64 == 0) {
+            if (sel[k])
+                qs_selector_table_release(t, sel[k]);
+            const char *shape = shapes[(r >> 6) % QS_ARRAY_LEN(shapes)];
+            int n = snprintf(s, sizeof(s), "%s%s", shape, (r >> 9) % 2 ? "" : "/tail");
+            sel[k] = qs_selector_table_acquire(t, s, (size_t)n);
+        }
+        seed = seed * 1103515245u + 12345u;
+        unsigned v = (seed >> 8) % NTOPIC;
+        int n;
+        switch (v % 5) {
+        case 0:
+            n = snprintf(topic, sizeof(topic), "https://ex.com/%u", v);
+            break;
+        case 1:
+            n = snprintf(topic, sizeof(topic), "https://ex.com/%u/%u/tail", v, v / 3);
+            break;
+        case 2:
+            n = snprintf(topic, sizeof(topic), "https://ex.com/x?q=%u&r=%u", v, v);
+            break;
+        case 3:
+            n = snprintf(topic, sizeof(topic), "https://ex.com/b/%u/tail", v);
+            break;
+        default:
+            n = snprintf(topic, sizeof(topic), "https://ex.com/%u%%2F/tail", v);
+            break;
+        }
+        bool want = qs_selector_match(sel[k], topic, (size_t)n);
+        bool got = qs_selector_table_match(t, sel[k], topic, (size_t)n);
+        if (want != got)
+            qs_test_fail(__FILE__, __LINE__, "capacity %zu: %s vs %s: cached %d, direct %d",
+                         capacity, sel[k]->str, topic, got, want);
+        checks++;
+    }
+    uint64_t hits, misses;
+    size_t entries;
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT(entries <= capacity);
+    ASSERT_EQ_INT(checks, hits + misses);
+    if (capacity >= 100000)
+        ASSERT(hits > 5 * misses); /* the working set fits: misses are first sightings */
+    else
+        ASSERT(hits > 0);
+    if (capacity <= 1000)
+        ASSERT(entries >= capacity - capacity % 4); /* churn fills every way */
+    for (int k = 0; k < NSEL; k++)
+        qs_selector_table_release(t, sel[k]);
+    qs_selector_table_free(t);
+}
+
+TEST(cache_is_exact_under_churn)
+{
+    churn(1);
+    churn(3);
+    churn(4);
+    churn(64);
+    churn(1001);
+    churn(100000);
+}
+
+/* One topic under many selectors: the entries must spread over buckets, not fight over the
+ * ways of one. */
+TEST(cache_spreads_one_topic_over_selectors)
+{
+    enum { N = 200 };
+    qs_selector_table *t = qs_selector_table_new(4 * N);
+    qs_selector *sel[N];
+    char s[32];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(s, sizeof(s), "https://ex.com/{a}/%d", i);
+        sel[i] = qs_selector_table_acquire(t, s, (size_t)n);
+    }
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < N; i++)
+            ASSERT(!qs_selector_table_match(t, sel[i], S("https://ex.com/x")));
+    uint64_t hits, misses;
+    size_t entries;
+    qs_selector_table_stats(t, &hits, &misses, &entries);
+    ASSERT_EQ_INT(2 * N, hits + misses);
+    ASSERT(hits >= N * 9 / 10); /* a few may share a full bucket; most must survive */
+    for (int i = 0; i < N; i++)
+        qs_selector_table_release(t, sel[i]);
+    qs_selector_table_free(t);
+}
