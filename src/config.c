@@ -94,7 +94,7 @@ struct parser {
     char *text; /* the substituted text */
     size_t text_len;
     struct tok *toks;
-    size_t n_toks;
+    size_t n_toks, cap_toks;
 
     const char *source; /* the interned main source name */
     size_t pos;
@@ -181,10 +181,9 @@ static int fail(struct parser *p, const struct tok *t, const char *fmt, ...)
 }
 
 /* Like fail(), with an offending value appended in quotes. */
-static int failval(struct parser *p, const struct tok *t, const char *value, const char *fmt,
-                   ...) QS_PRINTF(4, 5);
-static int failval(struct parser *p, const struct tok *t, const char *value, const char *fmt,
-                   ...)
+static int failval(struct parser *p, const struct tok *t, const char *value, const char *fmt, ...)
+    QS_PRINTF(4, 5);
+static int failval(struct parser *p, const struct tok *t, const char *value, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -319,8 +318,10 @@ static bool is_marker_char(char c)
 static void push_tok(struct parser *p, qs_buf *b, enum tok_kind kind, int eline, int eline_end,
                      const char *source, int line)
 {
-    if ((p->n_toks & (p->n_toks - 1)) == 0) /* grow at powers of two */
-        p->toks = qs_xrealloc(p->toks, (p->n_toks ? p->n_toks * 2 : 16) * sizeof(*p->toks));
+    if (p->n_toks == p->cap_toks) {
+        p->cap_toks = p->cap_toks ? p->cap_toks * 2 : 64;
+        p->toks = qs_xrealloc(p->toks, p->cap_toks * sizeof(*p->toks));
+    }
     p->toks[p->n_toks++] = (struct tok){
         .text = qs_xstrndup(b->p, b->len),
         .kind = kind,
@@ -586,7 +587,8 @@ static int walk_block(struct parser *p, size_t open, line_fn fn, void *ud)
             break;
         }
         if (t->kind == TOK_OPEN)
-            return fail(p, t, "unexpected '{': a block must open at the end of its directive's line");
+            return fail(p, t,
+                        "unexpected '{': a block must open at the end of its directive's line");
         struct line ln;
         if (read_line(p, &ln) < 0 || fn(p, &ln, ud) < 0)
             return -1;
@@ -852,8 +854,7 @@ static int set_site_address(struct parser *p, const struct tok *t, const char *a
                            "use http://",
                            what);
         if (sl != 4 || strncasecmp(addr, "http", 4) != 0)
-            return failval(p, t, addr, "%s: unsupported scheme (only http:// is supported)",
-                           what);
+            return failval(p, t, addr, "%s: unsupported scheme (only http:// is supported)", what);
         rest = sep + 3;
     }
     const char *slash = strchr(rest, '/');
@@ -898,8 +899,8 @@ static int set_site_address(struct parser *p, const struct tok *t, const char *a
             }
     }
     long long port = 80;
-    if (port_s && (parse_ll(port_s, &port) < 0 || port_s[0] == '-' || port > 65535 ||
-                   strlen(port_s) > 5)) {
+    if (port_s &&
+        (parse_ll(port_s, &port) < 0 || port_s[0] == '-' || port > 65535 || strlen(port_s) > 5)) {
         failval(p, t, addr, "%s: invalid port (0 to 65535)", what);
         goto out;
     }
@@ -1008,8 +1009,8 @@ static const struct directive directives[] = {
      "<name> [{ options }]: local, bolt, lmdb, redis, postgres, kafka or pulsar"},
     {"topic_selector_cache", V_LONG, F(topic_selector_cache), 0, 100000, 0, 0, h_tsc, false,
      "<entries> [shards]: topic-matching cache; <= 0 keeps the default (as the reference)"},
-    {"subscriber_list_cache_size", V_LONG, F(subscriber_list_cache_size), 0, 100000, 0,
-     LLONG_MAX, NULL, false, "<n>: accepted for compatibility"},
+    {"subscriber_list_cache_size", V_LONG, F(subscriber_list_cache_size), 0, 100000, 0, LLONG_MAX,
+     NULL, false, "<n>: accepted for compatibility"},
     {"workers", V_INT, F(workers), 0, 0, 1, 1024, h_workers, false,
      "<n>|auto: worker threads (default: one per CPU)"},
     {"max_request_body_size", V_BYTES, F(max_request_body_size), 0, 1 * MIB, 0, 0, NULL, false,
@@ -1020,8 +1021,8 @@ static const struct directive directives[] = {
      "<n>: most topics per subscribe and per publish"},
     {"max_connections", V_LONG, F(max_connections), 0, 0, 0, LLONG_MAX, NULL, false,
      "<n>: most simultaneous connections (0: from the open-file limit)"},
-    {"subscriber_queue_size", V_LONG, F(subscriber_queue_size), 0, 1000, 1, LLONG_MAX, NULL,
-     false, "<n>: updates queued for a subscriber before it is disconnected"},
+    {"subscriber_queue_size", V_LONG, F(subscriber_queue_size), 0, 1000, 1, LLONG_MAX, NULL, false,
+     "<n>: updates queued for a subscriber before it is disconnected"},
     {"subscriber_queue_bytes", V_BYTES, F(subscriber_queue_bytes), 0, 16 * MIB, 1024, 0, NULL,
      false, "<size>: bytes queued for a subscriber before it is disconnected"},
     {"request_timeout", V_MS, F(request_timeout_ms), 0, 30000, 1, 0, NULL, false,
@@ -1252,8 +1253,7 @@ static int h_jwks(struct parser *p, const struct directive *d, const struct line
         return -1;
     const char *url = arg(p, ln, 0);
     if (strncasecmp(url, "file://", 7) != 0 || !url[7])
-        return failval(p, ltok(p, ln, 1), url, "%s: only file:// JWKS URLs are supported",
-                       d->name);
+        return failval(p, ltok(p, ln, 1), url, "%s: only file:// JWKS URLs are supported", d->name);
     char **f = FIELD(p->cfg, d->off, char *);
     free(*f);
     *f = qs_xstrdup(url);
@@ -1278,8 +1278,7 @@ static int h_tsc(struct parser *p, const struct directive *d, const struct line 
     long long n;
     for (size_t i = 0; i < nargs(ln); i++)
         if (parse_ll(arg(p, ln, i), &n) < 0)
-            return failval(p, ltok(p, ln, 1 + i), arg(p, ln, i), "%s: invalid integer",
-                           d->name);
+            return failval(p, ltok(p, ln, 1 + i), arg(p, ln, i), "%s: invalid integer", d->name);
     /* The reference takes one number and keeps its default for values <= 0; the optional
      * second number is the shard count of the stale 0.x docs syntax, accepted and unused. */
     parse_ll(arg(p, ln, 0), &n);
@@ -1309,8 +1308,8 @@ static int h_transport_url(struct parser *p, const struct directive *d, const st
     if (want_args(p, ln, 1, 1) < 0)
         return -1;
     if (p->transport_idx != NO_TOK)
-        return fail(p, ltok(p, ln, 0), "%s: cannot be combined with transport (line %d)",
-                    d->name, p->toks[p->transport_idx].line);
+        return fail(p, ltok(p, ln, 0), "%s: cannot be combined with transport (line %d)", d->name,
+                    p->toks[p->transport_idx].line);
     const char *url = arg(p, ln, 0);
     if (!*url)
         return fail(p, ltok(p, ln, 1), "%s: empty value", d->name);
@@ -1343,7 +1342,7 @@ static int transport_option(struct parser *p, const struct line *ln, void *ud)
 
 static int h_transport(struct parser *p, const struct directive *d, const struct line *ln)
 {
-    static const char *const names[] = {"local", "bolt",     "lmdb",  "redis",
+    static const char *const names[] = {"local",    "bolt",  "lmdb",  "redis",
                                         "postgres", "kafka", "pulsar"};
     if (want_args(p, ln, 1, 1) < 0)
         return -1;
@@ -1371,7 +1370,7 @@ static int h_transport(struct parser *p, const struct directive *d, const struct
 /* Mercure 1.0 directives get a hint instead of a bare "unknown directive". */
 static const char *v1_hint(const char *name)
 {
-    static const char *const v1[] = {"issuer",     "playground",          "debugger",
+    static const char *const v1[] = {"issuer",      "playground",          "debugger",
                                      "public_urls", "resource_identifier", "topic_matcher_cache"};
     for (size_t i = 0; i < QS_ARRAY_LEN(v1); i++)
         if (strcmp(name, v1[i]) == 0)
@@ -1428,8 +1427,8 @@ static int site_line(struct parser *p, const struct line *ln, void *ud)
 {
     /* Directives of the official Caddyfiles that only Caddy needs (compression, logging,
      * static responses, TLS…): accepted so those files work, and ignored. */
-    static const char *const ignored[] = {"encode",       "log",      "skip_log", "log_skip",
-                                          "respond",      "redir",    "header",   "tls",
+    static const char *const ignored[] = {"encode",      "log",         "skip_log", "log_skip",
+                                          "respond",     "redir",       "header",   "tls",
                                           "file_server", "request_body"};
     /* Route-like directives can hold the mercure block. */
     static const char *const nesting[] = {"route", "handle", "handle_path"};
@@ -1447,9 +1446,9 @@ static int global_line(struct parser *p, const struct line *ln, void *ud)
 {
     /* Caddy options that concern only Caddy (admin API, TLS, ports it would pick…). */
     static const char *const ignored[] = {
-        "admin",        "auto_https",        "http_port", "https_port",    "order",
-        "servers",      "log",               "email",     "local_certs",   "skip_install_trust",
-        "metrics",      "grace_period",      "shutdown_delay"};
+        "admin",   "auto_https",   "http_port",     "https_port",  "order",
+        "servers", "log",          "email",         "local_certs", "skip_install_trust",
+        "metrics", "grace_period", "shutdown_delay"};
     const struct tok *t = ltok(p, ln, 0);
     if (strcmp(t->text, "debug") == 0) {
         if (want_args(p, ln, 0, 0) < 0)
@@ -1559,8 +1558,7 @@ static int parse_top(struct parser *p)
     if (!p->have_site)
         return fail(p, NULL, "no site block and no mercure block");
     if (!p->have_mercure)
-        return failval(p, &p->toks[p->site_idx], p->cfg->site_address,
-                       "no mercure block in site");
+        return failval(p, &p->toks[p->site_idx], p->cfg->site_address, "no mercure block in site");
     return 0;
 }
 
@@ -1587,8 +1585,7 @@ static int finish(struct parser *p)
         const struct tok *kt = &p->toks[p->pub_idx + 1];
         if (kt->env)
             return fail(p, &p->toks[p->pub_idx],
-                        "publisher_jwt: a JWT key for publishers must be provided (%s)",
-                        kt->env);
+                        "publisher_jwt: a JWT key for publishers must be provided (%s)", kt->env);
         return fail(p, &p->toks[p->pub_idx],
                     "publisher_jwt: a JWT key for publishers must be provided (empty key)");
     }
@@ -1600,8 +1597,7 @@ static int finish(struct parser *p)
         const struct tok *kt = &p->toks[p->sub_idx + 1];
         if (kt->env)
             return fail(p, &p->toks[p->sub_idx],
-                        "subscriber_jwt: a JWT key for subscribers must be provided (%s)",
-                        kt->env);
+                        "subscriber_jwt: a JWT key for subscribers must be provided (%s)", kt->env);
         return fail(p, &p->toks[p->sub_idx],
                     "subscriber_jwt: a JWT key for subscribers must be provided (empty key)");
     }
@@ -1659,7 +1655,8 @@ int qs_config_parse(qs_config *cfg, const char *text, size_t len, const char *so
     int rc = -1;
     const char *nul = memchr(text, '\0', len);
     if (nul) {
-        struct tok at = {.source = p.source, .line = 1 + count_newlines(text, (size_t)(nul - text))};
+        struct tok at = {.source = p.source,
+                         .line = 1 + count_newlines(text, (size_t)(nul - text))};
         fail(&p, &at, "invalid NUL byte");
         goto out;
     }
@@ -1703,8 +1700,7 @@ int qs_config_load_file(qs_config *cfg, const char *path, qs_getenv_fn getenv_fn
             fclose(f);
             qs_buf_free(&b);
             if (err)
-                *err = qs_xasprintf("%s: file too large (more than %u bytes)", path,
-                                    MAX_FILE_SIZE);
+                *err = qs_xasprintf("%s: file too large (more than %u bytes)", path, MAX_FILE_SIZE);
             return -1;
         }
         qs_buf_append(&b, chunk, n);
@@ -1727,6 +1723,6 @@ int qs_config_load_file(qs_config *cfg, const char *path, qs_getenv_fn getenv_fn
 
 int qs_config_load_default(qs_config *cfg, qs_getenv_fn getenv_fn, void *ud, char **err)
 {
-    return qs_config_parse(cfg, default_caddyfile, sizeof(default_caddyfile) - 1,
-                           DEFAULT_SOURCE, getenv_fn, ud, err);
+    return qs_config_parse(cfg, default_caddyfile, sizeof(default_caddyfile) - 1, DEFAULT_SOURCE,
+                           getenv_fn, ud, err);
 }

@@ -144,26 +144,46 @@ int qs_conn_write_raw(qs_conn *c, const char *data, size_t len)
 static const char *status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 411: return "Length Required";
-    case 413: return "Request Entity Too Large";
-    case 414: return "Request URI Too Long";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 411:
+        return "Length Required";
+    case 413:
+        return "Request Entity Too Large";
+    case 414:
+        return "Request URI Too Long";
+    case 417:
+        return "Expectation Failed";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 503:
+        return "Service Unavailable";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
@@ -333,8 +353,8 @@ static ssize_t conn_feed_body(qs_conn *c, const char *data, size_t len)
     if (c->req->chunked) {
         size_t used = 0;
         const char *err = NULL;
-        enum qs_http_parse_status st = qs_chunked_decode(
-            &c->chunked, data, len, &used, &c->body, hub->cfg->max_request_body_size, &err);
+        enum qs_http_parse_status st = qs_chunked_decode(&c->chunked, data, len, &used, &c->body,
+                                                         hub->cfg->max_request_body_size, &err);
         if (st == QS_HTTP_OK) {
             c->body_left = 0;
             return (ssize_t)used;
@@ -507,7 +527,8 @@ void qs_conn_on_accept(uv_stream_t *listener, int status)
     w->n_conns++;
     qs_metric_add(&qs_metrics_global.connections_open, 1);
     qs_metric_add(&qs_metrics_global.connections_total, 1);
-    if (w->stopping || (w->hub->max_conns_per_worker && w->n_conns > w->hub->max_conns_per_worker)) {
+    if (w->stopping ||
+        (w->hub->max_conns_per_worker && w->n_conns > w->hub->max_conns_per_worker)) {
         qs_metric_add(&qs_metrics_global.connections_rejected, 1);
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, on_close);

@@ -104,24 +104,21 @@ static size_t find_head_end(const char *buf, size_t end, size_t *from)
     return 0;
 }
 
-/* Takes the line at *pos of a complete head (so an LF is known to follow), without its line
- * ending, and moves *pos past it. A CR anywhere but right before the LF is refused: peers
- * that treat a lone CR as a line break would see different headers than we do. */
+/* Takes the line at *pos of a complete head, without its line ending, and moves *pos past it.
+ * find_head_end already refused any CR not followed by LF, so a CR can only end the line.
+ * Returns false only if no LF is left, which a complete head rules out. */
 static bool next_line(const char *head, size_t head_len, size_t *pos, qs_slice *line)
 {
     const char *start = head + *pos;
     const char *nl = memchr(start, '\n', head_len - *pos);
-    if (!nl) {
-        /* Unreachable: a complete head ends with an empty line, which stops the caller. */
-        *line = (qs_slice){start, 0};
+    if (!nl)
         return false;
-    }
     size_t n = (size_t)(nl - start);
     *pos += n + 1;
     if (n > 0 && start[n - 1] == '\r')
         n--;
     *line = (qs_slice){start, n};
-    return memchr(start, '\r', n) == NULL;
+    return true;
 }
 
 static enum qs_http_parse_status parse_request_line(qs_slice line, qs_http_request *req,
@@ -355,7 +352,7 @@ static enum qs_http_parse_status parse_head(const char *buf, size_t head_len, qs
         pos = 2;
 
     if (!next_line(buf, head_len, &pos, &line))
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "bare CR in request line");
+        return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed request head");
     st = parse_request_line(line, req, err);
     if (st != QS_HTTP_OK)
         return st;
@@ -365,7 +362,7 @@ static enum qs_http_parse_status parse_head(const char *buf, size_t head_len, qs
 
     for (;;) {
         if (!next_line(buf, head_len, &pos, &line))
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "bare CR in header");
+            return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed request head");
         if (line.n == 0)
             break;
         st = parse_header_line(line, req, err);
@@ -490,8 +487,8 @@ static enum qs_http_parse_status chunk_line_byte(qs_chunked_decoder *d, char c, 
             d->state = CH_SIZE_LF;
             return QS_HTTP_AGAIN;
         }
-        if (c == '\n')
-            return end_size_line(d, out, max_body, err);
+        if (c == '\n') /* bare LF: refused, as Go does since CVE-2025-22871 (smuggling) */
+            return fail(err, QS_HTTP_E_BAD_REQUEST, "chunk size line ends with bare LF");
         if (c == ';')
             d->state = CH_EXT;
         else if (is_ows(c))
@@ -512,7 +509,7 @@ static enum qs_http_parse_status chunk_line_byte(qs_chunked_decoder *d, char c, 
             return QS_HTTP_AGAIN;
         }
         if (c == '\n')
-            return end_size_line(d, out, max_body, err);
+            return fail(err, QS_HTTP_E_BAD_REQUEST, "chunk size line ends with bare LF");
         if (!is_ext_char((unsigned char)c))
             return fail(err, QS_HTTP_E_BAD_REQUEST, "invalid chunk extension");
         break;

@@ -67,8 +67,8 @@ int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
                  err) < 0)
         return -1;
     if (cfg->subscriber_key && *cfg->subscriber_key &&
-        load_key("subscriber_jwt", cfg->subscriber_key, cfg->subscriber_alg,
-                 &hub->subscriber_key, err) < 0)
+        load_key("subscriber_jwt", cfg->subscriber_key, cfg->subscriber_alg, &hub->subscriber_key,
+                 err) < 0)
         return -1;
     lowercase_all(cfg->cors_origins, cfg->n_cors_origins);
     lowercase_all(cfg->publish_origins, cfg->n_publish_origins);
@@ -82,7 +82,8 @@ int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
     uint64_t nofile = raise_nofile();
     uint64_t max_conns = cfg->max_connections > 0 ? (uint64_t)cfg->max_connections
                                                   : (nofile > 64 ? nofile - 64 : nofile);
-    hub->max_conns_per_worker = (max_conns + (uint64_t)hub->n_workers - 1) / (uint64_t)hub->n_workers;
+    hub->max_conns_per_worker =
+        (max_conns + (uint64_t)hub->n_workers - 1) / (uint64_t)hub->n_workers;
 
     hub->workers = qs_xcalloc((size_t)hub->n_workers, sizeof(*hub->workers));
     int port = cfg->listen_port;

@@ -320,7 +320,7 @@ static const char *check_key_type(const struct alg_info *ai, EVP_PKEY *pkey)
     return "unsupported JWT algorithm";
 }
 
-static qs_jwt_key *key_new(enum qs_jwt_alg alg, const char *material, size_t len, bool private,
+static qs_jwt_key *key_new(enum qs_jwt_alg alg, const char *material, size_t len, bool for_signing,
                            const char **err)
 {
     const char *dummy;
@@ -348,7 +348,7 @@ static qs_jwt_key *key_new(enum qs_jwt_alg alg, const char *material, size_t len
         };
         if (!key->mac ||
             EVP_MAC_init(key->mac, (const unsigned char *)material, len, params) != 1) {
-            *err = "HMAC is unavailable in OpenSSL";
+            *err = "OpenSSL refused the HMAC key";
             goto fail;
         }
         key->can_sign = true;
@@ -356,17 +356,17 @@ static qs_jwt_key *key_new(enum qs_jwt_alg alg, const char *material, size_t len
     }
 
     if (!material || len == 0) {
-        *err = private ? "key is not a valid PEM private key" : "key is empty";
+        *err = for_signing ? "key is not a valid PEM private key" : "key is empty";
         goto fail;
     }
     if (len > MAX_PEM_LEN) {
         *err = "key material is too large";
         goto fail;
     }
-    key->pkey = private ? read_private_pem(material, len) : read_public_pem(material, len);
+    key->pkey = for_signing ? read_private_pem(material, len) : read_public_pem(material, len);
     if (!key->pkey) {
-        *err = private ? "key is not a valid PEM private key"
-                       : "key is not a valid PEM public key, certificate or private key";
+        *err = for_signing ? "key is not a valid PEM private key"
+                           : "key is not a valid PEM public key, certificate or private key";
         goto fail;
     }
     const char *type_err = check_key_type(ai, key->pkey);
@@ -381,7 +381,7 @@ static qs_jwt_key *key_new(enum qs_jwt_alg alg, const char *material, size_t len
             goto fail;
         }
     }
-    key->can_sign = private;
+    key->can_sign = for_signing;
     ERR_clear_error();
     return key;
 
@@ -696,7 +696,8 @@ static bool extract_mercure(json_t *root, qs_jwt_claims *out)
     json_t *ns = json_object_get(root, "https://mercure.rocks/");
     if (!mercure_claim_ok(m) || !mercure_claim_ok(ns))
         return false;
-    if (!m || json_is_null(m))
+    /* The reference copies the namespaced claim over "mercure" whenever it is present. */
+    if (ns && !json_is_null(ns))
         m = ns;
     if (!m || json_is_null(m))
         return true;

@@ -6,10 +6,10 @@
  * against a public key are always refused. Signatures are checked with OpenSSL; MACs
  * are compared in constant time (CRYPTO_memcmp).
  *
- * Claims follow the reference hub (protocol 0.x): the "mercure" claim, or when it is
- * absent the "https://mercure.rocks/" claim, holds {publish:[...], subscribe:[...],
- * payload:any}. "exp" and "nbf" are checked only when present, without leeway; "aud",
- * "iss" and "typ" are not checked.
+ * Claims follow the reference hub (protocol 0.x): the "mercure" claim holds
+ * {publish:[...], subscribe:[...], payload:any}; when a "https://mercure.rocks/" claim is
+ * present (not null) it replaces "mercure", as the reference does. "exp" and "nbf" are checked only
+ * when present, without leeway; "aud", "iss" and "typ" are not checked.
  *
  * Everything here is pure: bytes in, struct or status out; no I/O, no globals.
  */

@@ -29,15 +29,14 @@ void qs_metrics_render(qs_buf *out, bool transport_healthy, const char *transpor
     qs_metrics *m = &qs_metrics_global;
     metric(out, "mercure_subscribers_connected", "gauge", "The current number of subscribers",
            &m->subscribers_connected);
-    metric(out, "mercure_subscribers_total", "counter",
-           "Total number of handled subscribers", &m->subscribers_total);
+    metric(out, "mercure_subscribers_total", "counter", "Total number of handled subscribers",
+           &m->subscribers_total);
     metric(out, "mercure_updates_total", "counter", "Total number of handled updates",
            &m->updates_total);
     qs_buf_append_str(out, "# HELP mercure_publish_errors_total Publishes refused, by reason\n"
                            "# TYPE mercure_publish_errors_total counter\n");
     for (int i = 0; i < QS_PUBERR_COUNT; i++) {
-        qs_buf_appendf(out, "mercure_publish_errors_total{reason=\"%s\"} ",
-                       publish_error_names[i]);
+        qs_buf_appendf(out, "mercure_publish_errors_total{reason=\"%s\"} ", publish_error_names[i]);
         qs_buf_append_u64(out, qs_metric_get(&m->publish_errors[i]));
         qs_buf_append_char(out, '\n');
     }

@@ -34,13 +34,13 @@ typedef struct qs_metrics {
     atomic_uint_fast64_t updates_total;
     atomic_uint_fast64_t publish_errors[QS_PUBERR_COUNT];
     atomic_uint_fast64_t subscribers_dropped[QS_DROP_COUNT];
-    atomic_uint_fast64_t deliveries_total;   /* events queued to subscribers */
-    atomic_uint_fast64_t bytes_sent_total;   /* bytes written to subscribers */
-    atomic_uint_fast64_t connections_open;   /* gauge */
+    atomic_uint_fast64_t deliveries_total; /* events queued to subscribers */
+    atomic_uint_fast64_t bytes_sent_total; /* bytes written to subscribers */
+    atomic_uint_fast64_t connections_open; /* gauge */
     atomic_uint_fast64_t connections_total;
     atomic_uint_fast64_t connections_rejected; /* over max_connections */
     atomic_uint_fast64_t requests_total;
-    atomic_uint_fast64_t bad_requests_total;   /* malformed HTTP (4xx from the parser) */
+    atomic_uint_fast64_t bad_requests_total; /* malformed HTTP (4xx from the parser) */
 } qs_metrics;
 
 extern qs_metrics qs_metrics_global;

@@ -148,7 +148,7 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
     enum qs_auth_status st = qs_authorize(&ap, h, query, &claims, &reason);
     if (st != QS_AUTH_OK || !claims.has_publish) {
         qs_debug("publish unauthorized from %s: %s", c->remote,
-                 st == QS_AUTH_INVALID ? reason
+                 st == QS_AUTH_INVALID     ? reason
                  : st == QS_AUTH_ANONYMOUS ? "no token"
                                            : "no mercure.publish claim");
         qs_jwt_claims_free(&claims);

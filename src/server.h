@@ -132,7 +132,7 @@ struct qs_worker {
 
     /* subscriber index */
     qs_selector_table *selectors;
-    qs_strmap groups;    /* selector string → qs_sub_group */
+    qs_strmap groups; /* selector string → qs_sub_group */
     qs_sub_group **template_groups;
     uint32_t n_template_groups, cap_template_groups;
     qs_strmap claimsets; /* joined claims → qs_claimset */
@@ -188,15 +188,15 @@ struct qs_conn {
     uint8_t timer_list; /* enum qs_timer_list */
     enum qs_conn_state state;
     uint32_t refs; /* async operations holding the connection */
-    bool closing; /* uv_close called */
-    bool closed;  /* close callback ran */
+    bool closing;  /* uv_close called */
+    bool closed;   /* close callback ran */
     bool keep_alive;
-    bool reading;       /* uv_read_start active */
-    bool in_process;    /* inside conn_process: responses must not re-enter it */
-    bool head_method;   /* the request being answered is HEAD: no body */
+    bool reading;     /* uv_read_start active */
+    bool in_process;  /* inside conn_process: responses must not re-enter it */
+    bool head_method; /* the request being answered is HEAD: no body */
     uint8_t minor_version;
-    qs_buf in;          /* unprocessed input (empty most of the time) */
-    qs_buf head;        /* the head of a request still receiving its body */
+    qs_buf in;   /* unprocessed input (empty most of the time) */
+    qs_buf head; /* the head of a request still receiving its body */
     qs_http_parser parser;
     qs_http_request *req; /* while a request is being read/handled */
     qs_buf body;
@@ -219,7 +219,7 @@ typedef struct qs_request {
 /** Extra response headers: a list of "Name: value" lines built by the handler. */
 typedef struct qs_response {
     int status;
-    qs_buf headers;  /* each line ends with CRLF */
+    qs_buf headers; /* each line ends with CRLF */
     const char *content_type;
     qs_buf body;
 } qs_response;
@@ -259,9 +259,9 @@ struct qs_subscriber {
     qs_worker *w;
     qs_sub_entry *entries; /* one per subscribed selector */
     uint32_t n_entries;
-    qs_claimset *claims;   /* NULL: no subscribe claims (public updates only) */
-    json_t *payload;       /* the token's mercure.payload */
-    uint64_t last_seq;     /* last update queued (dedupe across matching selectors) */
+    qs_claimset *claims; /* NULL: no subscribe claims (public updates only) */
+    json_t *payload;     /* the token's mercure.payload */
+    uint64_t last_seq;   /* last update queued (dedupe across matching selectors) */
 
     /* queue of frames not yet written: ring buffer */
     qs_frame **q;
@@ -273,10 +273,10 @@ struct qs_subscriber {
     size_t batch_written; /* bytes of the batch already written */
     char chunk_head[20];
     uint8_t chunk_head_len;
-    bool chunked;       /* HTTP/1.1 chunked framing (HTTP/1.0: raw, close-delimited) */
-    bool write_pending; /* a uv_write is in flight */
-    bool ending;        /* the final frame is queued: nothing more is accepted */
-    bool doomed;        /* dropped; its connection closes after the current fan-out */
+    bool chunked;         /* HTTP/1.1 chunked framing (HTTP/1.0: raw, close-delimited) */
+    bool write_pending;   /* a uv_write is in flight */
+    bool ending;          /* the final frame is queued: nothing more is accepted */
+    bool doomed;          /* dropped; its connection closes after the current fan-out */
     uint32_t pending_idx; /* slot in w->pending, UINT32_MAX when not listed */
     uv_write_t *wreq;
 
@@ -290,8 +290,8 @@ struct qs_subscriber {
 
 /** Creates a subscriber for conn with the given topic selectors and claims; registers it
  *  in the worker's index. */
-qs_subscriber *qs_subscriber_new(qs_conn *conn, const qs_form *query,
-                                 const qs_jwt_claims *claims, uint64_t deadline_ms);
+qs_subscriber *qs_subscriber_new(qs_conn *conn, const qs_form *query, const qs_jwt_claims *claims,
+                                 uint64_t deadline_ms);
 /** Queues raw bytes (the response head) before any event. */
 void qs_subscriber_start(qs_subscriber *s, const char *head, size_t head_len);
 /** Ends the stream cleanly once what is queued has been written. */

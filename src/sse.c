@@ -3,8 +3,8 @@
  */
 #include "sse.h"
 
-void qs_sse_encode(qs_buf *out, const char *type, uint64_t retry, const char *id,
-                   const char *data, size_t data_len)
+void qs_sse_encode(qs_buf *out, const char *type, uint64_t retry, const char *id, const char *data,
+                   size_t data_len)
 {
     if (type && *type) {
         qs_buf_append(out, "event: ", 7);

@@ -15,7 +15,7 @@
 #include "buf.h"
 
 /** Appends one event. type may be NULL; id may be NULL (then no id line). */
-void qs_sse_encode(qs_buf *out, const char *type, uint64_t retry, const char *id,
-                   const char *data, size_t data_len);
+void qs_sse_encode(qs_buf *out, const char *type, uint64_t retry, const char *id, const char *data,
+                   size_t data_len);
 
 #endif

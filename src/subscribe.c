@@ -43,8 +43,7 @@ static bool requested_last_event_id(const qs_config *cfg, const qs_http_request 
 }
 
 /* The response head and the stream's opening comment, as the reference sends them. */
-static void build_head(qs_conn *c, const qs_request *req, const char *last_event_id,
-                       qs_buf *out)
+static void build_head(qs_conn *c, const qs_request *req, const char *last_event_id, qs_buf *out)
 {
     qs_buf_appendf(out, "HTTP/1.%d 200 OK\r\n", c->minor_version);
     qs_append_date_header(out);
@@ -139,8 +138,9 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
             deadline = now_ms + jitter(left_ms);
     }
     if (deadline) {
-        deadline = deadline > cfg->dispatch_timeout_ms + now_ms ? deadline - cfg->dispatch_timeout_ms
-                                                               : now_ms;
+        deadline = deadline > cfg->dispatch_timeout_ms + now_ms
+                       ? deadline - cfg->dispatch_timeout_ms
+                       : now_ms;
         if (deadline == 0)
             deadline = 1;
     }

@@ -150,8 +150,8 @@ static bool claimset_allows(qs_worker *w, qs_claimset *cs, const qs_update *u)
 
 /* ------------------------------------------------------------- lifetime */
 
-qs_subscriber *qs_subscriber_new(qs_conn *conn, const qs_form *query,
-                                 const qs_jwt_claims *claims, uint64_t deadline_ms)
+qs_subscriber *qs_subscriber_new(qs_conn *conn, const qs_form *query, const qs_jwt_claims *claims,
+                                 uint64_t deadline_ms)
 {
     qs_worker *w = conn->w;
     qs_subscriber *s = qs_xcalloc(1, sizeof(*s));

@@ -36,22 +36,22 @@ typedef void (*qs_publish_cb)(void *arg, int status, const char *reason);
 /** A pull of stored history. Filled by the hub, completed by the transport. */
 typedef struct qs_replay {
     /* in */
-    const char *after_id;  /* first pull: the requested Last-Event-ID ("earliest" = all) */
-    bool continuation;     /* later pulls: resume after after_seq */
+    const char *after_id; /* first pull: the requested Last-Event-ID ("earliest" = all) */
+    bool continuation;    /* later pulls: resume after after_seq */
     uint64_t after_seq;
-    uint64_t until_seq;    /* inclusive upper bound: the subscriber's bus position */
+    uint64_t until_seq; /* inclusive upper bound: the subscriber's bus position */
     size_t max_events;
     size_t max_bytes;
     void (*done)(struct qs_replay *r); /* any thread */
     void *arg;
     /* out */
-    int status;             /* 0, or -1 with reason */
+    int status; /* 0, or -1 with reason */
     const char *reason;
-    bool id_found;          /* first pull: after_id is known (always true for "earliest") */
-    qs_update **updates;    /* references owned by this struct until taken */
+    bool id_found;       /* first pull: after_id is known (always true for "earliest") */
+    qs_update **updates; /* references owned by this struct until taken */
     size_t n_updates;
-    uint64_t next_seq;      /* resume cursor */
-    bool finished;          /* nothing left up to until_seq */
+    uint64_t next_seq; /* resume cursor */
+    bool finished;     /* nothing left up to until_seq */
 } qs_replay;
 
 /** Frees the updates still held by a replay result. */
@@ -62,8 +62,8 @@ typedef struct qs_transport_ops {
     /** True when the transport stores history (replay is available). */
     bool has_history;
     /** Creates the transport; reports option errors naming the directive and line. */
-    int (*create)(const qs_config_transport *cfg, const qs_transport_host *host,
-                  qs_transport **out, char **err);
+    int (*create)(const qs_config_transport *cfg, const qs_transport_host *host, qs_transport **out,
+                  char **err);
     /** Starts delivering (threads, connections). */
     int (*start)(qs_transport *t, char **err);
     /** Takes a reference to u (finalized, id set) and makes it durable. */

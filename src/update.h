@@ -49,16 +49,16 @@ qs_frame *qs_frame_end(void);
 typedef struct qs_update {
     atomic_uint refs;
     bool is_private;
-    uint64_t retry;   /* 0 = no retry line */
-    uint64_t seq;     /* position on the node's bus, set by the transport */
-    char *id;         /* never NULL once finalized */
-    char *type;       /* NULL = no event line */
-    char **topics;    /* topics[0] is canonical, the rest are alternates */
+    uint64_t retry; /* 0 = no retry line */
+    uint64_t seq;   /* position on the node's bus, set by the transport */
+    char *id;       /* never NULL once finalized */
+    char *type;     /* NULL = no event line */
+    char **topics;  /* topics[0] is canonical, the rest are alternates */
     size_t *topic_lens;
     size_t n_topics;
     char *data;
     size_t data_len;
-    qs_frame *frame;  /* encoded SSE event, set by qs_update_finalize() */
+    qs_frame *frame; /* encoded SSE event, set by qs_update_finalize() */
 } qs_update;
 
 /** Allocates an empty update (refs = 1). */

@@ -39,9 +39,10 @@
  *
  * The automaton: a leading and a trailing literal are compared with memcmp; what lies
  * between is an array of states (consume one byte equal to b / consume one byte of a class /
- * split / match), built back to front so that every state already knows its successor, and
- * simulated with the set-of-states method: each topic byte costs at most one visit per
- * state, with no backtracking, and the scratch memory is four words per state.
+ * loop over a class and %XX triplets / split / match), built back to front so that every
+ * state already knows its successor, and simulated with the set-of-states method: each topic byte
+ * costs at most one visit per state, with no backtracking, and the scratch memory is four words per
+ * state.
  */
 #include "uritemplate.h"
 
@@ -67,13 +68,21 @@ static const uint8_t byte_class[256] = {
     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 0, 0, 0, 7, 0, /* 0x70 p-z{|}~ */
 };
 
-enum { NFA_BYTE, NFA_SET, NFA_SPLIT, NFA_MATCH };
+enum {
+    NFA_BYTE,  /* consume arg, go to out */
+    NFA_SET,   /* consume a byte of class arg, go to out */
+    NFA_LOOP,  /* ([arg] | %XX)*: consume a byte of class arg and stay, or consume "%" and go
+                * to out1 (two hex digits that lead back here); or leave for out without
+                * consuming. No class contains "%", so the two transitions never overlap. */
+    NFA_SPLIT, /* go to out and out1 without consuming */
+    NFA_MATCH,
+};
 
 typedef struct nfa_state {
     uint8_t op;
-    uint8_t arg;   /* NFA_BYTE: the byte; NFA_SET: CL_* mask */
-    uint32_t out;  /* successor (first branch of a split) */
-    uint32_t out1; /* second branch of a split */
+    uint8_t arg;   /* NFA_BYTE: the byte; NFA_SET, NFA_LOOP: CL_* mask */
+    uint32_t out;  /* successor */
+    uint32_t out1; /* NFA_SPLIT: second branch; NFA_LOOP: first hex digit of a triplet */
 } nfa_state;
 
 struct qs_uritemplate {
@@ -365,14 +374,10 @@ static uint32_t emit(builder *b, uint8_t op, uint8_t arg, uint32_t out, uint32_t
 /* ([mask] | %XX)* followed by next. */
 static uint32_t build_class_loop(builder *b, uint8_t mask, uint32_t next)
 {
-    uint32_t loop = emit(b, NFA_SPLIT, 0, 0, 0);
+    uint32_t loop = emit(b, NFA_LOOP, mask, next, 0);
     uint32_t hex2 = emit(b, NFA_SET, CL_HEX, loop, 0);
     uint32_t hex1 = emit(b, NFA_SET, CL_HEX, hex2, 0);
-    uint32_t pct = emit(b, NFA_BYTE, '%', hex1, 0);
-    uint32_t alt = emit(b, NFA_SPLIT, 0, pct, next);
-    uint32_t one = emit(b, NFA_SET, mask, loop, 0);
-    b->s[loop].out = one;
-    b->s[loop].out1 = alt;
+    b->s[loop].out1 = hex1;
     return loop;
 }
 
@@ -519,29 +524,32 @@ typedef struct sim {
     uint32_t gen;
 } sim;
 
-/* Adds state i and everything reachable from it through splits to list. */
+static inline void push_unmarked(sim *m, uint32_t i, uint32_t *sp)
+{
+    /* Marking on push keeps the stack within nstates entries. */
+    if (m->mark[i] != m->gen) {
+        m->mark[i] = m->gen;
+        m->stack[(*sp)++] = i;
+    }
+}
+
+/* Adds state i and everything reachable from it without consuming to list (the states that
+ * consume, and the match state). */
 static void add_closure(sim *m, uint32_t i, uint32_t *list, uint32_t *n)
 {
-    if (m->mark[i] == m->gen)
-        return;
-    m->mark[i] = m->gen;
     uint32_t sp = 0;
-    m->stack[sp++] = i;
+    push_unmarked(m, i, &sp);
     while (sp > 0) {
-        const nfa_state *x = &m->st[m->stack[--sp]];
-        if (x->op != NFA_SPLIT) {
-            list[(*n)++] = (uint32_t)(x - m->st);
+        uint32_t k = m->stack[--sp];
+        const nfa_state *x = &m->st[k];
+        if (x->op == NFA_SPLIT) {
+            push_unmarked(m, x->out1, &sp);
+            push_unmarked(m, x->out, &sp);
             continue;
         }
-        /* Marking on push keeps the stack within nstates entries. */
-        if (m->mark[x->out1] != m->gen) {
-            m->mark[x->out1] = m->gen;
-            m->stack[sp++] = x->out1;
-        }
-        if (m->mark[x->out] != m->gen) {
-            m->mark[x->out] = m->gen;
-            m->stack[sp++] = x->out;
-        }
+        list[(*n)++] = k;
+        if (x->op == NFA_LOOP)
+            push_unmarked(m, x->out, &sp);
     }
 }
 
@@ -580,10 +588,24 @@ bool qs_uritemplate_match(const qs_uritemplate *t, const char *s, size_t len)
         uint32_t nnxt = 0;
         for (uint32_t k = 0; k < ncur; k++) {
             const nfa_state *x = &t->states[cur[k]];
-            bool ok = (x->op == NFA_BYTE && x->arg == c) ||
-                      (x->op == NFA_SET && (byte_class[c] & x->arg));
-            if (ok)
-                add_closure(&m, x->out, nxt, &nnxt);
+            switch (x->op) {
+            case NFA_BYTE:
+                if (x->arg == c)
+                    add_closure(&m, x->out, nxt, &nnxt);
+                break;
+            case NFA_SET:
+                if (byte_class[c] & x->arg)
+                    add_closure(&m, x->out, nxt, &nnxt);
+                break;
+            case NFA_LOOP:
+                if (byte_class[c] & x->arg)
+                    add_closure(&m, cur[k], nxt, &nnxt);
+                else if (c == '%')
+                    add_closure(&m, x->out1, nxt, &nnxt);
+                break;
+            default:
+                break;
+            }
         }
         uint32_t *tmp = cur;
         cur = nxt;

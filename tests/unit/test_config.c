@@ -46,8 +46,7 @@ static void must_fail(const char *text, const char **env, const char *expected)
     char *err = NULL;
     int rc = parse_env(&cfg, text, env, &err);
     if (rc == 0)
-        qs_test_fail(__FILE__, __LINE__, "expected error \"%s\", parsed fine:\n%s", expected,
-                     text);
+        qs_test_fail(__FILE__, __LINE__, "expected error \"%s\", parsed fine:\n%s", expected, text);
     ASSERT_EQ_INT(-1, rc);
     ASSERT(err != NULL);
     ASSERT(strchr(err, '\n') == NULL);
@@ -207,13 +206,13 @@ TEST(official_caddyfile)
 TEST(official_caddyfile_with_docker_env)
 {
     qs_config cfg;
-    const char **env = ENV("SERVER_NAME", ":80", "GLOBAL_OPTIONS", "debug\nadmin 0.0.0.0:2019",
-                           "MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_PUBLISHER_JWT_ALG",
-                           "HS512", "MERCURE_SUBSCRIBER_JWT_KEY", "sk",
-                           "MERCURE_SUBSCRIBER_JWT_ALG", "", "MERCURE_EXTRA_DIRECTIVES",
-                           "cors_origins https://a.example https://b.example\nsubscriptions",
-                           "CADDY_SERVER_EXTRA_DIRECTIVES", "encode gzip", "MERCURE_LICENSE",
-                           "ignored");
+    const char **env =
+        ENV("SERVER_NAME", ":80", "GLOBAL_OPTIONS", "debug\nadmin 0.0.0.0:2019",
+            "MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_PUBLISHER_JWT_ALG", "HS512",
+            "MERCURE_SUBSCRIBER_JWT_KEY", "sk", "MERCURE_SUBSCRIBER_JWT_ALG", "",
+            "MERCURE_EXTRA_DIRECTIVES",
+            "cors_origins https://a.example https://b.example\nsubscriptions",
+            "CADDY_SERVER_EXTRA_DIRECTIVES", "encode gzip", "MERCURE_LICENSE", "ignored");
     must_parse(&cfg, official_caddyfile, env);
     ASSERT_EQ_STR(":80", cfg.site_address);
     ASSERT(cfg.listen_host == NULL);
@@ -282,10 +281,10 @@ TEST(default_config_with_env)
 {
     qs_config cfg;
     char *err = NULL;
-    const char **env = ENV("SERVER_NAME", "http://127.0.0.1:8080", "MERCURE_PUBLISHER_JWT_KEY",
-                           "pub", "MERCURE_PUBLISHER_JWT_ALG", "RS256",
-                           "MERCURE_SUBSCRIBER_JWT_KEY", "sub", "MERCURE_SUBSCRIBER_JWT_ALG",
-                           "ES384");
+    const char **env =
+        ENV("SERVER_NAME", "http://127.0.0.1:8080", "MERCURE_PUBLISHER_JWT_KEY", "pub",
+            "MERCURE_PUBLISHER_JWT_ALG", "RS256", "MERCURE_SUBSCRIBER_JWT_KEY", "sub",
+            "MERCURE_SUBSCRIBER_JWT_ALG", "ES384");
     ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
     ASSERT(err == NULL);
     ASSERT_EQ_STR("http://127.0.0.1:8080", cfg.site_address);
@@ -438,8 +437,8 @@ TEST(pem_key_with_newlines_stays_one_token)
                               "-----END PUBLIC KEY-----\n";
     qs_config cfg;
     char *err = NULL;
-    const char **env = ENV("MERCURE_PUBLISHER_JWT_KEY", pem, "MERCURE_PUBLISHER_JWT_ALG",
-                           "ES256", "MERCURE_SUBSCRIBER_JWT_KEY", pem);
+    const char **env = ENV("MERCURE_PUBLISHER_JWT_KEY", pem, "MERCURE_PUBLISHER_JWT_ALG", "ES256",
+                           "MERCURE_SUBSCRIBER_JWT_KEY", pem);
     ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
     ASSERT_EQ_STR(pem, cfg.publisher_key);
     ASSERT_EQ_STR("ES256", cfg.publisher_alg);
@@ -601,7 +600,8 @@ TEST(lexer_errors)
 
 TEST(block_structure_errors)
 {
-    must_fail(":80 {\n mercure {\n  anonymous\n", no_env, "Caddyfile:2: '{' is never closed: missing '}'");
+    must_fail(":80 {\n mercure {\n  anonymous\n", no_env,
+              "Caddyfile:2: '{' is never closed: missing '}'");
     must_fail(":80 {\n mercure { anonymous\n }\n}\n", no_env,
               "Caddyfile:2: a block's content must start on the line after '{'; found "
               "\"anonymous\"");
@@ -616,11 +616,10 @@ TEST(block_structure_errors)
     must_fail("# only a comment\n", no_env,
               "Caddyfile: empty configuration: no site block and no mercure block");
     must_fail("{\n debug\n}\n", no_env, "Caddyfile: no site block and no mercure block");
-    must_fail(":80 {\n encode gzip\n}\n", no_env,
-              "Caddyfile:1: no mercure block in site \":80\"");
-    must_fail(":80 {\n mercure {\n  anonymous\n  publisher_jwt k\n }\n mercure {\n }\n}\n",
-              no_env, "Caddyfile:6: mercure: more than one mercure block (the first is at "
-                      "Caddyfile:2)");
+    must_fail(":80 {\n encode gzip\n}\n", no_env, "Caddyfile:1: no mercure block in site \":80\"");
+    must_fail(":80 {\n mercure {\n  anonymous\n  publisher_jwt k\n }\n mercure {\n }\n}\n", no_env,
+              "Caddyfile:6: mercure: more than one mercure block (the first is at "
+              "Caddyfile:2)");
     must_fail(":80 {\n mercure {\n  publisher_jwt k\n  anonymous\n }\n}\n:81 {\n}\n", no_env,
               "Caddyfile:7: only one site block is supported; found another site "
               "\":81\"");
@@ -821,8 +820,8 @@ TEST(site_address_forms)
         if (cases[i].host)
             ASSERT_EQ_STR(cases[i].host, cfg.listen_host);
         else if (cfg.listen_host)
-            qs_test_fail(__FILE__, __LINE__, "%s: expected every interface, got %s",
-                         cases[i].addr, cfg.listen_host);
+            qs_test_fail(__FILE__, __LINE__, "%s: expected every interface, got %s", cases[i].addr,
+                         cfg.listen_host);
         ASSERT_EQ_INT(cases[i].port, cfg.listen_port);
         free(text);
         qs_config_free(&cfg);
@@ -1113,18 +1112,18 @@ TEST(transport_blocks)
 {
     qs_config cfg;
     must_parse(&cfg,
-               ":80 {\n"                           /* 1 */
-               "\tmercure {\n"                     /* 2 */
-               "\t\tpublisher_jwt k\n"             /* 3 */
-               "\t\tanonymous\n"                   /* 4 */
-               "\t\ttransport bolt {\n"            /* 5 */
-               "\t\t\tpath /var/lib/mercure.db\n"  /* 6 */
-               "\n"                                /* 7 */
+               ":80 {\n"                            /* 1 */
+               "\tmercure {\n"                      /* 2 */
+               "\t\tpublisher_jwt k\n"              /* 3 */
+               "\t\tanonymous\n"                    /* 4 */
+               "\t\ttransport bolt {\n"             /* 5 */
+               "\t\t\tpath /var/lib/mercure.db\n"   /* 6 */
+               "\n"                                 /* 7 */
                "\t\t\tbucket_name \"my updates\"\n" /* 8 */
-               "\t\t\tsize 1000\n"                 /* 9 */
-               "\t\t\tcleanup_frequency 0.3\n"     /* 10 */
-               "\t\t\tflag\n"                      /* 11 */
-               "\t\t\taddr h1:9092 h2:9092\n"      /* 12 */
+               "\t\t\tsize 1000\n"                  /* 9 */
+               "\t\t\tcleanup_frequency 0.3\n"      /* 10 */
+               "\t\t\tflag\n"                       /* 11 */
+               "\t\t\taddr h1:9092 h2:9092\n"       /* 12 */
                "\t\t}\n"
                "\t}\n"
                "}\n",
@@ -1153,11 +1152,10 @@ TEST(transport_blocks)
     qs_config_free(&cfg);
 
     /* Without a block; every known name; a repeated transport replaces the earlier one. */
-    static const char *names[] = {"local", "bolt", "lmdb", "redis", "postgres", "kafka",
-                                  "pulsar"};
+    static const char *names[] = {"local", "bolt", "lmdb", "redis", "postgres", "kafka", "pulsar"};
     for (size_t i = 0; i < QS_ARRAY_LEN(names); i++) {
-        char *line = qs_xasprintf("transport bolt {\n\t\t\tpath x\n\t\t}\n\t\ttransport %s",
-                                  names[i]);
+        char *line =
+            qs_xasprintf("transport bolt {\n\t\t\tpath x\n\t\t}\n\t\ttransport %s", names[i]);
         directive_ok(&cfg, line);
         ASSERT_EQ_STR(names[i], cfg.transport.name);
         ASSERT_EQ_INT(0, cfg.transport.n_options);
@@ -1181,8 +1179,7 @@ TEST(transport_blocks)
     directive_err("transport", "Caddyfile:5: transport: missing value");
     directive_err("transport mysql", "Caddyfile:5: transport: unknown transport (local, bolt, "
                                      "lmdb, redis, postgres, kafka, pulsar) \"mysql\"");
-    directive_err("transport local extra",
-                  "Caddyfile:5: transport: unexpected argument \"extra\"");
+    directive_err("transport local extra", "Caddyfile:5: transport: unexpected argument \"extra\"");
     directive_err("transport bolt {\n\t\t\tnested {\n\t\t\t}\n\t\t}",
                   "Caddyfile:6: transport: an option cannot open a block \"nested\"");
     directive_err("transport_url bolt://x.db\n\t\ttransport local",
@@ -1217,9 +1214,8 @@ TEST(transport_url_and_env)
     char *err = NULL;
     ASSERT_EQ_INT(0, qs_config_load_default(
                          &cfg, fake_getenv,
-                         (void *)ENV("MERCURE_PUBLISHER_JWT_KEY", "k",
-                                     "MERCURE_SUBSCRIBER_JWT_KEY", "k", "MERCURE_TRANSPORT_URL",
-                                     "bolt:///data/mercure.db"),
+                         (void *)ENV("MERCURE_PUBLISHER_JWT_KEY", "k", "MERCURE_SUBSCRIBER_JWT_KEY",
+                                     "k", "MERCURE_TRANSPORT_URL", "bolt:///data/mercure.db"),
                          &err));
     ASSERT_EQ_STR("bolt:///data/mercure.db", cfg.transport.url);
     qs_config_free(&cfg);
@@ -1307,9 +1303,9 @@ TEST(durations)
         {"2d", 172800000},
         {"1d12h", 129600000},
         {"0.5d", 43200000},
-        {"1500us", 2},      /* rounded up to whole milliseconds */
-        {"1\xc2\xb5s", 1},  /* µs (micro sign) */
-        {"1\xce\xbcs", 1},  /* μs (Greek mu) */
+        {"1500us", 2},     /* rounded up to whole milliseconds */
+        {"1\xc2\xb5s", 1}, /* µs (micro sign) */
+        {"1\xce\xbcs", 1}, /* μs (Greek mu) */
         {"1ns", 1},
         {"999999ns", 1},
         {"1000000ns", 1},
@@ -1326,10 +1322,31 @@ TEST(durations)
             qs_test_fail(__FILE__, __LINE__, "\"%s\": expected %llu ms, got %llu", good[i].s,
                          (unsigned long long)good[i].ms, (unsigned long long)ms);
     }
-    static const char *bad[] = {"",    "40",   "-1s",  "-0",   "s",       "1x",     "1 s",
-                                "4O s", "1.5",  ".s",   "1..5s", "1sm",   "1mss",   "++1s",
-                                "1S",   "1H",   "5m-3s", " 1s", "1s ",    "2562048h", "106752d",
-                                "9223372036854775808ns", "99999999999999999999s", "+", "."};
+    static const char *bad[] = {"",
+                                "40",
+                                "-1s",
+                                "-0",
+                                "s",
+                                "1x",
+                                "1 s",
+                                "4O s",
+                                "1.5",
+                                ".s",
+                                "1..5s",
+                                "1sm",
+                                "1mss",
+                                "++1s",
+                                "1S",
+                                "1H",
+                                "5m-3s",
+                                " 1s",
+                                "1s ",
+                                "2562048h",
+                                "106752d",
+                                "9223372036854775808ns",
+                                "99999999999999999999s",
+                                "+",
+                                "."};
     for (size_t i = 0; i < QS_ARRAY_LEN(bad); i++) {
         uint64_t ms = 7;
         if (qs_parse_duration_ms(bad[i], &ms) == 0)
@@ -1383,10 +1400,10 @@ TEST(sizes)
             qs_test_fail(__FILE__, __LINE__, "\"%s\": expected %llu, got %llu", good[i].s,
                          (unsigned long long)good[i].n, (unsigned long long)n);
     }
-    static const char *bad[] = {"",      "MB",     "-1",   "-1MB",  "1XB",  "1 M B",
-                                "1.2.3", "1e6",    " 1",   "1MBB",  "abc",  ".",
-                                "16EiB", "18446744073709551616", "20000PB", "1.5EB x",
-                                "1 2"};
+    static const char *bad[] = {
+        "",        "MB",      "-1",   "-1MB", "1XB", "1 M B", "1.2.3",
+        "1e6",     " 1",      "1MBB", "abc",  ".",   "16EiB", "18446744073709551616",
+        "20000PB", "1.5EB x", "1 2"};
     for (size_t i = 0; i < QS_ARRAY_LEN(bad); i++) {
         uint64_t n = 7;
         if (qs_parse_size(bad[i], &n) == 0)
@@ -1426,8 +1443,8 @@ TEST(load_file)
     qs_config_free(&cfg);
     unlink(path);
 
-    ASSERT_EQ_INT(-1, qs_config_load_file(&cfg, "/nonexistent/Caddyfile", fake_getenv,
-                                          (void *)no_env, &err));
+    ASSERT_EQ_INT(
+        -1, qs_config_load_file(&cfg, "/nonexistent/Caddyfile", fake_getenv, (void *)no_env, &err));
     ASSERT_EQ_STR("/nonexistent/Caddyfile: cannot open: No such file or directory", err);
     free(err);
     qs_config_free(&cfg);
@@ -1440,5 +1457,38 @@ TEST(crlf_line_endings)
                no_env);
     ASSERT_EQ_STR("k", cfg.publisher_key);
     ASSERT(cfg.anonymous);
+    qs_config_free(&cfg);
+}
+
+TEST(substituted_values_are_not_expanded_again)
+{
+    qs_config cfg;
+    must_parse(&cfg, ":80 {\n mercure {\n  publisher_jwt {$K}\n  anonymous\n }\n}\n",
+               ENV("K", "{$OTHER}", "OTHER", "no"));
+    ASSERT_EQ_STR("{$OTHER}", cfg.publisher_key);
+    qs_config_free(&cfg);
+    /* Adjacent variables keep their own sources and lines. */
+    must_fail(":80 {\n mercure {\n  publisher_jwt k\n  {$A}{$B}\n }\n}\n",
+              ENV("A", "anonymous", "B", "\nbogus"), "B:2: unknown directive \"bogus\"");
+    must_fail(":80 {\n mercure {\n  publisher_jwt k\n  {$A}{$B}\n }\n}\n",
+              ENV("A", "bogus", "B", "\nanonymous"), "A:1: unknown directive \"bogus\"");
+    /* An unset variable without default leaves nothing, and the file's lines go on. */
+    must_fail("{$UNSET}\n:80 {\n mercure {\n  {$UNSET}bogus\n }\n}\n", no_env,
+              "Caddyfile:4: unknown directive \"bogus\"");
+}
+
+TEST(real_environment_when_no_callback)
+{
+    setenv("QS_TEST_CFG_KEY", "from-env", 1);
+    unsetenv("QS_TEST_CFG_UNSET");
+    static const char text[] = ":80 {\n mercure {\n  publisher_jwt {env.QS_TEST_CFG_KEY}\n"
+                               "  subscriber_jwt {$QS_TEST_CFG_KEY}\n"
+                               "  name x{env.QS_TEST_CFG_UNSET}\n }\n}\n";
+    qs_config cfg;
+    char *err = NULL;
+    ASSERT_EQ_INT(0, qs_config_parse(&cfg, text, strlen(text), NULL, NULL, NULL, &err));
+    ASSERT_EQ_STR("from-env", cfg.publisher_key);
+    ASSERT_EQ_STR("from-env", cfg.subscriber_key);
+    ASSERT_EQ_STR("x", cfg.hub_name);
     qs_config_free(&cfg);
 }

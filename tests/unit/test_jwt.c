@@ -1083,7 +1083,7 @@ TEST(null_and_empty_selector_lists_differ)
     qs_jwt_claims_free(NULL);
 }
 
-TEST(namespaced_claim_fallback)
+TEST(namespaced_claim_wins_when_present)
 {
     qs_jwt_claims c;
     ASSERT_EQ_INT(QS_JWT_OK,
@@ -1098,12 +1098,13 @@ TEST(namespaced_claim_fallback)
     ASSERT(c.has_mercure && c.has_subscribe && c.n_subscribe == 1);
     qs_jwt_claims_free(&c);
 
-    /* "mercure" present: the namespaced claim is ignored (but must still be well-formed). */
+    /* Both present: the namespaced claim wins, as in the reference (authorization.go copies
+     * it over "mercure"); "mercure" must still be well-formed. */
     ASSERT_EQ_INT(QS_JWT_OK, hs_roundtrip("{\"https://mercure.rocks/\":{\"publish\":[\"ns\"]},"
                                           "\"mercure\":{\"publish\":[\"m\"]}}",
                                           &c));
     ASSERT_EQ_INT(1, c.n_publish);
-    ASSERT_EQ_STR("m", c.publish[0]);
+    ASSERT_EQ_STR("ns", c.publish[0]);
     qs_jwt_claims_free(&c);
     ASSERT_EQ_INT(QS_JWT_E_CLAIMS,
                   hs_roundtrip("{\"mercure\":{},\"https://mercure.rocks/\":{\"publish\":3}}", &c));

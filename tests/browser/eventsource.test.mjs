@@ -1,0 +1,506 @@
+// Real-browser test: Chromium's EventSource against the Quicksilver hub.
+//
+// Starts the hub itself (QS_BINARY, default <repo>/build/mercure) on an ephemeral loopback
+// port, drives Debian's Chromium (CHROMIUM, default /usr/bin/chromium) with playwright-core,
+// and publishes from Node. Prints one TAP-like line per scenario, then "N passed, N failed".
+// Exits non-zero on any failure; every hub it started is killed on every path.
+
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+const BINARY = process.env.QS_BINARY || path.join(REPO, 'build', 'mercure');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const KEY = '!ChangeThisMercureHubJWTSecretKey!';
+const HUB_PATH = '/.well-known/mercure';
+const RUN_DEADLINE_MS = 55_000; // the whole run must stay under 60 s
+const WAIT_MS = 8_000; // default wait for one browser-side condition
+const VERBOSE = !!process.env.QS_VERBOSE;
+
+// ---------------------------------------------------------------------------------------------
+// Hub processes: every one started is tracked, and killed on any exit path.
+
+const hubs = new Set();
+const tmpDirs = [];
+
+function killAllHubs() {
+  for (const h of hubs) {
+    if (h.proc.exitCode === null && h.proc.signalCode === null) {
+      try { h.proc.kill('SIGKILL'); } catch { /* already gone */ }
+    }
+  }
+  hubs.clear();
+}
+
+function removeTmpDirs() {
+  for (const d of tmpDirs.splice(0)) {
+    try { fs.rmSync(d, { recursive: true, force: true }); } catch { /* best effort */ }
+  }
+}
+
+process.on('exit', () => { killAllHubs(); removeTmpDirs(); });
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => { killAllHubs(); process.exit(130); });
+}
+process.on('uncaughtException', (e) => {
+  console.error('uncaught exception:', e);
+  killAllHubs();
+  process.exit(2);
+});
+process.on('unhandledRejection', (e) => {
+  console.error('unhandled rejection:', e);
+  killAllHubs();
+  process.exit(2);
+});
+
+function mkTmp(prefix) {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpDirs.push(d);
+  return d;
+}
+
+/** Starts a hub; port 0 = ephemeral. Resolves once its "listening on" line is logged. */
+function startHub(port = 0) {
+  if (!fs.existsSync(BINARY)) {
+    throw new Error(`hub binary not found: ${BINARY} (build it, or set QS_BINARY)`);
+  }
+  const cwd = mkTmp('qs-browser-hub-');
+  const env = {
+    PATH: process.env.PATH || '/usr/bin:/bin',
+    HOME: cwd,
+    SERVER_NAME: `127.0.0.1:${port}`,
+    MERCURE_PUBLISHER_JWT_KEY: KEY,
+    MERCURE_SUBSCRIBER_JWT_KEY: KEY,
+    MERCURE_EXTRA_DIRECTIVES: 'anonymous\ncors_origins *\npublish_origins *',
+  };
+  const proc = spawn(BINARY, ['run'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const hub = { proc, port: 0, stderr: '', exited: null };
+  hubs.add(hub);
+  hub.exited = new Promise((resolve) => {
+    proc.on('exit', (code, signal) => { hubs.delete(hub); resolve({ code, signal }); });
+  });
+  proc.stdout.on('data', (d) => { if (VERBOSE) process.stderr.write(`[hub out] ${d}`); });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`hub did not report "listening on" within 10 s; stderr:\n${hub.stderr}`));
+    }, 10_000);
+    proc.on('error', (e) => { clearTimeout(timer); reject(e); });
+    proc.on('exit', (code, signal) => {
+      if (!hub.port) {
+        clearTimeout(timer);
+        reject(new Error(`hub exited early (code ${code}, signal ${signal}); stderr:\n${hub.stderr}`));
+      }
+    });
+    proc.stderr.setEncoding('utf8');
+    proc.stderr.on('data', (d) => {
+      hub.stderr += d;
+      if (VERBOSE) process.stderr.write(`[hub] ${d}`);
+      if (!hub.port) {
+        const m = /listening on 127\.0\.0\.1:(\d+) \(/.exec(hub.stderr);
+        if (m) {
+          hub.port = Number(m[1]);
+          clearTimeout(timer);
+          resolve(hub);
+        }
+      }
+    });
+  });
+}
+
+/** SIGTERM, then wait for exit (SIGKILL after 5 s, which fails the caller). */
+async function stopHub(hub) {
+  if (hub.proc.exitCode !== null || hub.proc.signalCode !== null) return hub.exited;
+  hub.proc.kill('SIGTERM');
+  let timer;
+  const killed = new Promise((resolve) => {
+    timer = setTimeout(() => { hub.proc.kill('SIGKILL'); resolve('killed'); }, 5_000);
+  });
+  const r = await Promise.race([hub.exited, killed]);
+  clearTimeout(timer);
+  if (r === 'killed') throw new Error(`hub did not exit within 5 s of SIGTERM; stderr:\n${hub.stderr}`);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JWT and publishing
+
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+function jwt(claims) {
+  const head = b64url(JSON.stringify({ alg: 'HS256' }));
+  const body = b64url(JSON.stringify(claims));
+  const sig = crypto.createHmac('sha256', KEY).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
+const PUBLISHER_TOKEN = jwt({ mercure: { publish: ['*'] } });
+const subscriberToken = (topics) => jwt({ mercure: { subscribe: topics } });
+
+/** POSTs an update; fields: {topic (string|array), data, id, type, retry, private}. Returns the id. */
+async function publish(hub, fields) {
+  const form = new URLSearchParams();
+  for (const t of [].concat(fields.topic)) form.append('topic', t);
+  if (fields.data !== undefined) form.append('data', fields.data);
+  if (fields.id !== undefined) form.append('id', fields.id);
+  if (fields.type !== undefined) form.append('type', fields.type);
+  if (fields.retry !== undefined) form.append('retry', String(fields.retry));
+  if (fields.private) form.append('private', 'on');
+  const res = await fetch(`http://127.0.0.1:${hub.port}${HUB_PATH}`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Bearer ${PUBLISHER_TOKEN}`,
+      'Content-Type': 'application/x-www-form-urlencoded',
+    },
+    body: form.toString(),
+    signal: AbortSignal.timeout(5_000),
+  });
+  const text = await res.text();
+  if (res.status !== 200) {
+    throw new Error(`publish ${JSON.stringify(fields)} -> HTTP ${res.status}: ${text}`);
+  }
+  if (fields.id !== undefined && text !== fields.id) {
+    throw new Error(`publish returned id ${JSON.stringify(text)}, expected ${JSON.stringify(fields.id)}`);
+  }
+  return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Assertions and browser helpers
+
+class AssertionError extends Error {}
+
+function assert(cond, msg) {
+  if (!cond) throw new AssertionError(msg);
+}
+
+function assertEq(actual, expected, what) {
+  const a = JSON.stringify(actual);
+  const e = JSON.stringify(expected);
+  if (a !== e) throw new AssertionError(`${what}: expected ${e}, got ${a}`);
+}
+
+/**
+ * Opens `new EventSource(url, init)` in the page under window.__es[name], recording every
+ * open/error/message (and listeners for `types`) in window.__log[name].
+ */
+async function openEventSource(page, name, url, { withCredentials = false, types = [] } = {}) {
+  await page.evaluate(({ name, url, withCredentials, types }) => {
+    window.__es ||= {};
+    window.__log ||= {};
+    const log = (window.__log[name] = { opens: 0, errors: 0, messages: [], typed: [], errorStates: [] });
+    const es = new EventSource(url, withCredentials ? { withCredentials: true } : undefined);
+    window.__es[name] = es;
+    es.onopen = () => { log.opens++; };
+    es.onerror = () => { log.errors++; log.errorStates.push(es.readyState); };
+    es.onmessage = (e) => {
+      log.messages.push({ type: e.type, data: e.data, lastEventId: e.lastEventId });
+    };
+    for (const t of types) {
+      es.addEventListener(t, (e) => {
+        log.typed.push({ type: e.type, data: e.data, lastEventId: e.lastEventId });
+      });
+    }
+  }, { name, url, withCredentials, types });
+}
+
+const esLog = (page, name) => page.evaluate((n) => window.__log[n], name);
+const esState = (page, name) => page.evaluate((n) => window.__es[n].readyState, name);
+const closeEs = (page, name) => page.evaluate((n) => window.__es[n].close(), name);
+
+/** Waits until predicate(log) holds (predicate is serialised into the page). */
+async function waitLog(page, name, predicateSrc, what, timeout = WAIT_MS) {
+  try {
+    await page.waitForFunction(
+      ({ name, src }) => {
+        const log = window.__log && window.__log[name];
+        // eslint-disable-next-line no-new-func
+        return !!log && new Function('log', `return (${src});`)(log);
+      },
+      { name, src: predicateSrc },
+      { timeout, polling: 25 },
+    );
+  } catch (e) {
+    const log = await esLog(page, name).catch(() => '(page gone)');
+    throw new AssertionError(`timed out after ${timeout} ms waiting for ${what}; log: ${JSON.stringify(log)}`);
+  }
+}
+
+function esUrl(topics, extra = '') {
+  const q = [].concat(topics).map((t) => `topic=${encodeURIComponent(t)}`).join('&');
+  return `${HUB_PATH}?${q}${extra}`;
+}
+
+async function newHubPage(browser, hub) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error(`  [page error] ${e.message}`));
+  const res = await page.goto(`http://127.0.0.1:${hub.port}/`);
+  assert(res && res.status() === 200, `GET / on the hub: expected 200, got ${res && res.status()}`);
+  return { context, page };
+}
+
+const uid = () => crypto.randomBytes(4).toString('hex');
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+
+const MULTILINE = 'data for\n\n        raw string';
+
+async function scenarioPublic(browser, hub) {
+  const { context, page } = await newHubPage(browser, hub);
+  try {
+    const topic = `https://example.com/public/${uid()}`;
+    const other = `https://example.com/other/${uid()}`;
+    await openEventSource(page, 'pub', esUrl(topic), { types: ['custom'] });
+    await waitLog(page, 'pub', 'log.opens === 1', 'onopen');
+    assertEq(await esState(page, 'pub'), 1, 'readyState after onopen');
+
+    const id1 = `urn:uuid:${crypto.randomUUID()}`;
+    const id2 = `custom-id-${uid()}`;
+    const idTyped = `typed-${uid()}`;
+    const idEnd = `end-${uid()}`;
+    await publish(hub, { topic, id: id1, data: MULTILINE });
+    await publish(hub, { topic, id: id2, data: 'second update' });
+    await publish(hub, { topic: other, id: `other-${uid()}`, data: 'must not arrive' });
+    await publish(hub, { topic, id: idTyped, type: 'custom', data: 'typed update' });
+    await publish(hub, { topic, id: idEnd, data: 'end' });
+
+    await waitLog(page, 'pub', 'log.messages.length >= 3 && log.typed.length >= 1',
+      '3 messages and 1 custom event');
+    // The hub dispatches in publish order: once the last one is in, anything else was too.
+    const log = await esLog(page, 'pub');
+    assertEq(log.messages, [
+      { type: 'message', data: MULTILINE, lastEventId: id1 },
+      { type: 'message', data: 'second update', lastEventId: id2 },
+      { type: 'message', data: 'end', lastEventId: idEnd },
+    ], 'onmessage events (the non-matching and the typed updates must not be among them)');
+    assertEq(log.typed, [{ type: 'custom', data: 'typed update', lastEventId: idTyped }],
+      "addEventListener('custom') events");
+    assertEq(log.errors, 0, 'onerror count');
+    assertEq(log.opens, 1, 'onopen count');
+    await closeEs(page, 'pub');
+  } finally {
+    await context.close();
+  }
+}
+
+async function scenarioPrivateCookie(browser, hub) {
+  const covered = `https://example.com/private/${uid()}`;
+  const notCovered = `https://example.com/secret/${uid()}`;
+  const token = subscriberToken([covered]);
+
+  const withCookie = await newHubPage(browser, hub);
+  const anonymous = await newHubPage(browser, hub);
+  try {
+    await withCookie.context.addCookies([{
+      name: 'mercureAuthorization',
+      value: token,
+      domain: '127.0.0.1',
+      path: HUB_PATH,
+      httpOnly: true,
+      sameSite: 'Strict',
+    }]);
+    // The cookie is really sent by the browser on the EventSource request (and only there).
+    const sentCookies = [];
+    withCookie.page.on('request', (r) => {
+      if (r.url().includes(HUB_PATH)) {
+        r.allHeaders().then((h) => sentCookies.push(h.cookie || '')).catch(() => {});
+      }
+    });
+
+    const both = esUrl([covered, notCovered]);
+    await openEventSource(withCookie.page, 'priv', both, { withCredentials: true });
+    await openEventSource(anonymous.page, 'anon', both, { withCredentials: true });
+    await waitLog(withCookie.page, 'priv', 'log.opens === 1', 'onopen (cookie page)');
+    await waitLog(anonymous.page, 'anon', 'log.opens === 1', 'onopen (anonymous page)');
+
+    const idPriv = `priv-${uid()}`;
+    const idSecret = `secret-${uid()}`;
+    const idEnd = `end-${uid()}`;
+    await publish(hub, { topic: covered, id: idPriv, data: 'private, covered', private: true });
+    await publish(hub, { topic: notCovered, id: idSecret, data: 'private, not covered', private: true });
+    await publish(hub, { topic: covered, id: idEnd, data: 'public end' });
+
+    await waitLog(withCookie.page, 'priv', 'log.messages.length >= 2', '2 messages (cookie page)');
+    await waitLog(anonymous.page, 'anon', 'log.messages.length >= 1', '1 message (anonymous page)');
+
+    const priv = await esLog(withCookie.page, 'priv');
+    assertEq(priv.messages, [
+      { type: 'message', data: 'private, covered', lastEventId: idPriv },
+      { type: 'message', data: 'public end', lastEventId: idEnd },
+    ], 'cookie page: messages (only the covered private update, then the public one)');
+    const anon = await esLog(anonymous.page, 'anon');
+    assertEq(anon.messages, [{ type: 'message', data: 'public end', lastEventId: idEnd }],
+      'anonymous page: messages (no private update)');
+    assert(sentCookies.some((c) => c.includes(`mercureAuthorization=${token}`)),
+      `cookie page: the EventSource request did not carry the mercureAuthorization cookie (saw ${JSON.stringify(sentCookies)})`);
+
+    await closeEs(withCookie.page, 'priv');
+    await closeEs(anonymous.page, 'anon');
+  } finally {
+    await withCookie.context.close();
+    await anonymous.context.close();
+  }
+}
+
+async function scenarioReconnect(browser, firstHub) {
+  let hub = firstHub;
+  const { context, page } = await newHubPage(browser, hub);
+  try {
+    const topic = `https://example.com/reconnect/${uid()}`;
+    const port = hub.port;
+    const requests = [];
+    const responses = [];
+    page.on('request', (r) => {
+      if (r.url().includes(HUB_PATH)) requests.push(r);
+    });
+    page.on('response', (r) => {
+      if (r.url().includes(HUB_PATH)) responses.push(r);
+    });
+
+    await openEventSource(page, 'rc', esUrl(topic));
+    await waitLog(page, 'rc', 'log.opens === 1', 'first onopen');
+
+    const id1 = `before-restart-${uid()}`;
+    await publish(hub, { topic, id: id1, data: 'before restart', retry: 500 });
+    await waitLog(page, 'rc', 'log.messages.length === 1', 'the update before the restart');
+    assertEq((await esLog(page, 'rc')).messages,
+      [{ type: 'message', data: 'before restart', lastEventId: id1 }], 'message before restart');
+    assertEq(requests.length, 1, 'EventSource requests before the restart');
+    assertEq(requests[0].headers()['last-event-id'], undefined,
+      'Last-Event-ID on the first request');
+
+    const exit = await stopHub(hub);
+    assertEq(exit, { code: 0, signal: null }, 'hub exit status after SIGTERM');
+    assert(/received SIGTERM/.test(hub.stderr), `hub did not log the SIGTERM; stderr:\n${hub.stderr}`);
+    hub = await startHub(port);
+    assertEq(hub.port, port, 'the new hub port');
+    firstHub.replacement = hub;
+
+    await waitLog(page, 'rc', 'log.opens === 2', 'the second onopen (reconnection)', 15_000);
+    assertEq(await esState(page, 'rc'), 1, 'readyState after reconnecting');
+    const log = await esLog(page, 'rc');
+    assert(log.errors >= 1, `expected onerror when the stream ended, log: ${JSON.stringify(log)}`);
+    assert(log.errorStates.every((s) => s === 0),
+      `the EventSource must stay CONNECTING (0) across errors, not CLOSED: ${JSON.stringify(log.errorStates)}`);
+
+    // The reconnecting request carries Last-Event-ID = the last id received.
+    const last = requests[requests.length - 1];
+    assert(requests.length >= 2, `expected a reconnection request, saw ${requests.length}`);
+    const sent = (await last.allHeaders())['last-event-id'];
+    assertEq(sent, id1, 'Last-Event-ID sent by the browser on reconnection');
+    // The hub (local transport, no history) answers with Last-Event-Id: earliest.
+    const resp = responses.find((r) => r.request() === last);
+    assert(resp, 'no response seen for the reconnection request');
+    assertEq(resp.status(), 200, 'status of the reconnection response');
+    const respHeaders = await resp.allHeaders();
+    assertEq(respHeaders['last-event-id'], 'earliest', 'Last-Event-Id response header on reconnection');
+    assertEq(respHeaders['content-type'], 'text/event-stream', 'content-type of the reconnection response');
+
+    const id2 = `after-restart-${uid()}`;
+    await publish(hub, { topic, id: id2, data: 'after restart' });
+    await waitLog(page, 'rc', 'log.messages.length === 2', 'the update after the restart');
+    assertEq((await esLog(page, 'rc')).messages, [
+      { type: 'message', data: 'before restart', lastEventId: id1 },
+      { type: 'message', data: 'after restart', lastEventId: id2 },
+    ], 'messages across the restart');
+    assertEq((await esLog(page, 'rc')).opens, 2, 'onopen count after the restart');
+    assertEq(await esState(page, 'rc'), 1, 'readyState at the end');
+    await closeEs(page, 'rc');
+  } finally {
+    await context.close();
+  }
+}
+
+async function scenarioUriTemplate(browser, hub) {
+  const { context, page } = await newHubPage(browser, hub);
+  try {
+    await openEventSource(page, 'tpl', esUrl('https://example.com/books/{id}'));
+    await waitLog(page, 'tpl', 'log.opens === 1', 'onopen');
+    const id1 = `book-${uid()}`;
+    const id2 = `book-${uid()}`;
+    await publish(hub, { topic: 'https://example.com/authors/1', id: `author-${uid()}`, data: 'author' });
+    await publish(hub, { topic: 'https://example.com/books/1', id: id1, data: '{"title":"Book 1"}' });
+    await publish(hub, { topic: 'https://example.com/books/2/chapters', id: `ch-${uid()}`, data: 'chapter' });
+    await publish(hub, { topic: ['https://example.com/other', 'https://example.com/books/2'], id: id2, data: 'alternate topic' });
+    await waitLog(page, 'tpl', 'log.messages.length >= 2', '2 messages matching the template');
+    assertEq((await esLog(page, 'tpl')).messages, [
+      { type: 'message', data: '{"title":"Book 1"}', lastEventId: id1 },
+      { type: 'message', data: 'alternate topic', lastEventId: id2 },
+    ], 'messages matching https://example.com/books/{id}');
+    await closeEs(page, 'tpl');
+  } finally {
+    await context.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runner
+
+const SCENARIOS = [
+  ['public updates (ids, multi-line data, non-matching topic, typed event)', scenarioPublic],
+  ['private updates through the mercureAuthorization cookie', scenarioPrivateCookie],
+  ['EventSource reconnects by itself after the hub restarts on the same port', scenarioReconnect],
+  ['topic URI template https://example.com/books/{id}', scenarioUriTemplate],
+];
+
+async function main() {
+  const deadline = setTimeout(() => {
+    console.error(`not ok - the whole run exceeded ${RUN_DEADLINE_MS / 1000} s`);
+    killAllHubs();
+    process.exit(3);
+  }, RUN_DEADLINE_MS);
+
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`chromium not found: ${CHROMIUM} (set CHROMIUM)`);
+  // launch() gives the browser a fresh temporary user-data-dir and removes it on close.
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    timeout: 20_000,
+  });
+
+  let passed = 0;
+  let failed = 0;
+  console.log(`1..${SCENARIOS.length}`);
+  try {
+    for (const [i, [name, fn]] of SCENARIOS.entries()) {
+      const t0 = Date.now();
+      let hub;
+      try {
+        hub = await startHub(0);
+        await fn(browser, hub);
+        passed++;
+        console.log(`ok ${i + 1} - ${name} (${Date.now() - t0} ms)`);
+      } catch (e) {
+        failed++;
+        console.log(`not ok ${i + 1} - ${name} (${Date.now() - t0} ms)`);
+        console.log(`  # ${String(e && e.stack || e).split('\n').join('\n  # ')}`);
+        const h = hub && (hub.replacement || hub);
+        if (h && h.stderr) console.log(`  # hub stderr:\n  # ${h.stderr.trimEnd().split('\n').join('\n  # ')}`);
+      } finally {
+        for (const h of [hub && hub.replacement, hub]) {
+          if (h) await stopHub(h).catch((e) => { console.log(`  # stopping the hub: ${e.message}`); });
+        }
+      }
+    }
+  } finally {
+    await browser.close().catch(() => {});
+    killAllHubs();
+    clearTimeout(deadline);
+  }
+  console.log(`${passed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => { killAllHubs(); removeTmpDirs(); process.exit(code); },
+  (e) => { console.error('fatal:', e); killAllHubs(); process.exit(2); },
+);
