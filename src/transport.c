@@ -74,3 +74,144 @@ int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *h
     free(scheme);
     return ops->create(cfg, host, out, err);
 }
+
+/* ----------------------------------------------------------- options */
+
+int qs_topts_load(const qs_config_transport *cfg, const char *transport, qs_topts *o, char **err)
+{
+    memset(o, 0, sizeof(*o));
+    o->transport = transport;
+    o->source = cfg->source ? cfg->source : "config";
+    o->line = cfg->line;
+    if (cfg->url) {
+        const char *why = NULL;
+        if (qs_url_parse(cfg->url, &o->url, &why) < 0) {
+            *err = qs_xasprintf("%s:%d: transport_url: %s", o->source, o->line, why);
+            return -1;
+        }
+        o->has_url = true;
+        o->v = qs_xcalloc(o->url.query.n + 1, sizeof(*o->v));
+        for (size_t i = 0; i < o->url.query.n; i++) {
+            const qs_form_pair *p = &o->url.query.pairs[i];
+            o->v[o->n++] = (qs_topt){p->key, p->value, o->source, o->line, false};
+        }
+        return 0;
+    }
+    o->v = qs_xcalloc(cfg->n_options + 1, sizeof(*o->v));
+    for (size_t i = 0; i < cfg->n_options; i++) {
+        const qs_config_option *c = &cfg->options[i];
+        if (c->n_values > 1) {
+            *err = qs_xasprintf("%s:%d: transport %s: %s: expected one value", c->source,
+                                c->line, transport, c->key);
+            free(o->v);
+            return -1;
+        }
+        o->v[o->n++] = (qs_topt){c->key, c->n_values ? c->values[0] : NULL, c->source, c->line,
+                                 false};
+    }
+    return 0;
+}
+
+void qs_topts_free(qs_topts *o)
+{
+    free(o->v);
+    if (o->has_url)
+        qs_url_free(&o->url);
+    memset(o, 0, sizeof(*o));
+}
+
+const qs_topt *qs_topts_get(qs_topts *o, const char *key)
+{
+    qs_topt *found = NULL;
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->v[i].key, key) == 0) {
+            o->v[i].used = true;
+            found = &o->v[i];
+        }
+    return found;
+}
+
+static int topt_fail(const qs_topts *o, const qs_topt *t, const char *what, char **err)
+{
+    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
+                        t->key, what, t->value ? t->value : "");
+    return -1;
+}
+
+int qs_topts_string(qs_topts *o, const char *key, const char **out, char **err)
+{
+    const qs_topt *t = qs_topts_get(o, key);
+    if (!t)
+        return 0;
+    if (!t->value || !*t->value)
+        return topt_fail(o, t, "a value is required", err);
+    *out = t->value;
+    return 0;
+}
+
+int qs_topts_u64(qs_topts *o, const char *key, uint64_t *out, char **err)
+{
+    const qs_topt *t = qs_topts_get(o, key);
+    if (!t)
+        return 0;
+    const char *s = t->value ? t->value : "";
+    uint64_t v = 0;
+    if (!*s)
+        return topt_fail(o, t, "invalid number", err);
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return topt_fail(o, t, "invalid number", err);
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int qs_topts_size(qs_topts *o, const char *key, uint64_t *out, char **err)
+{
+    const qs_topt *t = qs_topts_get(o, key);
+    if (!t)
+        return 0;
+    if (!t->value || qs_parse_size(t->value, out) < 0)
+        return topt_fail(o, t, "invalid size", err);
+    return 0;
+}
+
+int qs_topts_double(qs_topts *o, const char *key, double min, double max, double *out, char **err)
+{
+    const qs_topt *t = qs_topts_get(o, key);
+    if (!t)
+        return 0;
+    char *end = NULL;
+    double v = t->value ? strtod(t->value, &end) : 0;
+    if (!t->value || !*t->value || *end || v < min || v > max)
+        return topt_fail(o, t, "invalid value", err);
+    *out = v;
+    return 0;
+}
+
+int qs_topts_bool(qs_topts *o, const char *key, bool *out, char **err)
+{
+    const qs_topt *t = qs_topts_get(o, key);
+    if (!t)
+        return 0;
+    const char *v = t->value;
+    if (!v || !strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "on") || !strcmp(v, "yes"))
+        *out = true;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "off") || !strcmp(v, "no"))
+        *out = false;
+    else
+        return topt_fail(o, t, "expected true or false", err);
+    return 0;
+}
+
+int qs_topts_finish(qs_topts *o, char **err)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (!o->v[i].used) {
+            *err = qs_xasprintf("%s:%d: transport %s: unknown option \"%s\"", o->v[i].source,
+                                o->v[i].line, o->transport, o->v[i].key);
+            return -1;
+        }
+    return 0;
+}

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "update.h"
+#include "url.h"
 
 typedef struct qs_transport qs_transport;
 
@@ -94,6 +95,43 @@ int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *h
 
 /** Scheme of a transport URL ("local" for "local://x"), malloc'd; NULL when malformed. */
 char *qs_transport_url_scheme(const char *url);
+
+/**
+ * A transport's options, read the same way from a `transport NAME { key value }` block and
+ * from the query string of a transport URL. Getters validate values and remember which keys
+ * were used, so qs_topts_finish() can refuse unknown options; every error names the source,
+ * the line, the transport, the option and the value.
+ */
+typedef struct qs_topt {
+    const char *key;
+    const char *value; /* NULL for a flag without value */
+    const char *source;
+    int line;
+    bool used;
+} qs_topt;
+
+typedef struct qs_topts {
+    const char *transport; /* name used in messages */
+    qs_topt *v;
+    size_t n;
+    qs_url url; /* when configured by URL */
+    bool has_url;
+    const char *source;
+    int line;
+} qs_topts;
+
+int qs_topts_load(const qs_config_transport *cfg, const char *transport, qs_topts *o, char **err);
+/** Returns the last value of key (NULL when absent); has_value false for bare flags. */
+const qs_topt *qs_topts_get(qs_topts *o, const char *key);
+int qs_topts_string(qs_topts *o, const char *key, const char **out, char **err);
+int qs_topts_u64(qs_topts *o, const char *key, uint64_t *out, char **err);
+int qs_topts_size(qs_topts *o, const char *key, uint64_t *out, char **err);
+int qs_topts_double(qs_topts *o, const char *key, double min, double max, double *out, char **err);
+/** A flag: present without value, or "1"/"true"/"on" vs "0"/"false"/"off". */
+int qs_topts_bool(qs_topts *o, const char *key, bool *out, char **err);
+/** Errors on the first option that no getter used. */
+int qs_topts_finish(qs_topts *o, char **err);
+void qs_topts_free(qs_topts *o);
 
 extern const qs_transport_ops qs_transport_local_ops;
 

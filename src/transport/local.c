@@ -22,12 +22,13 @@ typedef struct local_transport {
 static int local_create(const qs_config_transport *cfg, const qs_transport_host *host,
                         qs_transport **out, char **err)
 {
-    if (cfg->n_options) {
-        const qs_config_option *o = &cfg->options[0];
-        *err = qs_xasprintf("%s:%d: transport local: unknown option \"%s\"",
-                            o->source ? o->source : "config", o->line, o->key);
+    qs_topts opts;
+    if (qs_topts_load(cfg, "local", &opts, err) < 0)
         return -1;
-    }
+    int rc = qs_topts_finish(&opts, err);
+    qs_topts_free(&opts);
+    if (rc < 0)
+        return -1;
     local_transport *t = qs_xcalloc(1, sizeof(*t));
     t->base.ops = &qs_transport_local_ops;
     t->host = *host;
