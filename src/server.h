@@ -280,6 +280,19 @@ struct qs_subscriber {
     uint32_t pending_idx; /* slot in w->pending, UINT32_MAX when not listed */
     uv_write_t *wreq;
 
+    /* history replay: fetched history sits at the front of the queue (front_n frames),
+     * before live frames, which wait until the replay is over */
+    bool replaying;
+    bool replay_stop;   /* the stream is ending: fetch no more history */
+    qs_replay *replay;  /* pull in flight */
+    uint32_t front_n;
+    size_t front_bytes;
+    uint64_t replay_until;  /* bus position when the subscriber registered */
+    uint64_t replay_cursor; /* seq of the last history record read */
+    char *replay_id;        /* the requested Last-Event-ID */
+    char *head;             /* the response head, sent once the cursor is known */
+    size_t head_split;      /* where its Last-Event-Id line goes */
+
     qs_list heartbeat_node;
     uint64_t last_write_ms;
     qs_list blocked_node;
@@ -296,6 +309,9 @@ qs_subscriber *qs_subscriber_new(qs_conn *conn, const qs_form *query, const qs_j
 void qs_subscriber_start(qs_subscriber *s, const char *head, size_t head_len);
 /** Ends the stream cleanly once what is queued has been written. */
 void qs_subscriber_end(qs_subscriber *s);
+/** Starts a history replay after last_event_id; head (owned) is sent with a Last-Event-Id
+ *  line inserted at split once the transport has answered. */
+void qs_subscriber_replay(qs_subscriber *s, const char *last_event_id, char *head, size_t split);
 /** Removes a subscriber from the index and frees it (its connection is closing). */
 void qs_subscriber_free(qs_subscriber *s);
 /** Write completion plumbing used by conn.c. */

@@ -42,8 +42,10 @@ static bool requested_last_event_id(const qs_config *cfg, const qs_http_request 
     return false;
 }
 
-/* The response head and the stream's opening comment, as the reference sends them. */
-static void build_head(qs_conn *c, const qs_request *req, const char *last_event_id, qs_buf *out)
+/* The response head and the stream's opening comment, as the reference sends them. When
+ * split is not NULL, it receives the offset where a Last-Event-Id line belongs. */
+static void build_head(qs_conn *c, const qs_request *req, const char *last_event_id, qs_buf *out,
+                       size_t *split)
 {
     qs_buf_appendf(out, "HTTP/1.%d 200 OK\r\n", c->minor_version);
     qs_append_date_header(out);
@@ -54,6 +56,8 @@ static void build_head(qs_conn *c, const qs_request *req, const char *last_event
                            "Expire: 0\r\n"
                            "Pragma: no-cache\r\n"
                            "X-Accel-Buffering: no\r\n");
+    if (split)
+        *split = out->len;
     if (last_event_id) {
         qs_buf_append_str(out, "Last-Event-Id: ");
         qs_buf_append_str(out, last_event_id);
@@ -105,9 +109,11 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
 
     qs_slice requested;
     const char *response_last_id = NULL;
+    bool replay = false;
     if (requested_last_event_id(cfg, h, query, &requested)) {
         /* Without history nothing can be replayed: the cursor is "earliest". */
         response_last_id = "earliest";
+        replay = hub->transport->ops->has_history;
     }
 
     if (c->head_method) {
@@ -146,12 +152,23 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
     }
 
     qs_buf head = QS_BUF_INIT;
-    build_head(c, req, response_last_id, &head);
+    size_t split = 0;
+    build_head(c, req, replay ? NULL : response_last_id, &head, &split);
     qs_subscriber *s = qs_subscriber_new(c, query, have_claims ? &claims : NULL, deadline);
     qs_jwt_claims_free(&claims);
     c->sub = s;
     c->state = QS_CONN_STREAMING;
     c->keep_alive = false;
+    if (replay) {
+        /* Registered first, then the history up to this worker's bus position: live
+         * updates queue behind the replay, so nothing is missed and nothing is doubled. */
+        char *id = qs_xstrndup(requested.p, requested.n);
+        qs_debug("new subscriber %s from %s (%zu topics), replaying after %s", s->id, c->remote,
+                 n_topics, id);
+        qs_subscriber_replay(s, id, qs_buf_steal(&head), split);
+        free(id);
+        return;
+    }
     qs_subscriber_start(s, head.p, head.len);
     qs_buf_free(&head);
     qs_debug("new subscriber %s from %s (%zu topics)", s->id, c->remote, n_topics);

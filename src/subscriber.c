@@ -186,6 +186,7 @@ qs_subscriber *qs_subscriber_new(qs_conn *conn, const qs_form *query, const qs_j
 }
 
 static void on_subscriber_write(uv_write_t *req, int status);
+static void replay_next(qs_subscriber *s);
 
 void qs_subscriber_free(qs_subscriber *s)
 {
@@ -207,6 +208,8 @@ void qs_subscriber_free(qs_subscriber *s)
         w->pending[s->pending_idx] = NULL;
     if (s->wreq)
         s->wreq->data = NULL; /* the cancelled write's callback only frees the request */
+    free(s->head);
+    free(s->replay_id);
     qs_metric_sub(&qs_metrics_global.subscribers_connected, 1);
     free(s);
 }
@@ -251,6 +254,23 @@ static void close_doomed(qs_worker *w)
     w->n_doomed = 0;
 }
 
+/* Makes room for n more frames, unwrapping the ring into a bigger array when needed. */
+static void queue_reserve(qs_subscriber *s, uint32_t n)
+{
+    if (s->q_len + n <= s->q_cap)
+        return;
+    uint32_t cap = s->q_cap ? s->q_cap : 4;
+    while (cap < s->q_len + n)
+        cap *= 2;
+    qs_frame **q = qs_xmalloc(cap * sizeof(*q));
+    for (uint32_t i = 0; i < s->q_len; i++)
+        q[i] = s->q[(s->q_head + i) % s->q_cap];
+    free(s->q);
+    s->q = q;
+    s->q_head = 0;
+    s->q_cap = cap;
+}
+
 /* Appends a frame to the queue; false when a bound would be exceeded. */
 static bool enqueue(qs_subscriber *s, qs_frame *f)
 {
@@ -258,19 +278,11 @@ static bool enqueue(qs_subscriber *s, qs_frame *f)
     if (s->ending)
         return true; /* nothing goes after the end of the stream */
     bool control = f->flags & (QS_FRAME_RAW | QS_FRAME_FINAL);
-    if (!control && ((long)s->q_len >= cfg->subscriber_queue_size ||
-                     s->q_bytes + f->len > cfg->subscriber_queue_bytes))
+    /* The bounds apply to live frames; history being replayed is paced by the pulls. */
+    if (!control && ((long)(s->q_len - s->front_n) >= cfg->subscriber_queue_size ||
+                     s->q_bytes - s->front_bytes + f->len > cfg->subscriber_queue_bytes))
         return false;
-    if (s->q_len == s->q_cap) {
-        uint32_t cap = s->q_cap ? s->q_cap * 2 : 4;
-        qs_frame **q = qs_xmalloc(cap * sizeof(*q));
-        for (uint32_t i = 0; i < s->q_len; i++)
-            q[i] = s->q[(s->q_head + i) % s->q_cap];
-        free(s->q);
-        s->q = q;
-        s->q_head = 0;
-        s->q_cap = cap;
-    }
+    queue_reserve(s, 1);
     s->q[(s->q_head + s->q_len) % s->q_cap] = qs_frame_ref(f);
     s->q_len++;
     s->q_bytes += f->len;
@@ -290,6 +302,10 @@ static void queue_pop(qs_subscriber *s, uint32_t n)
     for (uint32_t i = 0; i < n; i++) {
         qs_frame *f = queue_at(s, i);
         s->q_bytes -= f->len;
+        if (s->front_n) {
+            s->front_n--;
+            s->front_bytes -= f->len;
+        }
         qs_frame_unref(f);
     }
     s->q_head = (s->q_head + n) % s->q_cap;
@@ -301,6 +317,34 @@ static void queue_pop(qs_subscriber *s, uint32_t n)
         s->q_cap = 0;
         s->q_head = 0;
     }
+}
+
+/* Inserts frames after the front region (history not yet written), before live frames. */
+static void queue_insert_front(qs_subscriber *s, qs_frame **frames, uint32_t n)
+{
+    if (!n)
+        return;
+    queue_reserve(s, n);
+    uint32_t live = s->q_len - s->front_n;
+    /* Shift the live frames back by n, last first, then fill the gap. */
+    for (uint32_t i = live; i-- > 0;) {
+        uint32_t from = (s->q_head + s->front_n + i) % s->q_cap;
+        uint32_t to = (s->q_head + s->front_n + n + i) % s->q_cap;
+        s->q[to] = s->q[from];
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        s->q[(s->q_head + s->front_n + i) % s->q_cap] = frames[i];
+        s->q_bytes += frames[i]->len;
+        s->front_bytes += frames[i]->len;
+    }
+    s->q_len += n;
+    s->front_n += n;
+}
+
+/* The frames the next write may take: while history is being replayed, only the front. */
+static inline uint32_t writable(const qs_subscriber *s)
+{
+    return s->replaying ? s->front_n : s->q_len;
 }
 
 void qs_subscriber_start(qs_subscriber *s, const char *head, size_t head_len)
@@ -315,6 +359,7 @@ void qs_subscriber_end(qs_subscriber *s)
 {
     if (s->ending)
         return;
+    s->replay_stop = true; /* no more history pulls: finish what was fetched, then end */
     enqueue(s, s->chunked ? qs_frame_last_chunk() : qs_frame_end());
 }
 
@@ -333,7 +378,8 @@ static void batch_begin(qs_subscriber *s)
     }
     uint32_t n = 0;
     size_t payload = 0;
-    while (n < s->q_len && n < MAX_BATCH_FRAMES) {
+    uint32_t avail = writable(s);
+    while (n < avail && n < MAX_BATCH_FRAMES) {
         qs_frame *f = queue_at(s, n);
         if (f->flags & QS_FRAME_RAW)
             break;
@@ -394,7 +440,14 @@ void qs_subscriber_flush(qs_subscriber *s)
 {
     qs_conn *c = s->conn;
     uv_buf_t iov[MAX_BATCH_FRAMES + 2];
-    while (!s->write_pending && s->q_len && !c->closing) {
+    for (;;) {
+        if (s->write_pending || c->closing)
+            return;
+        if (!writable(s)) {
+            if (s->replaying && !s->replay)
+                replay_next(s); /* the fetched history is written: fetch more */
+            return;
+        }
         if (!s->batch_n)
             batch_begin(s);
         unsigned n = batch_iov(s, iov);
@@ -537,7 +590,7 @@ void qs_subscribers_check_timers(qs_worker *w, uint64_t now)
             /* Requeue at the back; a write in progress counts as activity. */
             s->last_write_ms = now;
             qs_list_move_back(&w->heartbeat_list, n);
-            if (!s->write_pending && !s->q_len)
+            if (!s->write_pending && !s->q_len && !s->replaying)
                 enqueue(s, qs_frame_comment());
         }
     }
@@ -551,4 +604,123 @@ void qs_subscribers_end_all(qs_worker *w)
             qs_subscriber_end(c->sub);
     }
     qs_worker_flush_pending(w);
+}
+
+/* --------------------------------------------------------------- history */
+
+#define REPLAY_MAX_EVENTS 1024
+#define REPLAY_MAX_BYTES (1u << 20)
+
+/* A history pull holds a reference to the connection (not the subscriber, which its
+ * connection frees when it closes) and keeps the worker from exiting until it returns. */
+static void replay_task(qs_worker *w, void *arg);
+
+static void replay_done(qs_replay *r)
+{
+    qs_conn *c = r->arg;
+    qs_worker_post(c->w, replay_task, r);
+}
+
+static void replay_pull(qs_subscriber *s, bool first)
+{
+    qs_hub *hub = s->w->hub;
+    qs_replay *r = qs_xcalloc(1, sizeof(*r));
+    r->after_id = first ? s->replay_id : NULL;
+    r->continuation = !first;
+    r->after_seq = s->replay_cursor;
+    r->until_seq = s->replay_until;
+    r->max_events = REPLAY_MAX_EVENTS;
+    r->max_bytes = REPLAY_MAX_BYTES;
+    r->done = replay_done;
+    r->arg = s->conn;
+    s->replay = r;
+    qs_conn_ref(s->conn);
+    s->w->async_pending++;
+    hub->transport->ops->replay(hub->transport, r);
+}
+
+static void replay_next(qs_subscriber *s)
+{
+    if (s->replay_stop) {
+        s->replaying = false;
+        mark_pending(s);
+        return;
+    }
+    replay_pull(s, false);
+}
+
+/* True when the subscriber would receive u live: a selector matches and, for a private
+ * update, the claims allow it. History is authorized again against the current token. */
+static bool subscriber_wants(qs_subscriber *s, const qs_update *u)
+{
+    qs_worker *w = s->w;
+    if (u->is_private && (!s->claims || !(s->claims->all ||
+                                          qs_can_receive(w->selectors, s->claims->sels,
+                                                         s->claims->n, u))))
+        return false;
+    for (uint32_t e = 0; e < s->n_entries; e++)
+        for (size_t i = 0; i < u->n_topics; i++)
+            if (qs_selector_table_match(w->selectors, s->entries[e].group->sel, u->topics[i],
+                                        u->topic_lens[i]))
+                return true;
+    return false;
+}
+
+static void replay_task(qs_worker *w, void *arg)
+{
+    qs_replay *r = arg;
+    qs_conn *c = r->arg;
+    w->async_pending--;
+    qs_subscriber *s = c->closing ? NULL : c->sub;
+    if (s && r->status != 0) {
+        qs_error("history replay failed: %s", r->reason ? r->reason : "unknown error");
+        qs_conn_close(c);
+        s = NULL;
+    }
+    if (s) {
+        bool first = !r->continuation;
+        s->replay = NULL;
+        qs_frame **frames = qs_xmalloc((r->n_updates + 1) * sizeof(*frames));
+        uint32_t n = 0;
+        if (first) {
+            /* The response head waited for this answer: it names the replay cursor. */
+            qs_buf head = QS_BUF_INIT;
+            qs_buf_append(&head, s->head, s->head_split);
+            qs_buf_append_str(&head, "Last-Event-Id: ");
+            qs_buf_append_str(&head, r->id_found ? s->replay_id : "earliest");
+            qs_buf_append_str(&head, "\r\n");
+            qs_buf_append_str(&head, s->head + s->head_split);
+            qs_frame *f = qs_frame_new(head.p, head.len);
+            f->flags |= QS_FRAME_RAW;
+            frames[n++] = f;
+            qs_buf_free(&head);
+            free(s->head);
+            s->head = NULL;
+        }
+        for (size_t i = 0; i < r->n_updates; i++)
+            if (subscriber_wants(s, r->updates[i])) {
+                frames[n++] = qs_frame_ref(r->updates[i]->frame);
+                qs_metric_add(&qs_metrics_global.deliveries_total, 1);
+            }
+        queue_insert_front(s, frames, n);
+        free(frames);
+        s->replay_cursor = r->next_seq;
+        if (r->finished)
+            s->replaying = false;
+        mark_pending(s);
+        qs_subscriber_flush(s);
+    }
+    qs_replay_clear(r);
+    free(r);
+    qs_conn_unref(c);
+}
+
+void qs_subscriber_replay(qs_subscriber *s, const char *last_event_id, char *head, size_t split)
+{
+    s->replaying = true;
+    s->replay_id = qs_xstrdup(last_event_id);
+    s->replay_until = s->w->bus_seq;
+    s->head = head;
+    s->head_split = split;
+    replay_pull(s, true);
 }

@@ -11,17 +11,19 @@
  * plus about 40 bytes of bookkeeping, i.e. several MB more per worker at the default 100000
  * entries).
  *
- * A bijective mix of the selector id is XORed into the first half of the fingerprint, so the
- * same topic under two different ids never collides. Ids come from one process-wide counter: never
- * reused, so entries left behind by a released selector can never answer for a later selector, even
- * one allocated at the same address; such stale entries are never referenced again and are the
- * first to go when their bucket needs room. A global counter also keeps ids unique across tables,
+ * A bijective mix of the selector id is XORed into the first half of the fingerprint, so
+ * the same topic under two different ids never collides. Ids come from one process-wide
+ * counter and are never reused, so entries left behind by a released selector can never
+ * answer for a later one, even one allocated at the same address. Those stale entries are
+ * never hit again and second chance evicts them as their buckets fill (until then they are
+ * counted in the "entries" statistic). A global counter also keeps ids unique across tables,
  * so a selector from another table cannot be confused with one of ours.
  *
- * Layout: 4-way set-associative buckets of 64 bytes (one cache line), bucket chosen from the
+ * Layout: 4-way set-associative buckets of 64 bytes (one cache line), chosen from the
  * fingerprint. Lookup and insertion touch one bucket: O(1). Eviction is second chance
  * (CLOCK) within the bucket: hits set the reference bit, the victim is the first way without
- * it, clearing bits on the way.
+ * it, clearing bits on the way. Memory: 16 bytes per entry, allocated on first use; the
+ * capacity is cache_entries rounded down to a multiple of 4 (or cache_entries itself below 4).
  */
 #include "topic.h"
 #include "strmap.h"

@@ -5,8 +5,13 @@
 
 #include <stdlib.h>
 
-static const qs_transport_ops *const registry[] = {
-    &qs_transport_local_ops,
+static const struct {
+    const char *name; /* transport name and URL scheme */
+    const qs_transport_ops *ops;
+} registry[] = {
+    {"local", &qs_transport_local_ops},
+    {"lmdb", &qs_transport_lmdb_ops},
+    {"bolt", &qs_transport_lmdb_ops}, /* the reference's default store, by name and scheme */
 };
 
 void qs_replay_clear(qs_replay *r)
@@ -41,8 +46,8 @@ char *qs_transport_url_scheme(const char *url)
 static const qs_transport_ops *find_ops(const char *name)
 {
     for (size_t i = 0; i < QS_ARRAY_LEN(registry); i++)
-        if (strcmp(registry[i]->name, name) == 0)
-            return registry[i];
+        if (strcmp(registry[i].name, name) == 0)
+            return registry[i].ops;
     return NULL;
 }
 
@@ -63,7 +68,7 @@ int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *h
         what = "transport_url";
     }
     if (!name)
-        name = "local"; /* until the embedded store lands, the default is in memory */
+        name = "lmdb"; /* the default, like the reference's BoltDB: a durable embedded store */
     const qs_transport_ops *ops = find_ops(name);
     if (!ops) {
         *err = qs_xasprintf("%s:%d: %s: transport \"%s\" is not available in this build",

@@ -134,5 +134,6 @@ int qs_topts_finish(qs_topts *o, char **err);
 void qs_topts_free(qs_topts *o);
 
 extern const qs_transport_ops qs_transport_local_ops;
+extern const qs_transport_ops qs_transport_lmdb_ops;
 
 #endif

@@ -38,11 +38,12 @@
  * hub's request limits let a selector be) is not modelled.
  *
  * The automaton: a leading and a trailing literal are compared with memcmp; what lies
- * between is an array of states (consume one byte equal to b / consume one byte of a class /
+ * between is an array of states (consume one given byte / consume one byte of a class /
  * loop over a class and %XX triplets / split / match), built back to front so that every
- * state already knows its successor, and simulated with the set-of-states method: each topic byte
- * costs at most one visit per state, with no backtracking, and the scratch memory is four words per
- * state.
+ * state already knows its successor. It is simulated with the set-of-states method: each
+ * topic byte visits each state at most once, there is no backtracking, and the scratch
+ * memory is four 32-bit words per state. The automaton has at most about three states per
+ * template byte.
  */
 #include "uritemplate.h"
 
