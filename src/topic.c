@@ -39,6 +39,7 @@ static qs_selector *selector_new(const char *s, size_t len)
 {
     qs_selector *sel = qs_xmalloc(sizeof(*sel) + len + 1);
     sel->refs = 1;
+    sel->parked = false;
     sel->id = 0;
     sel->tpl = NULL;
     sel->len = len;
@@ -100,6 +101,8 @@ typedef struct cache_bucket {
     cache_entry way[CACHE_WAYS];
 } cache_bucket;
 
+#define PARKED_MAX 256
+
 struct qs_selector_table {
     qs_strmap selectors; /* selector string -> qs_selector */
     cache_bucket *buckets;
@@ -110,6 +113,11 @@ struct qs_selector_table {
     size_t entries;
     uint64_t hits, misses;
     uint64_t key1[2], key2[2];
+    /* Recently released selectors stay interned (with their cache entries) for a while:
+     * a selector that comes back — a publisher's claim on every request, a subscriber
+     * reconnecting — keeps its id and its cached answers. FIFO of up to PARKED_MAX. */
+    qs_selector *parked[PARKED_MAX];
+    size_t parked_head, parked_n;
 };
 
 qs_selector_table *qs_selector_table_new(size_t cache_entries)
@@ -132,7 +140,7 @@ void qs_selector_table_free(qs_selector_table *t)
 {
     if (!t)
         return;
-    /* Every selector should have been released; free stragglers rather than leak them. */
+    /* Parked selectors (and stragglers never released) are freed with the table. */
     const qs_strmap_entry *e;
     for (size_t i = 0; qs_strmap_next(&t->selectors, &i, &e);)
         selector_free(e->value);
@@ -157,14 +165,32 @@ qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size
     return sel;
 }
 
-void qs_selector_table_release(qs_selector_table *t, qs_selector *sel)
+/* Frees a selector nobody uses and no parking slot refers to. */
+static void forget_if_unused(qs_selector_table *t, qs_selector *sel)
 {
-    if (!sel || --sel->refs > 0)
+    if (sel->refs || sel->parked)
         return;
     void *v = qs_strmap_remove(&t->selectors, sel->str, sel->len);
     if (v != sel)
         qs_panic("selector released to a table that does not hold it");
     selector_free(sel);
+}
+
+void qs_selector_table_release(qs_selector_table *t, qs_selector *sel)
+{
+    if (!sel || --sel->refs > 0)
+        return;
+    if (sel->parked) /* already waiting in the FIFO */
+        return;
+    if (t->parked_n == PARKED_MAX) {
+        qs_selector *old = t->parked[t->parked_head];
+        t->parked_head = (t->parked_head + 1) % PARKED_MAX;
+        t->parked_n--;
+        old->parked = false;
+        forget_if_unused(t, old);
+    }
+    t->parked[(t->parked_head + t->parked_n++) % PARKED_MAX] = sel;
+    sel->parked = true;
 }
 
 /* A bijection (the splitmix64 finalizer) that spreads an id over all 64 bits: different ids

@@ -23,6 +23,7 @@ enum qs_selector_kind { QS_SEL_ANY, QS_SEL_EXACT, QS_SEL_TEMPLATE };
 typedef struct qs_selector {
     enum qs_selector_kind kind;
     uint32_t refs;
+    bool parked; /* released, kept interned for a while by its table */
     uint64_t id;         /* unique within its table (0 for standalone selectors) */
     qs_uritemplate *tpl; /* QS_SEL_TEMPLATE only */
     size_t len;
@@ -44,7 +45,8 @@ qs_selector_table *qs_selector_table_new(size_t cache_entries);
 void qs_selector_table_free(qs_selector_table *t);
 /** Returns the interned selector for s with one more reference. */
 qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size_t len);
-/** Drops a reference; the selector is freed (and forgotten by the cache) at zero. */
+/** Drops a reference. At zero the selector stays interned among the last 256 released,
+ *  with its cached answers, and is freed when it leaves that FIFO unused. */
 void qs_selector_table_release(qs_selector_table *t, qs_selector *sel);
 /** Match through the cache (template selectors) or directly (others). */
 bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,
