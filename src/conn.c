@@ -344,6 +344,14 @@ static void conn_dispatch(qs_conn *c)
     qs_metric_add(&qs_metrics_global.requests_total, 1);
     qs_route(c, &req);
     qs_form_free(&req.query);
+    if (c->state == QS_CONN_STREAMING && !c->closing) {
+        /* A subscriber keeps nothing of its request: the parsed head alone is 3 KiB. */
+        free(c->req);
+        c->req = NULL;
+        qs_buf_free(&c->body);
+        qs_buf_free(&c->head);
+        qs_buf_free(&c->in);
+    }
 }
 
 /* Consumes body bytes; returns how many were used, or -1 when the connection failed. */
