@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#define HIST_SUB 64          /* sub-buckets per power of two */
-#define HIST_POWERS 40       /* up to 2^40 us: far beyond any run */
+#define HIST_SUB 64    /* sub-buckets per power of two */
+#define HIST_POWERS 40 /* up to 2^40 us: far beyond any run */
 #define HIST_SIZE (HIST_SUB * HIST_POWERS)
 
 typedef struct hist {

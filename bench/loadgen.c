@@ -421,8 +421,8 @@ typedef struct pubconn {
 static struct {
     uv_loop_t *loop;
     pubconn *conns;
-    long next;      /* next update number to publish */
-    long done;      /* answered 200 */
+    long next; /* next update number to publish */
+    long done; /* answered 200 */
     long errors;
     uint64_t start_ns, end_ns;
     hist latency;
@@ -445,10 +445,9 @@ static void pub_build(pubconn *c, long n)
         for (int i = dl; i < opt.size; i++)
             qs_buf_append_char(&body, 'x');
         qs_buf_reset(&c->out);
-        qs_buf_appendf(&c->out,
-                       "POST /pub/%ld HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                       n % opt.topics, opt.host, body.len,
-                       opt.churn ? "Connection: close\r\n" : "");
+        qs_buf_appendf(
+            &c->out, "POST /pub/%ld HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n%s\r\n",
+            n % opt.topics, opt.host, body.len, opt.churn ? "Connection: close\r\n" : "");
     } else {
         qs_buf_append_str(&body, "topic=");
         for (const char *p = topic; *p; p++) {
@@ -688,37 +687,79 @@ static int read_report(int fd, report *r)
 int main(int argc, char **argv)
 {
     static struct option longopts[] = {
-        {"host", 1, 0, 'H'},        {"port", 1, 0, 'p'},      {"key", 1, 0, 'k'},
-        {"profile", 1, 0, 'f'},     {"subscribers", 1, 0, 's'}, {"topics", 1, 0, 't'},
-        {"templates", 0, 0, 'T'},   {"publishers", 1, 0, 'P'}, {"updates", 1, 0, 'm'},
-        {"rate", 1, 0, 'r'},        {"size", 1, 0, 'b'},      {"churn", 0, 0, 'c'},
-        {"procs", 1, 0, 'K'},       {"hub-pid", 1, 0, 'h'},   {"drain", 1, 0, 'd'},
-        {"replay", 0, 0, 'R'},      {"sources", 1, 0, 'S'},   {"json", 0, 0, 'j'},
+        {"host", 1, 0, 'H'},        {"port", 1, 0, 'p'},
+        {"key", 1, 0, 'k'},         {"profile", 1, 0, 'f'},
+        {"subscribers", 1, 0, 's'}, {"topics", 1, 0, 't'},
+        {"templates", 0, 0, 'T'},   {"publishers", 1, 0, 'P'},
+        {"updates", 1, 0, 'm'},     {"rate", 1, 0, 'r'},
+        {"size", 1, 0, 'b'},        {"churn", 0, 0, 'c'},
+        {"procs", 1, 0, 'K'},       {"hub-pid", 1, 0, 'h'},
+        {"drain", 1, 0, 'd'},       {"replay", 0, 0, 'R'},
+        {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
         {"label", 1, 0, 'l'},       {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'H': opt.host = optarg; break;
-        case 'p': opt.port = atoi(optarg); break;
-        case 'k': opt.key = optarg; break;
-        case 'f': opt.profile = strcmp(optarg, "nchan") == 0 ? PROFILE_NCHAN : PROFILE_MERCURE; break;
-        case 's': opt.subscribers = atoi(optarg); break;
-        case 't': opt.topics = atoi(optarg); break;
-        case 'T': opt.templates = true; break;
-        case 'P': opt.publishers = atoi(optarg); break;
-        case 'm': opt.updates = atol(optarg); break;
-        case 'r': opt.rate = atof(optarg); break;
-        case 'b': opt.size = atoi(optarg); break;
-        case 'c': opt.churn = true; break;
-        case 'K': opt.procs = atoi(optarg); break;
-        case 'h': opt.hub_pid = atoi(optarg); break;
-        case 'd': opt.drain_s = atof(optarg); break;
-        case 'R': opt.replay = true; break;
-        case 'S': opt.sources = atoi(optarg); break;
-        case 'j': opt.json = true; break;
-        case 'l': opt.label = optarg; break;
-        default: usage();
+        case 'H':
+            opt.host = optarg;
+            break;
+        case 'p':
+            opt.port = atoi(optarg);
+            break;
+        case 'k':
+            opt.key = optarg;
+            break;
+        case 'f':
+            opt.profile = strcmp(optarg, "nchan") == 0 ? PROFILE_NCHAN : PROFILE_MERCURE;
+            break;
+        case 's':
+            opt.subscribers = atoi(optarg);
+            break;
+        case 't':
+            opt.topics = atoi(optarg);
+            break;
+        case 'T':
+            opt.templates = true;
+            break;
+        case 'P':
+            opt.publishers = atoi(optarg);
+            break;
+        case 'm':
+            opt.updates = atol(optarg);
+            break;
+        case 'r':
+            opt.rate = atof(optarg);
+            break;
+        case 'b':
+            opt.size = atoi(optarg);
+            break;
+        case 'c':
+            opt.churn = true;
+            break;
+        case 'K':
+            opt.procs = atoi(optarg);
+            break;
+        case 'h':
+            opt.hub_pid = atoi(optarg);
+            break;
+        case 'd':
+            opt.drain_s = atof(optarg);
+            break;
+        case 'R':
+            opt.replay = true;
+            break;
+        case 'S':
+            opt.sources = atoi(optarg);
+            break;
+        case 'j':
+            opt.json = true;
+            break;
+        case 'l':
+            opt.label = optarg;
+            break;
+        default:
+            usage();
         }
     }
     if (opt.topics < 1 || opt.publishers < 1 || opt.procs < 1 || opt.size < 24)
@@ -823,9 +864,9 @@ int main(int argc, char **argv)
     deliver_end = QS_MAX(deliver_end, P.end_ns);
     double cpu_s = (double)(cpu_after - cpu_before) / 1e9;
     uint64_t losses = expected > total.events ? expected - total.events : 0;
-    double mem_per_sub =
-        opt.subscribers && rss_subs ? (double)(rss_subs - rss_before) * 1024.0 / opt.subscribers
-                                    : 0;
+    double mem_per_sub = opt.subscribers && rss_subs
+                             ? (double)(rss_subs - rss_before) * 1024.0 / opt.subscribers
+                             : 0;
     double deliveries_per_s = pub_s > 0 ? (double)total.events / pub_s : 0;
     double cpu_per_delivery_us = total.events ? cpu_s * 1e6 / (double)total.events : 0;
 
@@ -845,7 +886,8 @@ int main(int argc, char **argv)
                total.events, losses, deliveries_per_s, hist_percentile(&total.latency, 0.5),
                hist_percentile(&total.latency, 0.9), hist_percentile(&total.latency, 0.99),
                hist_percentile(&total.latency, 0.999), total.latency.max, rss_before, rss_subs,
-               mem_per_sub, cpu_s, cpu_per_delivery_us, cpu_s > 0 ? (double)total.events / cpu_s : 0);
+               mem_per_sub, cpu_s, cpu_per_delivery_us,
+               cpu_s > 0 ? (double)total.events / cpu_s : 0);
     } else {
         printf("subscribers %d opened %d failed %d ramp %.2fs\n", opt.subscribers, total.opened,
                total.failed, ramp_s);
@@ -853,11 +895,12 @@ int main(int argc, char **argv)
                "us p99 %" PRIu64 "us\n",
                P.done, P.errors, pub_s, pub_s > 0 ? (double)P.done / pub_s : 0,
                hist_percentile(&P.latency, 0.5), hist_percentile(&P.latency, 0.99));
-        printf("deliveries %" PRIu64 "/%" PRIu64 " (losses %" PRIu64 "), %.0f/s; latency p50 %" PRIu64
-               "us p90 %" PRIu64 "us p99 %" PRIu64 "us p999 %" PRIu64 "us max %" PRIu64 "us\n",
-               total.events, expected, losses, deliveries_per_s, hist_percentile(&total.latency, 0.5),
-               hist_percentile(&total.latency, 0.9), hist_percentile(&total.latency, 0.99),
-               hist_percentile(&total.latency, 0.999), total.latency.max);
+        printf(
+            "deliveries %" PRIu64 "/%" PRIu64 " (losses %" PRIu64 "), %.0f/s; latency p50 %" PRIu64
+            "us p90 %" PRIu64 "us p99 %" PRIu64 "us p999 %" PRIu64 "us max %" PRIu64 "us\n",
+            total.events, expected, losses, deliveries_per_s, hist_percentile(&total.latency, 0.5),
+            hist_percentile(&total.latency, 0.9), hist_percentile(&total.latency, 0.99),
+            hist_percentile(&total.latency, 0.999), total.latency.max);
         if (opt.hub_pid)
             printf("hub rss %ld kB -> %ld kB (%.0f B/subscriber); cpu %.3fs (%.3f us/delivery)\n",
                    rss_before, rss_subs, mem_per_sub, cpu_s, cpu_per_delivery_us);

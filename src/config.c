@@ -1108,9 +1108,21 @@ static int want_args(struct parser *p, const struct line *ln, size_t min, long m
     const char *name = ltok(p, ln, 0)->text;
     if (nargs(ln) < min)
         return fail(p, ltok(p, ln, 0), "%s: missing value", name);
-    if (max >= 0 && nargs(ln) > (size_t)max)
-        return failval(p, ltok(p, ln, 1 + (size_t)max), arg(p, ln, (size_t)max),
-                       "%s: unexpected argument", name);
+    if (max >= 0 && nargs(ln) > (size_t)max) {
+        /* Quote every argument: "heartbeat 4O s" is one mistyped value, not two. */
+        qs_buf all = QS_BUF_INIT;
+        for (size_t i = 0; i < nargs(ln); i++) {
+            if (i)
+                qs_buf_append_char(&all, ' ');
+            qs_buf_append_str(&all, arg(p, ln, i));
+        }
+        int rc = max == 0
+                     ? failval(p, ltok(p, ln, 1), qs_buf_cstr(&all), "%s: takes no value", name)
+                     : failval(p, ltok(p, ln, 1), qs_buf_cstr(&all), "%s: expected %s%ld value%s",
+                               name, max == (long)min ? "" : "at most ", max, max == 1 ? "" : "s");
+        qs_buf_free(&all);
+        return rc;
+    }
     return 0;
 }
 
@@ -1227,8 +1239,11 @@ static int h_jwt(struct parser *p, const struct directive *d, const struct line 
     const char *key = arg(p, ln, 0);
     const char *alg = nargs(ln) == 2 ? arg(p, ln, 1) : "";
     if (*alg && !valid_alg(alg)) {
+        const struct tok *at = ltok(p, ln, 2);
+        if (alg_printable(alg) && at->env)
+            return failval(p, at, alg, "%s: unsupported algorithm (from %s)", d->name, at->env);
         if (alg_printable(alg))
-            return failval(p, ltok(p, ln, 2), alg, "%s: unsupported algorithm", d->name);
+            return failval(p, at, alg, "%s: unsupported algorithm", d->name);
         return fail(p, ltok(p, ln, 2),
                     "%s: unsupported algorithm (value not shown: quote a key that contains "
                     "spaces)",

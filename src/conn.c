@@ -354,6 +354,13 @@ static void conn_dispatch(qs_conn *c)
     }
 }
 
+/* A publish refused for its size counts as a publish error too. */
+static void count_too_large(qs_conn *c)
+{
+    if (qs_slice_eq(c->req->method, "POST") && qs_slice_eq(c->req->path, "/.well-known/mercure"))
+        qs_metric_add(&qs_metrics_global.publish_errors[QS_PUBERR_TOO_LARGE], 1);
+}
+
 /* Consumes body bytes; returns how many were used, or -1 when the connection failed. */
 static ssize_t conn_feed_body(qs_conn *c, const char *data, size_t len)
 {
@@ -369,6 +376,8 @@ static ssize_t conn_feed_body(qs_conn *c, const char *data, size_t len)
         }
         if (st == QS_HTTP_AGAIN)
             return (ssize_t)used;
+        if (st == QS_HTTP_E_TOO_LARGE)
+            count_too_large(c);
         conn_fail(c, st == QS_HTTP_E_TOO_LARGE ? 413 : 400, err);
         return -1;
     }
@@ -408,6 +417,7 @@ static void conn_begin_body(qs_conn *c)
         c->body_left = 1; /* unknown until the last chunk */
     } else if (c->req->has_content_length) {
         if (c->req->content_length > hub->cfg->max_request_body_size) {
+            count_too_large(c);
             conn_fail(c, 413, "request body too large");
             return;
         }
@@ -533,10 +543,10 @@ void qs_conn_on_accept(uv_stream_t *listener, int status)
         return;
     }
     w->n_conns++;
-    qs_metric_add(&qs_metrics_global.connections_open, 1);
     qs_metric_add(&qs_metrics_global.connections_total, 1);
-    if (w->stopping ||
-        (w->hub->max_conns_per_worker && w->n_conns > w->hub->max_conns_per_worker)) {
+    /* The limit is for the whole hub: the kernel does not spread connections evenly. */
+    uint64_t open = atomic_fetch_add(&qs_metrics_global.connections_open, 1) + 1;
+    if (w->stopping || (w->hub->max_conns && open > w->hub->max_conns)) {
         qs_metric_add(&qs_metrics_global.connections_rejected, 1);
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, on_close);

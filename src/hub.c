@@ -82,8 +82,7 @@ int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
     uint64_t nofile = raise_nofile();
     uint64_t max_conns = cfg->max_connections > 0 ? (uint64_t)cfg->max_connections
                                                   : (nofile > 64 ? nofile - 64 : nofile);
-    hub->max_conns_per_worker =
-        (max_conns + (uint64_t)hub->n_workers - 1) / (uint64_t)hub->n_workers;
+    hub->max_conns = max_conns;
 
     hub->workers = qs_xcalloc((size_t)hub->n_workers, sizeof(*hub->workers));
     int port = cfg->listen_port;
@@ -94,6 +93,11 @@ int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
         }
     }
     hub->listen_port = port;
+    /* Workers start at the bus position the transport restarts from, so that replays of
+     * history stored before a restart are bounded correctly. */
+    uint64_t seq = hub->transport->ops->last_seq(hub->transport);
+    for (int i = 0; i < hub->n_workers; i++)
+        hub->workers[i].bus_seq = seq;
     return 0;
 }
 

@@ -50,8 +50,8 @@ struct qs_hub {
     qs_transport *transport;
     qs_worker *workers;
     int n_workers;
-    int listen_port; /* actual port (after binding port 0) */
-    uint64_t max_conns_per_worker;
+    int listen_port;    /* actual port (after binding port 0) */
+    uint64_t max_conns; /* over this many open connections, new ones are closed at once */
     bool started;
     atomic_bool stopping;
 };
@@ -283,8 +283,8 @@ struct qs_subscriber {
     /* history replay: fetched history sits at the front of the queue (front_n frames),
      * before live frames, which wait until the replay is over */
     bool replaying;
-    bool replay_stop;   /* the stream is ending: fetch no more history */
-    qs_replay *replay;  /* pull in flight */
+    bool replay_stop;  /* the stream is ending: fetch no more history */
+    qs_replay *replay; /* pull in flight */
     uint32_t front_n;
     size_t front_bytes;
     uint64_t replay_until;  /* bus position when the subscriber registered */

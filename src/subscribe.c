@@ -138,8 +138,13 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
     if (cfg->write_timeout_ms)
         deadline = now_ms + jitter(cfg->write_timeout_ms);
     if (have_claims && claims.has_exp) {
-        int64_t left_s = claims.exp - qs_wall_seconds();
-        uint64_t left_ms = left_s > 0 ? (uint64_t)left_s * 1000 : 0;
+        /* Milliseconds, not seconds: a truncated clock would let the stream outlive the
+         * token by up to a second. */
+        const int64_t ten_years_ms = 10LL * 366 * 24 * 3600 * 1000;
+        int64_t now_wall = qs_wall_ms();
+        int64_t left = claims.exp > (now_wall + ten_years_ms) / 1000 ? ten_years_ms
+                                                                     : claims.exp * 1000 - now_wall;
+        uint64_t left_ms = left > 0 ? (uint64_t)left : 0;
         if (!deadline || now_ms + left_ms < deadline)
             deadline = now_ms + jitter(left_ms);
     }

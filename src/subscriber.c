@@ -279,8 +279,11 @@ static bool enqueue(qs_subscriber *s, qs_frame *f)
         return true; /* nothing goes after the end of the stream */
     bool control = f->flags & (QS_FRAME_RAW | QS_FRAME_FINAL);
     /* The bounds apply to live frames; history being replayed is paced by the pulls. */
-    if (!control && ((long)(s->q_len - s->front_n) >= cfg->subscriber_queue_size ||
-                     s->q_bytes - s->front_bytes + f->len > cfg->subscriber_queue_bytes))
+    /* The byte bound is about a backlog: one update bigger than it still goes through
+     * when nothing is waiting (its size is bounded by max_request_body_size). */
+    uint32_t live = s->q_len - s->front_n;
+    if (!control && ((long)live >= cfg->subscriber_queue_size ||
+                     (live && s->q_bytes - s->front_bytes + f->len > cfg->subscriber_queue_bytes)))
         return false;
     queue_reserve(s, 1);
     s->q[(s->q_head + s->q_len) % s->q_cap] = qs_frame_ref(f);
@@ -450,6 +453,13 @@ void qs_subscriber_flush(qs_subscriber *s)
         }
         if (!s->batch_n)
             batch_begin(s);
+        if (s->batch_len == 0) { /* the end of a close-delimited stream: nothing to write */
+            if (batch_done(s)) {
+                qs_conn_close(c);
+                return;
+            }
+            continue;
+        }
         unsigned n = batch_iov(s, iov);
         int written = uv_try_write((uv_stream_t *)&c->tcp, iov, n);
         if (written < 0 && written != UV_EAGAIN) {
@@ -654,9 +664,9 @@ static void replay_next(qs_subscriber *s)
 static bool subscriber_wants(qs_subscriber *s, const qs_update *u)
 {
     qs_worker *w = s->w;
-    if (u->is_private && (!s->claims || !(s->claims->all ||
-                                          qs_can_receive(w->selectors, s->claims->sels,
-                                                         s->claims->n, u))))
+    if (u->is_private &&
+        (!s->claims ||
+         !(s->claims->all || qs_can_receive(w->selectors, s->claims->sels, s->claims->n, u))))
         return false;
     for (uint32_t e = 0; e < s->n_entries; e++)
         for (size_t i = 0; i < u->n_topics; i++)

@@ -23,7 +23,7 @@ enum qs_selector_kind { QS_SEL_ANY, QS_SEL_EXACT, QS_SEL_TEMPLATE };
 typedef struct qs_selector {
     enum qs_selector_kind kind;
     uint32_t refs;
-    bool parked; /* released, kept interned for a while by its table */
+    bool parked;         /* released, kept interned for a while by its table */
     uint64_t id;         /* unique within its table (0 for standalone selectors) */
     qs_uritemplate *tpl; /* QS_SEL_TEMPLATE only */
     size_t len;

@@ -106,13 +106,13 @@ int qs_topts_load(const qs_config_transport *cfg, const char *transport, qs_topt
     for (size_t i = 0; i < cfg->n_options; i++) {
         const qs_config_option *c = &cfg->options[i];
         if (c->n_values > 1) {
-            *err = qs_xasprintf("%s:%d: transport %s: %s: expected one value", c->source,
-                                c->line, transport, c->key);
+            *err = qs_xasprintf("%s:%d: transport %s: %s: expected one value", c->source, c->line,
+                                transport, c->key);
             free(o->v);
             return -1;
         }
-        o->v[o->n++] = (qs_topt){c->key, c->n_values ? c->values[0] : NULL, c->source, c->line,
-                                 false};
+        o->v[o->n++] =
+            (qs_topt){c->key, c->n_values ? c->values[0] : NULL, c->source, c->line, false};
     }
     return 0;
 }

@@ -109,6 +109,13 @@ int64_t qs_wall_seconds(void)
     return (int64_t)ts.tv_sec;
 }
 
+int64_t qs_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 void qs_random_bytes(void *buf, size_t n)
 {
     if (RAND_bytes(buf, (int)n) != 1)

@@ -64,8 +64,9 @@ bool qs_slice_ieq(qs_slice a, const char *s);
 /** Monotonic clock in milliseconds / nanoseconds. */
 uint64_t qs_now_ms(void);
 uint64_t qs_now_ns(void);
-/** Wall clock, seconds since the epoch. */
+/** Wall clock, seconds / milliseconds since the epoch. */
 int64_t qs_wall_seconds(void);
+int64_t qs_wall_ms(void);
 
 /** Fills buf with n cryptographically secure random bytes (OpenSSL); aborts on failure. */
 void qs_random_bytes(void *buf, size_t n);

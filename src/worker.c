@@ -133,7 +133,8 @@ static void worker_main(void *arg)
 
 /* Opens a listening socket with SO_REUSEPORT so that every worker has its own accept
  * queue and the kernel spreads connections over them. */
-static int open_listener(const char *host, int port, int *out_fd, int *bound_port, char **err)
+static int open_listener(const char *host, int port, bool reuseport, int *out_fd, int *bound_port,
+                         char **err)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
@@ -171,7 +172,8 @@ static int open_listener(const char *host, int port, int *out_fd, int *bound_por
     }
     int one = 1, zero = 0;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     socklen_t len = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
@@ -210,7 +212,16 @@ int qs_worker_init(qs_worker *w, qs_hub *hub, int index, int *port, char **err)
     qs_worker_index_init(w);
 
     int fd, bound;
-    if (open_listener(hub->cfg->listen_host, *port, &fd, &bound, err) < 0)
+    if (index == 0) {
+        /* SO_REUSEPORT would let this hub share its port with another process, which would
+         * then receive part of the connections and none of the updates: bind once without
+         * it first, so a port in use is an error. */
+        int probe;
+        if (open_listener(hub->cfg->listen_host, *port, false, &probe, port, err) < 0)
+            return -1;
+        close(probe);
+    }
+    if (open_listener(hub->cfg->listen_host, *port, true, &fd, &bound, err) < 0)
         return -1;
     *port = bound; /* later workers bind the port the first one got (port 0 = ephemeral) */
     w->listen_fd = fd;

@@ -34,7 +34,7 @@
 #include "record.h"
 #include "transport.h"
 
-#define TRIM_BATCH 2048          /* records deleted per retention transaction */
+#define TRIM_BATCH 2048           /* records deleted per retention transaction */
 #define DEFAULT_MAX_COUNT 1000000 /* `size` */
 #define DEFAULT_MAX_BYTES (512ull << 20)
 #define DEFAULT_MAP_SIZE (2ull << 30)
@@ -598,9 +598,17 @@ static void serve_replay(lmdb_transport *t, qs_replay *r)
         if (strcmp(r->after_id, "earliest") != 0) {
             after = find_id(t, txn, r->after_id);
             r->id_found = after != 0;
-            /* An unknown id (never seen, or trimmed away) replays what is kept: the client
-             * learns it from the "earliest" cursor and loses as little as possible. */
         }
+    }
+    if (!r->continuation && !r->id_found) {
+        /* An unknown id (never stored, or trimmed away) replays nothing and the cursor is
+         * "earliest", as the reference does: the client sees that its id was not found,
+         * and one stale cursor cannot make the hub resend its whole history. */
+        r->finished = true;
+        r->next_seq = 0;
+        mdb_txn_abort(txn);
+        r->status = 0;
+        return;
     }
     MDB_cursor *cur;
     mdb_cursor_open(txn, t->db_updates, &cur);
@@ -678,7 +686,8 @@ static void lmdb_replay(qs_transport *base, qs_replay *r)
 static int lmdb_start(qs_transport *base, char **err)
 {
     lmdb_transport *t = (lmdb_transport *)base;
-    if (uv_thread_create(&t->writer, writer_main, t) || uv_thread_create(&t->reader, reader_main, t)) {
+    if (uv_thread_create(&t->writer, writer_main, t) ||
+        uv_thread_create(&t->reader, reader_main, t)) {
         *err = qs_xstrdup("transport lmdb: cannot start its threads");
         return -1;
     }

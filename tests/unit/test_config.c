@@ -679,7 +679,7 @@ TEST(global_options)
     qs_config_free(&cfg);
     must_fail("{\n\tstorage file_system /data\n}\n:80 {\n mercure {\n }\n}\n", no_env,
               "Caddyfile:2: unknown global option \"storage\"");
-    must_fail("{\n\tdebug on\n}\n", no_env, "Caddyfile:2: debug: unexpected argument \"on\"");
+    must_fail("{\n\tdebug on\n}\n", no_env, "Caddyfile:2: debug: takes no value \"on\"");
     must_fail("{ debug\n}\n", no_env,
               "Caddyfile:1: a block's content must start on the line after '{'; found "
               "\"debug\"");
@@ -948,7 +948,7 @@ TEST(jwks_url)
                   "\"file://\"");
     directive_err("subscriber_jwks_url", "Caddyfile:5: subscriber_jwks_url: missing value");
     directive_err("subscriber_jwks_url file:///a file:///b",
-                  "Caddyfile:5: subscriber_jwks_url: unexpected argument \"file:///b\"");
+                  "Caddyfile:5: subscriber_jwks_url: expected 1 value \"file:///a file:///b\"");
 }
 
 TEST(flags)
@@ -957,10 +957,10 @@ TEST(flags)
     directive_ok(&cfg, "anonymous\n\t\tsubscriptions\n\t\tui\n\t\tdemo");
     ASSERT(cfg.anonymous && cfg.subscriptions && cfg.ui && cfg.demo);
     qs_config_free(&cfg);
-    directive_err("anonymous true", "Caddyfile:5: anonymous: unexpected argument \"true\"");
-    directive_err("subscriptions 1", "Caddyfile:5: subscriptions: unexpected argument \"1\"");
-    directive_err("ui x", "Caddyfile:5: ui: unexpected argument \"x\"");
-    directive_err("demo x", "Caddyfile:5: demo: unexpected argument \"x\"");
+    directive_err("anonymous true", "Caddyfile:5: anonymous: takes no value \"true\"");
+    directive_err("subscriptions 1", "Caddyfile:5: subscriptions: takes no value \"1\"");
+    directive_err("ui x", "Caddyfile:5: ui: takes no value \"x\"");
+    directive_err("demo x", "Caddyfile:5: demo: takes no value \"x\"");
 }
 
 TEST(origins_and_names)
@@ -984,7 +984,7 @@ TEST(origins_and_names)
     directive_err("cors_origins", "Caddyfile:5: cors_origins: missing value");
     directive_err("cors_origins a \"\"", "Caddyfile:5: cors_origins: empty value");
     directive_err("cookie_name", "Caddyfile:5: cookie_name: missing value");
-    directive_err("cookie_name a b", "Caddyfile:5: cookie_name: unexpected argument \"b\"");
+    directive_err("cookie_name a b", "Caddyfile:5: cookie_name: expected 1 value \"a b\"");
     directive_err("cookie_name \"\"", "Caddyfile:5: cookie_name: empty value");
     directive_err("name", "Caddyfile:5: name: missing value");
 }
@@ -1020,7 +1020,7 @@ TEST(duration_directives)
     directive_err("heartbeat 40", "Caddyfile:5: heartbeat: invalid duration \"40\"");
     directive_err("write_timeout -1s", "Caddyfile:5: write_timeout: invalid duration \"-1s\"");
     directive_err("dispatch_timeout", "Caddyfile:5: dispatch_timeout: missing value");
-    directive_err("heartbeat 1s 2s", "Caddyfile:5: heartbeat: unexpected argument \"2s\"");
+    directive_err("heartbeat 1s 2s", "Caddyfile:5: heartbeat: expected 1 value \"1s 2s\"");
     directive_err("request_timeout 0s",
                   "Caddyfile:5: request_timeout: must be greater than 0 \"0s\"");
     directive_err("idle_timeout 0", "Caddyfile:5: idle_timeout: must be greater than 0 \"0\"");
@@ -1105,7 +1105,7 @@ TEST(topic_selector_cache)
     directive_err("topic_selector_cache 1 x",
                   "Caddyfile:5: topic_selector_cache: invalid integer \"x\"");
     directive_err("topic_selector_cache 1 2 3",
-                  "Caddyfile:5: topic_selector_cache: unexpected argument \"3\"");
+                  "Caddyfile:5: topic_selector_cache: expected at most 2 values \"1 2 3\"");
 }
 
 TEST(transport_blocks)
@@ -1179,7 +1179,7 @@ TEST(transport_blocks)
     directive_err("transport", "Caddyfile:5: transport: missing value");
     directive_err("transport mysql", "Caddyfile:5: transport: unknown transport (local, bolt, "
                                      "lmdb, redis, postgres, kafka, pulsar) \"mysql\"");
-    directive_err("transport local extra", "Caddyfile:5: transport: unexpected argument \"extra\"");
+    directive_err("transport local extra", "Caddyfile:5: transport: expected 1 value \"local extra\"");
     directive_err("transport bolt {\n\t\t\tnested {\n\t\t\t}\n\t\t}",
                   "Caddyfile:6: transport: an option cannot open a block \"nested\"");
     directive_err("transport_url bolt://x.db\n\t\ttransport local",
