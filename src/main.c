@@ -179,6 +179,8 @@ static int cmd_validate(const options *o)
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit makes the store fail its write (EFBIG, answered 503), not the hub. */
+    signal(SIGXFSZ, SIG_IGN);
     setvbuf(stderr, NULL, _IOLBF, 0);
     const char *cmd = argc > 1 ? argv[1] : "help";
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version") || !strcmp(cmd, "-v")) {
