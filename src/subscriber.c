@@ -206,8 +206,10 @@ void qs_subscriber_free(qs_subscriber *s)
     qs_heap_remove(&w->deadlines, &s->deadline);
     if (s->pending_idx != UINT32_MAX)
         w->pending[s->pending_idx] = NULL;
-    if (s->wreq)
+    if (s->wreq && s->write_pending)
         s->wreq->data = NULL; /* the cancelled write's callback only frees the request */
+    else
+        free(s->wreq);
     free(s->head);
     free(s->replay_id);
     qs_metric_sub(&qs_metrics_global.subscribers_connected, 1);
