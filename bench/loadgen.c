@@ -110,6 +110,8 @@ static struct {
     uint64_t first_open_ns, all_open_ns;
 } S;
 
+static uint64_t replay_target; /* replay mode: stop the loop after this many events */
+
 static void sub_event_data(sub *s, const char *data, size_t len)
 {
     /* "data: <ns> ..." — one data line per event in this benchmark. */
@@ -120,6 +122,8 @@ static void sub_event_data(sub *s, const char *data, size_t len)
     if (sent && now > sent)
         hist_add(&S.latency, (now - sent) / 1000);
     QS_UNUSED(len);
+    if (replay_target && S.events == replay_target)
+        uv_stop(S.loop);
 }
 
 static void sub_line(sub *s, const char *line, size_t len)
@@ -259,9 +263,9 @@ static void sub_connected(uv_connect_t *c, int status)
         else
             topic_name(topic, sizeof(topic), s->index);
         len = snprintf(s->request, sizeof(s->request),
-                       "GET /.well-known/mercure?topic=%s HTTP/1.1\r\nHost: %s\r\n"
+                       "GET /.well-known/mercure?topic=%s%s HTTP/1.1\r\nHost: %s\r\n"
                        "Authorization: Bearer %s\r\n\r\n",
-                       topic, opt.host, sub_token);
+                       topic, opt.replay ? "&lastEventID=earliest" : "", opt.host, sub_token);
     }
     s->chunked = true;
     uv_buf_t b = uv_buf_init(s->request, (unsigned)len);
@@ -824,6 +828,29 @@ int main(int argc, char **argv)
     if (!P.end_ns)
         P.end_ns = now_ns();
     double pub_s = (double)(P.end_ns - P.start_ns) / 1e9;
+
+    if (opt.replay) {
+        /* One subscriber asks for everything from the start: the time to receive it all is
+         * the replay speed. */
+        memset(&S, 0, sizeof(S));
+        S.loop = P.loop;
+        S.n = 1;
+        S.subs = calloc(1, sizeof(*S.subs));
+        replay_target = (uint64_t)P.done;
+        uint64_t t0 = now_ns();
+        sub_open(&S.subs[0]);
+        uv_run(S.loop, UV_RUN_DEFAULT);
+        double secs = (double)(now_ns() - t0) / 1e9;
+        if (opt.json)
+            printf("{\"label\":\"%s\",\"replayed\":%" PRIu64 ",\"replay_s\":%.3f,"
+                   "\"replay_events_per_s\":%.0f,\"publishes_per_s\":%.1f}\n",
+                   opt.label ? opt.label : "", S.events, secs, (double)S.events / secs,
+                   pub_s > 0 ? (double)P.done / pub_s : 0);
+        else
+            printf("replayed %" PRIu64 " events in %.3fs = %.0f events/s (published %.0f/s)\n",
+                   S.events, secs, (double)S.events / secs, (double)P.done / pub_s);
+        return S.events == (uint64_t)P.done ? 0 : 3;
+    }
 
     /* Expected deliveries: every subscriber of the update's topic. */
     uint64_t expected = 0;
