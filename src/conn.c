@@ -6,7 +6,10 @@
  * request is copied into the connection, so an idle connection (a subscriber, a
  * keep-alive client) holds no input buffer at all.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -591,4 +594,25 @@ void qs_conn_check_timeouts(qs_worker *w, uint64_t now)
             break;
         qs_conn_close(c);
     }
+}
+
+/* A subscriber whose network vanished sends no FIN: without help the kernel keeps
+ * retransmitting for many minutes and the subscriber stays "active". Unacknowledged data
+ * (the heartbeat, at the latest) now aborts the connection after dispatch_timeout, and
+ * keep-alive probes do the same when heartbeats are off. */
+void qs_conn_watch_peer(qs_conn *c)
+{
+    const qs_config *cfg = c->w->hub->cfg;
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return;
+    unsigned user_timeout = (unsigned)(cfg->dispatch_timeout_ms ? cfg->dispatch_timeout_ms : 30000);
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+    int on = 1;
+    int idle = cfg->heartbeat_ms ? (int)QS_MAX(cfg->heartbeat_ms / 1000, (uint64_t)1) : 60;
+    int interval = (int)QS_MAX(user_timeout / 3000, 1u), count = 3;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
 }

@@ -220,6 +220,12 @@ void qs_route(qs_conn *c, qs_request *req)
         route_hub(c, req);
         return;
     }
+    static const char subs[] = HUB_PATH "/subscriptions";
+    if (path.n >= sizeof(subs) - 1 && memcmp(path.p, subs, sizeof(subs) - 1) == 0 &&
+        (path.n == sizeof(subs) - 1 || path.p[sizeof(subs) - 1] == '/')) {
+        qs_handle_subscriptions_api(c, req);
+        return;
+    }
     if (path.n > hub_len && memcmp(path.p, HUB_PATH "/", hub_len + 1) == 0) {
         /* Everything under the hub path belongs to the hub (the reference never lets
          * such a request fall through to other handlers). */

@@ -236,6 +236,9 @@ void qs_conn_send_error(qs_conn *c, const qs_request *req, int status, const cha
                         const char *extra_headers);
 /** Appends "Date: …\r\n" (HTTP date, now). */
 void qs_append_date_header(qs_buf *b);
+/** Arms the detection of a vanished peer on a streaming connection (TCP user timeout and
+ *  keep-alive), so that a subscriber lost without a FIN is dropped. */
+void qs_conn_watch_peer(qs_conn *c);
 /** Closes the connection (idempotent; freed in the close callback). */
 void qs_conn_close(qs_conn *c);
 void qs_conn_ref(qs_conn *c);
@@ -293,6 +296,8 @@ struct qs_subscriber {
     char *head;             /* the response head, sent once the cursor is known */
     size_t head_split;      /* where its Last-Event-Id line goes */
 
+    bool presence_registered; /* announced to the registry (subscriptions enabled) */
+
     qs_list heartbeat_node;
     uint64_t last_write_ms;
     qs_list blocked_node;
@@ -333,6 +338,11 @@ void qs_worker_index_free(qs_worker *w);
 void qs_route(qs_conn *c, qs_request *req);
 void qs_handle_publish(qs_conn *c, qs_request *req);
 void qs_handle_subscribe(qs_conn *c, qs_request *req);
+/** GET /.well-known/mercure/subscriptions[/{topic}[/{subscriber}]]. */
+void qs_handle_subscriptions_api(qs_conn *c, qs_request *req);
+/** Presence hooks: a subscriber's stream opened / it is being freed. */
+void qs_subscriptions_connected(qs_subscriber *s);
+void qs_subscriptions_disconnected(qs_subscriber *s);
 /** Appends the headers of every hub response: security headers, then CORS. */
 void qs_hub_headers(qs_conn *c, const qs_request *req, qs_buf *out);
 /** qs_conn_send_error with the hub headers. */

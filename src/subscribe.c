@@ -164,6 +164,8 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
     c->sub = s;
     c->state = QS_CONN_STREAMING;
     c->keep_alive = false;
+    qs_conn_watch_peer(c);
+    qs_subscriptions_connected(s);
     if (replay) {
         /* Registered first, then the history up to this worker's bus position: live
          * updates queue behind the replay, so nothing is missed and nothing is doubled. */

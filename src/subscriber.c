@@ -191,6 +191,7 @@ static void replay_next(qs_subscriber *s);
 void qs_subscriber_free(qs_subscriber *s)
 {
     qs_worker *w = s->w;
+    qs_subscriptions_disconnected(s);
     for (uint32_t i = 0; i < s->n_entries; i++)
         group_remove(w, &s->entries[i]);
     free(s->entries);
@@ -530,6 +531,21 @@ void qs_worker_flush_pending(qs_worker *w)
 
 /* -------------------------------------------------------------- fan-out */
 
+/* True for a subscription event about s itself: as in the reference, a subscriber never
+ * sees its own arrival (its events are published before it is registered there). The
+ * event's topic ends with "/" + QueryEscape(id), and the id is "urn:uuid:" + 36 characters
+ * that need no escaping. */
+static bool own_presence_event(const qs_update *u, const qs_subscriber *s)
+{
+    static const char tail[] = "/urn%3Auuid%3A";
+    const size_t uuid_len = 36, n = sizeof(tail) - 1 + uuid_len;
+    if (u->n_topics != 1 || u->topic_lens[0] < n)
+        return false;
+    const char *end = u->topics[0] + u->topic_lens[0] - n;
+    return memcmp(end, tail, sizeof(tail) - 1) == 0 &&
+           memcmp(end + sizeof(tail) - 1, s->id + 9, uuid_len) == 0;
+}
+
 static void deliver_group(qs_worker *w, qs_sub_group *g, qs_update *u)
 {
     for (uint32_t i = 0; i < g->n; i++) {
@@ -539,7 +555,8 @@ static void deliver_group(qs_worker *w, qs_sub_group *g, qs_update *u)
         s->last_seq = u->seq;
         if (s->doomed)
             continue;
-        if (u->is_private && (!s->claims || !claimset_allows(w, s->claims, u)))
+        if (u->is_private && (!s->claims || !claimset_allows(w, s->claims, u) ||
+                              own_presence_event(u, s)))
             continue;
         if (!enqueue(s, u->frame)) {
             doom(s, QS_DROP_QUEUE_FULL);

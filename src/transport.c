@@ -77,7 +77,11 @@ int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *h
         return -1;
     }
     free(scheme);
-    return ops->create(cfg, host, out, err);
+    if (ops->create(cfg, host, out, err) < 0)
+        return -1;
+    if (!ops->presence_list)
+        (*out)->presence = qs_presence_new();
+    return 0;
 }
 
 /* ----------------------------------------------------------- options */
@@ -219,4 +223,33 @@ int qs_topts_finish(qs_topts *o, char **err)
             return -1;
         }
     return 0;
+}
+
+/* ----------------------------------------------------------- presence */
+
+void qs_transport_presence_add(qs_transport *t, const qs_presence_entry *e)
+{
+    if (t->ops->presence_add)
+        t->ops->presence_add(t, e);
+    else
+        qs_presence_add(t->presence, e);
+}
+
+void qs_transport_presence_remove(qs_transport *t, const char *subscriber)
+{
+    if (t->ops->presence_remove)
+        t->ops->presence_remove(t, subscriber);
+    else
+        qs_presence_remove(t->presence, subscriber);
+}
+
+void qs_transport_presence_list(qs_transport *t, qs_presence_query *q)
+{
+    if (t->ops->presence_list) {
+        t->ops->presence_list(t, q);
+        return;
+    }
+    q->entries = qs_presence_snapshot(t->presence, &q->n);
+    q->status = 0;
+    q->done(q);
 }

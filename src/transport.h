@@ -19,6 +19,7 @@
 #define QS_TRANSPORT_H
 
 #include "config.h"
+#include "presence.h"
 #include "update.h"
 #include "url.h"
 
@@ -55,6 +56,16 @@ typedef struct qs_replay {
     bool finished;     /* nothing left up to until_seq */
 } qs_replay;
 
+/** A read of the registry of active subscriptions, completed by the transport. */
+typedef struct qs_presence_query {
+    void (*done)(struct qs_presence_query *q); /* any thread */
+    void *arg;
+    int status; /* 0, or -1 with reason */
+    const char *reason;
+    qs_presence_entry *entries; /* owned by the query once done */
+    size_t n;
+} qs_presence_query;
+
 /** Frees the updates still held by a replay result. */
 void qs_replay_clear(qs_replay *r);
 
@@ -77,6 +88,12 @@ typedef struct qs_transport_ops {
     uint64_t (*last_seq)(qs_transport *t);
     /** False with a reason when the backend cannot take publishes. */
     bool (*healthy)(qs_transport *t, const char **reason);
+    /** Presence (optional; NULL = the single-node registry of the base struct): registers
+     *  an active subscriber, forgets one, reads them all. A cluster transport shares the
+     *  registry between nodes and forgets the entries of a node that died. */
+    void (*presence_add)(qs_transport *t, const qs_presence_entry *e);
+    void (*presence_remove)(qs_transport *t, const char *subscriber);
+    void (*presence_list)(qs_transport *t, qs_presence_query *q);
     /** Stops delivering; in-flight publishes complete (callbacks run) before it returns. */
     void (*stop)(qs_transport *t);
     void (*destroy)(qs_transport *t);
@@ -84,7 +101,13 @@ typedef struct qs_transport_ops {
 
 struct qs_transport {
     const qs_transport_ops *ops;
+    qs_presence *presence; /* the single-node registry, for transports without their own */
 };
+
+/** Presence calls through a transport: its own registry, or the single-node one. */
+void qs_transport_presence_add(qs_transport *t, const qs_presence_entry *e);
+void qs_transport_presence_remove(qs_transport *t, const char *subscriber);
+void qs_transport_presence_list(qs_transport *t, qs_presence_query *q);
 
 /**
  * Creates the transport the configuration names (`transport NAME`, `transport_url`,

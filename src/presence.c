@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: MIT
+ * presence.c - the single-node registry of active subscriptions.
+ */
+#include "presence.h"
+
+#include <stdlib.h>
+#include <uv.h>
+
+#include "strmap.h"
+
+struct qs_presence {
+    uv_mutex_t mu;
+    qs_strmap by_id; /* subscriber id -> qs_presence_entry* */
+    uint64_t next_order;
+};
+
+void qs_presence_entry_copy(qs_presence_entry *out, const qs_presence_entry *e)
+{
+    out->subscriber = qs_xstrdup(e->subscriber);
+    out->n_topics = e->n_topics;
+    out->topics = qs_xcalloc(e->n_topics, sizeof(*out->topics));
+    for (size_t i = 0; i < e->n_topics; i++)
+        out->topics[i] = qs_xstrdup(e->topics[i]);
+    out->payload = e->payload ? qs_xstrdup(e->payload) : NULL;
+    out->order = e->order;
+}
+
+void qs_presence_entry_clear(qs_presence_entry *e)
+{
+    free(e->subscriber);
+    for (size_t i = 0; i < e->n_topics; i++)
+        free(e->topics[i]);
+    free(e->topics);
+    free(e->payload);
+    memset(e, 0, sizeof(*e));
+}
+
+void qs_presence_entries_free(qs_presence_entry *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        qs_presence_entry_clear(&v[i]);
+    free(v);
+}
+
+qs_presence *qs_presence_new(void)
+{
+    qs_presence *p = qs_xcalloc(1, sizeof(*p));
+    uv_mutex_init(&p->mu);
+    qs_strmap_init(&p->by_id);
+    return p;
+}
+
+void qs_presence_free(qs_presence *p)
+{
+    if (!p)
+        return;
+    const qs_strmap_entry *e;
+    for (size_t i = 0; qs_strmap_next(&p->by_id, &i, &e);) {
+        qs_presence_entry_clear(e->value);
+        free(e->value);
+    }
+    qs_strmap_free(&p->by_id);
+    uv_mutex_destroy(&p->mu);
+    free(p);
+}
+
+void qs_presence_add(qs_presence *p, const qs_presence_entry *e)
+{
+    qs_presence_entry *copy = qs_xcalloc(1, sizeof(*copy));
+    qs_presence_entry_copy(copy, e);
+    uv_mutex_lock(&p->mu);
+    copy->order = ++p->next_order;
+    void **slot = qs_strmap_upsert(&p->by_id, copy->subscriber, strlen(copy->subscriber));
+    qs_presence_entry *old = *slot;
+    *slot = copy;
+    uv_mutex_unlock(&p->mu);
+    if (old) {
+        qs_presence_entry_clear(old);
+        free(old);
+    }
+}
+
+void qs_presence_remove(qs_presence *p, const char *subscriber)
+{
+    uv_mutex_lock(&p->mu);
+    qs_presence_entry *old = qs_strmap_remove(&p->by_id, subscriber, strlen(subscriber));
+    uv_mutex_unlock(&p->mu);
+    if (old) {
+        qs_presence_entry_clear(old);
+        free(old);
+    }
+}
+
+static int by_order(const void *a, const void *b)
+{
+    const qs_presence_entry *x = a, *y = b;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+qs_presence_entry *qs_presence_snapshot(qs_presence *p, size_t *n)
+{
+    uv_mutex_lock(&p->mu);
+    size_t count = qs_strmap_count(&p->by_id), i = 0;
+    qs_presence_entry *v = qs_xcalloc(count ? count : 1, sizeof(*v));
+    const qs_strmap_entry *e;
+    for (size_t pos = 0; qs_strmap_next(&p->by_id, &pos, &e);)
+        qs_presence_entry_copy(&v[i++], e->value);
+    uv_mutex_unlock(&p->mu);
+    qsort(v, count, sizeof(*v), by_order);
+    *n = count;
+    return v;
+}
+
+size_t qs_presence_count(qs_presence *p)
+{
+    uv_mutex_lock(&p->mu);
+    size_t n = qs_strmap_count(&p->by_id);
+    uv_mutex_unlock(&p->mu);
+    return n;
+}

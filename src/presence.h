@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT
+ * presence.h - the registry of active subscriptions (the subscriptions API reads it).
+ *
+ * The single-node registry below serves the local and LMDB transports: a mutex-protected
+ * map from subscriber id to its entry, in registration order. Cluster transports keep a
+ * registry shared by every node instead and expose it through the same transport calls
+ * (transport.h). Entries are plain copies: nothing points into a worker's memory.
+ */
+#ifndef QS_PRESENCE_H
+#define QS_PRESENCE_H
+
+#include "util.h"
+
+typedef struct qs_presence_entry {
+    char *subscriber;  /* "urn:uuid:…" */
+    char **topics;     /* the subscriber's topic selectors, in request order */
+    size_t n_topics;
+    char *payload;     /* the token's mercure.payload as compact JSON, NULL when absent */
+    uint64_t order;    /* registration order (set by the registry) */
+} qs_presence_entry;
+
+/** Deep copy of e into out. */
+void qs_presence_entry_copy(qs_presence_entry *out, const qs_presence_entry *e);
+void qs_presence_entry_clear(qs_presence_entry *e);
+void qs_presence_entries_free(qs_presence_entry *v, size_t n);
+
+typedef struct qs_presence qs_presence;
+
+qs_presence *qs_presence_new(void);
+void qs_presence_free(qs_presence *p);
+/** Registers (or replaces) an active subscriber (copied). Thread-safe. */
+void qs_presence_add(qs_presence *p, const qs_presence_entry *e);
+/** Forgets a subscriber. Thread-safe. */
+void qs_presence_remove(qs_presence *p, const char *subscriber);
+/** A copy of every entry, in registration order. Thread-safe. */
+qs_presence_entry *qs_presence_snapshot(qs_presence *p, size_t *n);
+size_t qs_presence_count(qs_presence *p);
+
+#endif
