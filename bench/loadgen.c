@@ -49,6 +49,8 @@ static struct options {
     int hub_pid;
     double drain_s;
     bool replay;
+    double sub_churn; /* subscribers opened (and closed once open) per second */
+    double duration;
     int sources; /* 127.0.0.x source addresses for subscribers */
     bool json;
     const char *label;
@@ -62,6 +64,7 @@ static struct options {
     .procs = 1,
     .drain_s = 10,
     .sources = 1,
+    .duration = 10,
 };
 
 static char *pub_token, *sub_token;
@@ -96,6 +99,7 @@ typedef struct sub {
     bool chunked;
     char head_tail[4];
     uint64_t events;
+    uint64_t started_ns;
 } sub;
 
 static struct {
@@ -111,6 +115,11 @@ static struct {
 } S;
 
 static uint64_t replay_target; /* replay mode: stop the loop after this many events */
+
+static void churn_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void sub_event_data(sub *s, const char *data, size_t len)
 {
@@ -142,6 +151,14 @@ static void sub_payload(sub *s, const char *p, size_t n)
             if (!s->connected && s->line_len == 1 && s->line[0] == ':') {
                 s->connected = true;
                 S.opened++;
+                if (opt.sub_churn > 0) {
+                    /* Churn: the stream is open, leave at once. */
+                    hist_add(&S.latency, (now_ns() - s->started_ns) / 1000);
+                    s->line_len = 0;
+                    uv_read_stop((uv_stream_t *)&s->tcp);
+                    uv_close((uv_handle_t *)&s->tcp, churn_closed);
+                    return;
+                }
                 uint64_t t = now_ns();
                 if (!S.first_open_ns)
                     S.first_open_ns = t;
@@ -205,7 +222,7 @@ static void sub_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         if (!s->connected)
             S.failed++;
-        uv_close((uv_handle_t *)st, NULL);
+        uv_close((uv_handle_t *)st, opt.sub_churn > 0 ? churn_closed : NULL);
         return;
     }
     const char *p = buf->base;
@@ -635,7 +652,8 @@ static void usage(void)
     fputs("usage: loadgen [--host H] [--port P] [--key K] [--profile mercure|nchan]\n"
           "  [--subscribers N] [--topics T] [--templates] [--procs K] [--sources S]\n"
           "  [--publishers P] [--updates M] [--rate R] [--size B] [--churn]\n"
-          "  [--hub-pid PID] [--drain S] [--replay] [--json] [--label L]\n",
+          "  [--hub-pid PID] [--drain S] [--replay] [--json] [--label L]\n"
+          "  [--sub-churn PER_S --duration S]\n",
           stderr);
     exit(2);
 }
@@ -700,7 +718,8 @@ int main(int argc, char **argv)
         {"procs", 1, 0, 'K'},       {"hub-pid", 1, 0, 'h'},
         {"drain", 1, 0, 'd'},       {"replay", 0, 0, 'R'},
         {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
-        {"label", 1, 0, 'l'},       {0, 0, 0, 0},
+        {"label", 1, 0, 'l'},       {"sub-churn", 1, 0, 'C'},  {"duration", 1, 0, 'D'},
+        {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -762,6 +781,12 @@ int main(int argc, char **argv)
         case 'l':
             opt.label = optarg;
             break;
+        case 'C':
+            opt.sub_churn = atof(optarg);
+            break;
+        case 'D':
+            opt.duration = atof(optarg);
+            break;
         default:
             usage();
         }
@@ -807,6 +832,41 @@ int main(int argc, char **argv)
     double ramp_s = (double)(now_ns() - ramp_start) / 1e9;
     usleep(300000); /* let the hub settle before sampling its memory */
     long rss_subs = opt.hub_pid ? hub_rss_kb(opt.hub_pid) : 0;
+
+    if (opt.sub_churn > 0) {
+        /* Subscriber churn: open sub_churn subscribers per second for `duration` seconds,
+         * each leaving as soon as its stream is open. */
+        memset(&S, 0, sizeof(S));
+        S.loop = uv_default_loop();
+        uint64_t cpu0 = opt.hub_pid ? hub_cpu_ns(opt.hub_pid) : 0;
+        uint64_t t0 = now_ns(), end = t0 + (uint64_t)(opt.duration * 1e9);
+        long started = 0;
+        while (now_ns() < end) {
+            long due = (long)((double)(now_ns() - t0) / 1e9 * opt.sub_churn);
+            for (; started < due; started++) {
+                sub *s = calloc(1, sizeof(*s));
+                s->index = (int)started;
+                s->started_ns = now_ns();
+                sub_open(s);
+            }
+            uv_run(S.loop, UV_RUN_NOWAIT);
+            usleep(500);
+        }
+        uint64_t drain = now_ns() + 5000000000ull;
+        while (S.opened + S.failed < started && now_ns() < drain) {
+            uv_run(S.loop, UV_RUN_NOWAIT);
+            usleep(500);
+        }
+        double secs = (double)(now_ns() - t0) / 1e9;
+        double cpu = opt.hub_pid ? (double)(hub_cpu_ns(opt.hub_pid) - cpu0) / 1e9 : 0;
+        printf("{\"label\":\"%s\",\"churn_started\":%ld,\"churn_opened\":%d,\"failed\":%d,"
+               "\"churn_per_s\":%.0f,\"open_p50_us\":%" PRIu64 ",\"open_p99_us\":%" PRIu64
+               ",\"hub_cpu_s\":%.3f,\"hub_cpu_per_cycle_us\":%.1f}\n",
+               opt.label ? opt.label : "", started, S.opened, S.failed, S.opened / secs,
+               hist_percentile(&S.latency, 0.5), hist_percentile(&S.latency, 0.99), cpu,
+               S.opened ? cpu * 1e6 / S.opened : 0);
+        return S.failed ? 3 : 0;
+    }
 
     /* Publishers, in this process. */
     memset(&P, 0, sizeof(P));
