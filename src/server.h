@@ -274,8 +274,6 @@ struct qs_subscriber {
     uint32_t batch_n;
     size_t batch_len;     /* bytes in the batch including chunk framing */
     size_t batch_written; /* bytes of the batch already written */
-    char chunk_head[20];
-    uint8_t chunk_head_len;
     bool chunked;         /* HTTP/1.1 chunked framing (HTTP/1.0: raw, close-delimited) */
     bool write_pending;   /* a uv_write is in flight */
     bool ending;          /* the final frame is queued: nothing more is accepted */

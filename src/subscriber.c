@@ -355,8 +355,7 @@ static inline uint32_t writable(const qs_subscriber *s)
 
 void qs_subscriber_start(qs_subscriber *s, const char *head, size_t head_len)
 {
-    qs_frame *f = qs_frame_new(head, head_len);
-    f->flags |= QS_FRAME_RAW;
+    qs_frame *f = qs_frame_new_raw(head, head_len);
     enqueue(s, f);
     qs_frame_unref(f);
 }
@@ -371,35 +370,31 @@ void qs_subscriber_end(qs_subscriber *s)
 
 /* --------------------------------------------------------------- writes */
 
-/* Chooses the frames of the next batch and its chunk framing. */
+/* Chooses the frames of the next batch: a RAW frame alone, or up to MAX_BATCH_FRAMES event
+ * frames, each already framed as its own chunk. */
 static void batch_begin(qs_subscriber *s)
 {
     qs_frame *first = queue_at(s, 0);
     s->batch_written = 0;
+    size_t len;
     if (first->flags & QS_FRAME_RAW) {
         s->batch_n = 1;
-        s->chunk_head_len = 0;
-        s->batch_len = first->len;
+        qs_frame_bytes(first, s->chunked, &s->batch_len);
         return;
     }
     uint32_t n = 0;
-    size_t payload = 0;
+    size_t total = 0;
     uint32_t avail = writable(s);
     while (n < avail && n < MAX_BATCH_FRAMES) {
         qs_frame *f = queue_at(s, n);
         if (f->flags & QS_FRAME_RAW)
             break;
-        payload += f->len;
+        qs_frame_bytes(f, s->chunked, &len);
+        total += len;
         n++;
     }
     s->batch_n = n;
-    s->batch_len = payload;
-    s->chunk_head_len = 0;
-    if (s->chunked) {
-        int len = snprintf(s->chunk_head, sizeof(s->chunk_head), "%zx\r\n", payload);
-        s->chunk_head_len = (uint8_t)len;
-        s->batch_len += (size_t)len + 2;
-    }
+    s->batch_len = total;
 }
 
 /* Fills iov with the unwritten part of the batch; returns the count. */
@@ -407,26 +402,16 @@ static unsigned batch_iov(qs_subscriber *s, uv_buf_t *iov)
 {
     unsigned n = 0;
     size_t skip = s->batch_written;
-    bool framed = s->chunk_head_len != 0;
-#define ADD(ptr, len)                                                                              \
-    do {                                                                                           \
-        size_t l_ = (len);                                                                         \
-        if (skip >= l_) {                                                                          \
-            skip -= l_;                                                                            \
-        } else {                                                                                   \
-            iov[n++] = uv_buf_init((char *)(ptr) + skip, (unsigned)(l_ - skip));                   \
-            skip = 0;                                                                              \
-        }                                                                                          \
-    } while (0)
-    if (framed)
-        ADD(s->chunk_head, s->chunk_head_len);
     for (uint32_t i = 0; i < s->batch_n; i++) {
-        qs_frame *f = queue_at(s, i);
-        ADD(f->data, f->len);
+        size_t len;
+        const char *p = qs_frame_bytes(queue_at(s, i), s->chunked, &len);
+        if (skip >= len) {
+            skip -= len;
+            continue;
+        }
+        iov[n++] = uv_buf_init((char *)p + skip, (unsigned)(len - skip));
+        skip = 0;
     }
-    if (framed)
-        ADD("\r\n", 2);
-#undef ADD
     return n;
 }
 
@@ -445,7 +430,7 @@ static bool batch_done(qs_subscriber *s)
 void qs_subscriber_flush(qs_subscriber *s)
 {
     qs_conn *c = s->conn;
-    uv_buf_t iov[MAX_BATCH_FRAMES + 2];
+    uv_buf_t iov[MAX_BATCH_FRAMES];
     for (;;) {
         if (s->write_pending || c->closing)
             return;
@@ -719,9 +704,7 @@ static void replay_task(qs_worker *w, void *arg)
             qs_buf_append_str(&head, r->id_found ? s->replay_id : "earliest");
             qs_buf_append_str(&head, "\r\n");
             qs_buf_append_str(&head, s->head + s->head_split);
-            qs_frame *f = qs_frame_new(head.p, head.len);
-            f->flags |= QS_FRAME_RAW;
-            frames[n++] = f;
+            frames[n++] = qs_frame_new_raw(head.p, head.len);
             qs_buf_free(&head);
             free(s->head);
             s->head = NULL;

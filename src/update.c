@@ -3,6 +3,7 @@
  */
 #include "update.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "buf.h"
@@ -10,25 +11,27 @@
 #include "uuid.h"
 
 /* A flexible array member cannot be initialised statically in ISO C, so the static
- * frames live in aligned storage filled once at start-up. */
-static _Alignas(qs_frame) char comment_storage[sizeof(qs_frame) + 2];
+ * frames live in aligned static storage filled once at start-up. */
+static _Alignas(qs_frame) char comment_storage[sizeof(qs_frame) + 8];
 static _Alignas(qs_frame) char last_chunk_storage[sizeof(qs_frame) + 5];
 static _Alignas(qs_frame) char end_storage[sizeof(qs_frame)];
 
-static void init_static(char *storage, const char *bytes, uint32_t len, uint32_t flags)
+static void init_static(char *storage, const char *bytes, uint32_t len, uint16_t head,
+                        uint16_t flags)
 {
     qs_frame *f = (qs_frame *)storage;
     atomic_init(&f->refs, 1);
     f->len = len;
-    f->flags = QS_FRAME_STATIC | flags;
+    f->head = head;
+    f->flags = (uint16_t)(QS_FRAME_STATIC | flags);
     memcpy(f->data, bytes, len);
 }
 
 __attribute__((constructor)) static void init_static_frames(void)
 {
-    init_static(comment_storage, ":\n", 2, 0);
-    init_static(last_chunk_storage, "0\r\n\r\n", 5, QS_FRAME_RAW | QS_FRAME_FINAL);
-    init_static(end_storage, "", 0, QS_FRAME_RAW | QS_FRAME_FINAL);
+    init_static(comment_storage, "2\r\n:\n\r\n", 7, 3, 0);
+    init_static(last_chunk_storage, "0\r\n\r\n", 5, 0, QS_FRAME_RAW | QS_FRAME_FINAL);
+    init_static(end_storage, "", 0, 0, QS_FRAME_RAW | QS_FRAME_FINAL);
 }
 
 qs_frame *qs_frame_comment(void)
@@ -46,7 +49,7 @@ qs_frame *qs_frame_end(void)
     return (qs_frame *)end_storage;
 }
 
-qs_frame *qs_frame_new(const char *data, size_t len)
+static qs_frame *frame_alloc(size_t len)
 {
     if (len >= UINT32_MAX)
         qs_panic("frame too large: %zu bytes", len);
@@ -54,6 +57,26 @@ qs_frame *qs_frame_new(const char *data, size_t len)
     atomic_init(&f->refs, 1);
     f->len = (uint32_t)len;
     f->flags = 0;
+    f->head = 0;
+    return f;
+}
+
+qs_frame *qs_frame_new(const char *event, size_t len)
+{
+    char prefix[20];
+    int head = snprintf(prefix, sizeof(prefix), "%zx\r\n", len);
+    qs_frame *f = frame_alloc((size_t)head + len + 2);
+    f->head = (uint16_t)head;
+    memcpy(f->data, prefix, (size_t)head);
+    memcpy(f->data + head, event, len);
+    memcpy(f->data + head + len, "\r\n", 2);
+    return f;
+}
+
+qs_frame *qs_frame_new_raw(const char *data, size_t len)
+{
+    qs_frame *f = frame_alloc(len);
+    f->flags = QS_FRAME_RAW;
     memcpy(f->data, data, len);
     return f;
 }

@@ -17,11 +17,18 @@
 
 #include "util.h"
 
-/** Refcounted immutable bytes written to subscribers. */
+/**
+ * Refcounted immutable bytes written to subscribers. An event frame is stored already
+ * framed as one HTTP/1.1 chunk — "<hex size>\r\n" event "\r\n" — so that a delivery to a
+ * chunked stream is one contiguous buffer; `head` is the size of the chunk prefix, and
+ * close-delimited (HTTP/1.0) streams write only the event in the middle. RAW frames (a
+ * response head, the last chunk) are written as they are.
+ */
 typedef struct qs_frame {
     atomic_uint refs;
-    uint32_t len;
-    uint32_t flags;
+    uint32_t len;   /* bytes in data */
+    uint16_t flags;
+    uint16_t head;  /* chunk prefix length (0 for RAW frames) */
     char data[];
 } qs_frame;
 
@@ -29,8 +36,20 @@ typedef struct qs_frame {
 #define QS_FRAME_RAW 2u    /* written as is (response head, last chunk), never chunk-framed */
 #define QS_FRAME_FINAL 4u  /* the stream ends once this frame is written */
 
-/** Allocates a frame holding a copy of data (refs = 1). */
-qs_frame *qs_frame_new(const char *data, size_t len);
+/** An event frame: a copy of the event, framed as a chunk (refs = 1). */
+qs_frame *qs_frame_new(const char *event, size_t len);
+/** A RAW frame: a copy of bytes written as they are (refs = 1). */
+qs_frame *qs_frame_new_raw(const char *data, size_t len);
+/** The bytes to write for a chunked or a close-delimited stream. */
+static inline const char *qs_frame_bytes(const qs_frame *f, bool chunked, size_t *len)
+{
+    if (chunked || (f->flags & QS_FRAME_RAW)) {
+        *len = f->len;
+        return f->data;
+    }
+    *len = f->len - f->head - 2;
+    return f->data + f->head;
+}
 static inline qs_frame *qs_frame_ref(qs_frame *f)
 {
     if (!(f->flags & QS_FRAME_STATIC))

@@ -65,8 +65,13 @@ function mkTmp(prefix) {
   return d;
 }
 
-/** Starts a hub; port 0 = ephemeral. Resolves once its "listening on" line is logged. */
-function startHub(port = 0) {
+const BASE_DIRECTIVES = ['anonymous', 'cors_origins *', 'publish_origins *'];
+
+/**
+ * Starts a hub; port 0 = ephemeral. Resolves once its "listening on" line is logged.
+ * `directives`: extra lines for MERCURE_EXTRA_DIRECTIVES, after the base ones.
+ */
+function startHub(port = 0, { directives = [] } = {}) {
   if (!fs.existsSync(BINARY)) {
     throw new Error(`hub binary not found: ${BINARY} (build it, or set QS_BINARY)`);
   }
@@ -74,13 +79,15 @@ function startHub(port = 0) {
   const env = {
     PATH: process.env.PATH || '/usr/bin:/bin',
     HOME: cwd,
+    // The default transport keeps an LMDB store under $XDG_DATA_HOME: one per hub.
+    XDG_DATA_HOME: path.join(cwd, 'data'),
     SERVER_NAME: `127.0.0.1:${port}`,
     MERCURE_PUBLISHER_JWT_KEY: KEY,
     MERCURE_SUBSCRIBER_JWT_KEY: KEY,
-    MERCURE_EXTRA_DIRECTIVES: 'anonymous\ncors_origins *\npublish_origins *',
+    MERCURE_EXTRA_DIRECTIVES: [...BASE_DIRECTIVES, ...directives].join('\n'),
   };
   const proc = spawn(BINARY, ['run'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const hub = { proc, port: 0, stderr: '', exited: null };
+  const hub = { proc, port: 0, stderr: '', exited: null, directives };
   hubs.add(hub);
   hub.exited = new Promise((resolve) => {
     proc.on('exit', (code, signal) => { hubs.delete(hub); resolve({ code, signal }); });
@@ -380,7 +387,7 @@ async function scenarioReconnect(browser, firstHub) {
     const exit = await stopHub(hub);
     assertEq(exit, { code: 0, signal: null }, 'hub exit status after SIGTERM');
     assert(/received SIGTERM/.test(hub.stderr), `hub did not log the SIGTERM; stderr:\n${hub.stderr}`);
-    hub = await startHub(port);
+    hub = await startHub(port, { directives: hub.directives });
     assertEq(hub.port, port, 'the new hub port');
     firstHub.replacement = hub;
 
@@ -441,6 +448,175 @@ async function scenarioUriTemplate(browser, hub) {
   }
 }
 
+const SUBSCRIPTIONS_PATH = `${HUB_PATH}/subscriptions`;
+const SUBSCRIPTIONS_TEMPLATE = `${SUBSCRIPTIONS_PATH}{/topic}{/subscriber}`;
+const UUID_URN = /^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Go's url.QueryEscape: everything but [A-Za-z0-9_.~-] percent-encoded (upper hex), ' ' -> '+'. */
+function goQueryEscape(s) {
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    const c = String.fromCharCode(b);
+    if (/[A-Za-z0-9_.~-]/.test(c)) out += c;
+    else if (c === ' ') out += '+';
+    else out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The subscription event / document the reference hub produces (Go struct field order). */
+function subscriptionDoc(topic, subscriber, active, payload, { context = true } = {}) {
+  const doc = {};
+  if (context) doc['@context'] = 'https://mercure.rocks/';
+  doc.id = `${SUBSCRIPTIONS_PATH}/${goQueryEscape(topic)}/${goQueryEscape(subscriber)}`;
+  doc.type = 'Subscription';
+  doc.subscriber = subscriber;
+  doc.topic = topic;
+  doc.active = active;
+  if (payload !== undefined) doc.payload = payload;
+  return doc;
+}
+
+/** Order-insensitive deep comparison (object keys sorted). */
+function canonical(v) {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v && typeof v === 'object') {
+    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical(v[k])]));
+  }
+  return v;
+}
+
+/** GET on the subscriptions API from inside the page (same origin, cookies included). */
+async function fetchSubscriptions(page, url = SUBSCRIPTIONS_PATH) {
+  const r = await page.evaluate(async (url) => {
+    const res = await fetch(url, { credentials: 'include', cache: 'no-store' });
+    return { status: res.status, contentType: res.headers.get('content-type'), body: await res.text() };
+  }, url);
+  assertEq(r.status, 200, `GET ${url} from the page: status (body ${JSON.stringify(r.body)})`);
+  assertEq(r.contentType, 'application/ld+json', `GET ${url}: content-type`);
+  let doc;
+  try { doc = JSON.parse(r.body); } catch (e) {
+    throw new AssertionError(`GET ${url}: the body is not JSON (${e.message}): ${JSON.stringify(r.body)}`);
+  }
+  assertEq(doc['@context'], 'https://mercure.rocks/', `GET ${url}: @context`);
+  assertEq(doc.id, url, `GET ${url}: id`);
+  assertEq(doc.type, 'Subscriptions', `GET ${url}: type`);
+  assert(typeof doc.lastEventID === 'string' && doc.lastEventID !== '',
+    `GET ${url}: lastEventID must be a non-empty string, body ${r.body}`);
+  assert(Array.isArray(doc.subscriptions), `GET ${url}: subscriptions must be an array, body ${r.body}`);
+  return doc;
+}
+
+/** Parses one subscription event received by the watcher, checking its raw form. */
+function parseSubscriptionEvent(msg, what) {
+  let ev;
+  try { ev = JSON.parse(msg.data); } catch (e) {
+    throw new AssertionError(`${what}: data is not JSON (${e.message}): ${JSON.stringify(msg.data)}`);
+  }
+  assertEq(msg.data.split('\n')[0], '{', `${what}: first line of the raw data`);
+  // json.MarshalIndent(v, "", "  ") and JSON.stringify(v, null, 2) agree on this document
+  // (no HTML characters to escape): same fields, same order, 2-space indentation.
+  assertEq(msg.data, JSON.stringify(ev, null, 2), `${what}: raw data (2-space indented JSON)`);
+  return ev;
+}
+
+async function scenarioPresence(browser, hub) {
+  const room = 'https://example.com/room/1';
+  const watcherPayload = { user: 'https://example.com/users/watcher' };
+  const alicePayload = { user: 'https://example.com/users/alice' };
+  const watcherToken = jwt({ mercure: {
+    subscribe: [SUBSCRIPTIONS_TEMPLATE, SUBSCRIPTIONS_PATH],
+    payload: watcherPayload,
+  } });
+  const aliceToken = jwt({ mercure: { subscribe: [room], payload: alicePayload } });
+  const cookie = (value) => ({
+    name: 'mercureAuthorization', value, domain: '127.0.0.1', path: HUB_PATH,
+    httpOnly: true, sameSite: 'Strict',
+  });
+
+  const A = await newHubPage(browser, hub);
+  const B = await newHubPage(browser, hub);
+  try {
+    await A.context.addCookies([cookie(watcherToken)]);
+    await B.context.addCookies([cookie(aliceToken)]);
+
+    // Page A: the watcher.
+    await openEventSource(A.page, 'watch', esUrl(SUBSCRIPTIONS_TEMPLATE), { withCredentials: true });
+    await waitLog(A.page, 'watch', 'log.opens === 1', 'onopen (watcher)');
+
+    // The watcher's own subscription is registered: that gives its subscriber id.
+    const before = await fetchSubscriptions(A.page);
+    const own = before.subscriptions.filter((x) => x.topic === SUBSCRIPTIONS_TEMPLATE);
+    assertEq(own.length, 1, `watcher subscriptions in the API before B connects (list ${JSON.stringify(before)})`);
+    const watcherId = own[0].subscriber;
+    assert(UUID_URN.test(watcherId), `watcher subscriber id ${JSON.stringify(watcherId)} is not a urn:uuid`);
+    assertEq(canonical(own[0]),
+      canonical(subscriptionDoc(SUBSCRIPTIONS_TEMPLATE, watcherId, true, watcherPayload, { context: false })),
+      "the watcher's own entry in the API list");
+    assert(!before.subscriptions.some((x) => x.topic === room),
+      `no subscription to ${room} before B connects: ${JSON.stringify(before)}`);
+
+    // Page B: alice joins the room.
+    await openEventSource(B.page, 'room', esUrl(room), { withCredentials: true });
+    await waitLog(B.page, 'room', 'log.opens === 1', 'onopen (alice)');
+
+    const isAbout = (active) => `log.messages.some((m) => { try { const d = JSON.parse(m.data);
+      return d.topic === ${JSON.stringify(room)} && d.active === ${active}; } catch { return false; } })`;
+    await waitLog(A.page, 'watch', isAbout(true), `the "active": true event for ${room}`, 5_000);
+    let log = await esLog(A.page, 'watch');
+    const joinMsgs = log.messages.filter((m) => { try { return JSON.parse(m.data).topic === room; } catch { return false; } });
+    assertEq(joinMsgs.length, 1, `events about ${room} after alice joined (log ${JSON.stringify(log)})`);
+    const join = parseSubscriptionEvent(joinMsgs[0], 'the "active": true event');
+    const aliceId = join.subscriber;
+    assert(UUID_URN.test(aliceId), `alice's subscriber id ${JSON.stringify(aliceId)} is not a urn:uuid`);
+    assert(aliceId !== watcherId, 'alice and the watcher have the same subscriber id');
+    assertEq(canonical(join), canonical(subscriptionDoc(room, aliceId, true, alicePayload)),
+      'the "active": true event (parsed JSON)');
+    assertEq(joinMsgs[0].type, 'message', 'event type of the subscription event');
+    assert(joinMsgs[0].lastEventId !== '', 'the subscription event has an id');
+
+    // The API lists alice's subscription, active.
+    const during = await fetchSubscriptions(A.page);
+    const aliceEntries = during.subscriptions.filter((x) => x.subscriber === aliceId);
+    assertEq(aliceEntries.map(canonical),
+      [canonical(subscriptionDoc(room, aliceId, true, alicePayload, { context: false }))],
+      `alice's entries in the API list (list ${JSON.stringify(during)})`);
+    assert(during.subscriptions.some((x) => x.subscriber === watcherId),
+      `the watcher is missing from the API list: ${JSON.stringify(during)}`);
+
+    // Alice leaves: the watcher sees the matching "active": false event.
+    await closeEs(B.page, 'room');
+    await waitLog(A.page, 'watch', isAbout(false), `the "active": false event for ${room}`, 5_000);
+    log = await esLog(A.page, 'watch');
+    const leaveMsgs = log.messages.filter((m) => { try { const d = JSON.parse(m.data); return d.topic === room && d.active === false; } catch { return false; } });
+    assertEq(leaveMsgs.length, 1, `"active": false events about ${room} (log ${JSON.stringify(log)})`);
+    const leave = parseSubscriptionEvent(leaveMsgs[0], 'the "active": false event');
+    assertEq(canonical(leave), canonical(subscriptionDoc(room, aliceId, false, alicePayload)),
+      'the "active": false event (parsed JSON, same subscriber and topic)');
+    assert(leaveMsgs[0].lastEventId !== joinMsgs[0].lastEventId,
+      'the "active": false event reuses the id of the "active": true event');
+
+    const after = await fetchSubscriptions(A.page);
+    assert(!after.subscriptions.some((x) => x.subscriber === aliceId || x.topic === room),
+      `alice's subscription is still listed after she left: ${JSON.stringify(after)}`);
+    assert(after.subscriptions.some((x) => x.subscriber === watcherId),
+      `the watcher is missing from the API list at the end: ${JSON.stringify(after)}`);
+
+    // Every event the watcher got: about alice, never about its own subscription.
+    log = await esLog(A.page, 'watch');
+    const subjects = log.messages.map((m) => { try { return JSON.parse(m.data).subscriber; } catch { return m.data; } });
+    assert(!subjects.includes(watcherId),
+      `the watcher received an event about its own subscription ${watcherId}: ${JSON.stringify(log.messages)}`);
+    assertEq(log.messages.length, 2, `events received by the watcher (log ${JSON.stringify(log)})`);
+    assertEq(log.errors, 0, 'watcher onerror count');
+    assertEq(log.opens, 1, 'watcher onopen count');
+    await closeEs(A.page, 'watch');
+  } finally {
+    await A.context.close();
+    await B.context.close();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runner
 
@@ -449,6 +625,8 @@ const SCENARIOS = [
   ['private updates through the mercureAuthorization cookie', scenarioPrivateCookie],
   ['EventSource reconnects by itself after the hub restarts on the same port', scenarioReconnect],
   ['topic URI template https://example.com/books/{id}', scenarioUriTemplate],
+  ['presence: subscription events and the subscriptions API', scenarioPresence,
+    { directives: ['subscriptions'] }],
 ];
 
 async function main() {
@@ -471,11 +649,11 @@ async function main() {
   let failed = 0;
   console.log(`1..${SCENARIOS.length}`);
   try {
-    for (const [i, [name, fn]] of SCENARIOS.entries()) {
+    for (const [i, [name, fn, hubOptions]] of SCENARIOS.entries()) {
       const t0 = Date.now();
       let hub;
       try {
-        hub = await startHub(0);
+        hub = await startHub(0, hubOptions);
         await fn(browser, hub);
         passed++;
         console.log(`ok ${i + 1} - ${name} (${Date.now() - t0} ms)`);

@@ -66,20 +66,32 @@ TEST(update_frame_is_encoded_once_with_generated_uuid7)
     ASSERT_EQ_INT(45, strlen(u->id));
     ASSERT(strncmp(u->id, "urn:uuid:", 9) == 0);
     ASSERT_EQ_INT('7', u->id[9 + 14]); /* version nibble */
-    char expected[128];
-    snprintf(expected, sizeof(expected), "id: %s\ndata: hello\n\n", u->id);
-    ASSERT_EQ_MEM(expected, strlen(expected), u->frame->data, u->frame->len);
+    char expected[128], chunk[160];
+    int n = snprintf(expected, sizeof(expected), "id: %s\ndata: hello\n\n", u->id);
+    snprintf(chunk, sizeof(chunk), "%x\r\n%s\r\n", n, expected);
+    size_t len;
+    /* A chunked stream gets the event framed as one chunk, a close-delimited one the event. */
+    const char *p = qs_frame_bytes(u->frame, true, &len);
+    ASSERT_EQ_MEM(chunk, strlen(chunk), p, len);
+    p = qs_frame_bytes(u->frame, false, &len);
+    ASSERT_EQ_MEM(expected, strlen(expected), p, len);
     qs_frame *f = qs_frame_ref(u->frame);
     qs_update_unref(u);
-    ASSERT_EQ_MEM(expected, strlen(expected), f->data, f->len); /* the frame outlives it */
+    p = qs_frame_bytes(f, false, &len);
+    ASSERT_EQ_MEM(expected, strlen(expected), p, len); /* the frame outlives the update */
     qs_frame_unref(f);
 }
 
 TEST(static_frames)
 {
-    ASSERT_EQ_MEM(":\n", 2, qs_frame_comment()->data, qs_frame_comment()->len);
-    ASSERT_EQ_MEM("0\r\n\r\n", 5, qs_frame_last_chunk()->data, qs_frame_last_chunk()->len);
+    size_t len;
+    const char *p = qs_frame_bytes(qs_frame_comment(), false, &len);
+    ASSERT_EQ_MEM(":\n", 2, p, len);
+    p = qs_frame_bytes(qs_frame_comment(), true, &len);
+    ASSERT_EQ_MEM("2\r\n:\n\r\n", 7, p, len);
+    p = qs_frame_bytes(qs_frame_last_chunk(), false, &len);
+    ASSERT_EQ_MEM("0\r\n\r\n", 5, p, len);
     ASSERT(qs_frame_last_chunk()->flags & QS_FRAME_FINAL);
     qs_frame_unref(qs_frame_ref(qs_frame_comment())); /* static frames are never freed */
-    ASSERT_EQ_INT(2, qs_frame_comment()->len);
+    ASSERT_EQ_INT(7, qs_frame_comment()->len);
 }
