@@ -3,6 +3,8 @@
  */
 #include "metrics.h"
 
+#include <stddef.h>
+
 qs_metrics qs_metrics_global;
 
 static const char *const publish_error_names[QS_PUBERR_COUNT] = {
@@ -24,7 +26,19 @@ static void metric(qs_buf *out, const char *name, const char *type, const char *
     qs_buf_append_char(out, '\n');
 }
 
-void qs_metrics_render(qs_buf *out, bool transport_healthy, const char *transport_name)
+static void summed(qs_buf *out, const char *name, const char *help,
+                   qs_worker_counters *const *workers, size_t n, size_t offset)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += qs_metric_get((atomic_uint_fast64_t *)((char *)workers[i] + offset));
+    qs_buf_appendf(out, "# HELP %s %s\n# TYPE %s counter\n%s ", name, help, name, name);
+    qs_buf_append_u64(out, sum);
+    qs_buf_append_char(out, '\n');
+}
+
+void qs_metrics_render(qs_buf *out, bool transport_healthy, const char *transport_name,
+                       qs_worker_counters *const *workers, size_t n_workers)
 {
     qs_metrics *m = &qs_metrics_global;
     metric(out, "mercure_subscribers_connected", "gauge", "The current number of subscribers",
@@ -48,10 +62,10 @@ void qs_metrics_render(qs_buf *out, bool transport_healthy, const char *transpor
         qs_buf_append_u64(out, qs_metric_get(&m->subscribers_dropped[i]));
         qs_buf_append_char(out, '\n');
     }
-    metric(out, "mercure_deliveries_total", "counter", "Events queued to subscribers",
-           &m->deliveries_total);
-    metric(out, "mercure_sent_bytes_total", "counter", "Bytes written to subscribers",
-           &m->bytes_sent_total);
+    summed(out, "mercure_deliveries_total", "Events queued to subscribers", workers, n_workers,
+           offsetof(qs_worker_counters, deliveries));
+    summed(out, "mercure_sent_bytes_total", "Bytes written to subscribers", workers, n_workers,
+           offsetof(qs_worker_counters, bytes_sent));
     metric(out, "mercure_connections_open", "gauge", "Open client connections",
            &m->connections_open);
     metric(out, "mercure_connections_total", "counter", "Accepted client connections",

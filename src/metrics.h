@@ -34,8 +34,6 @@ typedef struct qs_metrics {
     atomic_uint_fast64_t updates_total;
     atomic_uint_fast64_t publish_errors[QS_PUBERR_COUNT];
     atomic_uint_fast64_t subscribers_dropped[QS_DROP_COUNT];
-    atomic_uint_fast64_t deliveries_total; /* events queued to subscribers */
-    atomic_uint_fast64_t bytes_sent_total; /* bytes written to subscribers */
     atomic_uint_fast64_t connections_open; /* gauge */
     atomic_uint_fast64_t connections_total;
     atomic_uint_fast64_t connections_rejected; /* over max_connections */
@@ -58,7 +56,23 @@ static inline uint64_t qs_metric_get(atomic_uint_fast64_t *m)
     return atomic_load_explicit(m, memory_order_relaxed);
 }
 
-/** Appends the exposition text. transport_healthy feeds mercure_transport_healthy. */
-void qs_metrics_render(qs_buf *out, bool transport_healthy, const char *transport_name);
+/** Counters bumped for every delivery: one set per worker, written only by that worker
+ *  (a plain add, no locked instruction, no cache line shared between threads) and summed
+ *  when /metrics is read. */
+typedef struct qs_worker_counters {
+    atomic_uint_fast64_t deliveries; /* events queued to subscribers */
+    atomic_uint_fast64_t bytes_sent; /* bytes written to subscribers */
+} qs_worker_counters;
+
+static inline void qs_counter_bump(atomic_uint_fast64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/** Appends the exposition text. transport_healthy feeds mercure_transport_healthy;
+ *  the per-worker counters are summed. */
+void qs_metrics_render(qs_buf *out, bool transport_healthy, const char *transport_name,
+                       qs_worker_counters *const *workers, size_t n_workers);
 
 #endif

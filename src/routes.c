@@ -181,7 +181,13 @@ static void handle_metrics(qs_conn *c, qs_request *req)
     qs_response r;
     qs_response_init(&r, 200);
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
-    qs_metrics_render(&r.body, t->ops->healthy(t, &reason), t->ops->name);
+    qs_hub *hub = c->w->hub;
+    qs_worker_counters **counters = qs_xcalloc((size_t)hub->n_workers, sizeof(*counters));
+    for (int i = 0; i < hub->n_workers; i++)
+        counters[i] = &hub->workers[i].counters;
+    qs_metrics_render(&r.body, t->ops->healthy(t, &reason), t->ops->name, counters,
+                      (size_t)hub->n_workers);
+    free(counters);
     qs_conn_send(c, req, &r);
 }
 

@@ -31,6 +31,7 @@
 #include "http1_parse.h"
 #include "jwt.h"
 #include "list.h"
+#include "metrics.h"
 #include "strmap.h"
 #include "topic.h"
 #include "transport.h"
@@ -148,6 +149,14 @@ struct qs_worker {
     qs_list heartbeat_list; /* by time of last write, oldest first */
     qs_list blocked_list;   /* writes in progress, oldest first (dispatch_timeout) */
     qs_heap deadlines;      /* end of stream: write_timeout with jitter / token exp */
+
+    qs_worker_counters counters;
+
+    /* Write coalescing: when flushing is costly (large fan-outs), the next flush waits a
+     * little so that several events leave in one write per subscriber. */
+    uv_timer_t flush_timer;
+    uint64_t next_flush_ms;
+    bool flush_armed;
 
     bool stopping;
     bool exiting;

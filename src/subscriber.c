@@ -419,7 +419,7 @@ static unsigned batch_iov(qs_subscriber *s, uv_buf_t *iov)
 static bool batch_done(qs_subscriber *s)
 {
     bool final = queue_at(s, s->batch_n - 1)->flags & QS_FRAME_FINAL;
-    qs_metric_add(&qs_metrics_global.bytes_sent_total, s->batch_len);
+    qs_counter_bump(&s->w->counters.bytes_sent, s->batch_len);
     queue_pop(s, s->batch_n);
     s->batch_n = 0;
     s->last_write_ms = qs_now_ms();
@@ -547,7 +547,7 @@ static void deliver_group(qs_worker *w, qs_sub_group *g, qs_update *u)
             doom(s, QS_DROP_QUEUE_FULL);
             continue;
         }
-        qs_metric_add(&qs_metrics_global.deliveries_total, 1);
+        qs_counter_bump(&w->counters.deliveries, 1);
     }
 }
 
@@ -712,7 +712,7 @@ static void replay_task(qs_worker *w, void *arg)
         for (size_t i = 0; i < r->n_updates; i++)
             if (subscriber_wants(s, r->updates[i])) {
                 frames[n++] = qs_frame_ref(r->updates[i]->frame);
-                qs_metric_add(&qs_metrics_global.deliveries_total, 1);
+                qs_counter_bump(&w->counters.deliveries, 1);
             }
         queue_insert_front(s, frames, n);
         free(frames);
