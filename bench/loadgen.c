@@ -47,6 +47,8 @@ static struct options {
     bool churn; /* one connection per publish */
     int procs;
     int hub_pid;
+    int hub_pids[16]; /* --hub-pid 12,13,14: a server with several processes (nginx) */
+    int n_hub_pids;
     double drain_s;
     bool replay;
     double sub_churn; /* subscribers opened (and closed once open) per second */
@@ -98,6 +100,8 @@ typedef struct sub {
     uint64_t chunk_left;
     bool chunked;
     char head_tail[4];
+    char head_start[1024]; /* the response head, enough of it to read its headers */
+    size_t head_start_len;
     uint64_t events;
     uint64_t started_ns;
 } sub;
@@ -148,7 +152,8 @@ static void sub_payload(sub *s, const char *p, size_t n)
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
         if (c == '\n') {
-            if (!s->connected && s->line_len == 1 && s->line[0] == ':') {
+            /* The first comment opens the stream (":" from Mercure, ": hi" from nchan). */
+            if (!s->connected && s->line_len >= 1 && s->line[0] == ':') {
                 s->connected = true;
                 S.opened++;
                 if (opt.sub_churn > 0) {
@@ -233,15 +238,19 @@ static void sub_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         for (; i < n; i++) {
             memmove(s->head_tail, s->head_tail + 1, 3);
             s->head_tail[3] = p[i];
+            if (s->head_start_len < sizeof(s->head_start) - 1)
+                s->head_start[s->head_start_len++] = p[i];
             if (memcmp(s->head_tail, "\r\n\r\n", 4) == 0) {
                 s->head_done = true;
                 i++;
                 break;
             }
-            /* Detect the transfer coding from the head, case-insensitively enough. */
         }
         if (!s->head_done)
             return;
+        /* nchan's streams are close-delimited, Mercure's chunked: read the head. */
+        s->head_start[s->head_start_len] = '\0';
+        s->chunked = strcasestr(s->head_start, "transfer-encoding: chunked") != NULL;
         p += i;
         n -= i;
     }
@@ -284,7 +293,6 @@ static void sub_connected(uv_connect_t *c, int status)
                        "Authorization: Bearer %s\r\n\r\n",
                        topic, opt.replay ? "&lastEventID=earliest" : "", opt.host, sub_token);
     }
-    s->chunked = true;
     uv_buf_t b = uv_buf_init(s->request, (unsigned)len);
     s->write_req.data = s;
     uv_read_start((uv_stream_t *)&s->tcp, sub_alloc, sub_read);
@@ -424,6 +432,23 @@ static long hub_rss_kb(int pid)
     if (f)
         fclose(f);
     return kb;
+}
+
+/* The server may be several processes (nginx's workers): sum them. */
+static long hubs_rss_kb(void)
+{
+    long kb = 0;
+    for (int i = 0; i < opt.n_hub_pids; i++)
+        kb += hub_rss_kb(opt.hub_pids[i]);
+    return kb;
+}
+
+static uint64_t hubs_cpu_ns(void)
+{
+    uint64_t ns = 0;
+    for (int i = 0; i < opt.n_hub_pids; i++)
+        ns += hub_cpu_ns(opt.hub_pids[i]);
+    return ns;
 }
 
 /* ------------------------------------------------------------ publishers */
@@ -718,8 +743,8 @@ int main(int argc, char **argv)
         {"procs", 1, 0, 'K'},       {"hub-pid", 1, 0, 'h'},
         {"drain", 1, 0, 'd'},       {"replay", 0, 0, 'R'},
         {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
-        {"label", 1, 0, 'l'},       {"sub-churn", 1, 0, 'C'},  {"duration", 1, 0, 'D'},
-        {0, 0, 0, 0},
+        {"label", 1, 0, 'l'},       {"sub-churn", 1, 0, 'C'},
+        {"duration", 1, 0, 'D'},    {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -764,7 +789,10 @@ int main(int argc, char **argv)
             opt.procs = atoi(optarg);
             break;
         case 'h':
-            opt.hub_pid = atoi(optarg);
+            for (char *p = optarg; *p && opt.n_hub_pids < 16;
+                 p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p))
+                opt.hub_pids[opt.n_hub_pids++] = atoi(p);
+            opt.hub_pid = opt.hub_pids[0];
             break;
         case 'd':
             opt.drain_s = atof(optarg);
@@ -806,7 +834,7 @@ int main(int argc, char **argv)
     int procs = opt.subscribers ? QS_MIN(opt.procs, opt.subscribers) : 0;
     pid_t *pids = calloc((size_t)procs + 1, sizeof(*pids));
     int *fds = calloc((size_t)procs + 1, sizeof(*fds));
-    long rss_before = opt.hub_pid ? hub_rss_kb(opt.hub_pid) : 0;
+    long rss_before = opt.hub_pid ? hubs_rss_kb() : 0;
     uint64_t ramp_start = now_ns();
     for (int i = 0; i < procs; i++) {
         int pipefd[2];
@@ -831,14 +859,14 @@ int main(int argc, char **argv)
     }
     double ramp_s = (double)(now_ns() - ramp_start) / 1e9;
     usleep(300000); /* let the hub settle before sampling its memory */
-    long rss_subs = opt.hub_pid ? hub_rss_kb(opt.hub_pid) : 0;
+    long rss_subs = opt.hub_pid ? hubs_rss_kb() : 0;
 
     if (opt.sub_churn > 0) {
         /* Subscriber churn: open sub_churn subscribers per second for `duration` seconds,
          * each leaving as soon as its stream is open. */
         memset(&S, 0, sizeof(S));
         S.loop = uv_default_loop();
-        uint64_t cpu0 = opt.hub_pid ? hub_cpu_ns(opt.hub_pid) : 0;
+        uint64_t cpu0 = opt.hub_pid ? hubs_cpu_ns() : 0;
         uint64_t t0 = now_ns(), end = t0 + (uint64_t)(opt.duration * 1e9);
         long started = 0;
         while (now_ns() < end) {
@@ -858,7 +886,7 @@ int main(int argc, char **argv)
             usleep(500);
         }
         double secs = (double)(now_ns() - t0) / 1e9;
-        double cpu = opt.hub_pid ? (double)(hub_cpu_ns(opt.hub_pid) - cpu0) / 1e9 : 0;
+        double cpu = opt.hub_pid ? (double)(hubs_cpu_ns() - cpu0) / 1e9 : 0;
         printf("{\"label\":\"%s\",\"churn_started\":%ld,\"churn_opened\":%d,\"failed\":%d,"
                "\"churn_per_s\":%.0f,\"open_p50_us\":%" PRIu64 ",\"open_p99_us\":%" PRIu64
                ",\"hub_cpu_s\":%.3f,\"hub_cpu_per_cycle_us\":%.1f}\n",
@@ -872,7 +900,7 @@ int main(int argc, char **argv)
     memset(&P, 0, sizeof(P));
     P.loop = uv_default_loop();
     P.conns = calloc((size_t)opt.publishers, sizeof(*P.conns));
-    uint64_t cpu_before = opt.hub_pid ? hub_cpu_ns(opt.hub_pid) : 0;
+    uint64_t cpu_before = opt.hub_pid ? hubs_cpu_ns() : 0;
     P.start_ns = now_ns();
     uv_timer_init(P.loop, &P.pacer);
     if (opt.updates > 0) {
@@ -934,7 +962,7 @@ int main(int argc, char **argv)
         if (now_ns() >= P.end_ns + budget || now_ns() >= drain_deadline)
             break;
     }
-    uint64_t cpu_after = opt.hub_pid ? hub_cpu_ns(opt.hub_pid) : 0;
+    uint64_t cpu_after = opt.hub_pid ? hubs_cpu_ns() : 0;
     for (int i = 0; i < procs; i++) {
         report r;
         kill(pids[i], SIGUSR1);

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The fan-out scenarios of bench/README.md, run in one go against Quicksilver, nginx+nchan
+# and the raw write floor (bench/rawfloor.c), printing one JSON line per run and a table
+# of ratios. Each target is started fresh for each scenario.
+#
+#   bench/run.sh [all|quick]      quick: smaller subscriber counts, for a smoke run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-all}"
+scripts/build build >/dev/null
+command -v nginx >/dev/null && [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ] || {
+    echo "bench: installing nginx with nchan" >&2
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd=sudo
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq libnginx-mod-nchan nginx-light >/dev/null
+}
+key='!ChangeThisMercureHubJWTSecretKey!'
+work=$(mktemp -d)
+results="$work/results.jsonl"
+server_pids=()
+cleanup() {
+    for p in "${server_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.3
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start TARGET -> sets $port, $pids (comma-separated pids whose CPU/RSS count), $profile
+start() {
+    local target=$1 dir="$work/$1-$RANDOM"
+    mkdir -p "$dir"
+    port=$(free_port)
+    case "$target" in
+    quicksilver)
+        (cd "$dir" && XDG_DATA_HOME="$dir/data" SERVER_NAME="127.0.0.1:$port" \
+            MERCURE_PUBLISHER_JWT_KEY="$key" MERCURE_SUBSCRIBER_JWT_KEY="$key" \
+            MERCURE_TRANSPORT_URL=local:// MERCURE_EXTRA_DIRECTIVES=$'anonymous\nwrite_timeout 0s' \
+            exec "$OLDPWD/build/mercure" run >"$dir/out" 2>"$dir/log") &
+        server_pids+=($!); pids=$!; profile=mercure ;;
+    nchan)
+        mkdir -p "$dir/body"
+        sed -e "s#@PORT@#$port#g" -e "s#@DIR@#$dir#g" bench/nchan.conf.in >"$dir/nginx.conf"
+        nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/out" 2>&1 &
+        server_pids+=($!)
+        local master=$!
+        sleep 0.5
+        pids=$(pgrep -P "$master" | paste -sd, -)
+        profile=nchan ;;
+    floor)
+        build/rawfloor "$port" 2>"$dir/log" &
+        server_pids+=($!); pids=$!; profile=mercure ;;
+    esac
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return
+        sleep 0.05
+    done
+    echo "bench: $target did not start" >&2; exit 1
+}
+
+stop() {
+    for p in "${server_pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${server_pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    server_pids=()
+}
+
+subs=10000; procs=4
+[ "$mode" = quick ] && subs=2000
+
+# run TARGET LABEL loadgen-args...
+run() {
+    local target=$1 label=$2; shift 2
+    start "$target"
+    local line
+    line=$(build/loadgen --port "$port" --profile "$profile" --hub-pid "$pids" --json \
+        --label "$label/$target" "$@" || true)
+    stop
+    echo "$line" | tee -a "$results"
+}
+
+for t in quicksilver nchan floor; do
+    run "$t" "1-idle" --subscribers "$subs" --procs "$procs"
+    run "$t" "2-one-topic-10/s" --subscribers "$subs" --procs "$procs" --topics 1 \
+        --updates 200 --rate 10 --size 100
+    run "$t" "2-one-topic-100/s" --subscribers "$subs" --procs "$procs" --topics 1 \
+        --updates 1000 --rate 100 --size 100 --drain 30
+    run "$t" "3-1000-topics-5000/s" --subscribers "$subs" --procs "$procs" --topics 1000 \
+        --updates 50000 --rate 5000 --publishers 16 --size 100
+    run "$t" "5-publisher-churn" --subscribers 100 --topics 10 --updates 10000 --rate 1000 \
+        --publishers 100 --churn --size 100
+done
+# Scenario 4: URI-template subscribers, beside the same shape with exact topics.
+run quicksilver "4-templates" --subscribers 1000 --procs 2 --topics 100 --templates \
+    --updates 10000 --rate 1000 --publishers 8 --size 100
+run quicksilver "4-exact-baseline" --subscribers 1000 --procs 2 --topics 100 \
+    --updates 10000 --rate 1000 --publishers 8 --size 100
+
+python3 bench/table.py "$results"
