@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 
+#include "strmap.h"
+
 #define BEARER_PREFIX "Bearer "
 #define MIN_HEADER_LEN 48 /* "Bearer " + the shortest plausible JWT, as the reference */
 #define MIN_QUERY_LEN 41
@@ -66,6 +68,71 @@ static size_t referer_origin(const char *ref, size_t len, char *out, size_t cap)
     n += 3;
     memcpy(out + n, at, host_len);
     return n + host_len;
+}
+
+struct qs_token_cache {
+    qs_strmap map; /* key pointer + token bytes -> qs_jwt_claims* */
+    size_t max;
+};
+
+qs_token_cache *qs_token_cache_new(size_t max_entries)
+{
+    qs_token_cache *c = qs_xcalloc(1, sizeof(*c));
+    qs_strmap_init(&c->map);
+    c->max = max_entries;
+    return c;
+}
+
+static void cache_clear(qs_token_cache *c)
+{
+    const qs_strmap_entry *e;
+    for (size_t i = 0; qs_strmap_next(&c->map, &i, &e);) {
+        qs_jwt_claims_free(e->value);
+        free(e->value);
+    }
+    qs_strmap_free(&c->map);
+    qs_strmap_init(&c->map);
+}
+
+void qs_token_cache_free(qs_token_cache *c)
+{
+    if (!c)
+        return;
+    cache_clear(c);
+    qs_strmap_free(&c->map);
+    free(c);
+}
+
+/* The verification, through the cache when there is one. */
+static enum qs_jwt_status verify(const qs_auth_params *p, const char *token, size_t len,
+                                 qs_jwt_claims *claims)
+{
+    if (!p->cache || len > 8192)
+        return qs_jwt_verify(p->key, token, len, p->now, claims);
+    qs_buf k = QS_BUF_INIT;
+    qs_buf_append(&k, &p->key, sizeof(p->key)); /* the same token may meet another key */
+    qs_buf_append(&k, token, len);
+    qs_jwt_claims *hit = qs_strmap_get(&p->cache->map, k.p, k.len);
+    if (hit && (!hit->has_exp || p->now < hit->exp) && (!hit->has_nbf || p->now >= hit->nbf)) {
+        qs_buf_free(&k);
+        qs_jwt_claims_copy(claims, hit);
+        return QS_JWT_OK;
+    }
+    enum qs_jwt_status st = qs_jwt_verify(p->key, token, len, p->now, claims);
+    if (st == QS_JWT_OK) {
+        if (qs_strmap_count(&p->cache->map) >= p->cache->max)
+            cache_clear(p->cache);
+        qs_jwt_claims *copy = qs_xmalloc(sizeof(*copy));
+        qs_jwt_claims_copy(copy, claims);
+        qs_jwt_claims *old = qs_strmap_get(&p->cache->map, k.p, k.len);
+        if (old) {
+            qs_jwt_claims_free(old);
+            free(old);
+        }
+        qs_strmap_put(&p->cache->map, k.p, k.len, copy);
+    }
+    qs_buf_free(&k);
+    return st;
 }
 
 enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request *req,
@@ -134,7 +201,7 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request 
         }
     }
 
-    enum qs_jwt_status st = qs_jwt_verify(p->key, token, token_len, p->now, claims);
+    enum qs_jwt_status st = verify(p, token, token_len, claims);
     if (st != QS_JWT_OK) {
         *reason = qs_jwt_status_str(st);
         return QS_AUTH_INVALID;

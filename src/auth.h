@@ -24,8 +24,19 @@ enum qs_auth_status {
     QS_AUTH_INVALID,       /* a token (or its transport) is invalid; reason set */
 };
 
+/**
+ * A per-thread cache of verified tokens: publishers and subscribers present the same token
+ * again and again, and a hit skips base64, JSON and the signature. Keyed by the exact
+ * token bytes and the key; an entry is used only while the token's exp and nbf allow it.
+ * Invalid tokens are never cached. Bounded: full, it starts over.
+ */
+typedef struct qs_token_cache qs_token_cache;
+qs_token_cache *qs_token_cache_new(size_t max_entries);
+void qs_token_cache_free(qs_token_cache *c);
+
 typedef struct qs_auth_params {
     const qs_jwt_key *key;
+    qs_token_cache *cache; /* optional */
     const char *cookie_name;
     bool is_post; /* the CSRF rule applies to cookie-authenticated POSTs */
     char *const *publish_origins;

@@ -780,6 +780,26 @@ void qs_jwt_claims_free(qs_jwt_claims *claims)
     memset(claims, 0, sizeof(*claims));
 }
 
+static char **copy_list(char *const *list, size_t n)
+{
+    if (!list)
+        return NULL;
+    char **out = qs_xcalloc(n ? n : 1, sizeof(*out));
+    for (size_t i = 0; i < n; i++)
+        out[i] = qs_xstrdup(list[i]);
+    return out;
+}
+
+void qs_jwt_claims_copy(qs_jwt_claims *out, const qs_jwt_claims *in)
+{
+    *out = *in;
+    out->publish = copy_list(in->publish, in->n_publish);
+    out->subscribe = copy_list(in->subscribe, in->n_subscribe);
+    /* The payload is never modified after parsing: sharing it is enough. */
+    if (in->payload)
+        json_incref(in->payload);
+}
+
 /* ---- signing ------------------------------------------------------------------------------ */
 
 static int dump_to_buf(const char *p, size_t n, void *data)

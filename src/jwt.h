@@ -102,6 +102,8 @@ const char *qs_jwt_status_str(enum qs_jwt_status st);
 enum qs_jwt_status qs_jwt_verify(const qs_jwt_key *key, const char *token, size_t len, int64_t now,
                                  qs_jwt_claims *claims);
 void qs_jwt_claims_free(qs_jwt_claims *claims);
+/** Deep copy (the payload is shared by reference: it is never modified). */
+void qs_jwt_claims_copy(qs_jwt_claims *out, const qs_jwt_claims *in);
 
 /**
  * Signs a token: header {"alg":…,"typ":"JWT"} and the given claims object (not stolen).

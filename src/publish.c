@@ -142,6 +142,7 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
         .publish_origins = cfg->publish_origins,
         .n_publish_origins = cfg->n_publish_origins,
         .now = qs_wall_seconds(),
+        .cache = c->w->tokens,
     };
     qs_jwt_claims claims;
     const char *reason = NULL;

@@ -151,6 +151,7 @@ struct qs_worker {
     qs_heap deadlines;      /* end of stream: write_timeout with jitter / token exp */
 
     qs_worker_counters counters;
+    struct qs_token_cache *tokens; /* verified tokens of this worker's clients */
 
     /* Write coalescing: when flushing is costly (large fan-outs), the next flush waits a
      * little so that several events leave in one write per subscriber. */

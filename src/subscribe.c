@@ -85,6 +85,7 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
             .cookie_name = cfg->cookie_name,
             .is_post = false,
             .now = qs_wall_seconds(),
+            .cache = c->w->tokens,
         };
         const char *reason = NULL;
         enum qs_auth_status st = qs_authorize(&ap, h, query, &claims, &reason);

@@ -47,9 +47,9 @@ static void string_field(qs_buf *out, const char *key, const char *v, size_t len
     qs_gojson_string(out, v, len);
 }
 
-void qs_subscription_json(qs_buf *out, const char *topic, size_t topic_len,
-                          const char *subscriber, bool active, const char *last_event_id,
-                          json_t *payload, bool context, int depth)
+void qs_subscription_json(qs_buf *out, const char *topic, size_t topic_len, const char *subscriber,
+                          bool active, const char *last_event_id, json_t *payload, bool context,
+                          int depth)
 {
     bool first = true;
     qs_buf_append_char(out, '{');
@@ -153,7 +153,7 @@ typedef struct api_query {
     char *topic;      /* filter, NULL = all */
     char *subscriber; /* single document, NULL = collection */
     char *if_none_match;
-    qs_buf headers;   /* hub headers computed while the request was readable */
+    qs_buf headers; /* hub headers computed while the request was readable */
 } api_query;
 
 static json_t *parse_payload(const char *s)
@@ -205,8 +205,8 @@ static void api_respond(api_query *a)
             goto out;
         }
         json_t *payload = parse_payload(found->payload);
-        qs_subscription_json(&r.body, a->topic, strlen(a->topic), found->subscriber, true,
-                             last_id, payload, true, 0);
+        qs_subscription_json(&r.body, a->topic, strlen(a->topic), found->subscriber, true, last_id,
+                             payload, true, 0);
         json_decref(payload);
     } else {
         bool first = true;
@@ -343,6 +343,7 @@ void qs_handle_subscriptions_api(qs_conn *c, qs_request *req)
             .cookie_name = cfg->cookie_name,
             .is_post = false,
             .now = qs_wall_seconds(),
+            .cache = c->w->tokens,
         };
         qs_jwt_claims claims;
         const char *reason = NULL;

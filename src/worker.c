@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "log.h"
 #include "server.h"
 
@@ -248,6 +249,7 @@ int qs_worker_init(qs_worker *w, qs_hub *hub, int index, int *port, char **err)
     w->read_buf_size = 64 * 1024;
     w->read_buf = qs_xmalloc(w->read_buf_size);
     qs_worker_index_init(w);
+    w->tokens = qs_token_cache_new(1024);
 
     int fd, bound;
     if (index == 0) {
@@ -336,6 +338,7 @@ void qs_worker_destroy(qs_worker *w)
     free(w->inbox_tasks);
     uv_mutex_destroy(&w->inbox_mu);
     qs_worker_index_free(w);
+    qs_token_cache_free(w->tokens);
     free(w->read_buf);
     free(w->pending);
 }

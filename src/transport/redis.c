@@ -1,0 +1,2310 @@
+/* SPDX-License-Identifier: MIT
+ * redis.c - the cluster transport: any number of hub processes sharing one Redis behave as
+ * one hub.
+ *
+ * Keys (the stream's name is the configured stream; every other key is prefixed by it):
+ *   <stream>                  the stream of updates: entry id "<n>-0", field "r" = record
+ *                             (record.h), where n is the bus seq every node delivers it with
+ *   <stream>:seq              the counter that hands out n
+ *   <stream>:ids              sorted set: event id -> n (Last-Event-ID lookups)
+ *   <stream>:nodes            set of the node ids that registered subscribers
+ *   <stream>:presence:<node>  hash: subscriber id -> {"topics":[…],"payload":…,"order":…},
+ *                             with a TTL the node keeps refreshing
+ *
+ * A publish runs one Lua script, atomically: INCR the counter, XADD with the explicit id
+ * "<n>-0" (MAXLEN ~ retention), ZADD NX the event id (so a duplicated custom id resolves to
+ * its earliest occurrence), and every 256 publishes trim the index below the stream's first
+ * entry, so the index follows the stream's retention. The stream id encodes the seq, so the
+ * order, the ids and the seqs are the same on every node, and a lookup is ZSCORE + XRANGE
+ * (an index, never a scan).
+ *
+ * Threads, each with its own connection (blocking I/O with timeouts; never a worker):
+ *  - the writer takes the publish queue and pipelines it: every queued EVALSHA is sent,
+ *    then every reply read, then the callbacks run. It also writes this node's presence
+ *    entries and refreshes their TTL.
+ *  - the bus tails the stream with XREAD BLOCK and hands every entry, in stream order, to
+ *    host->deliver: the node's own publishes come back this way too.
+ *  - the reader serves history pulls and reads of the cluster's presence registry.
+ *
+ * Failures: a connection that fails is retried with a backoff (100 ms doubling to 2 s).
+ * While the writer or the bus is down the transport is unhealthy with a reason (/healthz
+ * answers 503 with it), publishes fail at once with -EAGAIN (503), subscribers stay
+ * connected, and the bus resumes XREAD after the last entry it delivered: nothing is
+ * delivered twice and, with Redis persisting its writes (appendfsync always), nothing
+ * acknowledged is lost. A publish whose reply never came (Redis died in between) is
+ * answered 503 although it may have been stored: delivery is at least once for publishes
+ * that a client retries after a 503.
+ *
+ * Presence: each node keeps its own entries in a hash with a TTL (presence_ttl, default
+ * 15 s) that it refreshes every third of it; a node that dies without cleaning up (SIGKILL)
+ * vanishes from every node's subscriptions API within presence_ttl. After a reconnection
+ * the node rewrites its hash from its local copy.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "record.h"
+#include "strmap.h"
+#include "transport/redis.h"
+#include "uuid.h"
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+#define BUS_BLOCK_MS 1000 /* XREAD BLOCK: the bus checks for stop at least this often */
+#define BUS_COUNT 1000    /* entries per XREAD */
+#define MAX_PIPELINE 4096 /* queued items sent in one round trip */
+#define READ_CHUNK (64 * 1024)
+#define MAX_REASONS 128 /* distinct failure reasons kept (they must outlive callbacks) */
+
+/* KEYS: stream, seq, ids. ARGV: max length (0 = unbounded), floor (the node's last seq),
+ * event id, record. Returns n. The floor and the XADD retry keep n above every id the
+ * stream ever had, even if the counter was lost (evicted, deleted, Redis restored from an
+ * older snapshot). */
+static const char publish_script[] =
+    "local n = redis.call('INCR', KEYS[2])\n"
+    "local floor = tonumber(ARGV[2])\n"
+    "if n <= floor then\n"
+    "  n = floor + 1\n"
+    "  redis.call('SET', KEYS[2], n)\n"
+    "end\n"
+    "local function add(seq)\n"
+    "  local id = string.format('%d-0', seq)\n"
+    "  if ARGV[1] ~= '0' then\n"
+    "    return redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'r', ARGV[4])\n"
+    "  end\n"
+    "  return redis.pcall('XADD', KEYS[1], id, 'r', ARGV[4])\n"
+    "end\n"
+    "local r = add(n)\n"
+    "if type(r) == 'table' and r.err then\n"
+    "  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
+    "  if not top[1] then return r end\n"
+    "  n = tonumber(string.match(top[1][1], '^(%d+)')) + 1\n"
+    "  redis.call('SET', KEYS[2], n)\n"
+    "  r = add(n)\n"
+    "  if type(r) == 'table' and r.err then return r end\n"
+    "end\n"
+    "redis.call('ZADD', KEYS[3], 'NX', n, ARGV[3])\n"
+    "if n % 256 == 0 then\n"
+    "  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
+    "  if first[1] then\n"
+    "    local f = tonumber(string.match(first[1][1], '^(%d+)'))\n"
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%d', f))\n"
+    "  end\n"
+    "end\n"
+    "return n\n";
+
+/* KEYS: the nodes set. ARGV: the prefix of presence hashes. Returns [node, [field, value,
+ * …], …] for every node whose hash still exists, and forgets the others (expired: their
+ * node died), atomically so a node registering its first entry is never dropped. */
+static const char list_script[] = "local out = {}\n"
+                                  "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+                                  "  local h = redis.call('HGETALL', ARGV[1] .. node)\n"
+                                  "  if #h == 0 then\n"
+                                  "    redis.call('SREM', KEYS[1], node)\n"
+                                  "  else\n"
+                                  "    out[#out + 1] = node\n"
+                                  "    out[#out + 1] = h\n"
+                                  "  end\n"
+                                  "end\n"
+                                  "return out\n";
+
+/* ------------------------------------------------------------ types */
+
+/* One connection to Redis, used by one thread. */
+typedef struct rconn {
+    int fd; /* -1 when closed */
+    SSL *ssl;
+    redisReader *reader;
+    char *rbuf;
+    char err[256]; /* why the last operation failed, as a full reason */
+} rconn;
+
+/* The state of one connection, for health, logs and backoff; guarded by the mutex. */
+typedef struct link_state {
+    const char *name;
+    bool up;
+    const char *reason;
+    uint64_t backoff_ms;
+    uint64_t retry_at_ms;
+} link_state;
+
+enum { W_DONE = 0, W_PUBLISH, W_PRESENCE_SET, W_PRESENCE_DEL }; /* W_DONE: completed */
+
+typedef struct witem {
+    int kind;
+    qs_update *u; /* W_PUBLISH */
+    qs_publish_cb cb;
+    void *arg;
+    char *sub;  /* presence */
+    char *json; /* W_PRESENCE_SET */
+} witem;
+
+typedef struct rjob {
+    qs_replay *r;         /* a history pull, or */
+    qs_presence_query *q; /* a read of the registry */
+} rjob;
+
+typedef struct redis_transport {
+    qs_transport base;
+    qs_transport_host host;
+    qs_redis_settings s;
+    char *addr; /* "host:port" for logs */
+    char *k_seq, *k_ids, *k_nodes, *k_presence, *presence_prefix;
+    char node[40];
+    char pub_sha[41], list_sha[41];
+    char max_length_arg[24], ttl_arg[24];
+    SSL_CTX *ssl_ctx;
+    int wake_fd; /* an eventfd, readable once stop() begins: interrupts blocking waits */
+
+    uv_mutex_t mu;
+    uv_cond_t writer_cond, reader_cond;
+    bool stopping, threads_started;
+    uv_thread_t writer, bus, reader;
+
+    /* The writer's queue and connection. */
+    witem *queue;
+    size_t qn, qcap;
+    rconn wconn;
+    link_state wlink;
+
+    /* The bus: its connection, and its position (also read by other threads, under mu). */
+    rconn bconn;
+    link_state blink;
+    bool have_position;
+    char cursor[64];   /* the stream id XREAD continues after */
+    uint64_t seq;      /* the last delivered seq (or the start position) */
+    uint64_t base_seq; /* the position the bus started at */
+    char *last_id;
+
+    /* The reader's jobs and connection. */
+    rjob *jobs;
+    size_t jn, jcap;
+    rconn hconn; /* history and presence reads */
+    link_state rlink;
+    size_t avg_record; /* bytes, to size XRANGE pulls (reader thread only) */
+
+    /* This node's presence entries (subscriber -> qs_presence_entry*), under mu. */
+    qs_strmap local;
+    uint64_t last_order;
+
+    uv_mutex_t reasons_mu;
+    char *reasons[MAX_REASONS];
+    size_t n_reasons;
+} redis_transport;
+
+/* ------------------------------------------------------------ pure helpers */
+
+static void settings_defaults(qs_redis_settings *s)
+{
+    memset(s, 0, sizeof(*s));
+    s->port = QS_REDIS_DEFAULT_PORT;
+    s->max_length = QS_REDIS_DEFAULT_MAX_LENGTH;
+    s->timeout_ms = QS_REDIS_DEFAULT_TIMEOUT_MS;
+    s->presence_ttl_ms = QS_REDIS_DEFAULT_PRESENCE_TTL_MS;
+}
+
+void qs_redis_settings_free(qs_redis_settings *s)
+{
+    free(s->host);
+    free(s->username);
+    free(s->password);
+    free(s->stream);
+    free(s->tls_ca);
+    free(s->tls_cert);
+    free(s->tls_key);
+    memset(s, 0, sizeof(*s));
+}
+
+static void set_str(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = v ? qs_xstrdup(v) : NULL;
+}
+
+/* An error in the style of the qs_topts getters. */
+static int opt_fail(const qs_topts *o, const qs_topt *t, const char *what, char **err)
+{
+    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
+                        t->key, what, t->value ? t->value : "");
+    return -1;
+}
+
+static int opt_duration(qs_topts *o, const char *key, uint64_t min_ms, uint64_t *out, char **err)
+{
+    const qs_topt *t = qs_topts_get(o, key);
+    if (!t)
+        return 0;
+    uint64_t ms = 0;
+    if (!t->value || qs_parse_duration_ms(t->value, &ms) < 0)
+        return opt_fail(o, t, "invalid duration", err);
+    if (ms < min_ms)
+        return opt_fail(o, t, min_ms >= 1000 ? "at least 1s is needed" : "too short", err);
+    *out = ms;
+    return 0;
+}
+
+static int opt_string_copy(qs_topts *o, const char *key, char **dst, char **err)
+{
+    const char *v = NULL;
+    if (qs_topts_string(o, key, &v, err) < 0)
+        return -1;
+    if (v)
+        set_str(dst, v);
+    return 0;
+}
+
+/* Parses "host", "host:port", "[v6]" or "[v6]:port". */
+static bool parse_address(const char *a, char **host, int *port)
+{
+    const char *h = a, *colon = NULL;
+    size_t hlen;
+    if (*a == '[') {
+        const char *close = strchr(a, ']');
+        if (!close || close == a + 1)
+            return false;
+        h = a + 1;
+        hlen = (size_t)(close - h);
+        if (close[1] == ':')
+            colon = close + 1;
+        else if (close[1])
+            return false;
+    } else {
+        colon = strrchr(a, ':');
+        if (colon && strchr(a, ':') != colon)
+            return false; /* a bare IPv6 address needs brackets */
+        hlen = colon ? (size_t)(colon - a) : strlen(a);
+    }
+    if (!hlen)
+        return false;
+    int p = QS_REDIS_DEFAULT_PORT;
+    if (colon) {
+        const char *d = colon + 1;
+        if (!*d)
+            return false;
+        long v = 0;
+        for (; *d; d++) {
+            if (*d < '0' || *d > '9' || v > 65535)
+                return false;
+            v = v * 10 + (*d - '0');
+        }
+        if (v < 1 || v > 65535)
+            return false;
+        p = (int)v;
+    }
+    free(*host);
+    *host = qs_xstrndup(h, hlen);
+    *port = p;
+    return true;
+}
+
+/* Options accepted both in a URL's query and in a block. */
+static int read_common(qs_topts *o, qs_redis_settings *s, char **err)
+{
+    if (qs_topts_u64(o, "max_len_approx", &s->max_length, err) < 0 ||
+        qs_topts_u64(o, "max_length", &s->max_length, err) < 0 ||
+        qs_topts_bool(o, "tls", &s->tls, err) < 0 ||
+        qs_topts_bool(o, "tls_insecure", &s->tls_insecure, err) < 0 ||
+        opt_string_copy(o, "tls_ca", &s->tls_ca, err) < 0 ||
+        opt_string_copy(o, "tls_cert", &s->tls_cert, err) < 0 ||
+        opt_string_copy(o, "tls_key", &s->tls_key, err) < 0 ||
+        opt_duration(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
+        opt_duration(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0)
+        return -1;
+    return 0;
+}
+
+/* redis://[user[:password]@]host[:port][/stream][?options]; rediss:// is TLS. */
+static int read_url(qs_topts *o, qs_redis_settings *s, char **err)
+{
+    const qs_url *u = &o->url;
+    if (strcmp(u->scheme, "redis") != 0 && strcmp(u->scheme, "rediss") != 0) {
+        *err = qs_xasprintf("%s:%d: transport %s: the URL scheme must be redis:// or rediss://, "
+                            "not \"%s://\"",
+                            o->source, o->line, o->transport, u->scheme);
+        return -1;
+    }
+    if (strcmp(u->scheme, "rediss") == 0)
+        s->tls = true;
+    if (u->host && *u->host)
+        set_str(&s->host, u->host);
+    if (u->port)
+        s->port = u->port;
+    if (u->user && *u->user)
+        set_str(&s->username, u->user);
+    if (u->password)
+        set_str(&s->password, u->password);
+    const char *stream = u->path && u->path[0] == '/' ? u->path + 1 : u->path;
+    if (stream && *stream)
+        set_str(&s->stream, stream);
+    if (read_common(o, s, err) < 0)
+        return -1;
+    if (o->has_url && !s->password && s->username) {
+        /* redis://user@host: the user alone cannot authenticate. */
+        *err = qs_xasprintf("%s:%d: transport %s: the URL names user \"%s\" without a password",
+                            o->source, o->line, o->transport, s->username);
+        return -1;
+    }
+    return qs_topts_finish(o, err);
+}
+
+static int read_block(qs_topts *o, const char *name, qs_redis_settings *s, char **err)
+{
+    const qs_topt *url = qs_topts_get(o, "url");
+    if (url) {
+        if (!url->value || !*url->value)
+            return opt_fail(o, url, "a value is required", err);
+        qs_config_transport sub = {.name = (char *)name,
+                                   .url = (char *)url->value,
+                                   .source = (char *)url->source,
+                                   .line = url->line};
+        qs_topts uo;
+        if (qs_topts_load(&sub, name, &uo, err) < 0)
+            return -1;
+        int rc = read_url(&uo, s, err);
+        qs_topts_free(&uo);
+        if (rc < 0)
+            return -1;
+    }
+    const qs_topt *addr = qs_topts_get(o, "address");
+    if (addr && (!addr->value || !parse_address(addr->value, &s->host, &s->port)))
+        return opt_fail(o, addr, "expected host:port", err);
+    if (opt_string_copy(o, "stream", &s->stream, err) < 0 ||
+        opt_string_copy(o, "username", &s->username, err) < 0 ||
+        opt_string_copy(o, "password", &s->password, err) < 0 || read_common(o, s, err) < 0)
+        return -1;
+    return qs_topts_finish(o, err);
+}
+
+int qs_redis_settings_load(const qs_config_transport *cfg, qs_redis_settings *s, char **err)
+{
+    settings_defaults(s);
+    const char *name = cfg->name ? cfg->name : "redis";
+    qs_topts o;
+    if (qs_topts_load(cfg, name, &o, err) < 0)
+        return -1;
+    int rc = o.has_url ? read_url(&o, s, err) : read_block(&o, name, s, err);
+    if (!rc) {
+        if (!s->host)
+            s->host = qs_xstrdup(QS_REDIS_DEFAULT_HOST);
+        if (!s->stream)
+            s->stream = qs_xstrdup(QS_REDIS_DEFAULT_STREAM);
+        const char *what = NULL;
+        if (strlen(s->stream) > 512)
+            what = "the stream name is longer than 512 bytes";
+        else if (!s->tls && (s->tls_ca || s->tls_cert || s->tls_key || s->tls_insecure))
+            what = "TLS options need TLS (rediss:// or tls)";
+        else if (!s->tls_cert != !s->tls_key)
+            what = "tls_cert and tls_key go together";
+        if (what) {
+            *err = qs_xasprintf("%s:%d: transport %s: %s", o.source, o.line, name, what);
+            rc = -1;
+        }
+    }
+    qs_topts_free(&o);
+    if (rc)
+        qs_redis_settings_free(s);
+    return rc;
+}
+
+bool qs_redis_parse_stream_id(const char *s, size_t len, uint64_t *ms, uint64_t *seq)
+{
+    uint64_t parts[2] = {0, 0};
+    int part = 0;
+    size_t digits = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '-' && part == 0 && digits) {
+            part = 1;
+            digits = 0;
+            continue;
+        }
+        if (c < '0' || c > '9' || parts[part] > (UINT64_MAX - (uint64_t)(c - '0')) / 10)
+            return false;
+        parts[part] = parts[part] * 10 + (uint64_t)(c - '0');
+        digits++;
+    }
+    if (part != 1 || !digits)
+        return false;
+    *ms = parts[0];
+    *seq = parts[1];
+    return true;
+}
+
+qs_update *qs_redis_entry_update(const redisReply *e, uint64_t *seq)
+{
+    *seq = 0;
+    if (!e || e->type != REDIS_REPLY_ARRAY || e->elements != 2)
+        return NULL;
+    const redisReply *id = e->element[0], *fields = e->element[1];
+    uint64_t ms, sub;
+    if (id->type != REDIS_REPLY_STRING || !qs_redis_parse_stream_id(id->str, id->len, &ms, &sub))
+        return NULL;
+    *seq = ms;
+    if (sub != 0 || fields->type != REDIS_REPLY_ARRAY)
+        return NULL;
+    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
+        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
+        if (k->type != REDIS_REPLY_STRING || k->len != 1 || k->str[0] != 'r' ||
+            v->type != REDIS_REPLY_STRING)
+            continue;
+        qs_update *u = qs_record_decode(v->str, v->len);
+        if (!u)
+            return NULL;
+        u->seq = ms;
+        qs_update_finalize(u);
+        return u;
+    }
+    return NULL;
+}
+
+/* Length of the valid UTF-8 sequence at s (1-4), or 0. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t len;
+    unsigned min, cp;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+        min = 0x80;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        min = 0x800;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        min = 0x10000;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+/* JSON strings must be UTF-8: invalid bytes become U+FFFD (as Go's encoding/json does). */
+static json_t *json_text(const char *s)
+{
+    size_t n = strlen(s);
+    qs_buf b = QS_BUF_INIT;
+    for (size_t i = 0; i < n;) {
+        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        if (l) {
+            qs_buf_append(&b, s + i, l);
+            i += l;
+        } else {
+            qs_buf_append(&b, "\xef\xbf\xbd", 3);
+            i++;
+        }
+    }
+    json_t *j = json_stringn(b.p ? b.p : "", b.len);
+    qs_buf_free(&b);
+    return j;
+}
+
+char *qs_redis_presence_encode(const qs_presence_entry *e)
+{
+    json_t *o = json_object(), *topics = json_array();
+    for (size_t i = 0; i < e->n_topics; i++)
+        json_array_append_new(topics, json_text(e->topics[i]));
+    json_object_set_new(o, "topics", topics);
+    json_t *payload = e->payload ? json_loads(e->payload, JSON_DECODE_ANY, NULL) : NULL;
+    json_object_set_new(o, "payload", payload ? payload : json_null());
+    json_object_set_new(o, "order", json_integer((json_int_t)e->order));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        qs_panic("out of memory");
+    return s;
+}
+
+int qs_redis_presence_decode(const char *subscriber, const char *json, size_t len,
+                             qs_presence_entry *out)
+{
+    memset(out, 0, sizeof(*out));
+    json_t *o = json_loadb(json, len, 0, NULL);
+    json_t *topics = json_object_get(o, "topics"), *payload = json_object_get(o, "payload");
+    json_t *order = json_object_get(o, "order");
+    if (!json_is_object(o) || !json_is_array(topics) || !json_is_integer(order) ||
+        json_integer_value(order) < 0) {
+        json_decref(o);
+        return -1;
+    }
+    size_t n = json_array_size(topics);
+    out->topics = qs_xcalloc(n ? n : 1, sizeof(*out->topics));
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_array_get(topics, i);
+        if (!json_is_string(t)) {
+            json_decref(o);
+            qs_presence_entry_clear(out);
+            return -1;
+        }
+        out->topics[out->n_topics++] = qs_xstrndup(json_string_value(t), json_string_length(t));
+    }
+    if (payload && !json_is_null(payload)) {
+        out->payload = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!out->payload)
+            qs_panic("out of memory");
+    }
+    out->order = (uint64_t)json_integer_value(order);
+    out->subscriber = qs_xstrdup(subscriber);
+    json_decref(o);
+    return 0;
+}
+
+typedef struct ranked {
+    qs_presence_entry e;
+    const char *node;
+} ranked;
+
+static int by_order_node(const void *a, const void *b)
+{
+    const ranked *x = a, *y = b;
+    if (x->e.order != y->e.order)
+        return x->e.order < y->e.order ? -1 : 1;
+    int c = strcmp(x->node, y->node);
+    return c ? c : strcmp(x->e.subscriber, y->e.subscriber);
+}
+
+int qs_redis_presence_merge(const redisReply *reply, const char *self,
+                            const qs_presence_entry *local, size_t n_local, qs_presence_entry **out,
+                            size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
+        return -1;
+    size_t cap = n_local;
+    for (size_t i = 0; i < reply->elements; i += 2) {
+        const redisReply *node = reply->element[i], *h = reply->element[i + 1];
+        if (node->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_ARRAY || h->elements % 2)
+            return -1;
+        cap += h->elements / 2;
+    }
+    ranked *v = qs_xcalloc(cap ? cap : 1, sizeof(*v));
+    size_t k = 0;
+    for (size_t i = 0; i < n_local; i++) {
+        qs_presence_entry_copy(&v[k].e, &local[i]);
+        v[k++].node = self;
+    }
+    for (size_t i = 0; i < reply->elements; i += 2) {
+        const redisReply *node = reply->element[i], *h = reply->element[i + 1];
+        if (strcmp(node->str, self) == 0)
+            continue; /* this node's own entries come from its local copy */
+        for (size_t j = 0; j < h->elements; j += 2) {
+            const redisReply *f = h->element[j], *val = h->element[j + 1];
+            if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
+                continue;
+            char *sub = qs_xstrndup(f->str, f->len);
+            if (qs_redis_presence_decode(sub, val->str, val->len, &v[k].e) == 0)
+                v[k++].node = node->str;
+            else
+                qs_warn("redis: skipping an unreadable presence entry of node %s", node->str);
+            free(sub);
+        }
+    }
+    qsort(v, k, sizeof(*v), by_order_node);
+    qs_presence_entry *res = qs_xcalloc(k ? k : 1, sizeof(*res));
+    for (size_t i = 0; i < k; i++)
+        res[i] = v[i].e; /* moved */
+    free(v);
+    *out = res;
+    *n = k;
+    return 0;
+}
+
+/* ------------------------------------------------------------ reasons */
+
+/* Failure reasons are handed to callbacks and healthy() callers as plain pointers that may
+ * be used after the failure is over: each distinct text is kept until destroy. */
+static const char *intern(redis_transport *t, const char *fmt, ...) QS_PRINTF(2, 3);
+static const char *intern(redis_transport *t, const char *fmt, ...)
+{
+    char buf[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    const char *found = "redis unavailable";
+    uv_mutex_lock(&t->reasons_mu);
+    size_t i = 0;
+    while (i < t->n_reasons && strcmp(t->reasons[i], buf) != 0)
+        i++;
+    if (i < t->n_reasons)
+        found = t->reasons[i];
+    else if (t->n_reasons < MAX_REASONS)
+        found = t->reasons[t->n_reasons++] = qs_xstrdup(buf);
+    uv_mutex_unlock(&t->reasons_mu);
+    return found;
+}
+
+/* Redis errors that mean "try again later" (503) rather than a refused request (500). */
+static bool transient_error(const char *s, size_t n)
+{
+    static const char *const prefixes[] = {"LOADING",    "BUSY",     "OOM",        "READONLY",
+                                           "MASTERDOWN", "TRYAGAIN", "NOREPLICAS", "CLUSTERDOWN"};
+    for (size_t i = 0; i < QS_ARRAY_LEN(prefixes); i++) {
+        size_t l = strlen(prefixes[i]);
+        if (n >= l && memcmp(s, prefixes[i], l) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Marks a connection up (under mu); true when it was down after a failure (worth a log). */
+static bool link_up_locked(link_state *l)
+{
+    bool restored = !l->up && l->reason != NULL;
+    l->up = true;
+    l->reason = NULL;
+    l->backoff_ms = 0;
+    l->retry_at_ms = 0;
+    return restored;
+}
+
+static void link_up(redis_transport *t, link_state *l)
+{
+    uv_mutex_lock(&t->mu);
+    bool restored = link_up_locked(l);
+    uv_mutex_unlock(&t->mu);
+    if (restored)
+        qs_info("redis %s: %s connection restored", t->addr, l->name);
+}
+
+/* Marks a connection down: the first retry after a working connection is immediate (Redis
+ * may just have restarted), then the delay doubles up to BACKOFF_MAX_MS. */
+static void link_down(redis_transport *t, link_state *l, const char *reason)
+{
+    uint64_t now = qs_now_ms();
+    uv_mutex_lock(&t->mu);
+    bool changed = l->up || l->reason != reason;
+    if (l->up) {
+        l->backoff_ms = 0;
+        l->retry_at_ms = now;
+    } else {
+        l->backoff_ms =
+            l->backoff_ms ? QS_MIN(l->backoff_ms * 2, (uint64_t)BACKOFF_MAX_MS) : BACKOFF_MIN_MS;
+        l->retry_at_ms = now + l->backoff_ms;
+    }
+    l->up = false;
+    l->reason = reason;
+    uv_mutex_unlock(&t->mu);
+    if (changed)
+        qs_error("redis %s: %s connection: %s", t->addr, l->name, reason);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static int conn_fail(rconn *c, const char *fmt, ...) QS_PRINTF(2, 3);
+static int conn_fail(rconn *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* strerror, starting in lower case to fit in a sentence. */
+static const char *errno_text(int e, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", strerror(e));
+    if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
+        buf[0] = (char)(buf[0] + 32);
+    return buf;
+}
+
+/* The failure without the "redis unavailable: " its reason starts with. */
+static const char *err_detail(const rconn *c)
+{
+    static const char prefix[] = "redis unavailable: ";
+    return strncmp(c->err, prefix, sizeof(prefix) - 1) == 0 ? c->err + sizeof(prefix) - 1 : c->err;
+}
+
+static void conn_init(rconn *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->fd = -1;
+}
+
+static void conn_close(rconn *c)
+{
+    if (c->ssl) {
+        SSL_free(c->ssl); /* no close_notify: the peer is gone or we are leaving */
+        c->ssl = NULL;
+    }
+    if (c->fd >= 0) {
+        close(c->fd);
+        c->fd = -1;
+    }
+    if (c->reader) {
+        redisReaderFree(c->reader);
+        c->reader = NULL;
+    }
+    free(c->rbuf);
+    c->rbuf = NULL;
+}
+
+/* Waits until fd is ready for `events`: 1 ready, 0 deadline passed, -2 stop() began (only
+ * when wakeable), -1 error. */
+static int wait_fd(redis_transport *t, int fd, short events, uint64_t deadline, bool wakeable)
+{
+    for (;;) {
+        uint64_t now = qs_now_ms();
+        if (now >= deadline)
+            return 0;
+        struct pollfd p[2] = {{fd, events, 0}, {t->wake_fd, POLLIN, 0}};
+        uint64_t wait = deadline - now;
+        int n = poll(p, wakeable ? 2 : 1, (int)QS_MIN(wait, (uint64_t)60000));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (wakeable && p[1].revents)
+            return -2;
+        if (n > 0)
+            return 1;
+    }
+}
+
+static int wait_result(rconn *c, int w)
+{
+    if (w == 0)
+        return conn_fail(c, "redis unavailable: timeout (no answer in time)");
+    if (w == -2)
+        return conn_fail(c, "redis unavailable: the hub is shutting down");
+    char e[96];
+    return conn_fail(c, "redis unavailable: poll: %s", errno_text(errno, e, sizeof(e)));
+}
+
+static int ssl_fail(rconn *c, int ssl_err, int ret, const char *what)
+{
+    unsigned long e = ERR_get_error();
+    if (e) {
+        char buf[160];
+        ERR_error_string_n(e, buf, sizeof(buf));
+        return conn_fail(c, "redis unavailable: TLS %s: %s", what, buf);
+    }
+    if (ssl_err == SSL_ERROR_ZERO_RETURN || (ssl_err == SSL_ERROR_SYSCALL && ret == 0) ||
+        (ssl_err == SSL_ERROR_SYSCALL && !errno))
+        return conn_fail(c, "redis unavailable: connection closed by redis");
+    char buf[96];
+    return conn_fail(c, "redis unavailable: connection lost (%s)",
+                     errno_text(errno, buf, sizeof(buf)));
+}
+
+static int io_write(redis_transport *t, rconn *c, const char *p, size_t n, uint64_t deadline,
+                    bool wakeable)
+{
+    while (n) {
+        short ev = POLLOUT;
+        if (c->ssl) {
+            ERR_clear_error();
+            errno = 0;
+            int r = SSL_write(c->ssl, p, (int)QS_MIN(n, (size_t)1 << 30));
+            if (r > 0) {
+                p += r;
+                n -= (size_t)r;
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_READ)
+                ev = POLLIN;
+            else if (e != SSL_ERROR_WANT_WRITE)
+                return ssl_fail(c, e, r, "write");
+        } else {
+            ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
+            if (r > 0) {
+                p += r;
+                n -= (size_t)r;
+                continue;
+            }
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+                char buf[96];
+                return conn_fail(c, "redis unavailable: connection lost (%s)",
+                                 errno_text(r == 0 ? EPIPE : errno, buf, sizeof(buf)));
+            }
+        }
+        int w = wait_fd(t, c->fd, ev, deadline, wakeable);
+        if (w != 1)
+            return wait_result(c, w);
+    }
+    return 0;
+}
+
+/* Reads one reply (which may be an error reply). */
+static int io_read_reply(redis_transport *t, rconn *c, redisReply **out, uint64_t deadline,
+                         bool wakeable)
+{
+    for (;;) {
+        void *reply = NULL;
+        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK)
+            return conn_fail(c, "redis unavailable: protocol error (%s)", c->reader->errstr);
+        if (reply) {
+            *out = reply;
+            return 0;
+        }
+        short ev = POLLIN;
+        if (c->ssl) {
+            ERR_clear_error();
+            errno = 0;
+            int r = SSL_read(c->ssl, c->rbuf, READ_CHUNK);
+            if (r > 0) {
+                redisReaderFeed(c->reader, c->rbuf, (size_t)r);
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, r);
+            if (e == SSL_ERROR_WANT_WRITE)
+                ev = POLLOUT;
+            else if (e != SSL_ERROR_WANT_READ)
+                return ssl_fail(c, e, r, "read");
+        } else {
+            ssize_t r = recv(c->fd, c->rbuf, READ_CHUNK, 0);
+            if (r > 0) {
+                redisReaderFeed(c->reader, c->rbuf, (size_t)r);
+                continue;
+            }
+            if (r == 0)
+                return conn_fail(c, "redis unavailable: connection closed by redis");
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                char buf[96];
+                return conn_fail(c, "redis unavailable: connection lost (%s)",
+                                 errno_text(errno, buf, sizeof(buf)));
+            }
+        }
+        int w = wait_fd(t, c->fd, ev, deadline, wakeable);
+        if (w != 1)
+            return wait_result(c, w);
+    }
+}
+
+/* True when an idle connection still looks usable: Redis never speaks unasked, so
+ * anything readable is an EOF, an error, or a TLS record such as a session ticket. */
+static bool conn_alive(rconn *c)
+{
+    if (c->fd < 0)
+        return false;
+    struct pollfd p = {c->fd, POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0)
+        return true;
+    char b;
+    if (c->ssl) {
+        ERR_clear_error();
+        int r = SSL_peek(c->ssl, &b, 1);
+        if (r > 0)
+            return false;
+        int e = SSL_get_error(c->ssl, r);
+        ERR_clear_error();
+        return e == SSL_ERROR_WANT_READ;
+    }
+    ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static bool is_ip_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+static int tls_handshake(redis_transport *t, rconn *c, uint64_t deadline, bool wakeable)
+{
+    c->ssl = SSL_new(t->ssl_ctx);
+    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
+        return conn_fail(c, "redis TLS handshake failed: cannot set up TLS");
+    bool ip = is_ip_literal(t->s.host);
+    if (!ip)
+        SSL_set_tlsext_host_name(c->ssl, t->s.host);
+    if (!t->s.tls_insecure) {
+        if (ip)
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), t->s.host);
+        else
+            SSL_set1_host(c->ssl, t->s.host);
+    }
+    for (;;) {
+        ERR_clear_error();
+        errno = 0;
+        int r = SSL_connect(c->ssl);
+        if (r == 1)
+            return 0;
+        int e = SSL_get_error(c->ssl, r);
+        short ev;
+        if (e == SSL_ERROR_WANT_READ) {
+            ev = POLLIN;
+        } else if (e == SSL_ERROR_WANT_WRITE) {
+            ev = POLLOUT;
+        } else {
+            long v = SSL_get_verify_result(c->ssl);
+            if (v != X509_V_OK)
+                return conn_fail(c, "redis TLS handshake failed: %s",
+                                 X509_verify_cert_error_string(v));
+            unsigned long ec = ERR_get_error();
+            if (ec) {
+                const char *why = ERR_reason_error_string(ec);
+                return conn_fail(c, "redis TLS handshake failed: %s", why ? why : "unknown error");
+            }
+            return conn_fail(c, "redis TLS handshake failed: connection closed (is the port "
+                                "a TLS port?)");
+        }
+        int w = wait_fd(t, c->fd, ev, deadline, wakeable);
+        if (w != 1)
+            return wait_result(c, w);
+    }
+}
+
+static void format_cmd(qs_buf *b, int argc, const char **argv, const size_t *lens)
+{
+    char *cmd = NULL;
+    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+    if (len < 0)
+        qs_panic("out of memory");
+    qs_buf_append(b, cmd, (size_t)len);
+    redisFreeCommand(cmd);
+}
+
+/* Sends one command and reads its reply. */
+static int conn_call(redis_transport *t, rconn *c, int argc, const char **argv, const size_t *lens,
+                     redisReply **out, bool wakeable)
+{
+    qs_buf b = QS_BUF_INIT;
+    format_cmd(&b, argc, argv, lens);
+    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
+    int rc = io_write(t, c, b.p, b.len, deadline, wakeable);
+    qs_buf_free(&b);
+    if (rc == 0)
+        rc = io_read_reply(t, c, out, deadline, wakeable);
+    return rc;
+}
+
+/* Connects, negotiates TLS, authenticates. */
+static int conn_open(redis_transport *t, rconn *c, bool wakeable)
+{
+    conn_close(c);
+    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
+    char port[8], ebuf[96];
+    snprintf(port, sizeof(port), "%d", t->s.port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int gai = getaddrinfo(t->s.host, port, &hints, &res);
+    if (gai)
+        return conn_fail(c, "redis unavailable: cannot resolve %s (%s)", t->s.host,
+                         gai_strerror(gai));
+    int last = ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai && c->fd < 0; ai = ai->ai_next) {
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            last = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            last = errno;
+            close(fd);
+            continue;
+        }
+        int w = wait_fd(t, fd, POLLOUT, deadline, wakeable);
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (w == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
+            soerr = errno;
+        if (w != 1 || soerr) {
+            close(fd);
+            if (w != 1) {
+                freeaddrinfo(res);
+                return w == 0 ? conn_fail(c, "redis unavailable: connection timed out")
+                              : wait_result(c, w);
+            }
+            last = soerr;
+            continue;
+        }
+        c->fd = fd;
+    }
+    freeaddrinfo(res);
+    if (c->fd < 0)
+        return conn_fail(c, "redis unavailable: %s", errno_text(last, ebuf, sizeof(ebuf)));
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+    c->reader = redisReaderCreate();
+    c->rbuf = qs_xmalloc(READ_CHUNK);
+    if (!c->reader)
+        qs_panic("out of memory");
+    if (t->ssl_ctx && tls_handshake(t, c, deadline, wakeable) < 0) {
+        conn_close(c);
+        return -1;
+    }
+
+    /* AUTH when a password is set, else PING: either proves the server answers. */
+    const char *argv[3];
+    size_t lens[3];
+    int argc = 0;
+    if (t->s.password) {
+        argv[argc++] = "AUTH";
+        if (t->s.username)
+            argv[argc++] = t->s.username;
+        argv[argc++] = t->s.password;
+    } else {
+        argv[argc++] = "PING";
+    }
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = NULL;
+    if (conn_call(t, c, argc, argv, lens, &r, wakeable) < 0) {
+        conn_close(c);
+        return -1;
+    }
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (transient_error(r->str, r->len))
+            conn_fail(c, "redis unavailable: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
+        else if (t->s.password)
+            conn_fail(c, "redis AUTH failed: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
+        else
+            conn_fail(c, "redis refused the connection (a password may be needed): %.*s",
+                      (int)QS_MIN(r->len, (size_t)200), r->str);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    if (rc)
+        conn_close(c);
+    return rc;
+}
+
+static const char *reply_error(redis_transport *t, const char *what, const redisReply *r)
+{
+    return intern(t, "%s: %.*s", what, (int)QS_MIN(r->len, (size_t)200), r->str);
+}
+
+/* ------------------------------------------------------------ the bus */
+
+/* Reads the last entry: the position a fresh node starts delivering after. */
+static int read_tail(redis_transport *t, rconn *c)
+{
+    const char *argv[] = {"XREVRANGE", t->s.stream, "+", "-", "COUNT", "1"};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    redisReply *r = NULL;
+    if (conn_call(t, c, 6, argv, lens, &r, true) < 0)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        conn_fail(c, "redis unavailable: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
+        rc = -1;
+    } else if (r->type != REDIS_REPLY_ARRAY) {
+        conn_fail(c, "redis unavailable: unexpected reply to XREVRANGE");
+        rc = -1;
+    } else {
+        uint64_t n = 0;
+        char cursor[64] = "0-0";
+        char *last_id = NULL;
+        if (r->elements) {
+            const redisReply *e = r->element[0];
+            qs_update *u = qs_redis_entry_update(e, &n);
+            if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
+                e->element[0]->type == REDIS_REPLY_STRING && e->element[0]->len < sizeof(cursor))
+                snprintf(cursor, sizeof(cursor), "%.*s", (int)e->element[0]->len,
+                         e->element[0]->str);
+            if (u) {
+                last_id = qs_xstrdup(u->id);
+                qs_update_unref(u);
+            }
+        }
+        uv_mutex_lock(&t->mu);
+        t->seq = n;
+        t->base_seq = n;
+        snprintf(t->cursor, sizeof(t->cursor), "%s", cursor);
+        free(t->last_id);
+        t->last_id = last_id;
+        t->have_position = true;
+        uv_mutex_unlock(&t->mu);
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int bus_connect(redis_transport *t)
+{
+    rconn *c = &t->bconn;
+    uv_mutex_lock(&t->mu);
+    bool positioned = t->have_position;
+    uv_mutex_unlock(&t->mu);
+    if (conn_open(t, c, true) < 0 || (!positioned && read_tail(t, c) < 0)) {
+        conn_close(c);
+        link_down(t, &t->blink, intern(t, "%s", c->err));
+        return -1;
+    }
+    link_up(t, &t->blink);
+    return 0;
+}
+
+static bool is_stopping(redis_transport *t)
+{
+    uv_mutex_lock(&t->mu);
+    bool s = t->stopping;
+    uv_mutex_unlock(&t->mu);
+    return s;
+}
+
+/* Delivers the entries of one XREAD reply, in order. */
+static void bus_deliver(redis_transport *t, const redisReply *r)
+{
+    if (r->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t s = 0; s < r->elements; s++) {
+        const redisReply *st = r->element[s];
+        if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
+            st->element[1]->type != REDIS_REPLY_ARRAY)
+            continue;
+        const redisReply *entries = st->element[1];
+        for (size_t i = 0; i < entries->elements; i++) {
+            const redisReply *e = entries->element[i];
+            if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+                e->element[0]->type != REDIS_REPLY_STRING ||
+                e->element[0]->len >= sizeof(t->cursor))
+                continue;
+            uint64_t seq;
+            qs_update *u = qs_redis_entry_update(e, &seq);
+            uv_mutex_lock(&t->mu);
+            snprintf(t->cursor, sizeof(t->cursor), "%.*s", (int)e->element[0]->len,
+                     e->element[0]->str);
+            bool fresh = u && seq > t->seq;
+            if (fresh) {
+                t->seq = seq;
+                free(t->last_id);
+                t->last_id = qs_xstrdup(u->id);
+            }
+            uv_mutex_unlock(&t->mu);
+            if (!u) {
+                qs_warn("redis %s: skipping stream entry %s of \"%s\": not a Quicksilver update",
+                        t->addr, t->cursor, t->s.stream);
+                continue;
+            }
+            if (fresh)
+                t->host.deliver(t->host.ctx, u);
+            qs_update_unref(u);
+        }
+    }
+}
+
+static void bus_main(void *arg)
+{
+    redis_transport *t = arg;
+    rconn *c = &t->bconn;
+    while (!is_stopping(t)) {
+        if (c->fd < 0) {
+            uv_mutex_lock(&t->mu);
+            uint64_t at = t->blink.retry_at_ms;
+            uv_mutex_unlock(&t->mu);
+            uint64_t now = qs_now_ms();
+            if (now < at) {
+                struct pollfd p = {t->wake_fd, POLLIN, 0};
+                poll(&p, 1, (int)(at - now));
+                continue;
+            }
+            if (bus_connect(t) < 0)
+                continue;
+        }
+        char cursor[64], block[16], count[16];
+        uv_mutex_lock(&t->mu);
+        snprintf(cursor, sizeof(cursor), "%s", t->cursor);
+        uv_mutex_unlock(&t->mu);
+        snprintf(block, sizeof(block), "%d", BUS_BLOCK_MS);
+        snprintf(count, sizeof(count), "%d", BUS_COUNT);
+        const char *argv[] = {"XREAD", "BLOCK",   block,       "COUNT",
+                              count,   "STREAMS", t->s.stream, cursor};
+        size_t lens[8];
+        for (int i = 0; i < 8; i++)
+            lens[i] = strlen(argv[i]);
+        qs_buf b = QS_BUF_INIT;
+        format_cmd(&b, 8, argv, lens);
+        uint64_t deadline = qs_now_ms() + BUS_BLOCK_MS + t->s.timeout_ms;
+        redisReply *r = NULL;
+        int rc = io_write(t, c, b.p, b.len, deadline, true);
+        qs_buf_free(&b);
+        if (rc == 0)
+            rc = io_read_reply(t, c, &r, deadline, true);
+        if (rc < 0) {
+            conn_close(c);
+            if (!is_stopping(t))
+                link_down(t, &t->blink, intern(t, "%s", c->err));
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+            conn_close(c);
+            link_down(t, &t->blink, reply_error(t, "redis unavailable", r));
+        } else {
+            bus_deliver(t, r);
+        }
+        freeReplyObject(r);
+    }
+    conn_close(c);
+}
+
+/* ------------------------------------------------------------ the writer */
+
+static void witem_free(witem *w)
+{
+    if (w->u)
+        qs_update_unref(w->u);
+    free(w->sub);
+    free(w->json);
+    memset(w, 0, sizeof(*w));
+}
+
+/* Completes a publish and releases the item. */
+static void witem_finish(witem *w, int status, const char *reason)
+{
+    if (w->kind == W_PUBLISH)
+        w->cb(w->arg, status, reason);
+    witem_free(w);
+}
+
+static uint64_t presence_refresh_ms(const redis_transport *t)
+{
+    return QS_MAX(t->s.presence_ttl_ms / 3, (uint64_t)100);
+}
+
+/* Appends the commands that (re)write this node's whole hash; called under mu. Returns the
+ * number of replies to read. */
+static size_t presence_rewrite_cmds(redis_transport *t, qs_buf *out)
+{
+    const char *del[] = {"DEL", t->k_presence};
+    size_t del_lens[] = {3, strlen(t->k_presence)};
+    format_cmd(out, 2, del, del_lens);
+    size_t replies = 1;
+    size_t total = qs_strmap_count(&t->local);
+    if (!total)
+        return replies;
+    /* HSET in chunks: one command per 256 entries keeps each command small. */
+    const qs_strmap_entry *me;
+    size_t pos = 0, left = total;
+    while (left) {
+        size_t chunk = QS_MIN(left, (size_t)256);
+        int argc = 2 + 2 * (int)chunk;
+        const char **argv = qs_xcalloc((size_t)argc, sizeof(*argv));
+        size_t *lens = qs_xcalloc((size_t)argc, sizeof(*lens));
+        char **json = qs_xcalloc(chunk, sizeof(*json));
+        argv[0] = "HSET";
+        argv[1] = t->k_presence;
+        size_t k = 0;
+        while (k < chunk && qs_strmap_next(&t->local, &pos, &me)) {
+            const qs_presence_entry *e = me->value;
+            json[k] = qs_redis_presence_encode(e);
+            argv[2 + 2 * k] = e->subscriber;
+            argv[3 + 2 * k] = json[k];
+            k++;
+        }
+        argc = 2 + 2 * (int)k;
+        for (int i = 0; i < argc; i++)
+            lens[i] = strlen(argv[i]);
+        format_cmd(out, argc, argv, lens);
+        replies++;
+        for (size_t i = 0; i < k; i++)
+            free(json[i]);
+        free(json);
+        free(argv);
+        free(lens);
+        left = k == chunk ? left - chunk : 0;
+    }
+    const char *exp[] = {"PEXPIRE", t->k_presence, t->ttl_arg};
+    const char *add[] = {"SADD", t->k_nodes, t->node};
+    size_t exp_lens[] = {7, strlen(t->k_presence), strlen(t->ttl_arg)};
+    size_t add_lens[] = {4, strlen(t->k_nodes), strlen(t->node)};
+    format_cmd(out, 3, exp, exp_lens);
+    format_cmd(out, 3, add, add_lens);
+    return replies + 2;
+}
+
+/* Sends commands and reads `replies` replies, failing on the first error reply. */
+static int send_and_check(redis_transport *t, rconn *c, qs_buf *cmds, size_t replies)
+{
+    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
+    if (io_write(t, c, cmds->p, cmds->len, deadline, false) < 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < replies; i++) {
+        redisReply *r = NULL;
+        if (io_read_reply(t, c, &r, deadline, false) < 0)
+            return -1;
+        if (r->type == REDIS_REPLY_ERROR && !rc) {
+            conn_fail(c, "redis unavailable: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
+            rc = -1;
+        }
+        freeReplyObject(r);
+    }
+    return rc;
+}
+
+static int load_script(redis_transport *t, rconn *c, const char *script)
+{
+    const char *argv[] = {"SCRIPT", "LOAD", script};
+    size_t lens[] = {6, 4, strlen(script)};
+    redisReply *r = NULL;
+    if (conn_call(t, c, 3, argv, lens, &r, true) < 0)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        conn_fail(c, "redis unavailable: SCRIPT LOAD: %.*s", (int)QS_MIN(r->len, (size_t)200),
+                  r->str);
+        rc = -1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Opens the writer's connection, loads the publish script and rewrites this node's
+ * presence hash. The link goes up in the same lock as the presence snapshot is taken:
+ * presence changes made after it are queued, and sent after the rewrite. (The connection
+ * phase can be interrupted by stop(); a connected writer is never interrupted, so queued
+ * publishes get their real outcome.) */
+static bool writer_connect(redis_transport *t)
+{
+    rconn *c = &t->wconn;
+    if (conn_open(t, c, true) < 0 || load_script(t, c, publish_script) < 0) {
+        conn_close(c);
+        link_down(t, &t->wlink, intern(t, "%s", c->err));
+        return false;
+    }
+    qs_buf cmds = QS_BUF_INIT;
+    uv_mutex_lock(&t->mu);
+    size_t replies = presence_rewrite_cmds(t, &cmds);
+    bool restored = link_up_locked(&t->wlink);
+    uv_mutex_unlock(&t->mu);
+    int rc = send_and_check(t, c, &cmds, replies);
+    qs_buf_free(&cmds);
+    if (rc < 0) {
+        conn_close(c);
+        link_down(t, &t->wlink, intern(t, "%s", c->err));
+        return false;
+    }
+    if (restored)
+        qs_info("redis %s: %s connection restored", t->addr, t->wlink.name);
+    return true;
+}
+
+static void append_publish(redis_transport *t, qs_buf *out, qs_buf *rec, const witem *w,
+                           const char *floor, bool full_script)
+{
+    qs_buf_reset(rec);
+    qs_record_encode(w->u, rec);
+    const char *argv[] = {full_script ? "EVAL" : "EVALSHA",
+                          full_script ? publish_script : t->pub_sha,
+                          "3",
+                          t->s.stream,
+                          t->k_seq,
+                          t->k_ids,
+                          t->max_length_arg,
+                          floor,
+                          w->u->id,
+                          rec->p ? rec->p : ""};
+    size_t lens[10];
+    for (int i = 0; i < 9; i++)
+        lens[i] = strlen(argv[i]);
+    lens[9] = rec->len;
+    format_cmd(out, 10, argv, lens);
+}
+
+/* Reads the reply of a publish and completes it; returns 1 when it must be retried with
+ * the full script (NOSCRIPT), 0 when done, -1 when the connection failed (the item is then
+ * still pending). */
+static int finish_publish(redis_transport *t, rconn *c, witem *w, uint64_t deadline)
+{
+    redisReply *r = NULL;
+    if (io_read_reply(t, c, &r, deadline, false) < 0)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_INTEGER) {
+        witem_finish(w, 0, NULL);
+    } else if (r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8)) {
+        rc = 1;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        bool again = transient_error(r->str, r->len);
+        const char *why = reply_error(t, "redis refused the publish", r);
+        qs_warn("redis %s: publish %s failed: %s", t->addr, w->u->id, why);
+        witem_finish(w, again ? -EAGAIN : -EIO, why);
+    } else {
+        witem_finish(w, -EIO, "redis: unexpected reply to the publish script");
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+/* Reads one presence reply; a refused write is logged (the next reconnection or refresh
+ * rewrites the whole hash). Returns the reply's integer, or -1 when the connection
+ * failed. */
+static long long finish_simple(redis_transport *t, rconn *c, uint64_t deadline)
+{
+    redisReply *r = NULL;
+    if (io_read_reply(t, c, &r, deadline, false) < 0)
+        return -1;
+    long long v = 0;
+    if (r->type == REDIS_REPLY_ERROR)
+        qs_warn("redis %s: presence update refused: %.*s", t->addr,
+                (int)QS_MIN(r->len, (size_t)200), r->str);
+    else if (r->type == REDIS_REPLY_INTEGER)
+        v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The connection failed: items not completed yet fail with `reason`. */
+static void writer_lost(redis_transport *t, witem *items, size_t from, size_t n, const char *reason)
+{
+    rconn *c = &t->wconn;
+    conn_close(c);
+    link_down(t, &t->wlink, intern(t, "%s", c->err));
+    for (size_t i = from; i < n; i++)
+        if (items[i].kind != W_DONE)
+            witem_finish(&items[i], -EAGAIN, reason);
+}
+
+/* One round trip: every item's commands, then every reply. */
+static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
+{
+    rconn *c = &t->wconn;
+    char floor[24];
+    uv_mutex_lock(&t->mu);
+    snprintf(floor, sizeof(floor), "%" PRIu64, t->seq);
+    bool has_entries = qs_strmap_count(&t->local) > 0;
+    uv_mutex_unlock(&t->mu);
+    refresh = refresh && has_entries;
+
+    qs_buf out = QS_BUF_INIT, rec = QS_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        witem *w = &items[i];
+        if (w->kind == W_PUBLISH) {
+            append_publish(t, &out, &rec, w, floor, false);
+        } else if (w->kind == W_PRESENCE_SET) {
+            const char *hset[] = {"HSET", t->k_presence, w->sub, w->json};
+            const char *exp[] = {"PEXPIRE", t->k_presence, t->ttl_arg};
+            const char *add[] = {"SADD", t->k_nodes, t->node};
+            size_t l1[] = {4, strlen(t->k_presence), strlen(w->sub), strlen(w->json)};
+            size_t l2[] = {7, strlen(t->k_presence), strlen(t->ttl_arg)};
+            size_t l3[] = {4, strlen(t->k_nodes), strlen(t->node)};
+            format_cmd(&out, 4, hset, l1);
+            format_cmd(&out, 3, exp, l2);
+            format_cmd(&out, 3, add, l3);
+        } else if (w->kind == W_PRESENCE_DEL) {
+            const char *hdel[] = {"HDEL", t->k_presence, w->sub};
+            size_t l[] = {4, strlen(t->k_presence), strlen(w->sub)};
+            format_cmd(&out, 3, hdel, l);
+        }
+    }
+    if (refresh) {
+        const char *exp[] = {"PEXPIRE", t->k_presence, t->ttl_arg};
+        const char *add[] = {"SADD", t->k_nodes, t->node};
+        size_t l2[] = {7, strlen(t->k_presence), strlen(t->ttl_arg)};
+        size_t l3[] = {4, strlen(t->k_nodes), strlen(t->node)};
+        format_cmd(&out, 3, exp, l2);
+        format_cmd(&out, 3, add, l3);
+    }
+
+    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
+    if (io_write(t, c, out.p, out.len, deadline, false) < 0) {
+        writer_lost(t, items, 0, n, intern(t, "%s", c->err));
+        goto out;
+    }
+    /* Replies come in command order. Publishes refused with NOSCRIPT (the script cache
+     * was flushed) are retried below with the full script. */
+    size_t n_retry = 0;
+    for (size_t i = 0; i < n; i++) {
+        witem *w = &items[i];
+        int rc = 0;
+        if (w->kind == W_PUBLISH) {
+            rc = finish_publish(t, c, w, deadline);
+            if (rc == 1) {
+                items[n_retry++] = *w; /* n_retry <= i: compacts to the front */
+                if (n_retry - 1 != i)
+                    memset(w, 0, sizeof(*w));
+                rc = 0;
+            }
+        } else {
+            int cmds = w->kind == W_PRESENCE_SET ? 3 : 1;
+            for (int k = 0; k < cmds && rc == 0; k++)
+                rc = finish_simple(t, c, deadline) < 0 ? -1 : 0;
+            if (rc == 0)
+                witem_free(w);
+        }
+        if (rc < 0) {
+            /* The connection broke before this reply: the update may have been stored. */
+            const char *why = intern(
+                t, "redis unavailable: connection lost before the publish was confirmed (%s)",
+                err_detail(c));
+            for (size_t k = 0; k < n_retry; k++)
+                witem_finish(&items[k], -EAGAIN, why);
+            writer_lost(t, items, i, n, why);
+            goto out;
+        }
+    }
+    if (refresh) {
+        long long alive = finish_simple(t, c, deadline);
+        if (alive < 0 || finish_simple(t, c, deadline) < 0) {
+            writer_lost(t, items, 0, n_retry, intern(t, "%s", c->err));
+            goto out;
+        }
+        if (alive == 0) {
+            /* The hash expired (this node stalled longer than its TTL): write it again. */
+            qs_warn("redis %s: the presence entries of this node had expired; rewriting them",
+                    t->addr);
+            qs_buf cmds = QS_BUF_INIT;
+            uv_mutex_lock(&t->mu);
+            size_t replies = presence_rewrite_cmds(t, &cmds);
+            uv_mutex_unlock(&t->mu);
+            int rc = send_and_check(t, c, &cmds, replies);
+            qs_buf_free(&cmds);
+            if (rc < 0) {
+                writer_lost(t, items, 0, n_retry, intern(t, "%s", c->err));
+                goto out;
+            }
+        }
+    }
+    if (n_retry) {
+        qs_buf_reset(&out);
+        for (size_t i = 0; i < n_retry; i++)
+            append_publish(t, &out, &rec, &items[i], floor, true);
+        deadline = qs_now_ms() + t->s.timeout_ms;
+        if (io_write(t, c, out.p, out.len, deadline, false) < 0) {
+            writer_lost(t, items, 0, n_retry, intern(t, "%s", c->err));
+            goto out;
+        }
+        for (size_t i = 0; i < n_retry; i++) {
+            int rc = finish_publish(t, c, &items[i], deadline);
+            if (rc == 1)
+                witem_finish(&items[i], -EIO, "redis: the publish script cannot be loaded");
+            if (rc < 0) {
+                const char *why = intern(t,
+                                         "redis unavailable: connection lost before the "
+                                         "publish was confirmed (%s)",
+                                         err_detail(c));
+                writer_lost(t, items, i, n_retry, why);
+                goto out;
+            }
+        }
+    }
+out:
+    qs_buf_free(&out);
+    qs_buf_free(&rec);
+}
+
+/* Removes this node from the registry on a clean stop. */
+static void presence_forget(redis_transport *t)
+{
+    rconn *c = &t->wconn;
+    qs_buf cmds = QS_BUF_INIT;
+    const char *del[] = {"DEL", t->k_presence};
+    const char *rem[] = {"SREM", t->k_nodes, t->node};
+    size_t l1[] = {3, strlen(t->k_presence)};
+    size_t l2[] = {4, strlen(t->k_nodes), strlen(t->node)};
+    format_cmd(&cmds, 2, del, l1);
+    format_cmd(&cmds, 3, rem, l2);
+    if (send_and_check(t, c, &cmds, 2) < 0)
+        qs_warn("redis %s: could not remove this node's presence entries: %s", t->addr, c->err);
+    qs_buf_free(&cmds);
+}
+
+static void writer_main(void *arg)
+{
+    redis_transport *t = arg;
+    witem *batch = NULL;
+    size_t cap = 0;
+    uint64_t next_refresh = qs_now_ms() + presence_refresh_ms(t);
+    uv_mutex_lock(&t->mu);
+    for (;;) {
+        if (t->wconn.fd < 0) {
+            /* Disconnected: what is queued cannot be sent (publishes fail, presence changes
+             * are rewritten in full after reconnecting). */
+            if (t->qn) {
+                const char *why = t->wlink.reason ? t->wlink.reason : "redis unavailable";
+                witem *q = t->queue;
+                size_t n = t->qn;
+                t->queue = NULL;
+                t->qn = t->qcap = 0;
+                uv_mutex_unlock(&t->mu);
+                for (size_t i = 0; i < n; i++)
+                    witem_finish(&q[i], -EAGAIN, why);
+                free(q);
+                uv_mutex_lock(&t->mu);
+                continue;
+            }
+            if (t->stopping)
+                break;
+            uint64_t now = qs_now_ms();
+            if (now < t->wlink.retry_at_ms) {
+                uv_cond_timedwait(&t->writer_cond, &t->mu, (t->wlink.retry_at_ms - now) * 1000000);
+                continue;
+            }
+            uv_mutex_unlock(&t->mu);
+            writer_connect(t);
+            uv_mutex_lock(&t->mu);
+            continue;
+        }
+        uint64_t now = qs_now_ms();
+        if (!t->qn && !t->stopping && now < next_refresh) {
+            uv_cond_timedwait(&t->writer_cond, &t->mu, (next_refresh - now) * 1000000);
+            continue;
+        }
+        if (!t->qn && t->stopping)
+            break;
+        /* Take up to MAX_PIPELINE queued items: they share one round trip. */
+        size_t n = QS_MIN(t->qn, (size_t)MAX_PIPELINE);
+        if (n > cap) {
+            cap = QS_MAX(n, cap * 2);
+            batch = qs_xrealloc(batch, cap * sizeof(*batch));
+        }
+        if (n) {
+            memcpy(batch, t->queue, n * sizeof(*batch));
+            memmove(t->queue, t->queue + n, (t->qn - n) * sizeof(*t->queue));
+            t->qn -= n;
+        }
+        bool refresh = now >= next_refresh;
+        if (refresh)
+            next_refresh = now + presence_refresh_ms(t);
+        uv_mutex_unlock(&t->mu);
+        if (!conn_alive(&t->wconn)) {
+            /* Found dead while idle (Redis restarted): reconnect before sending anything,
+             * so these items are not failed for nothing. */
+            conn_close(&t->wconn);
+            if (writer_connect(t)) {
+                run_batch(t, batch, n, refresh);
+            } else {
+                uv_mutex_lock(&t->mu);
+                const char *why = t->wlink.reason;
+                uv_mutex_unlock(&t->mu);
+                for (size_t i = 0; i < n; i++)
+                    witem_finish(&batch[i], -EAGAIN, why);
+            }
+        } else {
+            run_batch(t, batch, n, refresh);
+        }
+        uv_mutex_lock(&t->mu);
+    }
+    uv_mutex_unlock(&t->mu);
+    if (t->wconn.fd >= 0)
+        presence_forget(t);
+    conn_close(&t->wconn);
+    free(batch);
+}
+
+/* ------------------------------------------------------------ the reader */
+
+static void fail_replay(qs_replay *r, const char *reason)
+{
+    qs_replay_clear(r);
+    r->status = -1;
+    r->reason = reason;
+}
+
+/* Fills r; returns -1 when the connection failed (r may be retried), 0 otherwise. */
+static int serve_replay(redis_transport *t, qs_replay *r)
+{
+    rconn *c = &t->hconn;
+    uv_mutex_lock(&t->mu);
+    /* A node that started while Redis was away has workers at position 0 until its first
+     * delivery: everything up to where its bus started is history for them. */
+    uint64_t until = QS_MAX(r->until_seq, t->base_seq);
+    uv_mutex_unlock(&t->mu);
+    qs_replay_clear(r);
+    r->status = 0;
+    r->finished = false;
+    uint64_t after = r->after_seq;
+    bool check_first = false;
+    redisReply *rep = NULL;
+    if (!r->continuation) {
+        r->id_found = true;
+        after = 0;
+        if (strcmp(r->after_id, "earliest") != 0) {
+            const char *argv[] = {"ZSCORE", t->k_ids, r->after_id};
+            size_t lens[] = {6, strlen(t->k_ids), strlen(r->after_id)};
+            if (conn_call(t, c, 3, argv, lens, &rep, false) < 0)
+                return -1;
+            double score = 0;
+            char *end = NULL;
+            if (rep->type == REDIS_REPLY_STRING)
+                score = strtod(rep->str, &end);
+            if (rep->type == REDIS_REPLY_ERROR) {
+                fail_replay(r, reply_error(t, "redis refused the history lookup", rep));
+            } else if (rep->type != REDIS_REPLY_STRING || end == rep->str || score < 1 ||
+                       score > 9007199254740992.0) {
+                /* Unknown (never stored, or trimmed): nothing is replayed, as lmdb.c. */
+                r->id_found = false;
+                r->finished = true;
+                r->next_seq = 0;
+            } else {
+                after = (uint64_t)score;
+                check_first = true;
+            }
+            freeReplyObject(rep);
+            rep = NULL;
+            if (!check_first)
+                return 0;
+        }
+    }
+    r->next_seq = after;
+    if (after >= until) {
+        r->finished = true; /* nothing between the id and the subscriber's position */
+        return 0;
+    }
+    size_t max_events = r->max_events ? r->max_events : 1024;
+    size_t max_bytes = r->max_bytes ? r->max_bytes : (size_t)1 << 20;
+    size_t avg = t->avg_record ? t->avg_record : 256;
+    size_t count = QS_MIN(QS_MAX((size_t)16, max_bytes / avg + 1), max_events);
+    char start[32], stop[32], cnt[24];
+    /* From the id's own entry, to check it is still stored (the index trails retention). */
+    snprintf(start, sizeof(start), "%" PRIu64 "-0", check_first ? after : after + 1);
+    snprintf(stop, sizeof(stop), "%" PRIu64 "-0", until);
+    snprintf(cnt, sizeof(cnt), "%zu", count + (check_first ? 1 : 0));
+    const char *argv[] = {"XRANGE", t->s.stream, start, stop, "COUNT", cnt};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    if (conn_call(t, c, 6, argv, lens, &rep, false) < 0)
+        return -1;
+    if (rep->type == REDIS_REPLY_ERROR || rep->type != REDIS_REPLY_ARRAY) {
+        fail_replay(r, rep->type == REDIS_REPLY_ERROR
+                           ? reply_error(t, "redis refused the history read", rep)
+                           : "redis: unexpected reply to XRANGE");
+        freeReplyObject(rep);
+        return 0;
+    }
+    size_t i = 0, cap = 0, bytes = 0;
+    if (check_first) {
+        uint64_t first = 0;
+        qs_update *u = rep->elements ? qs_redis_entry_update(rep->element[0], &first) : NULL;
+        if (u)
+            qs_update_unref(u);
+        if (first != after) {
+            r->id_found = false; /* the entry itself was trimmed away */
+            r->finished = true;
+            r->next_seq = 0;
+            freeReplyObject(rep);
+            return 0;
+        }
+        i = 1;
+    }
+    size_t got = rep->elements - i;
+    for (; i < rep->elements; i++) {
+        if (r->n_updates >= max_events || bytes >= max_bytes)
+            goto more;
+        uint64_t seq = 0;
+        qs_update *u = qs_redis_entry_update(rep->element[i], &seq);
+        if (u) {
+            if (r->n_updates == cap) {
+                cap = cap ? cap * 2 : 64;
+                r->updates = qs_xrealloc(r->updates, cap * sizeof(*r->updates));
+            }
+            r->updates[r->n_updates++] = u;
+            bytes += u->frame->len;
+        } else {
+            qs_warn("redis %s: skipping an unreadable entry of \"%s\" in a replay", t->addr,
+                    t->s.stream);
+        }
+        if (seq > r->next_seq)
+            r->next_seq = seq;
+    }
+    /* Fewer entries than asked for: the range is exhausted up to `until`. */
+    r->finished = got < count || r->next_seq >= until;
+more:
+    if (r->n_updates)
+        t->avg_record = QS_MAX(bytes / r->n_updates, (size_t)1);
+    freeReplyObject(rep);
+    return 0;
+}
+
+static int serve_presence(redis_transport *t, qs_presence_query *q)
+{
+    rconn *c = &t->hconn;
+    redisReply *rep = NULL;
+    for (int full = 0; full < 2; full++) {
+        const char *argv[] = {full ? "EVAL" : "EVALSHA", full ? list_script : t->list_sha, "1",
+                              t->k_nodes, t->presence_prefix};
+        size_t lens[5];
+        for (int i = 0; i < 5; i++)
+            lens[i] = strlen(argv[i]);
+        if (conn_call(t, c, 5, argv, lens, &rep, false) < 0)
+            return -1;
+        if (!(rep->type == REDIS_REPLY_ERROR && rep->len >= 8 && !memcmp(rep->str, "NOSCRIPT", 8)))
+            break;
+        freeReplyObject(rep);
+        rep = NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        q->status = -1;
+        q->reason = reply_error(t, "redis refused the presence read", rep);
+        freeReplyObject(rep);
+        return 0;
+    }
+    uv_mutex_lock(&t->mu);
+    size_t n_local = qs_strmap_count(&t->local), k = 0;
+    qs_presence_entry *local = qs_xcalloc(n_local ? n_local : 1, sizeof(*local));
+    const qs_strmap_entry *me;
+    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);)
+        qs_presence_entry_copy(&local[k++], me->value);
+    uv_mutex_unlock(&t->mu);
+    if (qs_redis_presence_merge(rep, t->node, local, n_local, &q->entries, &q->n) < 0) {
+        q->status = -1;
+        q->reason = "redis: unexpected reply to the presence read";
+    } else {
+        q->status = 0;
+    }
+    qs_presence_entries_free(local, n_local);
+    freeReplyObject(rep);
+    return 0;
+}
+
+/* The reader connects on demand; while Redis is away, requests fail at once until the
+ * backoff delay has passed. */
+static bool reader_ready(redis_transport *t, const char **why)
+{
+    rconn *c = &t->hconn;
+    if (c->fd >= 0 && conn_alive(c))
+        return true;
+    conn_close(c);
+    uv_mutex_lock(&t->mu);
+    bool wait = !t->rlink.up && t->rlink.reason && qs_now_ms() < t->rlink.retry_at_ms;
+    *why = t->rlink.reason;
+    uv_mutex_unlock(&t->mu);
+    if (wait)
+        return false;
+    if (conn_open(t, c, false) < 0) {
+        *why = intern(t, "%s", c->err);
+        link_down(t, &t->rlink, *why);
+        return false;
+    }
+    link_up(t, &t->rlink);
+    return true;
+}
+
+static void serve_job(redis_transport *t, rjob *j)
+{
+    const char *why = "redis unavailable";
+    /* A second attempt on a fresh connection: an idle one may be stale after a restart. */
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!reader_ready(t, &why))
+            break;
+        int rc = j->r ? serve_replay(t, j->r) : serve_presence(t, j->q);
+        if (rc == 0) {
+            if (j->r)
+                j->r->done(j->r);
+            else
+                j->q->done(j->q);
+            return;
+        }
+        why = intern(t, "%s", t->hconn.err);
+        conn_close(&t->hconn);
+        link_down(t, &t->rlink, why);
+    }
+    if (j->r) {
+        fail_replay(j->r, why ? why : "redis unavailable");
+        j->r->done(j->r);
+    } else {
+        j->q->status = -1;
+        j->q->reason = why ? why : "redis unavailable";
+        j->q->done(j->q);
+    }
+}
+
+static void reader_main(void *arg)
+{
+    redis_transport *t = arg;
+    uv_mutex_lock(&t->mu);
+    for (;;) {
+        while (!t->jn && !t->stopping)
+            uv_cond_wait(&t->reader_cond, &t->mu);
+        if (!t->jn)
+            break;
+        rjob j = t->jobs[0];
+        memmove(t->jobs, t->jobs + 1, (t->jn - 1) * sizeof(*t->jobs));
+        t->jn--;
+        uv_mutex_unlock(&t->mu);
+        serve_job(t, &j);
+        uv_mutex_lock(&t->mu);
+    }
+    uv_mutex_unlock(&t->mu);
+    conn_close(&t->hconn);
+}
+
+static void add_job(redis_transport *t, rjob j)
+{
+    uv_mutex_lock(&t->mu);
+    if (t->jn == t->jcap) {
+        t->jcap = t->jcap ? t->jcap * 2 : 16;
+        t->jobs = qs_xrealloc(t->jobs, t->jcap * sizeof(*t->jobs));
+    }
+    t->jobs[t->jn++] = j;
+    uv_cond_signal(&t->reader_cond);
+    uv_mutex_unlock(&t->mu);
+}
+
+/* ------------------------------------------------------------ operations */
+
+static void redis_destroy(qs_transport *base);
+
+static void sha1_hex(const char *s, char out[41])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL);
+    for (unsigned int i = 0; i < n && i < 20; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static int make_ssl_ctx(redis_transport *t, const qs_config_transport *cfg, char **err)
+{
+    const char *src = cfg->source ? cfg->source : "config";
+    t->ssl_ctx = SSL_CTX_new(TLS_client_method());
+    if (!t->ssl_ctx) {
+        *err = qs_xasprintf("%s:%d: transport redis: cannot set up TLS", src, cfg->line);
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(t->ssl_ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(t->ssl_ctx,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (t->s.tls_insecure) {
+        SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_NONE, NULL);
+    } else {
+        SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
+        int ok = t->s.tls_ca ? SSL_CTX_load_verify_locations(t->ssl_ctx, t->s.tls_ca, NULL)
+                             : SSL_CTX_set_default_verify_paths(t->ssl_ctx);
+        if (ok != 1) {
+            *err = qs_xasprintf("%s:%d: transport redis: tls_ca: cannot load \"%s\"", src,
+                                cfg->line, t->s.tls_ca ? t->s.tls_ca : "(system CAs)");
+            return -1;
+        }
+    }
+    if (t->s.tls_cert) {
+        if (SSL_CTX_use_certificate_chain_file(t->ssl_ctx, t->s.tls_cert) != 1) {
+            *err = qs_xasprintf("%s:%d: transport redis: tls_cert: cannot load \"%s\"", src,
+                                cfg->line, t->s.tls_cert);
+            return -1;
+        }
+        if (SSL_CTX_use_PrivateKey_file(t->ssl_ctx, t->s.tls_key, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(t->ssl_ctx) != 1) {
+            *err = qs_xasprintf("%s:%d: transport redis: tls_key: cannot load \"%s\" (or it "
+                                "does not match tls_cert)",
+                                src, cfg->line, t->s.tls_key);
+            return -1;
+        }
+    }
+    ERR_clear_error();
+    return 0;
+}
+
+static int redis_create(const qs_config_transport *cfg, const qs_transport_host *host,
+                        qs_transport **out, char **err)
+{
+    qs_redis_settings s;
+    if (qs_redis_settings_load(cfg, &s, err) < 0)
+        return -1;
+    redis_transport *t = qs_xcalloc(1, sizeof(*t));
+    t->base.ops = &qs_transport_redis_ops;
+    t->host = *host;
+    t->s = s;
+    t->wake_fd = -1;
+    uv_mutex_init(&t->mu);
+    uv_mutex_init(&t->reasons_mu);
+    uv_cond_init(&t->writer_cond);
+    uv_cond_init(&t->reader_cond);
+    conn_init(&t->wconn);
+    conn_init(&t->bconn);
+    conn_init(&t->hconn);
+    qs_strmap_init(&t->local);
+    t->wlink.name = "publish";
+    t->blink.name = "bus";
+    t->rlink.name = "history";
+    snprintf(t->cursor, sizeof(t->cursor), "0-0");
+    bool v6 = strchr(s.host, ':') != NULL;
+    t->addr = qs_xasprintf("%s%s%s:%d", v6 ? "[" : "", s.host, v6 ? "]" : "", s.port);
+    t->k_seq = qs_xasprintf("%s:seq", s.stream);
+    t->k_ids = qs_xasprintf("%s:ids", s.stream);
+    t->k_nodes = qs_xasprintf("%s:nodes", s.stream);
+    t->presence_prefix = qs_xasprintf("%s:presence:", s.stream);
+    char urn[QS_UUID_URN_LEN + 1];
+    qs_uuid4_urn(urn);
+    snprintf(t->node, sizeof(t->node), "%s", urn + 9);
+    t->k_presence = qs_xasprintf("%s%s", t->presence_prefix, t->node);
+    sha1_hex(publish_script, t->pub_sha);
+    sha1_hex(list_script, t->list_sha);
+    snprintf(t->max_length_arg, sizeof(t->max_length_arg), "%" PRIu64, s.max_length);
+    snprintf(t->ttl_arg, sizeof(t->ttl_arg), "%" PRIu64, s.presence_ttl_ms);
+    t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (t->wake_fd < 0) {
+        *err = qs_xasprintf("transport redis: eventfd: %s", strerror(errno));
+        redis_destroy(&t->base);
+        return -1;
+    }
+    if (s.tls && make_ssl_ctx(t, cfg, err) < 0) {
+        redis_destroy(&t->base);
+        return -1;
+    }
+
+    /* Connect now: the workers start at the stream's current end, and publishes are taken
+     * as soon as the hub listens. If Redis is away, the hub starts unhealthy and the
+     * threads keep trying. */
+    bool bus_ok = bus_connect(t) == 0;
+    bool writer_ok = bus_ok && writer_connect(t);
+    if (!bus_ok) {
+        /* No second attempt for the writer now (a dead host would double the wait): it
+         * shares the bus's reason and retries from its thread. */
+        t->wlink.reason = t->blink.reason;
+        t->wlink.backoff_ms = t->blink.backoff_ms;
+        t->wlink.retry_at_ms = t->blink.retry_at_ms;
+    }
+    if (bus_ok && writer_ok)
+        qs_info("redis %s: stream \"%s\", node %s, last event id %s (position %" PRIu64
+                "), retention %s%" PRIu64,
+                t->addr, s.stream, t->node, t->last_id ? t->last_id : "none", t->seq,
+                s.max_length ? "~" : "unbounded", s.max_length);
+    else
+        qs_warn("redis %s: not available at start (%s): the hub starts unhealthy and keeps "
+                "retrying",
+                t->addr, t->wlink.reason ? t->wlink.reason : t->blink.reason);
+    *out = &t->base;
+    return 0;
+}
+
+static int redis_start(qs_transport *base, char **err)
+{
+    redis_transport *t = (redis_transport *)base;
+    if (uv_thread_create(&t->writer, writer_main, t) || uv_thread_create(&t->bus, bus_main, t) ||
+        uv_thread_create(&t->reader, reader_main, t)) {
+        *err = qs_xstrdup("transport redis: cannot start its threads");
+        return -1;
+    }
+    t->threads_started = true;
+    return 0;
+}
+
+static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
+{
+    redis_transport *t = (redis_transport *)base;
+    uv_mutex_lock(&t->mu);
+    if (t->stopping) {
+        uv_mutex_unlock(&t->mu);
+        cb(arg, -EAGAIN, "the hub is shutting down");
+        return;
+    }
+    if (!t->wlink.up || !t->blink.up) {
+        const char *why = !t->wlink.up ? t->wlink.reason : t->blink.reason;
+        uv_mutex_unlock(&t->mu);
+        cb(arg, -EAGAIN, why ? why : "redis unavailable");
+        return;
+    }
+    if (t->qn == t->qcap) {
+        t->qcap = t->qcap ? t->qcap * 2 : 64;
+        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
+    }
+    t->queue[t->qn++] = (witem){.kind = W_PUBLISH, .u = qs_update_ref(u), .cb = cb, .arg = arg};
+    uv_cond_signal(&t->writer_cond);
+    uv_mutex_unlock(&t->mu);
+}
+
+static void redis_replay(qs_transport *base, qs_replay *r)
+{
+    add_job((redis_transport *)base, (rjob){.r = r});
+}
+
+static void redis_presence_list(qs_transport *base, qs_presence_query *q)
+{
+    add_job((redis_transport *)base, (rjob){.q = q});
+}
+
+/* Registration order across nodes: wall-clock microseconds, strictly increasing here. */
+static uint64_t next_order(redis_transport *t)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    if (us <= t->last_order)
+        us = t->last_order + 1;
+    t->last_order = us;
+    return us;
+}
+
+/* Queues a presence write when the writer is connected; otherwise the local copy is enough
+ * (it is written in full after reconnecting). Called under mu. */
+static void queue_presence(redis_transport *t, witem w)
+{
+    if (!t->wlink.up) {
+        witem_free(&w);
+        return;
+    }
+    if (t->qn == t->qcap) {
+        t->qcap = t->qcap ? t->qcap * 2 : 64;
+        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
+    }
+    t->queue[t->qn++] = w;
+    uv_cond_signal(&t->writer_cond);
+}
+
+static void redis_presence_add(qs_transport *base, const qs_presence_entry *e)
+{
+    redis_transport *t = (redis_transport *)base;
+    qs_presence_entry *copy = qs_xcalloc(1, sizeof(*copy));
+    qs_presence_entry_copy(copy, e);
+    uv_mutex_lock(&t->mu);
+    copy->order = next_order(t);
+    void **slot = qs_strmap_upsert(&t->local, copy->subscriber, strlen(copy->subscriber));
+    qs_presence_entry *old = *slot;
+    *slot = copy;
+    queue_presence(t, (witem){.kind = W_PRESENCE_SET,
+                              .sub = qs_xstrdup(copy->subscriber),
+                              .json = qs_redis_presence_encode(copy)});
+    uv_mutex_unlock(&t->mu);
+    if (old) {
+        qs_presence_entry_clear(old);
+        free(old);
+    }
+}
+
+static void redis_presence_remove(qs_transport *base, const char *subscriber)
+{
+    redis_transport *t = (redis_transport *)base;
+    uv_mutex_lock(&t->mu);
+    qs_presence_entry *old = qs_strmap_remove(&t->local, subscriber, strlen(subscriber));
+    if (old)
+        queue_presence(t, (witem){.kind = W_PRESENCE_DEL, .sub = qs_xstrdup(subscriber)});
+    uv_mutex_unlock(&t->mu);
+    if (old) {
+        qs_presence_entry_clear(old);
+        free(old);
+    }
+}
+
+static char *redis_last_event_id(qs_transport *base)
+{
+    redis_transport *t = (redis_transport *)base;
+    uv_mutex_lock(&t->mu);
+    char *id = qs_xstrdup(t->last_id ? t->last_id : "earliest");
+    uv_mutex_unlock(&t->mu);
+    return id;
+}
+
+static uint64_t redis_last_seq(qs_transport *base)
+{
+    redis_transport *t = (redis_transport *)base;
+    uv_mutex_lock(&t->mu);
+    uint64_t seq = t->seq;
+    uv_mutex_unlock(&t->mu);
+    return seq;
+}
+
+static bool redis_healthy(qs_transport *base, const char **reason)
+{
+    redis_transport *t = (redis_transport *)base;
+    uv_mutex_lock(&t->mu);
+    bool ok = t->wlink.up && t->blink.up;
+    const char *why = !t->wlink.up ? t->wlink.reason : t->blink.reason;
+    uv_mutex_unlock(&t->mu);
+    if (!ok)
+        *reason = why ? why : "redis unavailable";
+    return ok;
+}
+
+static void redis_stop(qs_transport *base)
+{
+    redis_transport *t = (redis_transport *)base;
+    uv_mutex_lock(&t->mu);
+    t->stopping = true;
+    uv_cond_broadcast(&t->writer_cond);
+    uv_cond_broadcast(&t->reader_cond);
+    uv_mutex_unlock(&t->mu);
+    if (t->wake_fd >= 0) {
+        uint64_t one = 1;
+        if (write(t->wake_fd, &one, sizeof(one)) < 0)
+            qs_debug("redis: eventfd write: %s", strerror(errno));
+    }
+    if (t->threads_started) {
+        uv_thread_join(&t->bus);
+        uv_thread_join(&t->reader);
+        uv_thread_join(&t->writer);
+        t->threads_started = false;
+    }
+}
+
+static void redis_destroy(qs_transport *base)
+{
+    redis_transport *t = (redis_transport *)base;
+    redis_stop(base);
+    conn_close(&t->wconn);
+    conn_close(&t->bconn);
+    conn_close(&t->hconn);
+    for (size_t i = 0; i < t->qn; i++)
+        witem_finish(&t->queue[i], -EAGAIN, "the hub is shutting down");
+    free(t->queue);
+    free(t->jobs);
+    const qs_strmap_entry *me;
+    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);) {
+        qs_presence_entry_clear(me->value);
+        free(me->value);
+    }
+    qs_strmap_free(&t->local);
+    if (t->ssl_ctx)
+        SSL_CTX_free(t->ssl_ctx);
+    if (t->wake_fd >= 0)
+        close(t->wake_fd);
+    for (size_t i = 0; i < t->n_reasons; i++)
+        free(t->reasons[i]);
+    uv_mutex_destroy(&t->mu);
+    uv_mutex_destroy(&t->reasons_mu);
+    uv_cond_destroy(&t->writer_cond);
+    uv_cond_destroy(&t->reader_cond);
+    qs_redis_settings_free(&t->s);
+    free(t->addr);
+    free(t->k_seq);
+    free(t->k_ids);
+    free(t->k_nodes);
+    free(t->k_presence);
+    free(t->presence_prefix);
+    free(t->last_id);
+    free(t);
+}
+
+const qs_transport_ops qs_transport_redis_ops = {
+    .name = "redis",
+    .has_history = true,
+    .create = redis_create,
+    .start = redis_start,
+    .publish = redis_publish,
+    .replay = redis_replay,
+    .last_event_id = redis_last_event_id,
+    .last_seq = redis_last_seq,
+    .healthy = redis_healthy,
+    .presence_add = redis_presence_add,
+    .presence_remove = redis_presence_remove,
+    .presence_list = redis_presence_list,
+    .stop = redis_stop,
+    .destroy = redis_destroy,
+};

@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: MIT
+ * test_auth.c - token sources and their precedence, the cookie CSRF rule, origin patterns,
+ * publish/receive rules, and the verified-token cache.
+ */
+#include "auth.h"
+#include "harness.h"
+
+static qs_jwt_key *hmac(const char *secret)
+{
+    const char *err = NULL;
+    qs_jwt_key *k = qs_jwt_key_new_private(QS_JWT_HS256, secret, strlen(secret), &err);
+    ASSERT(k != NULL);
+    return k;
+}
+
+static char *token(qs_jwt_key *k, const char *claims_json)
+{
+    json_t *claims = json_loads(claims_json, 0, NULL);
+    ASSERT(claims != NULL);
+    const char *err = NULL;
+    char *t = qs_jwt_sign(k, claims, &err);
+    json_decref(claims);
+    ASSERT(t != NULL);
+    return t;
+}
+
+/* Parses a request head written as text. */
+static void parse(const char *text, qs_http_request *req)
+{
+    qs_http_parser p = {0};
+    const char *err = NULL;
+    ASSERT_EQ_INT(QS_HTTP_OK, qs_http_parse_request(&p, text, strlen(text), 65536, req, &err));
+}
+
+static enum qs_auth_status authorize(qs_auth_params *ap, const char *head, qs_jwt_claims *claims)
+{
+    static qs_http_request req;
+    parse(head, &req);
+    qs_form q = QS_FORM_INIT;
+    const char *err = NULL;
+    qs_form_parse(&q, req.query.p, req.query.n, 100, &err);
+    const char *reason = NULL;
+    enum qs_auth_status st = qs_authorize(ap, &req, &q, claims, &reason);
+    qs_form_free(&q);
+    return st;
+}
+
+TEST(header_then_query_then_cookie)
+{
+    qs_jwt_key *k = hmac("secret");
+    char *good = token(k, "{\"mercure\":{\"publish\":[\"h\"]}}");
+    char head[4096];
+    qs_auth_params ap = {.key = k, .cookie_name = "mercureAuthorization", .now = 1000};
+    qs_jwt_claims c;
+    snprintf(head, sizeof(head),
+             "GET /?authorization=garbage HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Cookie: mercureAuthorization=garbage\r\n\r\n",
+             good);
+    ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head, &c)); /* the header wins */
+    ASSERT_EQ_STR("h", c.publish[0]);
+    qs_jwt_claims_free(&c);
+    snprintf(head, sizeof(head),
+             "GET /?authorization=%s HTTP/1.1\r\nHost: x\r\nCookie: mercureAuthorization=bad\r\n"
+             "\r\n",
+             good);
+    ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head, &c)); /* then the query parameter */
+    qs_jwt_claims_free(&c);
+    snprintf(head, sizeof(head),
+             "GET / HTTP/1.1\r\nHost: x\r\nCookie: a=b; mercureAuthorization=%s"
+             "\r\n\r\n",
+             good);
+    ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head, &c)); /* then the cookie */
+    qs_jwt_claims_free(&c);
+    ASSERT_EQ_INT(QS_AUTH_ANONYMOUS, authorize(&ap, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", &c));
+    /* A malformed header is an error, not anonymous. */
+    ASSERT_EQ_INT(
+        QS_AUTH_INVALID,
+        authorize(&ap, "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic abc\r\n\r\n", &c));
+    snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: bearer %s\r\n\r\n",
+             good);
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head, &c)); /* "Bearer " is case-sensitive */
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap,
+                                             "GET /?authorization=short HTTP/1.1\r\nHost: x\r\n"
+                                             "\r\n",
+                                             &c));
+    free(good);
+    qs_jwt_key_free(k);
+}
+
+TEST(cookie_posts_need_an_allowed_origin)
+{
+    qs_jwt_key *k = hmac("secret");
+    char *good = token(k, "{\"mercure\":{\"publish\":[\"*\"]}}");
+    char *origins[] = {"https://app.example.com", "https://*.example.org"};
+    qs_auth_params ap = {.key = k,
+                         .cookie_name = "mercureAuthorization",
+                         .is_post = true,
+                         .publish_origins = origins,
+                         .n_publish_origins = 2,
+                         .now = 1000};
+    qs_jwt_claims c;
+    char head[4096];
+    const char *cases[][2] = {
+        {"", "3"},
+        {"Origin: https://app.example.com\r\n", "1"},
+        {"Origin: https://evil.example.com\r\n", "3"},
+        {"Origin: https://a.b.example.org\r\n", "1"},
+        {"Referer: https://app.example.com/page?x=1\r\n", "1"},
+        {"Referer: https://user@app.example.com/page\r\n", "1"},
+        {"Referer: https://other.example.com/\r\n", "3"},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        snprintf(head, sizeof(head),
+                 "POST / HTTP/1.1\r\nHost: x\r\n%sCookie: mercureAuthorization=%s"
+                 "\r\n\r\n",
+                 cases[i][0], good);
+        enum qs_auth_status st = authorize(&ap, head, &c);
+        ASSERT_EQ_INT(cases[i][1][0] == '1' ? QS_AUTH_OK : QS_AUTH_INVALID, st);
+        qs_jwt_claims_free(&c);
+    }
+    free(good);
+    qs_jwt_key_free(k);
+}
+
+TEST(origin_patterns)
+{
+    char *list[] = {"https://a.com", "http://*.b.com"};
+    ASSERT(qs_origin_allowed("https://a.com", 13, list, 2));
+    ASSERT(!qs_origin_allowed("https://a.co", 12, list, 2));
+    ASSERT(qs_origin_allowed("http://x.b.com", 14, list, 2));
+    ASSERT(!qs_origin_allowed("http://b.com", 12, list, 2));
+    char *all[] = {"*"};
+    ASSERT(qs_origin_allowed("anything", 8, all, 1));
+}
+
+TEST(publish_and_receive_rules)
+{
+    qs_selector_table *t = qs_selector_table_new(100);
+    qs_update *u = qs_update_new();
+    qs_update_add_topic(u, "https://example.com/books/1", 27);
+    qs_update_add_topic(u, "https://example.com/alt", 23);
+    char *exact[] = {"https://example.com/books/1"};
+    char *tpl[] = {"https://example.com/books/{id}", "https://example.com/alt"};
+    char *star[] = {"*"};
+    ASSERT(!qs_can_publish(t, exact, 1, u)); /* every topic must be covered */
+    ASSERT(qs_can_publish(t, tpl, 2, u));
+    ASSERT(qs_can_publish(t, star, 1, u));
+    qs_selector *alt = qs_selector_table_acquire(t, "https://example.com/alt", 23);
+    ASSERT(qs_can_receive(t, &alt, 1, u)); /* one topic is enough to receive */
+    qs_selector_table_release(t, alt);
+    qs_update_unref(u);
+    qs_selector_table_free(t);
+}
+
+TEST(token_cache_respects_expiry_and_keys)
+{
+    qs_jwt_key *k1 = hmac("one"), *k2 = hmac("two");
+    char *tok = token(k1, "{\"exp\":2000,\"mercure\":{\"subscribe\":[\"s\"]}}");
+    qs_token_cache *cache = qs_token_cache_new(4);
+    char head[4096];
+    snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+             tok);
+    qs_auth_params ap = {.key = k1, .cache = cache, .cookie_name = "c", .now = 1000};
+    qs_jwt_claims c;
+    for (int i = 0; i < 3; i++) { /* the second and third come from the cache */
+        ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head, &c));
+        ASSERT_EQ_STR("s", c.subscribe[0]);
+        qs_jwt_claims_free(&c);
+    }
+    ap.now = 2000; /* expired: the cached entry must not be used */
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head, &c));
+    ap.now = 1000;
+    ap.key = k2; /* another key: the token's signature does not hold */
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head, &c));
+    /* Filling the cache past its bound starts it over, and still verifies correctly. */
+    ap.key = k1;
+    for (int i = 0; i < 10; i++) {
+        char claims[64];
+        snprintf(claims, sizeof(claims), "{\"mercure\":{\"subscribe\":[\"t%d\"]}}", i);
+        char *t = token(k1, claims);
+        snprintf(head, sizeof(head),
+                 "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", t);
+        ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head, &c));
+        qs_jwt_claims_free(&c);
+        free(t);
+    }
+    qs_token_cache_free(cache);
+    free(tok);
+    qs_jwt_key_free(k1);
+    qs_jwt_key_free(k2);
+}
