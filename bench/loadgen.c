@@ -9,7 +9,8 @@
  * child reports its counts and latency histogram to the parent through a pipe.
  *
  * Every event's data starts with "<publish monotonic ns> " so that receivers measure
- * publish-to-delivery latency on the same clock.
+ * publish-to-delivery latency on the same clock. With --pub-port, publishers and
+ * subscribers use different hubs (cluster transports: the latency across nodes).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -35,6 +36,7 @@ enum profile { PROFILE_MERCURE, PROFILE_NCHAN };
 static struct options {
     const char *host;
     int port;
+    int pub_port; /* publishers' hub when it is not the subscribers' (0 = same) */
     const char *key;
     enum profile profile;
     int subscribers;
@@ -645,7 +647,7 @@ static void pub_connect(pubconn *c)
     c->tcp.data = c;
     c->conn_req.data = c;
     struct sockaddr_in dst;
-    uv_ip4_addr(opt.host, opt.port, &dst);
+    uv_ip4_addr(opt.host, opt.pub_port ? opt.pub_port : opt.port, &dst);
     uv_tcp_connect(&c->conn_req, &c->tcp, (struct sockaddr *)&dst, pub_connected);
 }
 
@@ -675,6 +677,7 @@ static void pacer_cb(uv_timer_t *t)
 static void usage(void)
 {
     fputs("usage: loadgen [--host H] [--port P] [--key K] [--profile mercure|nchan]\n"
+          "  [--pub-port P (publishers' hub, default --port)]\n"
           "  [--subscribers N] [--topics T] [--templates] [--procs K] [--sources S]\n"
           "  [--publishers P] [--updates M] [--rate R] [--size B] [--churn]\n"
           "  [--hub-pid PID] [--drain S] [--replay] [--json] [--label L]\n"
@@ -744,7 +747,8 @@ int main(int argc, char **argv)
         {"drain", 1, 0, 'd'},       {"replay", 0, 0, 'R'},
         {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
         {"label", 1, 0, 'l'},       {"sub-churn", 1, 0, 'C'},
-        {"duration", 1, 0, 'D'},    {0, 0, 0, 0},
+        {"duration", 1, 0, 'D'},    {"pub-port", 1, 0, 'o'},
+        {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -754,6 +758,9 @@ int main(int argc, char **argv)
             break;
         case 'p':
             opt.port = atoi(optarg);
+            break;
+        case 'o':
+            opt.pub_port = atoi(optarg);
             break;
         case 'k':
             opt.key = optarg;

@@ -25,7 +25,11 @@ typedef struct conn_write {
     char data[];
 } conn_write;
 
+/* How long a closing connection keeps reading what its client still sends. */
+#define LINGER_MS 2000
+
 static void conn_process(qs_conn *c, const char *data, size_t len);
+static void conn_linger(qs_conn *c);
 static void conn_start_reading(qs_conn *c);
 static void conn_after_response(qs_conn *c);
 
@@ -40,7 +44,9 @@ static void conn_set_timer(qs_conn *c, enum qs_timer_list which)
     if (which == QS_TIMER_NONE)
         return;
     c->timer_start_ms = qs_now_ms();
-    qs_list_push_back(which == QS_TIMER_READING ? &c->w->conns_reading : &c->w->conns_idle,
+    qs_list_push_back(which == QS_TIMER_READING ? &c->w->conns_reading
+                      : which == QS_TIMER_IDLE  ? &c->w->conns_idle
+                                                : &c->w->conns_lingering,
                       &c->timer_node);
 }
 
@@ -91,6 +97,31 @@ void qs_conn_close(qs_conn *c)
 
 /* ------------------------------------------------------------ writing */
 
+static void on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    QS_UNUSED(status);
+    free(req);
+}
+
+/* After a response that ends the connection (an error, often sent before the request body
+ * was read): send FIN, then read and discard what the client still sends for a moment.
+ * Closing at once would make the kernel answer the unread bytes with a reset, which can
+ * destroy the response before the client reads it. */
+static void conn_linger(qs_conn *c)
+{
+    if (c->closing)
+        return;
+    c->state = QS_CONN_LINGERING;
+    uv_shutdown_t *req = qs_xmalloc(sizeof(*req));
+    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_linger_shutdown) < 0) {
+        free(req);
+        qs_conn_close(c);
+        return;
+    }
+    conn_set_timer(c, QS_TIMER_LINGER);
+    conn_start_reading(c);
+}
+
 static void on_write_done(uv_write_t *req, int status)
 {
     conn_write *cw = qs_container_of(req, conn_write, req);
@@ -98,8 +129,10 @@ static void on_write_done(uv_write_t *req, int status)
     bool close_after = cw->close_after;
     free(cw);
     if (!c->closing) {
-        if (status < 0 || close_after)
+        if (status < 0)
             qs_conn_close(c);
+        else if (close_after)
+            conn_linger(c);
         else
             conn_after_response(c);
     }
@@ -114,7 +147,7 @@ static void conn_write_response(qs_conn *c, const char *data, size_t len, bool c
     int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
     if (n == (int)len) {
         if (close_after)
-            qs_conn_close(c);
+            conn_linger(c);
         else
             conn_after_response(c);
         return;
@@ -303,6 +336,12 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->state == QS_CONN_STREAMING)
         return; /* a subscriber has nothing more to say; ignore what it sends */
+    if (c->state == QS_CONN_LINGERING) {
+        c->lingered += (size_t)nread; /* discarded; bounded so a sender cannot keep it open */
+        if (c->lingered > (1u << 20))
+            qs_conn_close(c);
+        return;
+    }
     if (c->state == QS_CONN_HANDLING || c->state == QS_CONN_WRITING) {
         /* Pipelined bytes while a response is pending: keep them, bounded, for later. */
         const qs_config *cfg = c->w->hub->cfg;
@@ -445,7 +484,7 @@ static void conn_process(qs_conn *c, const char *data, size_t len)
             qs_buf_append(&c->in, data, len); /* processed after the response */
             break;
         }
-        if (c->state == QS_CONN_STREAMING || !len)
+        if (c->state == QS_CONN_STREAMING || c->state == QS_CONN_LINGERING || !len)
             break;
         if (c->state == QS_CONN_HEAD) {
             if (!c->req)
@@ -591,6 +630,12 @@ void qs_conn_check_timeouts(qs_worker *w, uint64_t now)
     while ((n = qs_list_front(&w->conns_idle))) {
         qs_conn *c = qs_list_entry(n, qs_conn, timer_node);
         if (now - c->timer_start_ms < cfg->idle_timeout_ms)
+            break;
+        qs_conn_close(c);
+    }
+    while ((n = qs_list_front(&w->conns_lingering))) {
+        qs_conn *c = qs_list_entry(n, qs_conn, timer_node);
+        if (now - c->timer_start_ms < LINGER_MS)
             break;
         qs_conn_close(c);
     }

@@ -115,6 +115,8 @@ int qs_hub_start(qs_hub *hub, char **err)
 void qs_hub_deliver(void *ctx, qs_update *u)
 {
     qs_hub *hub = ctx;
+    /* The frame learns its bus position before any worker sees it (see replay_task). */
+    u->frame->seq = u->seq;
     for (int i = 0; i < hub->n_workers; i++)
         qs_worker_post_update(&hub->workers[i], u);
 }

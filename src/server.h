@@ -129,6 +129,7 @@ struct qs_worker {
     qs_list conns;         /* every open connection */
     qs_list conns_reading; /* receiving a request, oldest first (request_timeout) */
     qs_list conns_idle;    /* keep-alive between requests, oldest first (idle_timeout) */
+    qs_list conns_lingering; /* closing after an error response, oldest first */
     uint64_t n_conns;
 
     /* subscriber index */
@@ -185,9 +186,10 @@ enum qs_conn_state {
     QS_CONN_HANDLING,  /* a handler is working (maybe asynchronously) */
     QS_CONN_WRITING,   /* the response is being written */
     QS_CONN_STREAMING, /* an SSE stream */
+    QS_CONN_LINGERING, /* the last response is sent: discard input until EOF, then close */
 };
 
-enum qs_timer_list { QS_TIMER_NONE, QS_TIMER_READING, QS_TIMER_IDLE };
+enum qs_timer_list { QS_TIMER_NONE, QS_TIMER_READING, QS_TIMER_IDLE, QS_TIMER_LINGER };
 
 struct qs_conn {
     uv_tcp_t tcp;
@@ -207,6 +209,7 @@ struct qs_conn {
     uint8_t minor_version;
     qs_buf in;   /* unprocessed input (empty most of the time) */
     qs_buf head; /* the head of a request still receiving its body */
+    size_t lingered; /* bytes discarded while lingering */
     qs_http_parser parser;
     qs_http_request *req; /* while a request is being read/handled */
     qs_buf body;

@@ -347,6 +347,23 @@ static void queue_insert_front(qs_subscriber *s, qs_frame **frames, uint32_t n)
     s->front_n += n;
 }
 
+/* Removes queued live frames of updates up to seq (the front region is left alone). */
+static void drop_live_until(qs_subscriber *s, uint64_t seq)
+{
+    uint32_t keep = s->front_n;
+    for (uint32_t i = s->front_n; i < s->q_len; i++) {
+        qs_frame *f = queue_at(s, i);
+        if (f->seq && f->seq <= seq) {
+            s->q_bytes -= f->len;
+            qs_frame_unref(f);
+            continue;
+        }
+        s->q[(s->q_head + keep) % s->q_cap] = f;
+        keep++;
+    }
+    s->q_len = keep;
+}
+
 /* The frames the next write may take: while history is being replayed, only the front. */
 static inline uint32_t writable(const qs_subscriber *s)
 {
@@ -714,6 +731,13 @@ static void replay_task(qs_worker *w, void *arg)
                 frames[n++] = qs_frame_ref(r->updates[i]->frame);
                 qs_counter_bump(&w->counters.deliveries, 1);
             }
+        if (first && r->id_found && r->next_seq > s->last_seq) {
+            /* The requested id is ahead of this worker's bus (published on another node an
+             * instant ago): updates up to it that were queued live, or will arrive, are
+             * ones the client already has. */
+            drop_live_until(s, r->next_seq);
+            s->last_seq = r->next_seq;
+        }
         queue_insert_front(s, frames, n);
         free(frames);
         s->replay_cursor = r->next_seq;

@@ -22,6 +22,7 @@ static void init_static(char *storage, const char *bytes, uint32_t len, uint16_t
     qs_frame *f = (qs_frame *)storage;
     atomic_init(&f->refs, 1);
     f->len = len;
+    f->seq = 0;
     f->head = head;
     f->flags = (uint16_t)(QS_FRAME_STATIC | flags);
     memcpy(f->data, bytes, len);
@@ -58,6 +59,7 @@ static qs_frame *frame_alloc(size_t len)
     f->len = (uint32_t)len;
     f->flags = 0;
     f->head = 0;
+    f->seq = 0;
     return f;
 }
 

@@ -158,7 +158,8 @@ static void worker_stop_task(qs_worker *w, void *arg)
     for (n = w->conns.next; n != &w->conns; n = next) {
         next = n->next;
         qs_conn *c = qs_list_entry(n, qs_conn, node);
-        if (c->state == QS_CONN_HEAD || c->state == QS_CONN_BODY)
+        if (c->state == QS_CONN_HEAD || c->state == QS_CONN_BODY ||
+            c->state == QS_CONN_LINGERING)
             qs_conn_close(c);
     }
     worker_maybe_exit(w);
@@ -246,6 +247,7 @@ int qs_worker_init(qs_worker *w, qs_hub *hub, int index, int *port, char **err)
     qs_list_init(&w->conns);
     qs_list_init(&w->conns_reading);
     qs_list_init(&w->conns_idle);
+    qs_list_init(&w->conns_lingering);
     w->read_buf_size = 64 * 1024;
     w->read_buf = qs_xmalloc(w->read_buf_size);
     qs_worker_index_init(w);

@@ -69,9 +69,11 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
-#define BUS_BLOCK_MS 1000 /* XREAD BLOCK: the bus checks for stop at least this often */
-#define BUS_COUNT 1000    /* entries per XREAD */
-#define MAX_PIPELINE 4096 /* queued items sent in one round trip */
+#define BUS_BLOCK_MS 1000    /* XREAD BLOCK: the bus checks for stop at least this often */
+#define BUS_COUNT 1000       /* entries per XREAD, at most */
+#define BUS_BYTES (8u << 20) /* …and about this many bytes (COUNT follows the entries' size) */
+#define MAX_PIPELINE 4096    /* queued items sent in one round trip, at most */
+#define MAX_PIPELINE_BYTES (8u << 20) /* …and about this many bytes of updates */
 #define READ_CHUNK (64 * 1024)
 #define MAX_REASONS 128 /* distinct failure reasons kept (they must outlive callbacks) */
 
@@ -191,6 +193,7 @@ typedef struct redis_transport {
     link_state blink;
     bool have_position;
     char cursor[64];   /* the stream id XREAD continues after */
+    size_t bus_avg;    /* bytes per delivered entry, to size XREAD (bus thread only) */
     uint64_t seq;      /* the last delivered seq (or the start position) */
     uint64_t base_seq; /* the position the bus started at */
     char *last_id;
@@ -1212,8 +1215,11 @@ static void bus_deliver(redis_transport *t, const redisReply *r)
                         t->addr, t->cursor, t->s.stream);
                 continue;
             }
-            if (fresh)
+            if (fresh) {
+                size_t size = u->frame->len + 64;
+                t->bus_avg = t->bus_avg ? (t->bus_avg * 15 + size) / 16 : size;
                 t->host.deliver(t->host.ctx, u);
+            }
             qs_update_unref(u);
         }
     }
@@ -1242,7 +1248,9 @@ static void bus_main(void *arg)
         snprintf(cursor, sizeof(cursor), "%s", t->cursor);
         uv_mutex_unlock(&t->mu);
         snprintf(block, sizeof(block), "%d", BUS_BLOCK_MS);
-        snprintf(count, sizeof(count), "%d", BUS_COUNT);
+        size_t avg = t->bus_avg ? t->bus_avg : 256;
+        snprintf(count, sizeof(count), "%zu",
+                 QS_MAX((size_t)1, QS_MIN((size_t)BUS_COUNT, BUS_BYTES / avg)));
         const char *argv[] = {"XREAD", "BLOCK",   block,       "COUNT",
                               count,   "STREAMS", t->s.stream, cursor};
         size_t lens[8];
@@ -1679,7 +1687,11 @@ static void writer_main(void *arg)
         if (!t->qn && t->stopping)
             break;
         /* Take up to MAX_PIPELINE queued items: they share one round trip. */
-        size_t n = QS_MIN(t->qn, (size_t)MAX_PIPELINE);
+        size_t n = 0, bytes = 0;
+        while (n < t->qn && n < MAX_PIPELINE && bytes < MAX_PIPELINE_BYTES) {
+            const witem *w = &t->queue[n++];
+            bytes += 128 + (w->u ? w->u->frame->len : 0) + (w->json ? strlen(w->json) : 0);
+        }
         if (n > cap) {
             cap = QS_MAX(n, cap * 2);
             batch = qs_xrealloc(batch, cap * sizeof(*batch));

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Cluster mode over Redis, beside the single-node embedded store in the same run:
+#  1. publish-to-delivery latency at RATE publishes/s (p50, p99), with publishers on hub A
+#     and SUBS subscribers on hub B (both on one Redis stream: every update crosses Redis),
+#     then the same load on one hub with the LMDB store (publishers and subscribers on it);
+#  2. publishes/s with 64 concurrent publishers through Redis (on hub A, subscribers on
+#     hub B), and through the store;
+#  3. publishes/s through each transport alone (build/transport_tput: no HTTP), since in
+#     (2) the load generator and the hubs share the machine's CPUs.
+# redis-server runs with the durability the transport's guarantees assume (AOF,
+# appendfsync always); set FSYNC=everysec to compare.
+#
+#   bench/redis.sh [RATE] [SECONDS] [SUBS] [UPDATES_MAX]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rate="${1:-1000}"
+secs="${2:-10}"
+subs="${3:-100}"
+max_updates="${4:-100000}"
+fsync="${FSYNC:-always}"
+scripts/build build >/dev/null
+key='!ChangeThisMercureHubJWTSecretKey!'
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true # redis-server may still be writing in $work
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+rport=$(free_port)
+mkdir -p "$work/redis"
+redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly yes --appendfsync "$fsync" \
+    --dir "$work/redis" --logfile "$work/redis/log" &
+pids+=($!)
+for _ in $(seq 100); do
+    redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+    sleep 0.05
+done
+
+start_hub() { # name transport_url; sets $port and $pid
+    local name=$1 url=$2 dir="$work/$1"
+    mkdir -p "$dir"
+    (cd "$dir" && XDG_DATA_HOME="$dir/data" SERVER_NAME=127.0.0.1:0 \
+        MERCURE_PUBLISHER_JWT_KEY="$key" MERCURE_SUBSCRIBER_JWT_KEY="$key" \
+        MERCURE_TRANSPORT_URL="$url" \
+        exec "$OLDPWD/build/mercure" run >"$dir/out" 2>"$dir/log") &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 100); do
+        port=$(grep -o 'listening on [^ ]*:[0-9]*' "$dir/log" 2>/dev/null \
+            | grep -o '[0-9]*$' || true)
+        [ -n "$port" ] && return
+        sleep 0.05
+    done
+    echo "hub $name did not start" >&2; exit 1
+}
+
+field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/"; }
+
+start_hub a "redis://127.0.0.1:$rport/bench"; a_port=$port
+start_hub b "redis://127.0.0.1:$rport/bench"; b_port=$port
+start_hub lmdb "lmdb://$work/store.db"; lmdb_port=$port
+
+updates=$(awk "BEGIN{print int($rate*$secs)}")
+echo "latency at $rate publishes/s for ${secs}s (redis: AOF appendfsync $fsync, $(nproc) CPUs)"
+echo
+echo "| transport | path | p50 | p99 | p99.9 | delivered | publish p99 |"
+echo "|---|---|---|---|---|---|---|"
+row() { # label json
+    local j=$2
+    echo "| $1 | $(field lat_p50_us <<<"$j") us | $(field lat_p99_us <<<"$j") us" \
+        "| $(field lat_p999_us <<<"$j") us | $(field received <<<"$j")/$(field expected <<<"$j")" \
+        "| $(field publish_p99_us <<<"$j") us |"
+}
+for n in 1 "$subs"; do
+    r=$(build/loadgen --port "$b_port" --pub-port "$a_port" --subscribers "$n" --publishers 4 \
+        --rate "$rate" --updates "$updates" --json)
+    row "redis, $n sub | hub A -> Redis -> hub B" "$r"
+    r_same=$(build/loadgen --port "$a_port" --subscribers "$n" --publishers 4 --rate "$rate" \
+        --updates "$updates" --json)
+    row "redis, $n sub | hub A -> Redis -> hub A" "$r_same"
+    l=$(build/loadgen --port "$lmdb_port" --subscribers "$n" --publishers 4 --rate "$rate" \
+        --updates "$updates" --json)
+    row "lmdb, $n sub | one hub" "$l"
+    added="$(awk "BEGIN{print $(echo "$r" | field lat_p99_us) - $(echo "$l" | field lat_p99_us)}")"
+    echo "| added p99, $n sub | redis across nodes - lmdb | | $added us | | | |"
+done
+
+echo
+echo "| transport | publishers | publishes/s | publish p50 | publish p99 | delivered |"
+echo "|---|---|---|---|---|---|"
+r=$(build/loadgen --port "$b_port" --pub-port "$a_port" --subscribers 1 --publishers 64 \
+    --updates "$max_updates" --json)
+tput_row() { # label json
+    local j=$2
+    echo "| $1 | 64 | $(field publishes_per_s <<<"$j") | $(field publish_p50_us <<<"$j") us" \
+        "| $(field publish_p99_us <<<"$j") us" \
+        "| $(field received <<<"$j")/$(field expected <<<"$j") |"
+}
+tput_row "redis (A publishes, B delivers)" "$r"
+l=$(build/loadgen --port "$lmdb_port" --subscribers 1 --publishers 64 --updates "$max_updates" \
+    --json)
+tput_row "lmdb" "$l"
+
+# The transports alone (no HTTP, no load generator sharing the CPUs): 64 publishes in
+# flight, each update also coming back on the bus.
+echo
+echo "| transport alone | in flight | publishes/s |"
+echo "|---|---|---|"
+r=$(build/transport_tput "redis://127.0.0.1:$rport/tput" "$max_updates" 64 2>/dev/null)
+echo "| redis | 64 | $(echo "$r" | field publishes_per_s) |"
+l=$(build/transport_tput "lmdb://$work/tput.db" "$max_updates" 64 2>/dev/null)
+echo "| lmdb | 64 | $(echo "$l" | field publishes_per_s) |"

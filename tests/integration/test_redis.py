@@ -1,0 +1,646 @@
+"""Cluster mode over Redis (transport redis): several hub processes sharing one real
+`redis-server` behave as one hub. Delivery across nodes in one order with the same ids,
+Last-Event-ID (generated and custom ids, `earliest`) on any node, private updates, Redis
+killed and restarted mid-stream, presence across nodes and a SIGKILLed node, TLS, AUTH,
+retention, and configuration errors.
+
+Each test starts its own redis-server (a free port, AOF with appendfsync always, a
+temporary directory) and kills it in the fixture's finalizer, after the hubs are stopped."""
+
+import json
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.parse
+import uuid
+
+import pytest
+
+import qs
+from qs import T
+
+REDIS_SERVER = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
+
+WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- redis-server
+
+def _encode(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+class RespConn:
+    """A minimal RESP client, enough for checks and chores in the tests."""
+
+    def __init__(self, port, tls_ctx=None, timeout=5.0):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock = tls_ctx.wrap_socket(sock, server_hostname="127.0.0.1") if tls_ctx else sock
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def _reply(self):
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            return RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise ValueError("bad RESP line %r" % line)
+
+    def call(self, *args):
+        self.sock.sendall(_encode(args))
+        return self._reply()
+
+
+class Redis:
+    """A redis-server process on a fixed port and data directory (so it can be restarted
+    with its AOF)."""
+
+    def __init__(self, workdir, port=None, args=(), tls=None):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.args = list(args)
+        self.tls = tls  # (cert, key, ca) for a TLS-only server
+        self.proc = None
+        self.client_args = {}
+
+    def start(self):
+        argv = [REDIS_SERVER, "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+                "--appendfsync", "always", "--dir", str(self.dir), "--logfile",
+                str(self.dir / "redis.log")]
+        if self.tls:
+            cert, key, ca = self.tls
+            argv += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", cert,
+                     "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"]
+        else:
+            argv += ["--port", str(self.port)]
+        argv += self.args
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + T(10)
+        while True:
+            try:
+                c = self.client()
+                try:
+                    r = c.call("PING")
+                finally:
+                    c.close()
+                if r == "PONG" or isinstance(r, RuntimeError):  # NOAUTH: up, wants AUTH
+                    return self
+            except (OSError, ConnectionError, ssl.SSLError):
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited: " +
+                                   (self.dir / "redis.log").read_text(errors="replace")[-2000:])
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not answer PING")
+            time.sleep(0.02)
+
+    def client(self):
+        ctx = None
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=self.tls[2])
+        return RespConn(self.port, ctx)
+
+    def call(self, *args, auth=None):
+        c = self.client()
+        try:
+            if auth:
+                assert c.call("AUTH", *auth) == "OK"
+            return c.call(*args)
+        finally:
+            c.close()
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(T(10))
+
+
+@pytest.fixture
+def redis_factory(tmp_path):
+    servers = []
+
+    def make(**kw):
+        r = Redis(tmp_path / ("redis%d" % len(servers)), **kw)
+        servers.append(r)
+        return r.start()
+
+    yield make
+    for r in servers:
+        r.kill()
+
+
+@pytest.fixture
+def redis(redis_factory):
+    return redis_factory()
+
+
+@pytest.fixture
+def cluster(redis, start_hub):
+    """cluster(n, extra=..., query=...) -> [hubs] sharing one stream of `redis`. Requested
+    after `redis`, so the hubs are stopped before redis-server is killed."""
+    stream = "qs-test-" + uuid.uuid4().hex[:8]
+
+    def start(n=3, extra=(), query="", stream_name=None):
+        url = "redis://127.0.0.1:%d/%s%s" % (redis.port, stream_name or stream,
+                                             ("?" + query) if query else "")
+        return [start_hub(env={"MERCURE_TRANSPORT_URL": url}, extra=list(extra))
+                for _ in range(n)]
+
+    start.redis = redis
+    start.stream = stream
+    return start
+
+
+def healthz(hub):
+    return hub.request("GET", "/healthz", timeout=T(5))
+
+
+def publish_id(hub, topic, data, **kw):
+    return qs.publish_ok(hub, [topic], data, **kw)
+
+
+def drain(stream, n, timeout=None):
+    stream.wait_for(lambda: len(stream.events) >= n, timeout or T(10), "%d events" % n)
+    return stream.events[:n]
+
+
+# --------------------------------------------------------------------------- delivery
+
+def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster):
+    hubs = cluster(3)
+    assert all(h.transport == "redis" for h in hubs)
+    subs = [qs.open_stream(h, ["urn:order"]) for h in hubs]
+    acked = [[] for _ in hubs]
+
+    def publisher(i):
+        with hubs[i].conn() as c:
+            for k in range(25):
+                acked[i].append(qs.publish_ok(hubs[i], ["urn:order"], "n%d-%d" % (i, k),
+                                              conn=c))
+
+    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T(30))
+    orders = []
+    for s in subs:
+        events = drain(s, 75)
+        orders.append([(e.id, e.data) for e in events])
+        s.close()
+    assert orders[0] == orders[1] == orders[2], "nodes disagree on the order"
+    ids = [i for i, _ in orders[0]]
+    assert sorted(ids) == sorted(sum(acked, [])), "delivered ids differ from acknowledged ids"
+    for i in range(3):  # each publisher's updates keep their order
+        pos = [ids.index(x) for x in acked[i]]
+        assert pos == sorted(pos)
+        assert all(qs.UUID_V7_RE.match(x) for x in acked[i])
+
+
+def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
+    hubs = cluster(3)
+    n1, n2, n3 = hubs
+    first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
+    with qs.open_stream(n3, ["urn:h"]) as s:
+        seen = [publish_id(n3, "urn:h", "seen-%d" % i) for i in range(3)]
+        assert [e.id for e in drain(s, 3)] == seen
+    # Missed while disconnected: generated and custom ids, published on node 1 (and an
+    # update of another topic in between). The probe shows node 2 has delivered them.
+    with qs.open_stream(n2, ["urn:h"]) as probe:
+        missed = [publish_id(n1, "urn:h", "m0"), publish_id(n1, "urn:h", "m1", id="custom-1"),
+                  publish_id(n1, "urn:h", "m2")]
+        publish_id(n1, "urn:other", "not mine")
+        missed.append(publish_id(n1, "urn:h", "m3", id="custom-2"))
+        drain(probe, 4)
+    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", seen[-1])]) as s:
+        assert s.response.header("Last-Event-ID") == seen[-1]
+        live = publish_id(n3, "urn:h", "live")
+        got = [e.id for e in s.events_until(live, T(10))]
+        assert got == missed + [live]
+    # A custom id works as a cursor on every node.
+    with qs.open_stream(n3, ["urn:h"], extra_query=[("lastEventID", "custom-1")]) as s:
+        marker = publish_id(n1, "urn:h", "marker")
+        assert [e.id for e in s.events_until(marker, T(10))] == [missed[2], missed[3], live,
+                                                                marker]
+    # `earliest` gives the whole history, on any node.
+    with qs.open_stream(n1, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
+        end = publish_id(n2, "urn:h", "end")
+        assert [e.id for e in s.events_until(end, T(10))] == (first + seen + missed +
+                                                              [live, marker, end])
+    # An unknown id replays nothing and says so.
+    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", "nope")]) as s:
+        assert s.response.header("Last-Event-ID") == "earliest"
+        nxt = publish_id(n1, "urn:h", "next")
+        assert [e.id for e in s.events_until(nxt, T(10))] == [nxt]
+
+
+def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
+    n1, n2 = cluster(2)
+    a = publish_id(n1, "urn:d", "a", id="dup")
+    b = publish_id(n2, "urn:d", "b")
+    c = publish_id(n2, "urn:d", "c", id="dup")
+    assert a == c == "dup"
+    with qs.open_stream(n2, ["urn:d"], headers=[("Last-Event-ID", "dup")]) as s:
+        end = publish_id(n1, "urn:d", "end")
+        assert [e.data for e in s.events_until(end, T(10))] == ["b", "c", "end"]
+        del b
+
+
+def test_private_updates_stay_private_across_nodes(cluster):
+    n1, n2, n3 = cluster(3)
+    anon = qs.open_stream(n2, ["urn:p"])
+    allowed = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:p"]))
+    other = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:elsewhere"]))
+    secret = publish_id(n1, "urn:p", "secret", private=True)
+    public = publish_id(n1, "urn:p", "public")
+    assert [e.id for e in allowed.events_until(public, T(10))] == [secret, public]
+    assert [e.id for e in anon.events_until(public, T(10))] == [public]
+    assert [e.id for e in other.events_until(public, T(10))] == [public]
+    for s in (anon, allowed, other):
+        s.close()
+    # History on another node is authorized the same way.
+    with qs.open_stream(n3, ["urn:p"], extra_query=[("lastEventID", "earliest")]) as s:
+        end = publish_id(n2, "urn:p", "end")
+        assert [e.id for e in s.events_until(end, T(10))] == [public, end]
+    tok = qs.sub_token(["urn:p"])
+    with qs.open_stream(n2, ["urn:p"], token=tok,
+                        extra_query=[("lastEventID", "earliest")]) as s:
+        end2 = publish_id(n1, "urn:p", "end2")
+        assert [e.id for e in s.events_until(end2, T(10))] == [secret, public, end, end2]
+
+
+# --------------------------------------------------------------------------- outages
+
+def test_redis_killed_and_restarted_mid_stream(cluster):
+    hubs = cluster(3)
+    redis = cluster.redis
+    subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
+    acked, refused = [], []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def publisher(i):
+        k = 0
+        while not stop.is_set():
+            uid = "k-%d-%d" % (i, k)
+            k += 1
+            try:
+                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(10))
+            except OSError:
+                continue
+            with lock:
+                (acked if r.status == 200 else refused).append((uid, r.status, r.text))
+            if r.status != 200:
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        qs.wait_until(lambda: len(acked) > 60, T(10), what="publishes before the outage")
+        redis.kill()
+        for h in hubs:
+            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
+                              T(5), what="/healthz 503")
+            assert "redis unavailable" in r.text, r.text
+            assert h.metric("mercure_transport_healthy", {"transport": "redis"}) == 0
+        r = qs.publish(hubs[0], ["urn:k"], "during the outage")
+        assert r.status == 503 and "redis unavailable" in r.text, r
+        for s in subs:
+            s.collect(0.2)
+            assert not s.eof, "a subscriber was disconnected during the outage"
+        with lock:
+            during = len(acked)
+        redis.start()  # same port, same AOF
+        for h in hubs:
+            qs.wait_until(lambda: healthz(h).status == 200, T(10), what="/healthz 200 again")
+            assert h.metric("mercure_transport_healthy", {"transport": "redis"}) == 1
+        qs.wait_until(lambda: len(acked) > during + 60, T(10), what="publishes after restart")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(T(15))
+    assert any(st == 503 for _, st, _ in refused), "no publish was refused during the outage"
+    assert all("redis" in text for _, st, text in refused), refused[:3]
+    marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
+    orders = []
+    for s in subs:
+        got = [e.id for e in s.events_until(marker, T(20))]
+        assert len(got) == len(set(got)), "an update was delivered twice"
+        missing = set(uid for uid, _, _ in acked) - set(got)
+        assert not missing, "acknowledged but never delivered: %r" % sorted(missing)[:5]
+        orders.append(got)
+        s.close()
+    assert orders[0] == orders[1] == orders[2]
+
+
+def test_a_hub_started_without_redis_waits_for_it(redis_factory, start_hub, tmp_path):
+    port = free_port()
+    hub = start_hub(env={"MERCURE_TRANSPORT_URL": "redis://127.0.0.1:%d/late" % port})
+    r = healthz(hub)
+    assert r.status == 503 and "connection refused" in r.text, r
+    r = qs.publish(hub, ["urn:late"], "x")
+    assert r.status == 503 and "redis unavailable" in r.text
+    with qs.open_stream(hub, ["urn:late"]) as s:
+        redis_factory(port=port)
+        qs.wait_until(lambda: healthz(hub).status == 200, T(10), what="/healthz 200")
+        uid = publish_id(hub, "urn:late", "finally")
+        assert s.next_event(T(10)).id == uid
+    assert "not available at start" in hub.stderr()
+
+
+def test_nosript_and_a_lost_counter_are_recovered(cluster):
+    n1, n2 = cluster(2)
+    redis = cluster.redis
+    with qs.open_stream(n2, ["urn:r"]) as s:
+        a = publish_id(n1, "urn:r", "a")
+        assert redis.call("SCRIPT", "FLUSH") == "OK"
+        b = publish_id(n1, "urn:r", "b")  # EVALSHA fails with NOSCRIPT: EVAL takes over
+        assert redis.call("DEL", cluster.stream + ":seq") == 1
+        c = publish_id(n2, "urn:r", "c")  # the counter restarts above the stream's end
+        d = publish_id(n1, "urn:r", "d")
+        assert [e.id for e in s.events_until(d, T(10))] == [a, b, c, d]
+    ids = [e[0] for e in redis.call("XRANGE", cluster.stream, "-", "+")]
+    assert ids == [b"1-0", b"2-0", b"3-0", b"4-0"]
+
+
+def test_retention_follows_max_len_approx_and_trims_the_index(cluster):
+    (hub,) = cluster(1, query="max_len_approx=50")
+    redis = cluster.redis
+    ids = []
+    with hub.conn() as c:
+        for i in range(600):
+            ids.append(qs.publish_ok(hub, ["urn:ret"], "u%d" % i, conn=c))
+    length = redis.call("XLEN", cluster.stream)
+    assert 50 <= length < 200, length
+    assert redis.call("ZCARD", cluster.stream + ":ids") < length + 300
+    # A trimmed id is unknown; a retained one replays exactly what follows it.
+    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[0])]) as s:
+        assert s.response.header("Last-Event-ID") == "earliest"
+    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[-5])]) as s:
+        assert [e.id for e in drain(s, 4)] == ids[-4:]
+    with qs.open_stream(hub, ["urn:ret"], extra_query=[("lastEventID", "earliest")]) as s:
+        got = [e.id for e in drain(s, length)]
+        assert got == ids[-length:]
+
+
+def test_long_history_is_replayed_in_batches_across_nodes(cluster):
+    n1, n2 = cluster(2)
+    ids = []
+    with n1.conn() as c:
+        for i in range(2500):
+            ids.append(qs.publish_ok(n1, ["urn:long"], "x" * 50 + str(i), conn=c))
+    with qs.open_stream(n2, ["urn:long"], headers=[("Last-Event-ID", ids[99])]) as s:
+        live = publish_id(n1, "urn:long", "live")
+        got = [e.id for e in s.events_until(live, T(20))]
+        assert got == ids[100:] + [live]
+
+
+# --------------------------------------------------------------------------- presence
+
+def api(hub, path="/.well-known/mercure/subscriptions"):
+    r = hub.request("GET", path, headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
+    assert r.status == 200, r
+    return json.loads(r.body)["subscriptions"]
+
+
+def test_presence_is_shared_and_a_killed_node_expires(cluster):
+    extra = ["subscriptions", "heartbeat 500ms"]
+    n1, n2, n3 = cluster(3, extra=extra, query="presence_ttl=2s")
+    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
+        a = qs.open_stream(n1, ["urn:on-1"])
+        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
+        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
+        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
+        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
+        assert all(d["active"] for d in arrivals.values())
+
+        def topics_on(hub):  # the watcher on node 2 is a subscriber too
+            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
+
+        for h in (n1, n2, n3):
+            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
+                          what="both subscriptions listed on every node")
+        listed = {s["topic"]: s for s in api(n2)}
+        assert listed["urn:on-3"]["payload"] == {"u": 3}
+        assert listed["urn:on-3"]["subscriber"] == arrivals["urn:on-3"]["subscriber"]
+        one = qs.sub_token(["*"])
+        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
+        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
+                       headers=[("Authorization", "Bearer " + one)])
+        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
+
+        # A node killed with SIGKILL leaves no goodbye: its entries expire (presence_ttl).
+        t0 = time.monotonic()
+        n3.kill()
+        b.close()
+        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
+                      what="the killed node's subscription to expire")
+        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
+        assert topics_on(n1) == ["urn:on-1"]
+
+        # A subscriber leaving a live node is forgotten at once, everywhere, with an event.
+        a.close()
+        w.wait_for(lambda: any(not json.loads(e.data)["active"] for e in w.events), T(5),
+                   "the departure from node 1")
+        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+
+
+def test_a_cleanly_stopped_node_removes_its_entries(cluster):
+    n1, n2 = cluster(2, extra=["subscriptions"], query="presence_ttl=30s")
+    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
+    s = qs.open_stream(n1, ["urn:bye"])
+    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
+    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
+    assert n1.stop() == 0
+    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
+    keys = cluster.redis.call("KEYS", cluster.stream + ":presence:" + "*")
+    assert len(keys) == 1  # node 2's, for its watcher
+    # The departure caused by the shutdown was published before node 1 left.
+    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
+               T(5), "the arrival and the departure")
+    s.close()
+    w.close()
+
+
+# --------------------------------------------------------------------------- TLS and AUTH
+
+def make_certs(d):
+    d.mkdir(parents=True, exist_ok=True)
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
+        "-keyout", "ca.key", "-out", "ca.pem")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+        "server.key", "-out", "server.csr")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
+    # Another CA, that did not sign the server's certificate.
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
+        "-keyout", "other.key", "-out", "other.pem")
+    return {k: str(d / v) for k, v in (("cert", "server.pem"), ("key", "server.key"),
+                                       ("ca", "ca.pem"), ("other", "other.pem"))}
+
+
+def test_tls(redis_factory, start_hub, tmp_path):
+    certs = make_certs(tmp_path / "certs")
+    redis = redis_factory(tls=(certs["cert"], certs["key"], certs["ca"]))
+    base = "127.0.0.1:%d/tls-stream" % redis.port
+    n1 = start_hub(env={"MERCURE_TRANSPORT_URL": "rediss://%s?tls_ca=%s" % (base, certs["ca"])})
+    n2 = start_hub(env={"MERCURE_TRANSPORT_URL": "redis://localhost:%d/tls-stream?tls=1&"
+                        "tls_ca=%s" % (redis.port, certs["ca"])})
+    n3 = start_hub(extra=["transport redis {", "address 127.0.0.1:%d" % redis.port,
+                          "stream tls-stream", "tls", "tls_insecure", "}"])
+    for h in (n1, n2, n3):
+        assert healthz(h).status == 200, h.stderr()
+    with qs.open_stream(n2, ["urn:tls"]) as s2, qs.open_stream(n3, ["urn:tls"]) as s3:
+        uid = publish_id(n1, "urn:tls", "over TLS")
+        assert s2.next_event(T(5)).id == uid
+        assert s3.next_event(T(5)).id == uid
+    with qs.open_stream(n3, ["urn:tls"], extra_query=[("lastEventID", "earliest")]) as s:
+        end = publish_id(n2, "urn:tls", "end")
+        assert [e.id for e in s.events_until(end, T(5))] == [uid, end]
+    # The server's certificate is verified: another CA, or none (system CAs), is refused.
+    for query in ("tls_ca=%s" % certs["other"], "tls=1"):
+        bad = start_hub(env={"MERCURE_TRANSPORT_URL": "rediss://%s?%s" % (base, query)})
+        r = healthz(bad)
+        assert r.status == 503 and "redis TLS handshake failed" in r.text, r
+        r = qs.publish(bad, ["urn:tls"], "x")
+        assert r.status == 503 and "TLS" in r.text
+    # Plain text to a TLS port does not get through either.
+    plain = start_hub(env={"MERCURE_TRANSPORT_URL": "redis://%s" % base})
+    assert healthz(plain).status == 503
+
+
+def test_auth_with_user_and_password(redis_factory, start_hub):
+    redis = redis_factory(args=["--user", "alice", "on", ">s3cret", "~*", "&*", "+@all",
+                                "--user", "default", "off"])
+    url = "redis://alice:s3cret@127.0.0.1:%d/auth-stream" % redis.port
+    good = start_hub(env={"MERCURE_TRANSPORT_URL": url})
+    block = start_hub(extra=["transport redis {", "address 127.0.0.1:%d" % redis.port,
+                             "stream auth-stream", "username alice", "password s3cret", "}"])
+    assert healthz(good).status == 200 and healthz(block).status == 200
+    with qs.open_stream(block, ["urn:auth"]) as s:
+        uid = publish_id(good, "urn:auth", "authenticated")
+        assert s.next_event(T(5)).id == uid
+    # Wrong password: the hub starts, says why it is unhealthy, refuses publishes.
+    wrong = start_hub(env={"MERCURE_TRANSPORT_URL": url.replace("s3cret", "wrong")})
+    r = healthz(wrong)
+    assert r.status == 503 and "redis AUTH failed: WRONGPASS" in r.text, r
+    r = qs.publish(wrong, ["urn:auth"], "x")
+    assert r.status == 503 and "AUTH failed" in r.text
+    assert "AUTH failed" in wrong.stderr()
+    # No credentials at all.
+    none = start_hub(env={"MERCURE_TRANSPORT_URL": "redis://127.0.0.1:%d/auth-stream"
+                          % redis.port})
+    r = healthz(none)
+    assert r.status == 503 and "NOAUTH" in r.text, r
+
+
+# --------------------------------------------------------------------------- configuration
+
+BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
+            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
+
+
+@pytest.mark.parametrize("env,needles", [
+    ({"MERCURE_TRANSPORT_URL": "redis://127.0.0.1:1/s?max_len_approx=many"},
+     ["MERCURE_TRANSPORT_URL:1", "transport redis", "max_len_approx", "\"many\""]),
+    ({"MERCURE_TRANSPORT_URL": "redis://127.0.0.1:1/s?bogus=1"},
+     ["unknown option \"bogus\""]),
+    ({"MERCURE_TRANSPORT_URL": "rediss://127.0.0.1:1/s?tls_ca=/nonexistent/ca.pem"},
+     ["tls_ca", "/nonexistent/ca.pem"]),
+    ({"MERCURE_EXTRA_DIRECTIVES": "transport redis {\naddress nowhere:99999\n}"},
+     ["MERCURE_EXTRA_DIRECTIVES:2", "address", "\"nowhere:99999\""]),
+])
+def test_configuration_errors_stop_the_hub(tmp_path, env, needles):
+    full = dict(BASE_ENV)
+    full.update(env)
+    p = qs.run_mercure(["run"], tmp_path, env=full)
+    assert p.returncode != 0, p.stderr
+    for n in needles:
+        assert n in p.stderr, (n, p.stderr)
+
+
+def test_clean_exit_while_redis_is_down(cluster):
+    hubs = cluster(2, extra=["subscriptions"])
+    s = qs.open_stream(hubs[0], ["urn:x"])
+    cluster.redis.kill()
+    qs.wait_until(lambda: healthz(hubs[0]).status == 503, T(5), what="unhealthy")
+    t0 = time.monotonic()
+    for h in hubs:
+        assert h.stop() == 0, h.stderr()
+    assert time.monotonic() - t0 < T(8)
+    s.close()
+
+
+def test_a_hung_redis_times_out_and_recovers(cluster):
+    (hub,) = cluster(1, query="timeout=500ms")
+    redis = cluster.redis
+    with qs.open_stream(hub, ["urn:hung"]) as s:
+        redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            r = qs.publish(hub, ["urn:hung"], "x", timeout=T(10))
+            assert r.status == 503 and "redis unavailable" in r.text, r
+            assert time.monotonic() - t0 < T(3)
+            qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
+        finally:
+            redis.proc.send_signal(signal.SIGCONT)
+        qs.wait_until(lambda: healthz(hub).status == 200, T(10), what="healthy again")
+        uid = publish_id(hub, "urn:hung", "after")
+        got = [e.id for e in s.events_until(uid, T(10))]
+        assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have been stored
