@@ -90,7 +90,7 @@ int main(int argc, char **argv)
            atomic_load(&delivered), (double)(t2 - t0) / 1e9);
     t->ops->stop(t);
     qs_presence *p = t->presence;
-    t->ops->destroy(t);
+    qs_transport_destroy(t);
     qs_presence_free(p);
     free(data);
     return atomic_load(&failed) ? 3 : 0;

@@ -137,11 +137,7 @@ void qs_hub_destroy(qs_hub *hub)
     for (int i = 0; i < hub->n_workers; i++)
         qs_worker_destroy(&hub->workers[i]);
     free(hub->workers);
-    if (hub->transport) {
-        qs_presence *presence = hub->transport->presence;
-        hub->transport->ops->destroy(hub->transport);
-        qs_presence_free(presence);
-    }
+    qs_transport_destroy(hub->transport);
     if (hub->publisher_key)
         qs_jwt_key_free(hub->publisher_key);
     if (hub->subscriber_key)

@@ -255,3 +255,12 @@ void qs_transport_presence_list(qs_transport *t, qs_presence_query *q)
     q->status = 0;
     q->done(q);
 }
+
+void qs_transport_destroy(qs_transport *t)
+{
+    if (!t)
+        return;
+    qs_presence *presence = t->presence;
+    t->ops->destroy(t);
+    qs_presence_free(presence);
+}

@@ -116,6 +116,9 @@ void qs_transport_presence_list(qs_transport *t, qs_presence_query *q);
 int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *host,
                       qs_transport **out, char **err);
 
+/** Destroys a transport made by qs_transport_open (and its single-node registry). */
+void qs_transport_destroy(qs_transport *t);
+
 /** Scheme of a transport URL ("local" for "local://x"), malloc'd; NULL when malformed. */
 char *qs_transport_url_scheme(const char *url);
 

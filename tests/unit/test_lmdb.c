@@ -163,7 +163,7 @@ static size_t replay_all(qs_transport *t, const char *after_id, uint64_t until, 
 static void close_store(qs_transport *t)
 {
     t->ops->stop(t);
-    t->ops->destroy(t);
+    qs_transport_destroy(t);
 }
 
 static void sink_free(sink *s)
