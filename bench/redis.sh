@@ -11,28 +11,12 @@
 # appendfsync always); set FSYNC=everysec to compare.
 #
 #   bench/redis.sh [RATE] [SECONDS] [SUBS] [UPDATES_MAX]
-set -euo pipefail
-cd "$(dirname "$0")/.."
 rate="${1:-1000}"
 secs="${2:-10}"
 subs="${3:-100}"
 max_updates="${4:-100000}"
 fsync="${FSYNC:-always}"
-scripts/build build >/dev/null
-key='!ChangeThisMercureHubJWTSecretKey!'
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true # redis-server may still be writing in $work
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
+source "$(dirname "$0")/lib.sh"
 
 rport=$(free_port)
 mkdir -p "$work/redis"
@@ -43,26 +27,6 @@ for _ in $(seq 100); do
     redis-cli -p "$rport" ping >/dev/null 2>&1 && break
     sleep 0.05
 done
-
-start_hub() { # name transport_url; sets $port and $pid
-    local name=$1 url=$2 dir="$work/$1"
-    mkdir -p "$dir"
-    (cd "$dir" && XDG_DATA_HOME="$dir/data" SERVER_NAME=127.0.0.1:0 \
-        MERCURE_PUBLISHER_JWT_KEY="$key" MERCURE_SUBSCRIBER_JWT_KEY="$key" \
-        MERCURE_TRANSPORT_URL="$url" \
-        exec "$OLDPWD/build/mercure" run >"$dir/out" 2>"$dir/log") &
-    pid=$!
-    pids+=("$pid")
-    for _ in $(seq 100); do
-        port=$(grep -o 'listening on [^ ]*:[0-9]*' "$dir/log" 2>/dev/null \
-            | grep -o '[0-9]*$' || true)
-        [ -n "$port" ] && return
-        sleep 0.05
-    done
-    echo "hub $name did not start" >&2; exit 1
-}
-
-field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/"; }
 
 start_hub a "redis://127.0.0.1:$rport/bench"; a_port=$port
 start_hub b "redis://127.0.0.1:$rport/bench"; b_port=$port

@@ -11,17 +11,6 @@
 /* Go's readCookies returns nothing when a header holds more than this many cookies. */
 #define QS_COOKIE_MAX_NUM 3000
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int qs_url_unescape(const char *s, size_t len, bool plus_is_space, qs_buf *out)
 {
     size_t i = 0, run = 0;
@@ -40,8 +29,8 @@ int qs_url_unescape(const char *s, size_t len, bool plus_is_space, qs_buf *out)
             qs_buf_append_char(out, ' ');
             i++;
         } else {
-            int hi = i + 2 < len ? hex_value((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < len ? hex_value((unsigned char)s[i + 2]) : -1;
+            int hi = i + 2 < len ? qs_hex_value((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < len ? qs_hex_value((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return -1;
             qs_buf_append_char(out, (char)(hi << 4 | lo));

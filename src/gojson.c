@@ -14,43 +14,6 @@ void qs_gojson_indent(qs_buf *out, int depth)
         qs_buf_append(out, "  ", 2);
 }
 
-/* Length of the UTF-8 sequence at p (1..4), or 0 when invalid (Go's utf8.DecodeRune). */
-static int utf8_seq(const unsigned char *p, size_t left, uint32_t *cp)
-{
-    unsigned char c = p[0];
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    int n;
-    uint32_t min;
-    if ((c & 0xe0) == 0xc0) {
-        n = 2;
-        *cp = c & 0x1f;
-        min = 0x80;
-    } else if ((c & 0xf0) == 0xe0) {
-        n = 3;
-        *cp = c & 0x0f;
-        min = 0x800;
-    } else if ((c & 0xf8) == 0xf0) {
-        n = 4;
-        *cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)n > left)
-        return 0;
-    for (int i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-        *cp = (*cp << 6) | (p[i] & 0x3f);
-    }
-    if (*cp < min || *cp > 0x10ffff || (*cp >= 0xd800 && *cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
 void qs_gojson_string(qs_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -80,7 +43,7 @@ void qs_gojson_string(qs_buf *out, const char *s, size_t len)
             continue;
         }
         uint32_t cp;
-        int n = utf8_seq(p + i, len - i, &cp);
+        int n = (int)qs_utf8_decode(p + i, len - i, &cp);
         if (!n) {
             qs_buf_append(out, "\\ufffd", 6);
             i++;

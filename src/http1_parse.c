@@ -432,17 +432,6 @@ enum {
     CH_FAILED,
 };
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool is_ext_char(unsigned char c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7f);
@@ -474,7 +463,7 @@ static enum qs_http_parse_status chunk_line_byte(qs_chunked_decoder *d, char c, 
 
     switch (d->state) {
     case CH_SIZE:
-        h = hex_value(c);
+        h = qs_hex_value((unsigned char)c);
         if (h >= 0) {
             if (d->remaining > (UINT64_MAX >> 4))
                 return fail(err, QS_HTTP_E_BAD_REQUEST, "chunk size too large");

@@ -12,11 +12,11 @@
 #include "util.h"
 
 typedef struct qs_presence_entry {
-    char *subscriber;  /* "urn:uuid:…" */
-    char **topics;     /* the subscriber's topic selectors, in request order */
+    char *subscriber; /* "urn:uuid:…" */
+    char **topics;    /* the subscriber's topic selectors, in request order */
     size_t n_topics;
-    char *payload;     /* the token's mercure.payload as compact JSON, NULL when absent */
-    uint64_t order;    /* registration order (set by the registry) */
+    char *payload;  /* the token's mercure.payload as compact JSON, NULL when absent */
+    uint64_t order; /* registration order (set by the registry) */
 } qs_presence_entry;
 
 /** Deep copy of e into out. */

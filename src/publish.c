@@ -135,15 +135,7 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
     const qs_http_request *h = req->http;
     const qs_form *query = qs_request_query(req);
 
-    qs_auth_params ap = {
-        .key = hub->publisher_key,
-        .cookie_name = cfg->cookie_name,
-        .is_post = true,
-        .publish_origins = cfg->publish_origins,
-        .n_publish_origins = cfg->n_publish_origins,
-        .now = qs_wall_seconds(),
-        .cache = c->w->tokens,
-    };
+    qs_auth_params ap = qs_conn_auth_params(c, true);
     qs_jwt_claims claims;
     const char *reason = NULL;
     enum qs_auth_status st = qs_authorize(&ap, h, query, &claims, &reason);

@@ -17,6 +17,21 @@
     "X-Frame-Options: DENY\r\n"                                                                    \
     "X-Xss-Protection: 1; mode=block\r\n"
 
+qs_auth_params qs_conn_auth_params(qs_conn *c, bool publish)
+{
+    qs_hub *hub = c->w->hub;
+    const qs_config *cfg = hub->cfg;
+    return (qs_auth_params){
+        .key = publish ? hub->publisher_key : hub->subscriber_key,
+        .cache = c->w->tokens,
+        .cookie_name = cfg->cookie_name,
+        .is_post = publish,
+        .publish_origins = cfg->publish_origins,
+        .n_publish_origins = cfg->n_publish_origins,
+        .now = qs_wall_seconds(),
+    };
+}
+
 const qs_form *qs_request_query(qs_request *req)
 {
     if (!req->query_parsed) {

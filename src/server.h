@@ -24,6 +24,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "config.h"
 #include "form.h"
@@ -126,9 +127,9 @@ struct qs_worker {
     size_t read_buf_size;
 
     /* connections */
-    qs_list conns;         /* every open connection */
-    qs_list conns_reading; /* receiving a request, oldest first (request_timeout) */
-    qs_list conns_idle;    /* keep-alive between requests, oldest first (idle_timeout) */
+    qs_list conns;           /* every open connection */
+    qs_list conns_reading;   /* receiving a request, oldest first (request_timeout) */
+    qs_list conns_idle;      /* keep-alive between requests, oldest first (idle_timeout) */
     qs_list conns_lingering; /* closing after an error response, oldest first */
     uint64_t n_conns;
 
@@ -207,8 +208,8 @@ struct qs_conn {
     bool in_process;  /* inside conn_process: responses must not re-enter it */
     bool head_method; /* the request being answered is HEAD: no body */
     uint8_t minor_version;
-    qs_buf in;   /* unprocessed input (empty most of the time) */
-    qs_buf head; /* the head of a request still receiving its body */
+    qs_buf in;       /* unprocessed input (empty most of the time) */
+    qs_buf head;     /* the head of a request still receiving its body */
     size_t lingered; /* bytes discarded while lingering */
     qs_http_parser parser;
     qs_http_request *req; /* while a request is being read/handled */
@@ -360,6 +361,9 @@ void qs_hub_headers(qs_conn *c, const qs_request *req, qs_buf *out);
 void qs_hub_send_error(qs_conn *c, const qs_request *req, int status, const char *message);
 /** Adds CORS headers for an actual (non-preflight) request when cors_origins is set. */
 void qs_add_cors_headers(qs_hub *hub, const qs_http_request *req, qs_buf *headers);
+/** The authorization parameters of a publish (publisher key, CSRF rule) or of a subscriber
+ *  request (subscriber key), with this worker's token cache. */
+qs_auth_params qs_conn_auth_params(qs_conn *c, bool publish);
 /** Parses the query string of req once (lenient, like Go's URL.Query()). */
 const qs_form *qs_request_query(qs_request *req);
 

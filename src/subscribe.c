@@ -80,13 +80,7 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
     qs_jwt_claims claims = {0};
     bool have_claims = false;
     if (hub->subscriber_key) {
-        qs_auth_params ap = {
-            .key = hub->subscriber_key,
-            .cookie_name = cfg->cookie_name,
-            .is_post = false,
-            .now = qs_wall_seconds(),
-            .cache = c->w->tokens,
-        };
+        qs_auth_params ap = qs_conn_auth_params(c, false);
         const char *reason = NULL;
         enum qs_auth_status st = qs_authorize(&ap, h, query, &claims, &reason);
         if (st == QS_AUTH_INVALID || (st == QS_AUTH_ANONYMOUS && !cfg->anonymous)) {

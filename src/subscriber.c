@@ -557,8 +557,8 @@ static void deliver_group(qs_worker *w, qs_sub_group *g, qs_update *u)
         s->last_seq = u->seq;
         if (s->doomed)
             continue;
-        if (u->is_private && (!s->claims || !claimset_allows(w, s->claims, u) ||
-                              own_presence_event(u, s)))
+        if (u->is_private &&
+            (!s->claims || !claimset_allows(w, s->claims, u) || own_presence_event(u, s)))
             continue;
         if (!enqueue(s, u->frame)) {
             doom(s, QS_DROP_QUEUE_FULL);

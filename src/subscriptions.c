@@ -338,13 +338,7 @@ void qs_handle_subscriptions_api(qs_conn *c, qs_request *req)
         qs_buf_append(&uri, h->query.p, h->query.n);
     }
     if (hub->subscriber_key) {
-        qs_auth_params ap = {
-            .key = hub->subscriber_key,
-            .cookie_name = cfg->cookie_name,
-            .is_post = false,
-            .now = qs_wall_seconds(),
-            .cache = c->w->tokens,
-        };
+        qs_auth_params ap = qs_conn_auth_params(c, false);
         qs_jwt_claims claims;
         const char *reason = NULL;
         enum qs_auth_status st = qs_authorize(&ap, h, qs_request_query(req), &claims, &reason);

@@ -16,8 +16,8 @@ void qs_subscription_id(qs_buf *out, const char *topic, size_t topic_len, const 
  * Appends a subscription document as Go's json.MarshalIndent writes it, at nesting `depth`.
  * context: include "@context"; last_event_id: NULL to omit; payload: NULL to omit.
  */
-void qs_subscription_json(qs_buf *out, const char *topic, size_t topic_len,
-                          const char *subscriber, bool active, const char *last_event_id,
-                          json_t *payload, bool context, int depth);
+void qs_subscription_json(qs_buf *out, const char *topic, size_t topic_len, const char *subscriber,
+                          bool active, const char *last_event_id, json_t *payload, bool context,
+                          int depth);
 
 #endif

@@ -9,11 +9,9 @@ static const struct {
     const char *name; /* transport name and URL scheme */
     const qs_transport_ops *ops;
 } registry[] = {
-    {"local", &qs_transport_local_ops},
-    {"lmdb", &qs_transport_lmdb_ops},
+    {"local", &qs_transport_local_ops}, {"lmdb", &qs_transport_lmdb_ops},
     {"bolt", &qs_transport_lmdb_ops}, /* the reference's default store, by name and scheme */
-    {"redis", &qs_transport_redis_ops},
-    {"rediss", &qs_transport_redis_ops}, /* redis over TLS */
+    {"redis", &qs_transport_redis_ops}, {"rediss", &qs_transport_redis_ops}, /* redis over TLS */
 };
 
 void qs_replay_clear(qs_replay *r)

@@ -26,10 +26,10 @@
  */
 typedef struct qs_frame {
     atomic_uint refs;
-    uint32_t len;   /* bytes in data */
+    uint32_t len; /* bytes in data */
     uint16_t flags;
-    uint16_t head;  /* chunk prefix length (0 for RAW frames) */
-    uint64_t seq;   /* bus position of the update (set when delivered; 0 = not an update) */
+    uint16_t head; /* chunk prefix length (0 for RAW frames) */
+    uint64_t seq;  /* bus position of the update (set when delivered; 0 = not an update) */
     char data[];
 } qs_frame;
 

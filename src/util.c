@@ -20,6 +20,50 @@ void qs_panic(const char *fmt, ...)
     abort();
 }
 
+size_t qs_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t need;
+    uint32_t v;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+        v = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        v = c & 0x0F;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        v = c & 0x07;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (n < need + 1)
+        return 0;
+    for (size_t i = 1; i <= need; i++) {
+        unsigned char b = s[i];
+        if (b < lo || b > hi)
+            return 0;
+        lo = 0x80; /* only the first continuation byte has a narrower range */
+        hi = 0xBF;
+        v = (v << 6) | (b & 0x3F);
+    }
+    *cp = v;
+    return need + 1;
+}
+
 void *qs_xmalloc(size_t n)
 {
     void *p = malloc(n ? n : 1);

@@ -61,6 +61,23 @@ static inline bool qs_slice_eq(qs_slice a, const char *s)
 /** ASCII case-insensitive comparison of a slice with a NUL-terminated string. */
 bool qs_slice_ieq(qs_slice a, const char *s);
 
+/** The value of a hexadecimal digit, or -1. */
+static inline int qs_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/** Decodes one strict UTF-8 sequence (no overlong forms, surrogates or values above
+ *  U+10FFFF), as Go decodes it. Returns its length (1..4), or 0 when s[0..n) does not start
+ *  with a valid sequence. */
+size_t qs_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
 /** Monotonic clock in milliseconds / nanoseconds. */
 uint64_t qs_now_ms(void);
 uint64_t qs_now_ns(void);

@@ -158,8 +158,7 @@ static void worker_stop_task(qs_worker *w, void *arg)
     for (n = w->conns.next; n != &w->conns; n = next) {
         next = n->next;
         qs_conn *c = qs_list_entry(n, qs_conn, node);
-        if (c->state == QS_CONN_HEAD || c->state == QS_CONN_BODY ||
-            c->state == QS_CONN_LINGERING)
+        if (c->state == QS_CONN_HEAD || c->state == QS_CONN_BODY || c->state == QS_CONN_LINGERING)
             qs_conn_close(c);
     }
     worker_maybe_exit(w);
