@@ -330,7 +330,10 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->closing)
         return;
     if (nread < 0) {
-        /* EOF or error: a subscriber went away, or a client closed between requests. */
+        /* EOF or error: a subscriber went away, or a client closed between requests. A
+         * timeout is the kernel giving up on a peer that stopped acknowledging. */
+        if (nread == UV_ETIMEDOUT && c->sub)
+            qs_metric_add(&qs_metrics_global.subscribers_dropped[QS_DROP_DISPATCH_TIMEOUT], 1);
         qs_conn_close(c);
         return;
     }
@@ -651,7 +654,10 @@ void qs_conn_watch_peer(qs_conn *c)
     uv_os_fd_t fd;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
         return;
-    unsigned user_timeout = (unsigned)(cfg->dispatch_timeout_ms ? cfg->dispatch_timeout_ms : 30000);
+    /* Twice dispatch_timeout: a write stuck in the hub is dropped by the hub's own check
+     * first (and counted as such); the kernel's limit is for bytes it already took. */
+    unsigned user_timeout =
+        (unsigned)(cfg->dispatch_timeout_ms ? 2 * cfg->dispatch_timeout_ms : 30000);
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
     int on = 1;
     int idle = cfg->heartbeat_ms ? (int)QS_MAX(cfg->heartbeat_ms / 1000, (uint64_t)1) : 60;
