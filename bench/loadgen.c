@@ -54,6 +54,7 @@ static struct options {
     double drain_s;
     bool replay;
     double sub_churn; /* subscribers opened (and closed once open) per second */
+    double publish_for; /* stop issuing publishes after this many seconds (0 = no cap) */
     double duration;
     int sources; /* 127.0.0.x source addresses for subscribers */
     bool json;
@@ -611,9 +612,22 @@ static void pub_written(uv_write_t *w, int status)
     }
 }
 
+static void pub_maybe_finish(void);
+
+/* A server too slow for the requested load still ends the run: past --publish-for, no new
+ * publish is issued and the run ends once the ones in flight are answered. */
+static bool pub_time_is_up(void)
+{
+    if (opt.publish_for <= 0 || now_ns() - P.start_ns < (uint64_t)(opt.publish_for * 1e9))
+        return false;
+    if (opt.updates > P.next)
+        opt.updates = P.next;
+    return true;
+}
+
 static void pub_send(pubconn *c)
 {
-    if (c->busy || !c->connected || c->closing || P.next >= opt.updates)
+    if (c->busy || !c->connected || c->closing || P.next >= opt.updates || pub_time_is_up())
         return;
     c->busy = true;
     pub_build(c, P.next++);
@@ -655,6 +669,10 @@ static void pub_connect(pubconn *c)
 static void pacer_cb(uv_timer_t *t)
 {
     QS_UNUSED(t);
+    if (pub_time_is_up()) {
+        pub_maybe_finish();
+        return;
+    }
     double elapsed = (double)(now_ns() - P.start_ns) / 1e9;
     long due = (long)(elapsed * opt.rate) + 1;
     if (due > opt.updates)
@@ -748,6 +766,7 @@ int main(int argc, char **argv)
         {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
         {"label", 1, 0, 'l'},       {"sub-churn", 1, 0, 'C'},
         {"duration", 1, 0, 'D'},    {"pub-port", 1, 0, 'o'},
+        {"publish-for", 1, 0, 'F'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -821,6 +840,9 @@ int main(int argc, char **argv)
             break;
         case 'D':
             opt.duration = atof(optarg);
+            break;
+        case 'F':
+            opt.publish_for = atof(optarg);
             break;
         default:
             usage();

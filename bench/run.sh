@@ -72,8 +72,10 @@ run() {
     local target=$1 label=$2; shift 2
     start "$target"
     local line
-    line=$(build/loadgen --port "$port" --profile "$profile" --hub-pid "$pids" --json \
-        --label "$label/$target" "$@" || true)
+    # --publish-for: a server slower than the requested load still ends the run (the
+    # achieved rate is reported); timeout: nothing can hang the benchmark.
+    line=$(timeout 300 build/loadgen --port "$port" --profile "$profile" --hub-pid "$pids" \
+        --json --publish-for 40 --label "$label/$target" "$@" || true)
     stop
     echo "$line" | tee -a "$results"
 }
