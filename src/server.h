@@ -155,11 +155,10 @@ struct qs_worker {
     qs_worker_counters counters;
     struct qs_token_cache *tokens; /* verified tokens of this worker's clients */
 
-    /* Write coalescing: when flushing is costly (large fan-outs), the next flush waits a
-     * little so that several events leave in one write per subscriber. */
-    uv_timer_t flush_timer;
-    uint64_t next_flush_ms;
-    bool flush_armed;
+    /* Flushing in slices (worker.c): w->pending[pending_pos..n_pending) are still to be
+     * written; the idle handle runs the next slice after the loop has turned once. */
+    uv_idle_t flush_idle;
+    size_t pending_pos;
 
     bool stopping;
     bool exiting;
@@ -335,8 +334,13 @@ void qs_subscriber_free(qs_subscriber *s);
 void qs_subscriber_flush(qs_subscriber *s);
 /** Fans one committed update out to this worker's subscribers (queues frames). */
 void qs_worker_fanout(qs_worker *w, qs_update *u);
-/** Writes what fan-out queued. */
-void qs_worker_flush_pending(qs_worker *w);
+/** Most subscribers written per slice of a flush. */
+#define QS_FLUSH_SLICE 128
+/** Writes what fan-out queued to the next QS_FLUSH_SLICE subscribers; true when some are
+ *  still pending. */
+bool qs_worker_flush_pending(qs_worker *w);
+/** Writes everything queued at once (shutdown). */
+void qs_worker_flush_all(qs_worker *w);
 /** Heartbeats, deadlines, dispatch timeouts. */
 void qs_subscribers_check_timers(qs_worker *w, uint64_t now);
 /** Ends every stream cleanly (shutdown). */

@@ -516,19 +516,47 @@ static void on_subscriber_write(uv_write_t *req, int status)
     qs_subscriber_flush(s);
 }
 
-void qs_worker_flush_pending(qs_worker *w)
+bool qs_worker_flush_pending(qs_worker *w)
 {
-    /* Flushing can close connections, which clears their slots; the array itself is only
-     * appended to by enqueue(), which does not run during this loop. */
-    for (size_t i = 0; i < w->n_pending; i++) {
-        qs_subscriber *s = w->pending[i];
+    /* Flushing can close connections, which clears their slots; fan-out appends to the
+     * array only between slices, never during this loop. */
+    size_t end = QS_MIN(w->n_pending, w->pending_pos + QS_FLUSH_SLICE);
+    for (; w->pending_pos < end; w->pending_pos++) {
+        qs_subscriber *s = w->pending[w->pending_pos];
         if (!s)
             continue;
+        w->pending[w->pending_pos] = NULL;
         s->pending_idx = UINT32_MAX;
-        w->pending[i] = NULL;
         qs_subscriber_flush(s);
     }
-    w->n_pending = 0;
+    if (w->pending_pos == w->n_pending) {
+        w->n_pending = w->pending_pos = 0;
+        return false;
+    }
+    /* Under a steady stream of updates a round may never end: subscribers written early
+     * in it are appended again behind the cursor. Once the written part is the larger
+     * half, slide what is left to the front so the array stays within twice the number
+     * of subscribers. */
+    if (w->pending_pos >= QS_FLUSH_SLICE && w->pending_pos * 2 >= w->n_pending) {
+        size_t left = 0;
+        for (size_t i = w->pending_pos; i < w->n_pending; i++) {
+            qs_subscriber *s = w->pending[i];
+            if (!s)
+                continue;
+            s->pending_idx = (uint32_t)left;
+            w->pending[left++] = s;
+        }
+        w->n_pending = left;
+        w->pending_pos = 0;
+        return left > 0;
+    }
+    return true;
+}
+
+void qs_worker_flush_all(qs_worker *w)
+{
+    while (qs_worker_flush_pending(w)) {
+    }
 }
 
 /* -------------------------------------------------------------- fan-out */
@@ -634,7 +662,7 @@ void qs_subscribers_end_all(qs_worker *w)
         if (c->sub)
             qs_subscriber_end(c->sub);
     }
-    qs_worker_flush_pending(w);
+    qs_worker_flush_all(w);
 }
 
 /* --------------------------------------------------------------- history */

@@ -37,41 +37,23 @@ void qs_worker_post_update(qs_worker *w, qs_update *u)
 
 static void worker_maybe_exit(qs_worker *w);
 
-/* The longest a flush is deferred to let events accumulate. */
-#define MAX_FLUSH_GAP_MS 50
-
-/* Writes what fan-out queued, then decides how soon the next flush may run: a flush that
- * took T ms (tens of thousands of sockets) is followed by a gap of up to 2T, so that under
- * load several events leave in one write per subscriber and the worker spends at most
- * about a third of its time in write calls; a cheap flush leaves no gap at all. */
-static void flush_now(qs_worker *w)
+/* Flushing in slices. A worker writes to at most QS_FLUSH_SLICE subscribers, then lets
+ * its loop run (new publishes, reads, fan-out of new updates) before the next slice. With
+ * a large fan-out this keeps the worker responsive, and it is also what batches writes
+ * under load: while a round over thousands of subscribers goes on, the events published
+ * meanwhile join the queues of the subscribers not yet written, and leave with them in one
+ * write. With small fan-outs a round is one slice and nothing waits. */
+static void on_flush_idle(uv_idle_t *h)
 {
-    uint64_t start = qs_now_ns();
-    qs_worker_flush_pending(w);
-    uint64_t end = qs_now_ns();
-    uint64_t gap_ms = (end - start) * 2 / 1000000;
-    w->next_flush_ms = gap_ms ? end / 1000000 + QS_MIN(gap_ms, (uint64_t)MAX_FLUSH_GAP_MS) : 0;
+    qs_worker *w = h->data;
+    if (!qs_worker_flush_pending(w))
+        uv_idle_stop(h);
 }
 
-static void on_flush_timer(uv_timer_t *t)
-{
-    qs_worker *w = t->data;
-    w->flush_armed = false;
-    flush_now(w);
-}
-
-/* Flushes now, or arms the flush timer when the previous flush asked for a gap. */
 static void flush_soon(qs_worker *w)
 {
-    if (!w->n_pending || w->flush_armed)
-        return;
-    uint64_t now = qs_now_ms();
-    if (now >= w->next_flush_ms || w->stopping) {
-        flush_now(w);
-        return;
-    }
-    w->flush_armed = true;
-    uv_timer_start(&w->flush_timer, on_flush_timer, w->next_flush_ms - now, 0);
+    if (w->n_pending && qs_worker_flush_pending(w))
+        uv_idle_start(&w->flush_idle, on_flush_idle);
 }
 
 /* Drains the inbox: updates are fanned out, tasks run, then queued frames are written.
@@ -114,7 +96,7 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = qs_now_ms();
     qs_conn_check_timeouts(w, now);
     qs_subscribers_check_timers(w, now);
-    qs_worker_flush_pending(w);
+    flush_soon(w);
     if (w->stopping) {
         if (now >= w->stop_deadline_ms) {
             /* Clients that did not take their last bytes in time are cut off. */
@@ -133,7 +115,7 @@ static void worker_maybe_exit(qs_worker *w)
     w->exiting = true;
     uv_close((uv_handle_t *)&w->wakeup, NULL);
     uv_close((uv_handle_t *)&w->tick, NULL);
-    uv_close((uv_handle_t *)&w->flush_timer, NULL);
+    uv_close((uv_handle_t *)&w->flush_idle, NULL);
 }
 
 static void on_listener_closed(uv_handle_t *h)
@@ -277,8 +259,8 @@ int qs_worker_init(qs_worker *w, qs_hub *hub, int index, int *port, char **err)
     w->wakeup.data = w;
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
-    uv_timer_init(&w->loop, &w->flush_timer);
-    w->flush_timer.data = w;
+    uv_idle_init(&w->loop, &w->flush_idle);
+    w->flush_idle.data = w;
 
     /* One coarse timer per worker drives every per-connection timeout; its period follows
      * the shortest configured interval so short heartbeats stay accurate. */
@@ -327,7 +309,7 @@ void qs_worker_destroy(qs_worker *w)
         close_if_open((uv_handle_t *)&w->listener);
         close_if_open((uv_handle_t *)&w->wakeup);
         close_if_open((uv_handle_t *)&w->tick);
-        close_if_open((uv_handle_t *)&w->flush_timer);
+        close_if_open((uv_handle_t *)&w->flush_idle);
     }
     /* Let the close callbacks of handles closed at exit run. */
     uv_run(&w->loop, UV_RUN_DEFAULT);
