@@ -95,7 +95,7 @@ int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
     hub->listen_port = port;
     /* Workers start at the bus position the transport restarts from, so that replays of
      * history stored before a restart are bounded correctly. */
-    uint64_t seq = hub->transport->ops->last_seq(hub->transport);
+    uint64_t seq = qs_transport_last_seq(hub->transport);
     for (int i = 0; i < hub->n_workers; i++)
         hub->workers[i].bus_seq = seq;
     return 0;

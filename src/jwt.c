@@ -620,22 +620,26 @@ static bool string_claim_ok(json_t *claims, const char *name)
     return !v || json_is_null(v) || json_is_string(v);
 }
 
+/* True when every element of the array is a string. */
+static bool all_strings(json_t *array)
+{
+    size_t i;
+    json_t *e;
+    json_array_foreach(array, i, e)
+    {
+        if (!json_is_string(e))
+            return false;
+    }
+    return true;
+}
+
 /* "aud" decodes into Go's ClaimStrings: a string or an array made only of strings. */
 static bool audience_ok(json_t *claims)
 {
     json_t *v = json_object_get(claims, "aud");
     if (!v || json_is_null(v) || json_is_string(v))
         return true;
-    if (!json_is_array(v))
-        return false;
-    size_t i;
-    json_t *e;
-    json_array_foreach(v, i, e)
-    {
-        if (!json_is_string(e))
-            return false;
-    }
-    return true;
+    return json_is_array(v) && all_strings(v);
 }
 
 static bool registered_claims_ok(json_t *root, qs_jwt_claims *out)
@@ -652,16 +656,8 @@ static bool selectors_ok(json_t *v)
 {
     if (!v || json_is_null(v))
         return true;
-    if (!json_is_array(v) || json_array_size(v) > QS_JWT_MAX_CLAIM_SELECTORS)
-        return false;
-    size_t i;
-    json_t *e;
-    json_array_foreach(v, i, e)
-    {
-        if (!json_is_string(e))
-            return false;
-    }
-    return true;
+    return json_is_array(v) && json_array_size(v) <= QS_JWT_MAX_CLAIM_SELECTORS &&
+           all_strings(v);
 }
 
 static bool mercure_claim_ok(json_t *m)

@@ -177,7 +177,7 @@ static void api_respond(api_query *a)
         qs_conn_send(c, NULL, &r);
         goto out;
     }
-    char *last_id = hub->transport->ops->last_event_id(hub->transport);
+    char *last_id = qs_transport_last_event_id(hub->transport);
     qs_response r;
     if (a->if_none_match && strcmp(a->if_none_match, last_id) == 0) {
         qs_response_init(&r, 304);

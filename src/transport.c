@@ -227,6 +227,22 @@ int qs_topts_finish(qs_topts *o, char **err)
 
 /* ----------------------------------------------------------- presence */
 
+char *qs_transport_last_event_id(qs_transport *t)
+{
+    uv_mutex_lock(&t->mu);
+    char *id = qs_xstrdup(t->last_id ? t->last_id : "earliest");
+    uv_mutex_unlock(&t->mu);
+    return id;
+}
+
+uint64_t qs_transport_last_seq(qs_transport *t)
+{
+    uv_mutex_lock(&t->mu);
+    uint64_t seq = t->seq;
+    uv_mutex_unlock(&t->mu);
+    return seq;
+}
+
 void qs_transport_presence_add(qs_transport *t, const qs_presence_entry *e)
 {
     if (t->ops->presence_add)

@@ -23,6 +23,8 @@
 #include "update.h"
 #include "url.h"
 
+#include <uv.h>
+
 typedef struct qs_transport qs_transport;
 
 /** What the hub gives a transport. */
@@ -82,10 +84,6 @@ typedef struct qs_transport_ops {
     void (*publish)(qs_transport *t, qs_update *u, qs_publish_cb cb, void *arg);
     /** Starts a history pull; completes through r->done. NULL when !has_history. */
     void (*replay)(qs_transport *t, qs_replay *r);
-    /** The id of the last committed update, or "earliest"; malloc'd. */
-    char *(*last_event_id)(qs_transport *t);
-    /** The bus position of the last delivered update (0 = none). */
-    uint64_t (*last_seq)(qs_transport *t);
     /** False with a reason when the backend cannot take publishes. */
     bool (*healthy)(qs_transport *t, const char **reason);
     /** Presence (optional; NULL = the single-node registry of the base struct): registers
@@ -102,7 +100,18 @@ typedef struct qs_transport_ops {
 struct qs_transport {
     const qs_transport_ops *ops;
     qs_presence *presence; /* the single-node registry, for transports without their own */
+    /* The transport's lock (it guards the transport's own state too; initialised and
+     * destroyed by the transport) and, under it, the position of its stream: the bus seq
+     * and the id of the last update committed or delivered (NULL = none yet). */
+    uv_mutex_t mu;
+    uint64_t seq;
+    char *last_id;
 };
+
+/** The id of the last committed update, or "earliest"; malloc'd. */
+char *qs_transport_last_event_id(qs_transport *t);
+/** The bus position of the last delivered update (0 = none). */
+uint64_t qs_transport_last_seq(qs_transport *t);
 
 /** Presence calls through a transport: its own registry, or the single-node one. */
 void qs_transport_presence_add(qs_transport *t, const qs_presence_entry *e);

@@ -56,7 +56,6 @@ typedef struct lmdb_transport {
     MDB_env *env;
     MDB_dbi db_updates, db_ids, db_meta;
 
-    uv_mutex_t mu;
     uv_cond_t writer_cond;
     uv_cond_t reader_cond;
     pub_item *queue;
@@ -67,9 +66,8 @@ typedef struct lmdb_transport {
     bool threads_started;
     uv_thread_t writer, reader;
 
-    /* Writer state; seq and last_id are also read by other threads under mu. */
-    uint64_t seq, count, bytes;
-    char *last_id;
+    /* Writer state (base.seq and base.last_id too). */
+    uint64_t count, bytes;
     bool healthy;
     const char *unhealthy_reason;
 } lmdb_transport;
@@ -212,7 +210,7 @@ static int open_env(lmdb_transport *t, char **err)
                             mdb_strerror(rc));
         return -1;
     }
-    t->seq = meta_get(t, txn, "seq");
+    t->base.seq = meta_get(t, txn, "seq");
     t->count = meta_get(t, txn, "count");
     t->bytes = meta_get(t, txn, "bytes");
 
@@ -231,9 +229,9 @@ static int open_env(lmdb_transport *t, char **err)
                                 t->path);
             return -1;
         }
-        t->last_id = qs_xstrndup(id.p, id.n);
-        if (get_be64(k.mv_data) > t->seq)
-            t->seq = get_be64(k.mv_data);
+        t->base.last_id = qs_xstrndup(id.p, id.n);
+        if (get_be64(k.mv_data) > t->base.seq)
+            t->base.seq = get_be64(k.mv_data);
     } else if (rc != MDB_NOTFOUND) {
         mdb_cursor_close(cur);
         mdb_txn_abort(txn);
@@ -263,7 +261,7 @@ static int lmdb_create(const qs_config_transport *cfg, const qs_transport_host *
     t->max_bytes = DEFAULT_MAX_BYTES;
     t->map_size = DEFAULT_MAP_SIZE;
     t->healthy = true;
-    uv_mutex_init(&t->mu);
+    uv_mutex_init(&t->base.mu);
     uv_cond_init(&t->writer_cond);
     uv_cond_init(&t->reader_cond);
 
@@ -306,7 +304,7 @@ static int lmdb_create(const qs_config_transport *cfg, const qs_transport_host *
     }
     qs_info("store %s: %" PRIu64 " updates kept (limits: %" PRIu64 " updates, %" PRIu64
             " bytes), last event id %s",
-            t->path, t->count, t->max_count, t->max_bytes, t->last_id ? t->last_id : "none");
+            t->path, t->count, t->max_count, t->max_bytes, t->base.last_id ? t->base.last_id : "none");
     *out = &t->base;
     return 0;
 }
@@ -391,7 +389,7 @@ static uint64_t trim_amount(const lmdb_transport *t)
 /* Writes the batch in one transaction; on success assigns seqs. */
 static int commit_batch(lmdb_transport *t, pub_item *items, size_t n)
 {
-    uint64_t seq = t->seq, count = t->count, bytes = t->bytes;
+    uint64_t seq = t->base.seq, count = t->count, bytes = t->bytes;
     MDB_txn *txn;
     int rc = mdb_txn_begin(t->env, NULL, 0, &txn);
     if (rc)
@@ -428,26 +426,26 @@ static int commit_batch(lmdb_transport *t, pub_item *items, size_t n)
     if ((rc = mdb_txn_commit(txn)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++)
-        items[i].u->seq = t->seq + 1 + i;
+        items[i].u->seq = t->base.seq + 1 + i;
     t->count = count;
     t->bytes = bytes;
-    uv_mutex_lock(&t->mu);
-    t->seq = seq;
-    free(t->last_id);
-    t->last_id = qs_xstrdup(items[n - 1].u->id);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
+    t->base.seq = seq;
+    free(t->base.last_id);
+    t->base.last_id = qs_xstrdup(items[n - 1].u->id);
+    uv_mutex_unlock(&t->base.mu);
     return 0;
 }
 
 static void set_health(lmdb_transport *t, bool ok, const char *reason)
 {
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     if (t->healthy != ok)
         qs_log(ok ? QS_LOG_INFO : QS_LOG_ERROR, "store %s: %s", t->path,
                ok ? "writable again" : reason);
     t->healthy = ok;
     t->unhealthy_reason = reason;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 static const char *commit_error(int rc)
@@ -503,10 +501,10 @@ static void writer_main(void *arg)
     lmdb_transport *t = arg;
     pub_item *batch = NULL;
     size_t cap = 0;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     for (;;) {
         while (!t->qn && !t->stopping && !over_limits(t))
-            uv_cond_wait(&t->writer_cond, &t->mu);
+            uv_cond_wait(&t->writer_cond, &t->base.mu);
         if (!t->qn && t->stopping)
             break;
         if (t->qn) {
@@ -518,30 +516,30 @@ static void writer_main(void *arg)
             t->qn = 0;
             batch = q;
             cap = qcap;
-            uv_mutex_unlock(&t->mu);
+            uv_mutex_unlock(&t->base.mu);
             write_group(t, batch, n);
-            uv_mutex_lock(&t->mu);
+            uv_mutex_lock(&t->base.mu);
             continue;
         }
         /* No publish waiting: one retention step, then look at the queue again. */
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         int rc = trim_step(t, trim_amount(t));
         if (rc) {
             qs_error("store %s: retention failed: %s", t->path, mdb_strerror(rc));
             uv_sleep(100);
         }
-        uv_mutex_lock(&t->mu);
+        uv_mutex_lock(&t->base.mu);
     }
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     free(batch);
 }
 
 static void lmdb_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
 {
     lmdb_transport *t = (lmdb_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     if (t->stopping) {
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         cb(arg, -EAGAIN, "the hub is shutting down");
         return;
     }
@@ -551,7 +549,7 @@ static void lmdb_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, voi
     }
     t->queue[t->qn++] = (pub_item){qs_update_ref(u), cb, arg};
     uv_cond_signal(&t->writer_cond);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 /* ------------------------------------------------------------ reader */
@@ -651,34 +649,34 @@ out:
 static void reader_main(void *arg)
 {
     lmdb_transport *t = arg;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     for (;;) {
         while (!t->rn && !t->stopping)
-            uv_cond_wait(&t->reader_cond, &t->mu);
+            uv_cond_wait(&t->reader_cond, &t->base.mu);
         if (!t->rn)
             break;
         qs_replay *r = t->replays[0];
         memmove(t->replays, t->replays + 1, (t->rn - 1) * sizeof(*t->replays));
         t->rn--;
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         serve_replay(t, r);
         r->done(r);
-        uv_mutex_lock(&t->mu);
+        uv_mutex_lock(&t->base.mu);
     }
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 static void lmdb_replay(qs_transport *base, qs_replay *r)
 {
     lmdb_transport *t = (lmdb_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     if (t->rn == t->rcap) {
         t->rcap = t->rcap ? t->rcap * 2 : 16;
         t->replays = qs_xrealloc(t->replays, t->rcap * sizeof(*t->replays));
     }
     t->replays[t->rn++] = r;
     uv_cond_signal(&t->reader_cond);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 /* ------------------------------------------------------------ the rest */
@@ -695,42 +693,24 @@ static int lmdb_start(qs_transport *base, char **err)
     return 0;
 }
 
-static char *lmdb_last_event_id(qs_transport *base)
-{
-    lmdb_transport *t = (lmdb_transport *)base;
-    uv_mutex_lock(&t->mu);
-    char *id = qs_xstrdup(t->last_id ? t->last_id : "earliest");
-    uv_mutex_unlock(&t->mu);
-    return id;
-}
-
-static uint64_t lmdb_last_seq(qs_transport *base)
-{
-    lmdb_transport *t = (lmdb_transport *)base;
-    uv_mutex_lock(&t->mu);
-    uint64_t seq = t->seq;
-    uv_mutex_unlock(&t->mu);
-    return seq;
-}
-
 static bool lmdb_healthy(qs_transport *base, const char **reason)
 {
     lmdb_transport *t = (lmdb_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     bool ok = t->healthy;
     *reason = t->unhealthy_reason;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     return ok;
 }
 
 static void lmdb_stop(qs_transport *base)
 {
     lmdb_transport *t = (lmdb_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     t->stopping = true;
     uv_cond_broadcast(&t->writer_cond);
     uv_cond_broadcast(&t->reader_cond);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (t->threads_started) {
         uv_thread_join(&t->writer);
         uv_thread_join(&t->reader);
@@ -744,14 +724,14 @@ static void lmdb_destroy(qs_transport *base)
     lmdb_stop(base);
     if (t->env)
         mdb_env_close(t->env);
-    uv_mutex_destroy(&t->mu);
+    uv_mutex_destroy(&t->base.mu);
     uv_cond_destroy(&t->writer_cond);
     uv_cond_destroy(&t->reader_cond);
     free(t->queue);
     free(t->replays);
     free(t->path);
     free(t->bucket);
-    free(t->last_id);
+    free(t->base.last_id);
     free(t);
 }
 
@@ -762,8 +742,6 @@ const qs_transport_ops qs_transport_lmdb_ops = {
     .start = lmdb_start,
     .publish = lmdb_publish,
     .replay = lmdb_replay,
-    .last_event_id = lmdb_last_event_id,
-    .last_seq = lmdb_last_seq,
     .healthy = lmdb_healthy,
     .stop = lmdb_stop,
     .destroy = lmdb_destroy,

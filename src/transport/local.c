@@ -13,9 +13,6 @@
 typedef struct local_transport {
     qs_transport base;
     qs_transport_host host;
-    uv_mutex_t mu;
-    uint64_t seq;
-    char *last_id;
     bool stopped;
 } local_transport;
 
@@ -32,7 +29,7 @@ static int local_create(const qs_config_transport *cfg, const qs_transport_host 
     local_transport *t = qs_xcalloc(1, sizeof(*t));
     t->base.ops = &qs_transport_local_ops;
     t->host = *host;
-    uv_mutex_init(&t->mu);
+    uv_mutex_init(&t->base.mu);
     *out = &t->base;
     return 0;
 }
@@ -47,36 +44,18 @@ static int local_start(qs_transport *base, char **err)
 static void local_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
 {
     local_transport *t = (local_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     if (t->stopped) {
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         cb(arg, -1, "the hub is shutting down");
         return;
     }
-    u->seq = ++t->seq;
-    free(t->last_id);
-    t->last_id = qs_xstrdup(u->id);
+    u->seq = ++t->base.seq;
+    free(t->base.last_id);
+    t->base.last_id = qs_xstrdup(u->id);
     t->host.deliver(t->host.ctx, u);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     cb(arg, 0, NULL);
-}
-
-static char *local_last_event_id(qs_transport *base)
-{
-    local_transport *t = (local_transport *)base;
-    uv_mutex_lock(&t->mu);
-    char *id = qs_xstrdup(t->last_id ? t->last_id : "earliest");
-    uv_mutex_unlock(&t->mu);
-    return id;
-}
-
-static uint64_t local_last_seq(qs_transport *base)
-{
-    local_transport *t = (local_transport *)base;
-    uv_mutex_lock(&t->mu);
-    uint64_t seq = t->seq;
-    uv_mutex_unlock(&t->mu);
-    return seq;
 }
 
 static bool local_healthy(qs_transport *base, const char **reason)
@@ -89,16 +68,16 @@ static bool local_healthy(qs_transport *base, const char **reason)
 static void local_stop(qs_transport *base)
 {
     local_transport *t = (local_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     t->stopped = true;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 static void local_destroy(qs_transport *base)
 {
     local_transport *t = (local_transport *)base;
-    uv_mutex_destroy(&t->mu);
-    free(t->last_id);
+    uv_mutex_destroy(&t->base.mu);
+    free(t->base.last_id);
     free(t);
 }
 
@@ -109,8 +88,6 @@ const qs_transport_ops qs_transport_local_ops = {
     .start = local_start,
     .publish = local_publish,
     .replay = NULL,
-    .last_event_id = local_last_event_id,
-    .last_seq = local_last_seq,
     .healthy = local_healthy,
     .stop = local_stop,
     .destroy = local_destroy,

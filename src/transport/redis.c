@@ -177,7 +177,6 @@ typedef struct redis_transport {
     SSL_CTX *ssl_ctx;
     int wake_fd; /* an eventfd, readable once stop() begins: interrupts blocking waits */
 
-    uv_mutex_t mu;
     uv_cond_t writer_cond, reader_cond;
     bool stopping, threads_started;
     uv_thread_t writer, bus, reader;
@@ -188,15 +187,14 @@ typedef struct redis_transport {
     rconn wconn;
     link_state wlink;
 
-    /* The bus: its connection, and its position (also read by other threads, under mu). */
+    /* The bus: its connection, and its position (base.seq, base.last_id: the last
+     * delivered update, or the start position). */
     rconn bconn;
     link_state blink;
     bool have_position;
     char cursor[64];   /* the stream id XREAD continues after */
     size_t bus_avg;    /* bytes per delivered entry, to size XREAD (bus thread only) */
-    uint64_t seq;      /* the last delivered seq (or the start position) */
     uint64_t base_seq; /* the position the bus started at */
-    char *last_id;
 
     /* The reader's jobs and connection. */
     rjob *jobs;
@@ -696,9 +694,9 @@ static bool link_up_locked(link_state *l)
 
 static void link_up(redis_transport *t, link_state *l)
 {
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     bool restored = link_up_locked(l);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (restored)
         qs_info("redis %s: %s connection restored", t->addr, l->name);
 }
@@ -708,7 +706,7 @@ static void link_up(redis_transport *t, link_state *l)
 static void link_down(redis_transport *t, link_state *l, const char *reason)
 {
     uint64_t now = qs_now_ms();
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     bool changed = l->up || l->reason != reason;
     if (l->up) {
         l->backoff_ms = 0;
@@ -720,7 +718,7 @@ static void link_down(redis_transport *t, link_state *l, const char *reason)
     }
     l->up = false;
     l->reason = reason;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (changed)
         qs_error("redis %s: %s connection: %s", t->addr, l->name, reason);
 }
@@ -1145,14 +1143,14 @@ static int read_tail(redis_transport *t, rconn *c)
                 qs_update_unref(u);
             }
         }
-        uv_mutex_lock(&t->mu);
-        t->seq = n;
+        uv_mutex_lock(&t->base.mu);
+        t->base.seq = n;
         t->base_seq = n;
         snprintf(t->cursor, sizeof(t->cursor), "%s", cursor);
-        free(t->last_id);
-        t->last_id = last_id;
+        free(t->base.last_id);
+        t->base.last_id = last_id;
         t->have_position = true;
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
     }
     freeReplyObject(r);
     return rc;
@@ -1161,9 +1159,9 @@ static int read_tail(redis_transport *t, rconn *c)
 static int bus_connect(redis_transport *t)
 {
     rconn *c = &t->bconn;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     bool positioned = t->have_position;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (conn_open(t, c, true) < 0 || (!positioned && read_tail(t, c) < 0)) {
         conn_close(c);
         link_down(t, &t->blink, intern(t, "%s", c->err));
@@ -1175,9 +1173,9 @@ static int bus_connect(redis_transport *t)
 
 static bool is_stopping(redis_transport *t)
 {
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     bool s = t->stopping;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     return s;
 }
 
@@ -1200,16 +1198,16 @@ static void bus_deliver(redis_transport *t, const redisReply *r)
                 continue;
             uint64_t seq;
             qs_update *u = qs_redis_entry_update(e, &seq);
-            uv_mutex_lock(&t->mu);
+            uv_mutex_lock(&t->base.mu);
             snprintf(t->cursor, sizeof(t->cursor), "%.*s", (int)e->element[0]->len,
                      e->element[0]->str);
-            bool fresh = u && seq > t->seq;
+            bool fresh = u && seq > t->base.seq;
             if (fresh) {
-                t->seq = seq;
-                free(t->last_id);
-                t->last_id = qs_xstrdup(u->id);
+                t->base.seq = seq;
+                free(t->base.last_id);
+                t->base.last_id = qs_xstrdup(u->id);
             }
-            uv_mutex_unlock(&t->mu);
+            uv_mutex_unlock(&t->base.mu);
             if (!u) {
                 qs_warn("redis %s: skipping stream entry %s of \"%s\": not a Quicksilver update",
                         t->addr, t->cursor, t->s.stream);
@@ -1231,9 +1229,9 @@ static void bus_main(void *arg)
     rconn *c = &t->bconn;
     while (!is_stopping(t)) {
         if (c->fd < 0) {
-            uv_mutex_lock(&t->mu);
+            uv_mutex_lock(&t->base.mu);
             uint64_t at = t->blink.retry_at_ms;
-            uv_mutex_unlock(&t->mu);
+            uv_mutex_unlock(&t->base.mu);
             uint64_t now = qs_now_ms();
             if (now < at) {
                 struct pollfd p = {t->wake_fd, POLLIN, 0};
@@ -1244,9 +1242,9 @@ static void bus_main(void *arg)
                 continue;
         }
         char cursor[64], block[16], count[16];
-        uv_mutex_lock(&t->mu);
+        uv_mutex_lock(&t->base.mu);
         snprintf(cursor, sizeof(cursor), "%s", t->cursor);
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         snprintf(block, sizeof(block), "%d", BUS_BLOCK_MS);
         size_t avg = t->bus_avg ? t->bus_avg : 256;
         snprintf(count, sizeof(count), "%zu",
@@ -1407,10 +1405,10 @@ static bool writer_connect(redis_transport *t)
         return false;
     }
     qs_buf cmds = QS_BUF_INIT;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     size_t replies = presence_rewrite_cmds(t, &cmds);
     bool restored = link_up_locked(&t->wlink);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     int rc = send_and_check(t, c, &cmds, replies);
     qs_buf_free(&cmds);
     if (rc < 0) {
@@ -1504,10 +1502,10 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
 {
     rconn *c = &t->wconn;
     char floor[24];
-    uv_mutex_lock(&t->mu);
-    snprintf(floor, sizeof(floor), "%" PRIu64, t->seq);
+    uv_mutex_lock(&t->base.mu);
+    snprintf(floor, sizeof(floor), "%" PRIu64, t->base.seq);
     bool has_entries = qs_strmap_count(&t->local) > 0;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     refresh = refresh && has_entries;
 
     qs_buf out = QS_BUF_INIT, rec = QS_BUF_INIT;
@@ -1588,9 +1586,9 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             qs_warn("redis %s: the presence entries of this node had expired; rewriting them",
                     t->addr);
             qs_buf cmds = QS_BUF_INIT;
-            uv_mutex_lock(&t->mu);
+            uv_mutex_lock(&t->base.mu);
             size_t replies = presence_rewrite_cmds(t, &cmds);
-            uv_mutex_unlock(&t->mu);
+            uv_mutex_unlock(&t->base.mu);
             int rc = send_and_check(t, c, &cmds, replies);
             qs_buf_free(&cmds);
             if (rc < 0) {
@@ -1649,7 +1647,7 @@ static void writer_main(void *arg)
     witem *batch = NULL;
     size_t cap = 0;
     uint64_t next_refresh = qs_now_ms() + presence_refresh_ms(t);
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     for (;;) {
         if (t->wconn.fd < 0) {
             /* Disconnected: what is queued cannot be sent (publishes fail, presence changes
@@ -1660,28 +1658,28 @@ static void writer_main(void *arg)
                 size_t n = t->qn;
                 t->queue = NULL;
                 t->qn = t->qcap = 0;
-                uv_mutex_unlock(&t->mu);
+                uv_mutex_unlock(&t->base.mu);
                 for (size_t i = 0; i < n; i++)
                     witem_finish(&q[i], -EAGAIN, why);
                 free(q);
-                uv_mutex_lock(&t->mu);
+                uv_mutex_lock(&t->base.mu);
                 continue;
             }
             if (t->stopping)
                 break;
             uint64_t now = qs_now_ms();
             if (now < t->wlink.retry_at_ms) {
-                uv_cond_timedwait(&t->writer_cond, &t->mu, (t->wlink.retry_at_ms - now) * 1000000);
+                uv_cond_timedwait(&t->writer_cond, &t->base.mu, (t->wlink.retry_at_ms - now) * 1000000);
                 continue;
             }
-            uv_mutex_unlock(&t->mu);
+            uv_mutex_unlock(&t->base.mu);
             writer_connect(t);
-            uv_mutex_lock(&t->mu);
+            uv_mutex_lock(&t->base.mu);
             continue;
         }
         uint64_t now = qs_now_ms();
         if (!t->qn && !t->stopping && now < next_refresh) {
-            uv_cond_timedwait(&t->writer_cond, &t->mu, (next_refresh - now) * 1000000);
+            uv_cond_timedwait(&t->writer_cond, &t->base.mu, (next_refresh - now) * 1000000);
             continue;
         }
         if (!t->qn && t->stopping)
@@ -1704,7 +1702,7 @@ static void writer_main(void *arg)
         bool refresh = now >= next_refresh;
         if (refresh)
             next_refresh = now + presence_refresh_ms(t);
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         if (!conn_alive(&t->wconn)) {
             /* Found dead while idle (Redis restarted): reconnect before sending anything,
              * so these items are not failed for nothing. */
@@ -1712,18 +1710,18 @@ static void writer_main(void *arg)
             if (writer_connect(t)) {
                 run_batch(t, batch, n, refresh);
             } else {
-                uv_mutex_lock(&t->mu);
+                uv_mutex_lock(&t->base.mu);
                 const char *why = t->wlink.reason;
-                uv_mutex_unlock(&t->mu);
+                uv_mutex_unlock(&t->base.mu);
                 for (size_t i = 0; i < n; i++)
                     witem_finish(&batch[i], -EAGAIN, why);
             }
         } else {
             run_batch(t, batch, n, refresh);
         }
-        uv_mutex_lock(&t->mu);
+        uv_mutex_lock(&t->base.mu);
     }
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (t->wconn.fd >= 0)
         presence_forget(t);
     conn_close(&t->wconn);
@@ -1743,11 +1741,11 @@ static void fail_replay(qs_replay *r, const char *reason)
 static int serve_replay(redis_transport *t, qs_replay *r)
 {
     rconn *c = &t->hconn;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     /* A node that started while Redis was away has workers at position 0 until its first
      * delivery: everything up to where its bus started is history for them. */
     uint64_t until = QS_MAX(r->until_seq, t->base_seq);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     qs_replay_clear(r);
     r->status = 0;
     r->finished = false;
@@ -1878,13 +1876,13 @@ static int serve_presence(redis_transport *t, qs_presence_query *q)
         freeReplyObject(rep);
         return 0;
     }
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     size_t n_local = qs_strmap_count(&t->local), k = 0;
     qs_presence_entry *local = qs_xcalloc(n_local ? n_local : 1, sizeof(*local));
     const qs_strmap_entry *me;
     for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);)
         qs_presence_entry_copy(&local[k++], me->value);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (qs_redis_presence_merge(rep, t->node, local, n_local, &q->entries, &q->n) < 0) {
         q->status = -1;
         q->reason = "redis: unexpected reply to the presence read";
@@ -1904,10 +1902,10 @@ static bool reader_ready(redis_transport *t, const char **why)
     if (c->fd >= 0 && conn_alive(c))
         return true;
     conn_close(c);
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     bool wait = !t->rlink.up && t->rlink.reason && qs_now_ms() < t->rlink.retry_at_ms;
     *why = t->rlink.reason;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (wait)
         return false;
     if (conn_open(t, c, false) < 0) {
@@ -1951,33 +1949,33 @@ static void serve_job(redis_transport *t, rjob *j)
 static void reader_main(void *arg)
 {
     redis_transport *t = arg;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     for (;;) {
         while (!t->jn && !t->stopping)
-            uv_cond_wait(&t->reader_cond, &t->mu);
+            uv_cond_wait(&t->reader_cond, &t->base.mu);
         if (!t->jn)
             break;
         rjob j = t->jobs[0];
         memmove(t->jobs, t->jobs + 1, (t->jn - 1) * sizeof(*t->jobs));
         t->jn--;
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         serve_job(t, &j);
-        uv_mutex_lock(&t->mu);
+        uv_mutex_lock(&t->base.mu);
     }
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     conn_close(&t->hconn);
 }
 
 static void add_job(redis_transport *t, rjob j)
 {
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     if (t->jn == t->jcap) {
         t->jcap = t->jcap ? t->jcap * 2 : 16;
         t->jobs = qs_xrealloc(t->jobs, t->jcap * sizeof(*t->jobs));
     }
     t->jobs[t->jn++] = j;
     uv_cond_signal(&t->reader_cond);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 /* ------------------------------------------------------------ operations */
@@ -2045,7 +2043,7 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     t->host = *host;
     t->s = s;
     t->wake_fd = -1;
-    uv_mutex_init(&t->mu);
+    uv_mutex_init(&t->base.mu);
     uv_mutex_init(&t->reasons_mu);
     uv_cond_init(&t->writer_cond);
     uv_cond_init(&t->reader_cond);
@@ -2097,7 +2095,7 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     if (bus_ok && writer_ok)
         qs_info("redis %s: stream \"%s\", node %s, last event id %s (position %" PRIu64
                 "), retention %s%" PRIu64,
-                t->addr, s.stream, t->node, t->last_id ? t->last_id : "none", t->seq,
+                t->addr, s.stream, t->node, t->base.last_id ? t->base.last_id : "none", t->base.seq,
                 s.max_length ? "~" : "unbounded", s.max_length);
     else
         qs_warn("redis %s: not available at start (%s): the hub starts unhealthy and keeps "
@@ -2122,15 +2120,15 @@ static int redis_start(qs_transport *base, char **err)
 static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
 {
     redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     if (t->stopping) {
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         cb(arg, -EAGAIN, "the hub is shutting down");
         return;
     }
     if (!t->wlink.up || !t->blink.up) {
         const char *why = !t->wlink.up ? t->wlink.reason : t->blink.reason;
-        uv_mutex_unlock(&t->mu);
+        uv_mutex_unlock(&t->base.mu);
         cb(arg, -EAGAIN, why ? why : "redis unavailable");
         return;
     }
@@ -2140,7 +2138,7 @@ static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, vo
     }
     t->queue[t->qn++] = (witem){.kind = W_PUBLISH, .u = qs_update_ref(u), .cb = cb, .arg = arg};
     uv_cond_signal(&t->writer_cond);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 static void redis_replay(qs_transport *base, qs_replay *r)
@@ -2186,7 +2184,7 @@ static void redis_presence_add(qs_transport *base, const qs_presence_entry *e)
     redis_transport *t = (redis_transport *)base;
     qs_presence_entry *copy = qs_xcalloc(1, sizeof(*copy));
     qs_presence_entry_copy(copy, e);
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     copy->order = next_order(t);
     void **slot = qs_strmap_upsert(&t->local, copy->subscriber, strlen(copy->subscriber));
     qs_presence_entry *old = *slot;
@@ -2194,7 +2192,7 @@ static void redis_presence_add(qs_transport *base, const qs_presence_entry *e)
     queue_presence(t, (witem){.kind = W_PRESENCE_SET,
                               .sub = qs_xstrdup(copy->subscriber),
                               .json = qs_redis_presence_encode(copy)});
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (old) {
         qs_presence_entry_clear(old);
         free(old);
@@ -2204,42 +2202,24 @@ static void redis_presence_add(qs_transport *base, const qs_presence_entry *e)
 static void redis_presence_remove(qs_transport *base, const char *subscriber)
 {
     redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     qs_presence_entry *old = qs_strmap_remove(&t->local, subscriber, strlen(subscriber));
     if (old)
         queue_presence(t, (witem){.kind = W_PRESENCE_DEL, .sub = qs_xstrdup(subscriber)});
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (old) {
         qs_presence_entry_clear(old);
         free(old);
     }
 }
 
-static char *redis_last_event_id(qs_transport *base)
-{
-    redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->mu);
-    char *id = qs_xstrdup(t->last_id ? t->last_id : "earliest");
-    uv_mutex_unlock(&t->mu);
-    return id;
-}
-
-static uint64_t redis_last_seq(qs_transport *base)
-{
-    redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->mu);
-    uint64_t seq = t->seq;
-    uv_mutex_unlock(&t->mu);
-    return seq;
-}
-
 static bool redis_healthy(qs_transport *base, const char **reason)
 {
     redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     bool ok = t->wlink.up && t->blink.up;
     const char *why = !t->wlink.up ? t->wlink.reason : t->blink.reason;
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (!ok)
         *reason = why ? why : "redis unavailable";
     return ok;
@@ -2248,11 +2228,11 @@ static bool redis_healthy(qs_transport *base, const char **reason)
 static void redis_stop(qs_transport *base)
 {
     redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->mu);
+    uv_mutex_lock(&t->base.mu);
     t->stopping = true;
     uv_cond_broadcast(&t->writer_cond);
     uv_cond_broadcast(&t->reader_cond);
-    uv_mutex_unlock(&t->mu);
+    uv_mutex_unlock(&t->base.mu);
     if (t->wake_fd >= 0) {
         uint64_t one = 1;
         if (write(t->wake_fd, &one, sizeof(one)) < 0)
@@ -2289,7 +2269,7 @@ static void redis_destroy(qs_transport *base)
         close(t->wake_fd);
     for (size_t i = 0; i < t->n_reasons; i++)
         free(t->reasons[i]);
-    uv_mutex_destroy(&t->mu);
+    uv_mutex_destroy(&t->base.mu);
     uv_mutex_destroy(&t->reasons_mu);
     uv_cond_destroy(&t->writer_cond);
     uv_cond_destroy(&t->reader_cond);
@@ -2300,7 +2280,7 @@ static void redis_destroy(qs_transport *base)
     free(t->k_nodes);
     free(t->k_presence);
     free(t->presence_prefix);
-    free(t->last_id);
+    free(t->base.last_id);
     free(t);
 }
 
@@ -2311,8 +2291,6 @@ const qs_transport_ops qs_transport_redis_ops = {
     .start = redis_start,
     .publish = redis_publish,
     .replay = redis_replay,
-    .last_event_id = redis_last_event_id,
-    .last_seq = redis_last_seq,
     .healthy = redis_healthy,
     .presence_add = redis_presence_add,
     .presence_remove = redis_presence_remove,

@@ -188,18 +188,9 @@ class Hub:
 
     def stop(self, sig=_signal.SIGTERM, timeout=None):
         """Sends sig and waits; returns the exit code (None if it had to be killed)."""
-        self.stopped = True
         if self.proc.poll() is None:
-            try:
-                self.proc.send_signal(sig)
-                self.proc.wait(timeout or T(10))
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(T(10))
-                self.returncode = None
-                return None
-        self.returncode = self.proc.returncode
-        return self.returncode
+            self.proc.send_signal(sig)
+        return self.wait_exit(timeout)
 
     def wait_exit(self, timeout=None):
         """Waits for the process to exit by itself (after a signal the test sent); returns

@@ -196,8 +196,8 @@ TEST(concurrent_publishes_are_delivered_in_commit_order_with_increasing_seqs)
     ASSERT_EQ_INT(N, s.n);
     for (size_t i = 0; i < s.n; i++)
         ASSERT_EQ_INT(i + 1, s.seqs[i]);
-    ASSERT_EQ_INT(N, t->ops->last_seq(t));
-    char *last = t->ops->last_event_id(t);
+    ASSERT_EQ_INT(N, qs_transport_last_seq(t));
+    char *last = qs_transport_last_event_id(t);
     ASSERT_EQ_STR(s.ids[N - 1], last);
     free(last);
     close_store(t);
@@ -310,10 +310,10 @@ TEST(restart_keeps_history_last_id_and_seq)
     close_store(t);
     t = open_store(&s, NULL, NULL, &err);
     ASSERT(t != NULL);
-    char *last = t->ops->last_event_id(t);
+    char *last = qs_transport_last_event_id(t);
     ASSERT_EQ_STR("two", last);
     free(last);
-    ASSERT_EQ_INT(2, t->ops->last_seq(t));
+    ASSERT_EQ_INT(2, qs_transport_last_seq(t));
     publish_wait(t, &s, "three", "t");
     ASSERT_EQ_INT(3, s.seqs[2]);
     static char got[10][64];
