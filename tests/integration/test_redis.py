@@ -250,7 +250,11 @@ def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster
 def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
     hubs = cluster(3)
     n1, n2, n3 = hubs
-    first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
+    # A stream opened on node 3 receives what node 3's bus delivers after it opened: the
+    # probe shows node 3 has delivered `first` before `s` opens.
+    with qs.open_stream(n3, ["urn:h"]) as probe:
+        first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
+        drain(probe, 3)
     with qs.open_stream(n3, ["urn:h"]) as s:
         seen = [publish_id(n3, "urn:h", "seen-%d" % i) for i in range(3)]
         assert [e.id for e in drain(s, 3)] == seen
@@ -273,8 +277,9 @@ def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
         assert [e.id for e in s.events_until(marker, T(10))] == [missed[2], missed[3], live,
                                                                 marker]
     # `earliest` gives the whole history, on any node.
-    with qs.open_stream(n1, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n2, "urn:h", "end")
+    # (Node 2 delivers `end` before the next stream opens there.)
+    with qs.open_stream(n2, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
+        end = publish_id(n1, "urn:h", "end")
         assert [e.id for e in s.events_until(end, T(10))] == (first + seen + missed +
                                                               [live, marker, end])
     # An unknown id replays nothing and says so.
