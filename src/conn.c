@@ -245,14 +245,29 @@ void qs_response_free(qs_response *r)
     qs_buf_free(&r->body);
 }
 
+void qs_append_status_line(qs_buf *b, int minor, int status)
+{
+    qs_buf_append_str(b, minor ? "HTTP/1.1 " : "HTTP/1.0 ");
+    qs_buf_append_u64(b, (uint64_t)status);
+    qs_buf_append_char(b, ' ');
+    qs_buf_append_str(b, status_text(status));
+    qs_buf_append(b, "\r\n", 2);
+}
+
 void qs_append_date_header(qs_buf *b)
 {
-    char date[64];
+    /* Formatted once a second per thread: every response carries it. */
+    static _Thread_local time_t formatted_at = -1;
+    static _Thread_local char line[64];
+    static _Thread_local size_t line_len;
     time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-    qs_buf_append_str(b, date);
+    if (now != formatted_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        line_len = strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        formatted_at = now;
+    }
+    qs_buf_append(b, line, line_len);
 }
 
 void qs_conn_send(qs_conn *c, const qs_request *req, qs_response *r)
@@ -263,7 +278,7 @@ void qs_conn_send(qs_conn *c, const qs_request *req, qs_response *r)
     int minor = c->minor_version;
     qs_buf out = QS_BUF_INIT;
     qs_buf_reserve(&out, 256 + r->headers.len + r->body.len);
-    qs_buf_appendf(&out, "HTTP/1.%d %d %s\r\n", minor, r->status, status_text(r->status));
+    qs_append_status_line(&out, minor, r->status);
     qs_append_date_header(&out);
     if (r->content_type) {
         qs_buf_append_str(&out, "Content-Type: ");

@@ -249,6 +249,8 @@ void qs_conn_send_error(qs_conn *c, const qs_request *req, int status, const cha
                         const char *extra_headers);
 /** Appends "Date: …\r\n" (HTTP date, now). */
 void qs_append_date_header(qs_buf *b);
+/** Appends "HTTP/1.<minor> <status> <reason>\r\n". */
+void qs_append_status_line(qs_buf *b, int minor, int status);
 /** Arms the detection of a vanished peer on a streaming connection (TCP user timeout and
  *  keep-alive), so that a subscriber lost without a FIN is dropped. */
 void qs_conn_watch_peer(qs_conn *c);

@@ -47,7 +47,7 @@ static bool requested_last_event_id(const qs_config *cfg, const qs_http_request 
 static void build_head(qs_conn *c, const qs_request *req, const char *last_event_id, qs_buf *out,
                        size_t *split)
 {
-    qs_buf_appendf(out, "HTTP/1.%d 200 OK\r\n", c->minor_version);
+    qs_append_status_line(out, c->minor_version, 200);
     qs_append_date_header(out);
     qs_buf_append_str(out, "Cache-Control: private, no-cache, no-store, must-revalidate, "
                            "max-age=0\r\n"

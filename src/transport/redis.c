@@ -77,42 +77,52 @@
 #define READ_CHUNK (64 * 1024)
 #define MAX_REASONS 128 /* distinct failure reasons kept (they must outlive callbacks) */
 
-/* KEYS: stream, seq, ids. ARGV: max length (0 = unbounded), floor (the node's last seq),
- * event id, record. Returns n. The floor and the XADD retry keep n above every id the
- * stream ever had, even if the counter was lost (evicted, deleted, Redis restored from an
- * older snapshot). */
+/* Publishes a group of updates in one call. KEYS: stream, seq, ids. ARGV: max length (0 =
+ * unbounded), floor (the node's last seq), then an event id and a record per update.
+ * Returns an array with, per update, its n or an error. The floor and the XADD retry keep
+ * n above every id the stream ever had, even if the counter was lost (evicted, deleted,
+ * Redis restored from an older snapshot). One call per group rather than per update: the
+ * script's own overhead is most of what a publish costs Redis. */
 static const char publish_script[] =
-    "local n = redis.call('INCR', KEYS[2])\n"
+    "local k = (#ARGV - 2) / 2\n"
+    "local n = redis.call('INCRBY', KEYS[2], k) - k\n"
     "local floor = tonumber(ARGV[2])\n"
-    "if n <= floor then\n"
-    "  n = floor + 1\n"
-    "  redis.call('SET', KEYS[2], n)\n"
-    "end\n"
-    "local function add(seq)\n"
+    "if n < floor then n = floor end\n"
+    "local function add(seq, rec)\n"
     "  local id = string.format('%d-0', seq)\n"
     "  if ARGV[1] ~= '0' then\n"
-    "    return redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'r', ARGV[4])\n"
+    "    return redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], id, 'r', rec)\n"
     "  end\n"
-    "  return redis.pcall('XADD', KEYS[1], id, 'r', ARGV[4])\n"
+    "  return redis.pcall('XADD', KEYS[1], id, 'r', rec)\n"
     "end\n"
-    "local r = add(n)\n"
-    "if type(r) == 'table' and r.err then\n"
-    "  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
-    "  if not top[1] then return r end\n"
-    "  n = tonumber(string.match(top[1][1], '^(%d+)')) + 1\n"
-    "  redis.call('SET', KEYS[2], n)\n"
-    "  r = add(n)\n"
-    "  if type(r) == 'table' and r.err then return r end\n"
-    "end\n"
-    "redis.call('ZADD', KEYS[3], 'NX', n, ARGV[3])\n"
-    "if n % 256 == 0 then\n"
-    "  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
-    "  if first[1] then\n"
-    "    local f = tonumber(string.match(first[1][1], '^(%d+)'))\n"
-    "    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%d', f))\n"
+    "local out = {}\n"
+    "for i = 1, k do\n"
+    "  local rec = ARGV[2 + 2 * i]\n"
+    "  n = n + 1\n"
+    "  local r = add(n, rec)\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)\n"
+    "    if top[1] then\n"
+    "      n = tonumber(string.match(top[1][1], '^(%d+)')) + 1\n"
+    "      r = add(n, rec)\n"
+    "    end\n"
+    "  end\n"
+    "  if type(r) == 'table' and r.err then\n"
+    "    out[i] = r\n"
+    "  else\n"
+    "    redis.call('ZADD', KEYS[3], 'NX', n, ARGV[1 + 2 * i])\n"
+    "    out[i] = n\n"
+    "    if n % 256 == 0 then\n"
+    "      local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)\n"
+    "      if first[1] then\n"
+    "        local f = tonumber(string.match(first[1][1], '^(%d+)'))\n"
+    "        redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. string.format('%d', f))\n"
+    "      end\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "return n\n";
+    "if n > tonumber(redis.call('GET', KEYS[2])) then redis.call('SET', KEYS[2], n) end\n"
+    "return out\n";
 
 /* KEYS: the nodes set. ARGV: the prefix of presence hashes. Returns [node, [field, value,
  * …], …] for every node whose hash still exists, and forgets the others (expired: their
@@ -986,14 +996,33 @@ static int tls_handshake(redis_transport *t, rconn *c, uint64_t deadline, bool w
     }
 }
 
+/* A command in RESP: resp_begin with the number of arguments, then resp_arg for each. */
+static void resp_begin(qs_buf *b, size_t argc)
+{
+    qs_buf_append_char(b, '*');
+    qs_buf_append_u64(b, argc);
+    qs_buf_append(b, "\r\n", 2);
+}
+
+static void resp_arg(qs_buf *b, const char *p, size_t len)
+{
+    qs_buf_append_char(b, '$');
+    qs_buf_append_u64(b, len);
+    qs_buf_append(b, "\r\n", 2);
+    qs_buf_append(b, p, len);
+    qs_buf_append(b, "\r\n", 2);
+}
+
+static void resp_str(qs_buf *b, const char *s)
+{
+    resp_arg(b, s, strlen(s));
+}
+
 static void format_cmd(qs_buf *b, int argc, const char **argv, const size_t *lens)
 {
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, lens);
-    if (len < 0)
-        qs_panic("out of memory");
-    qs_buf_append(b, cmd, (size_t)len);
-    redisFreeCommand(cmd);
+    resp_begin(b, (size_t)argc);
+    for (int i = 0; i < argc; i++)
+        resp_arg(b, argv[i], lens[i]);
 }
 
 /* Sends one command and reads its reply. */
@@ -1421,41 +1450,35 @@ static bool writer_connect(redis_transport *t)
     return true;
 }
 
-static void append_publish(redis_transport *t, qs_buf *out, qs_buf *rec, const witem *w,
-                           const char *floor, bool full_script)
+/* Most updates published by one script call. */
+#define PUBLISH_GROUP 64
+
+/* Appends one script call publishing items[0..n) (all W_PUBLISH). */
+static void append_publish_group(redis_transport *t, qs_buf *out, qs_buf *rec, const witem *items,
+                                 size_t n, const char *floor, bool full_script)
 {
-    qs_buf_reset(rec);
-    qs_record_encode(w->u, rec);
-    const char *argv[] = {full_script ? "EVAL" : "EVALSHA",
-                          full_script ? publish_script : t->pub_sha,
-                          "3",
-                          t->s.stream,
-                          t->k_seq,
-                          t->k_ids,
-                          t->max_length_arg,
-                          floor,
-                          w->u->id,
-                          rec->p ? rec->p : ""};
-    size_t lens[10];
-    for (int i = 0; i < 9; i++)
-        lens[i] = strlen(argv[i]);
-    lens[9] = rec->len;
-    format_cmd(out, 10, argv, lens);
+    resp_begin(out, 8 + 2 * n);
+    resp_str(out, full_script ? "EVAL" : "EVALSHA");
+    resp_str(out, full_script ? publish_script : t->pub_sha);
+    resp_str(out, "3");
+    resp_str(out, t->s.stream);
+    resp_str(out, t->k_seq);
+    resp_str(out, t->k_ids);
+    resp_str(out, t->max_length_arg);
+    resp_str(out, floor);
+    for (size_t i = 0; i < n; i++) {
+        resp_str(out, items[i].u->id);
+        qs_buf_reset(rec);
+        qs_record_encode(items[i].u, rec);
+        resp_arg(out, rec->p ? rec->p : "", rec->len);
+    }
 }
 
-/* Reads the reply of a publish and completes it; returns 1 when it must be retried with
- * the full script (NOSCRIPT), 0 when done, -1 when the connection failed (the item is then
- * still pending). */
-static int finish_publish(redis_transport *t, rconn *c, witem *w, uint64_t deadline)
+/* Completes one publish from its element of the script's reply. */
+static void finish_one_publish(redis_transport *t, witem *w, const redisReply *r)
 {
-    redisReply *r = NULL;
-    if (io_read_reply(t, c, &r, deadline, false) < 0)
-        return -1;
-    int rc = 0;
     if (r->type == REDIS_REPLY_INTEGER) {
         witem_finish(w, 0, NULL);
-    } else if (r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8)) {
-        rc = 1;
     } else if (r->type == REDIS_REPLY_ERROR) {
         bool again = transient_error(r->str, r->len);
         const char *why = reply_error(t, "redis refused the publish", r);
@@ -1464,8 +1487,38 @@ static int finish_publish(redis_transport *t, rconn *c, witem *w, uint64_t deadl
     } else {
         witem_finish(w, -EIO, "redis: unexpected reply to the publish script");
     }
+}
+
+/* Reads the reply of a group's script call and completes its n items; returns 1 when the
+ * group must be sent again with the full script (NOSCRIPT), 0 when done, -1 when the
+ * connection failed (the items are then still pending). */
+static int finish_publish_group(redis_transport *t, rconn *c, witem *items, size_t n,
+                                uint64_t deadline)
+{
+    redisReply *r = NULL;
+    if (io_read_reply(t, c, &r, deadline, false) < 0)
+        return -1;
+    int rc = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
+        for (size_t i = 0; i < n; i++)
+            finish_one_publish(t, &items[i], r->element[i]);
+    } else if (r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8)) {
+        rc = 1;
+    } else {
+        for (size_t i = 0; i < n; i++)
+            finish_one_publish(t, &items[i], r);
+    }
     freeReplyObject(r);
     return rc;
+}
+
+/* The length of the run of publishes starting at items[i], at most PUBLISH_GROUP. */
+static size_t publish_run(const witem *items, size_t i, size_t n)
+{
+    size_t k = 0;
+    while (i + k < n && k < PUBLISH_GROUP && items[i + k].kind == W_PUBLISH)
+        k++;
+    return k;
 }
 
 /* Reads one presence reply; a refused write is logged (the next reconnection or refresh
@@ -1512,7 +1565,9 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
     for (size_t i = 0; i < n; i++) {
         witem *w = &items[i];
         if (w->kind == W_PUBLISH) {
-            append_publish(t, &out, &rec, w, floor, false);
+            size_t k = publish_run(items, i, n);
+            append_publish_group(t, &out, &rec, w, k, floor, false);
+            i += k - 1;
         } else if (w->kind == W_PRESENCE_SET) {
             const char *hset[] = {"HSET", t->k_presence, w->sub, w->json};
             const char *exp[] = {"PEXPIRE", t->k_presence, t->ttl_arg};
@@ -1543,20 +1598,26 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
         writer_lost(t, items, 0, n, intern(t, "%s", c->err));
         goto out;
     }
-    /* Replies come in command order. Publishes refused with NOSCRIPT (the script cache
-     * was flushed) are retried below with the full script. */
+    /* Replies come in command order. Groups refused with NOSCRIPT (the script cache was
+     * flushed) are retried below with the full script. */
     size_t n_retry = 0;
     for (size_t i = 0; i < n; i++) {
         witem *w = &items[i];
         int rc = 0;
         if (w->kind == W_PUBLISH) {
-            rc = finish_publish(t, c, w, deadline);
+            size_t k = publish_run(items, i, n);
+            rc = finish_publish_group(t, c, w, k, deadline);
             if (rc == 1) {
-                items[n_retry++] = *w; /* n_retry <= i: compacts to the front */
-                if (n_retry - 1 != i)
-                    memset(w, 0, sizeof(*w));
+                /* n_retry <= i: compacts them to the front */
+                for (size_t j = 0; j < k; j++) {
+                    items[n_retry++] = items[i + j];
+                    if (n_retry - 1 != i + j)
+                        memset(&items[i + j], 0, sizeof(items[i + j]));
+                }
                 rc = 0;
             }
+            if (rc == 0)
+                i += k - 1;
         } else {
             int cmds = w->kind == W_PRESENCE_SET ? 3 : 1;
             for (int k = 0; k < cmds && rc == 0; k++)
@@ -1599,17 +1660,20 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
     }
     if (n_retry) {
         qs_buf_reset(&out);
-        for (size_t i = 0; i < n_retry; i++)
-            append_publish(t, &out, &rec, &items[i], floor, true);
+        for (size_t i = 0; i < n_retry; i += publish_run(items, i, n_retry))
+            append_publish_group(t, &out, &rec, &items[i], publish_run(items, i, n_retry), floor,
+                                 true);
         deadline = qs_now_ms() + t->s.timeout_ms;
         if (io_write(t, c, out.p, out.len, deadline, false) < 0) {
             writer_lost(t, items, 0, n_retry, intern(t, "%s", c->err));
             goto out;
         }
-        for (size_t i = 0; i < n_retry; i++) {
-            int rc = finish_publish(t, c, &items[i], deadline);
+        for (size_t i = 0; i < n_retry;) {
+            size_t k = publish_run(items, i, n_retry);
+            int rc = finish_publish_group(t, c, &items[i], k, deadline);
             if (rc == 1)
-                witem_finish(&items[i], -EIO, "redis: the publish script cannot be loaded");
+                for (size_t j = 0; j < k; j++)
+                    witem_finish(&items[i + j], -EIO, "redis: the publish script cannot be loaded");
             if (rc < 0) {
                 const char *why = intern(t,
                                          "redis unavailable: connection lost before the "
@@ -1618,6 +1682,7 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
                 writer_lost(t, items, i, n_retry, why);
                 goto out;
             }
+            i += k;
         }
     }
 out:
