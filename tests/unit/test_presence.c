@@ -9,12 +9,11 @@
 #include <string.h>
 #include <uv.h>
 
-static qs_presence_entry entry(const char *subscriber, const char *topic, const char *payload)
+/* An entry with one topic; `topic` must outlive it (the registry copies what it keeps). */
+static qs_presence_entry entry(const char *subscriber, const char **topic, const char *payload)
 {
-    static char *topics[1];
-    topics[0] = (char *)topic;
     return (qs_presence_entry){.subscriber = (char *)subscriber,
-                               .topics = topics,
+                               .topics = (char **)topic,
                                .n_topics = 1,
                                .payload = (char *)payload};
 }
@@ -22,11 +21,11 @@ static qs_presence_entry entry(const char *subscriber, const char *topic, const 
 TEST(snapshot_lists_entries_in_registration_order_as_copies)
 {
     qs_presence *p = qs_presence_new();
-    qs_presence_entry a = entry("urn:uuid:a", "/books/1", NULL);
+    qs_presence_entry a = entry("urn:uuid:a", (const char *[]){"/books/1"}, NULL);
     qs_presence_add(p, &a);
-    qs_presence_entry b = entry("urn:uuid:b", "/books/{id}", "{\"user\":1}");
+    qs_presence_entry b = entry("urn:uuid:b", (const char *[]){"/books/{id}"}, "{\"user\":1}");
     qs_presence_add(p, &b);
-    qs_presence_entry c = entry("urn:uuid:c", "*", NULL);
+    qs_presence_entry c = entry("urn:uuid:c", (const char *[]){"*"}, NULL);
     qs_presence_add(p, &c);
     ASSERT_EQ_INT(3, qs_presence_count(p));
 
@@ -50,9 +49,9 @@ TEST(snapshot_lists_entries_in_registration_order_as_copies)
 TEST(re_adding_replaces_and_removing_forgets)
 {
     qs_presence *p = qs_presence_new();
-    qs_presence_entry a = entry("urn:uuid:a", "/one", NULL);
+    qs_presence_entry a = entry("urn:uuid:a", (const char *[]){"/one"}, NULL);
     qs_presence_add(p, &a);
-    qs_presence_entry a2 = entry("urn:uuid:a", "/two", NULL);
+    qs_presence_entry a2 = entry("urn:uuid:a", (const char *[]){"/two"}, NULL);
     qs_presence_add(p, &a2);
     ASSERT_EQ_INT(1, qs_presence_count(p));
     size_t n;
@@ -73,7 +72,7 @@ TEST(re_adding_replaces_and_removing_forgets)
 
 TEST(entry_copy_is_deep)
 {
-    qs_presence_entry a = entry("urn:uuid:a", "/one", "{}"), copy;
+    qs_presence_entry a = entry("urn:uuid:a", (const char *[]){"/one"}, "{}"), copy;
     qs_presence_entry_copy(&copy, &a);
     ASSERT(copy.subscriber != a.subscriber && copy.payload != a.payload);
     ASSERT_EQ_STR("urn:uuid:a", copy.subscriber);
@@ -96,13 +95,14 @@ static void churn(void *arg)
     char id[64];
     for (int i = 0; i < PER_THREAD; i++) {
         snprintf(id, sizeof id, "urn:uuid:%d-%d", w->index, i);
-        qs_presence_entry e = entry(id, "/t", NULL);
+        qs_presence_entry e = entry(id, (const char *[]){"/t"}, NULL);
         qs_presence_add(w->p, &e);
         if (i % 2)
             qs_presence_remove(w->p, id);
         if (i % 500 == 0) {
             size_t n;
-            qs_presence_entries_free(qs_presence_snapshot(w->p, &n), n);
+            qs_presence_entry *v = qs_presence_snapshot(w->p, &n);
+            qs_presence_entries_free(v, n);
         }
     }
 }
