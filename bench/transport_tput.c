@@ -55,7 +55,7 @@ int main(int argc, char **argv)
     uv_mutex_init(&mu);
     uv_cond_init(&cond);
     qs_config_transport cfg = {.url = argv[1], .source = "argv", .line = 1};
-    qs_transport_host host = {on_deliver, NULL};
+    qs_transport_host host = {.deliver = on_deliver};
     qs_transport *t = NULL;
     char *err = NULL;
     if (qs_transport_open(&cfg, &host, &t, &err) < 0 || t->ops->start(t, &err) < 0) {

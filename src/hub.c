@@ -73,7 +73,9 @@ int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
     lowercase_all(cfg->cors_origins, cfg->n_cors_origins);
     lowercase_all(cfg->publish_origins, cfg->n_publish_origins);
 
-    qs_transport_host host = {.deliver = qs_hub_deliver, .ctx = hub};
+    qs_transport_host host = {.deliver = qs_hub_deliver,
+                              .presence_lost = cfg->subscriptions ? qs_subscriptions_lost : NULL,
+                              .ctx = hub};
     if (qs_transport_open(&cfg->transport, &host, &hub->transport, err) < 0)
         return -1;
 

@@ -361,6 +361,9 @@ void qs_handle_subscriptions_api(qs_conn *c, qs_request *req);
 /** Presence hooks: a subscriber's stream opened / it is being freed. */
 void qs_subscriptions_connected(qs_subscriber *s);
 void qs_subscriptions_disconnected(qs_subscriber *s);
+/** Transport host callback (any thread): publishes the departures of the subscribers of a
+ *  node that died, whose entries the transport took from the cluster's registry. */
+void qs_subscriptions_lost(void *hub, const qs_presence_entry *entries, size_t n);
 /** Appends the headers of every hub response: security headers, then CORS. */
 void qs_hub_headers(qs_conn *c, const qs_request *req, qs_buf *out);
 /** qs_conn_send_error with the hub headers. */

@@ -83,24 +83,49 @@ static void ignore_result(void *arg, int status, const char *reason)
         qs_warn("subscription event not published: %s", reason ? reason : "transport error");
 }
 
-/* Publishes the events of one subscriber (active or not) through the transport. */
+/* Publishes one subscription event (a private update) through the transport. */
+static void publish_event(qs_transport *t, const char *topic, size_t topic_len,
+                          const char *subscriber, bool active, json_t *payload)
+{
+    qs_update *u = qs_update_new();
+    qs_buf id = QS_BUF_INIT, data = QS_BUF_INIT;
+    qs_subscription_id(&id, topic, topic_len, subscriber);
+    qs_subscription_json(&data, topic, topic_len, subscriber, active, NULL, payload, true, 0);
+    qs_update_add_topic(u, id.p, id.len);
+    qs_update_set_data(u, data.p, data.len);
+    u->is_private = true; /* presence is only for subscribers authorized to see it */
+    qs_update_finalize(u);
+    t->ops->publish(t, u, ignore_result, NULL);
+    qs_update_unref(u);
+    qs_buf_free(&id);
+    qs_buf_free(&data);
+}
+
+/* Publishes the events of one subscriber (active or not), one per topic selector. */
 static void publish_events(qs_subscriber *s, bool active)
 {
     qs_transport *t = s->w->hub->transport;
     for (uint32_t i = 0; i < s->n_entries; i++) {
         const qs_selector *sel = s->entries[i].group->sel;
-        qs_update *u = qs_update_new();
-        qs_buf topic = QS_BUF_INIT, data = QS_BUF_INIT;
-        qs_subscription_id(&topic, sel->str, sel->len, s->id);
-        qs_subscription_json(&data, sel->str, sel->len, s->id, active, NULL, s->payload, true, 0);
-        qs_update_add_topic(u, topic.p, topic.len);
-        qs_update_set_data(u, data.p, data.len);
-        u->is_private = true; /* presence is only for subscribers authorized to see it */
-        qs_update_finalize(u);
-        t->ops->publish(t, u, ignore_result, NULL);
-        qs_update_unref(u);
-        qs_buf_free(&topic);
-        qs_buf_free(&data);
+        publish_event(t, sel->str, sel->len, s->id, active, s->payload);
+    }
+}
+
+static json_t *parse_payload(const char *s)
+{
+    return s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
+}
+
+void qs_subscriptions_lost(void *ctx, const qs_presence_entry *entries, size_t n)
+{
+    qs_hub *hub = ctx;
+    for (size_t i = 0; i < n; i++) {
+        const qs_presence_entry *e = &entries[i];
+        json_t *payload = parse_payload(e->payload);
+        for (size_t k = 0; k < e->n_topics; k++)
+            publish_event(hub->transport, e->topics[k], strlen(e->topics[k]), e->subscriber,
+                          false, payload);
+        json_decref(payload);
     }
 }
 
@@ -155,11 +180,6 @@ typedef struct api_query {
     char *if_none_match;
     qs_buf headers; /* hub headers computed while the request was readable */
 } api_query;
-
-static json_t *parse_payload(const char *s)
-{
-    return s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
-}
 
 static void api_respond(api_query *a)
 {

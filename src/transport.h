@@ -31,6 +31,10 @@ typedef struct qs_transport qs_transport;
 typedef struct qs_transport_host {
     /** Receives a committed update (finalized, seq set). The callee takes its own refs. */
     void (*deliver)(void *ctx, qs_update *u);
+    /** Optional (cluster transports): the entries of a node that died without saying
+     *  goodbye, taken from the shared registry by this node alone; the hub publishes their
+     *  departures. Called on a transport thread; the entries stay the caller's. */
+    void (*presence_lost)(void *ctx, const qs_presence_entry *entries, size_t n);
     void *ctx;
 } qs_transport_host;
 

@@ -8,13 +8,14 @@
  *   <stream>:seq              the counter that hands out n
  *   <stream>:ids              sorted set: event id -> n (Last-Event-ID lookups)
  *   <stream>:nodes            set of the node ids that registered subscribers
- *   <stream>:presence:<node>  hash: subscriber id -> {"topics":[…],"payload":…,"order":…},
- *                             with a TTL the node keeps refreshing
+ *   <stream>:presence:<node>  hash: subscriber id -> {"topics":[…],"payload":…,"order":…}
+ *   <stream>:alive:<node>     the node's lease, with a TTL the node keeps refreshing
  *
- * A publish runs one Lua script, atomically: INCR the counter, XADD with the explicit id
- * "<n>-0" (MAXLEN ~ retention), ZADD NX the event id (so a duplicated custom id resolves to
- * its earliest occurrence), and every 256 publishes trim the index below the stream's first
- * entry, so the index follows the stream's retention. The stream id encodes the seq, so the
+ * Publishes run one Lua script call per group of queued publishes, atomically: INCRBY the
+ * counter, then per update XADD with the explicit id "<n>-0" (MAXLEN ~ retention) and ZADD
+ * NX the event id (so a duplicated custom id resolves to its earliest occurrence), and every
+ * 256 positions trim the index below the stream's first entry, so the index follows the
+ * stream's retention. The stream id encodes the seq, so the
  * order, the ids and the seqs are the same on every node, and a lookup is ZSCORE + XRANGE
  * (an index, never a scan).
  *
@@ -35,10 +36,12 @@
  * answered 503 although it may have been stored: delivery is at least once for publishes
  * that a client retries after a 503.
  *
- * Presence: each node keeps its own entries in a hash with a TTL (presence_ttl, default
- * 15 s) that it refreshes every third of it; a node that dies without cleaning up (SIGKILL)
- * vanishes from every node's subscriptions API within presence_ttl. After a reconnection
- * the node rewrites its hash from its local copy.
+ * Presence: each node keeps its own entries in a hash and holds a lease key with a TTL
+ * (presence_ttl, default 15 s) that it refreshes every third of it; the entries of a node
+ * whose lease expired (it died without cleaning up: SIGKILL) are no longer listed by any
+ * node, and at the next refresh one surviving node takes them atomically (reap_script) and
+ * publishes their departures. After a reconnection the node rewrites its hash from its
+ * local copy.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -129,15 +132,36 @@ static const char publish_script[] =
  * node died), atomically so a node registering its first entry is never dropped. */
 static const char list_script[] = "local out = {}\n"
                                   "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-                                  "  local h = redis.call('HGETALL', ARGV[1] .. node)\n"
-                                  "  if #h == 0 then\n"
+                                  "  if redis.call('EXISTS', ARGV[2] .. node) == 1 then\n"
+                                  "    local h = redis.call('HGETALL', ARGV[1] .. node)\n"
+                                  "    if #h > 0 then\n"
+                                  "      out[#out + 1] = node\n"
+                                  "      out[#out + 1] = h\n"
+                                  "    end\n"
+                                  "  elseif redis.call('EXISTS', ARGV[1] .. node) == 0 then\n"
                                   "    redis.call('SREM', KEYS[1], node)\n"
-                                  "  else\n"
-                                  "    out[#out + 1] = node\n"
-                                  "    out[#out + 1] = h\n"
                                   "  end\n"
                                   "end\n"
                                   "return out\n";
+
+/* KEYS: the nodes set. ARGV: the prefix of presence hashes, the prefix of leases, this
+ * node. Takes the entries of every other node whose lease expired (it died): returns them
+ * as [node, [field, value, …], …] and deletes them, atomically, so exactly one node takes
+ * each dead node's entries and publishes their departures. */
+static const char reap_script[] =
+    "local out = {}\n"
+    "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
+    "  if node ~= ARGV[3] and redis.call('EXISTS', ARGV[2] .. node) == 0 then\n"
+    "    local h = redis.call('HGETALL', ARGV[1] .. node)\n"
+    "    redis.call('DEL', ARGV[1] .. node)\n"
+    "    redis.call('SREM', KEYS[1], node)\n"
+    "    if #h > 0 then\n"
+    "      out[#out + 1] = node\n"
+    "      out[#out + 1] = h\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
 
 /* ------------------------------------------------------------ types */
 
@@ -180,9 +204,9 @@ typedef struct redis_transport {
     qs_transport_host host;
     qs_redis_settings s;
     char *addr; /* "host:port" for logs */
-    char *k_seq, *k_ids, *k_nodes, *k_presence, *presence_prefix;
+    char *k_seq, *k_ids, *k_nodes, *k_presence, *presence_prefix, *k_alive, *alive_prefix;
     char node[40];
-    char pub_sha[41], list_sha[41];
+    char pub_sha[41], list_sha[41], reap_sha[41];
     char max_length_arg[24], ttl_arg[24];
     SSL_CTX *ssl_ctx;
     int wake_fd; /* an eventfd, readable once stop() begins: interrupts blocking waits */
@@ -1334,6 +1358,19 @@ static uint64_t presence_refresh_ms(const redis_transport *t)
 
 /* Appends the commands that (re)write this node's whole hash; called under mu. Returns the
  * number of replies to read. */
+/* Appends the two commands that (re)take this node's lease and list it in the nodes set:
+ * while the lease lives, the node's entries are listed; once it expires (the node died),
+ * another node takes them (reap_script). */
+static void lease_cmds(redis_transport *t, qs_buf *out)
+{
+    const char *set[] = {"SET", t->k_alive, "1", "PX", t->ttl_arg};
+    const char *add[] = {"SADD", t->k_nodes, t->node};
+    size_t set_lens[] = {3, strlen(t->k_alive), 1, 2, strlen(t->ttl_arg)};
+    size_t add_lens[] = {4, strlen(t->k_nodes), strlen(t->node)};
+    format_cmd(out, 5, set, set_lens);
+    format_cmd(out, 3, add, add_lens);
+}
+
 static size_t presence_rewrite_cmds(redis_transport *t, qs_buf *out)
 {
     const char *del[] = {"DEL", t->k_presence};
@@ -1374,12 +1411,7 @@ static size_t presence_rewrite_cmds(redis_transport *t, qs_buf *out)
         free(lens);
         left = k == chunk ? left - chunk : 0;
     }
-    const char *exp[] = {"PEXPIRE", t->k_presence, t->ttl_arg};
-    const char *add[] = {"SADD", t->k_nodes, t->node};
-    size_t exp_lens[] = {7, strlen(t->k_presence), strlen(t->ttl_arg)};
-    size_t add_lens[] = {4, strlen(t->k_nodes), strlen(t->node)};
-    format_cmd(out, 3, exp, exp_lens);
-    format_cmd(out, 3, add, add_lens);
+    lease_cmds(t, out);
     return replies + 2;
 }
 
@@ -1401,6 +1433,38 @@ static int send_and_check(redis_transport *t, rconn *c, qs_buf *cmds, size_t rep
         freeReplyObject(r);
     }
     return rc;
+}
+
+/* Runs a script by its SHA-1, or by its text when Redis's script cache lost it (NOSCRIPT).
+ * args: the number of keys, the keys, the arguments. Returns 0 with the reply, or -1 when
+ * the connection failed. */
+static int call_script(redis_transport *t, rconn *c, const char *script, const char *sha,
+                       int nargs, const char **args, redisReply **out)
+{
+    const char *argv[8];
+    size_t lens[8];
+    if (nargs + 2 > 8)
+        qs_panic("call_script: too many arguments");
+    for (int i = 0; i < nargs; i++) {
+        argv[i + 2] = args[i];
+        lens[i + 2] = strlen(args[i]);
+    }
+    for (int full = 0; full < 2; full++) {
+        argv[0] = full ? "EVAL" : "EVALSHA";
+        argv[1] = full ? script : sha;
+        lens[0] = strlen(argv[0]);
+        lens[1] = strlen(argv[1]);
+        if (conn_call(t, c, nargs + 2, argv, lens, out, false) < 0)
+            return -1;
+        const redisReply *r = *out;
+        if (!(r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8)))
+            break;
+        if (!full) {
+            freeReplyObject(*out);
+            *out = NULL;
+        }
+    }
+    return 0;
 }
 
 static int load_script(redis_transport *t, rconn *c, const char *script)
@@ -1570,14 +1634,9 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             i += k - 1;
         } else if (w->kind == W_PRESENCE_SET) {
             const char *hset[] = {"HSET", t->k_presence, w->sub, w->json};
-            const char *exp[] = {"PEXPIRE", t->k_presence, t->ttl_arg};
-            const char *add[] = {"SADD", t->k_nodes, t->node};
             size_t l1[] = {4, strlen(t->k_presence), strlen(w->sub), strlen(w->json)};
-            size_t l2[] = {7, strlen(t->k_presence), strlen(t->ttl_arg)};
-            size_t l3[] = {4, strlen(t->k_nodes), strlen(t->node)};
             format_cmd(&out, 4, hset, l1);
-            format_cmd(&out, 3, exp, l2);
-            format_cmd(&out, 3, add, l3);
+            lease_cmds(t, &out);
         } else if (w->kind == W_PRESENCE_DEL) {
             const char *hdel[] = {"HDEL", t->k_presence, w->sub};
             size_t l[] = {4, strlen(t->k_presence), strlen(w->sub)};
@@ -1585,9 +1644,10 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
         }
     }
     if (refresh) {
-        const char *exp[] = {"PEXPIRE", t->k_presence, t->ttl_arg};
+        /* PEXPIRE answers 0 when the lease is gone: see below. */
+        const char *exp[] = {"PEXPIRE", t->k_alive, t->ttl_arg};
         const char *add[] = {"SADD", t->k_nodes, t->node};
-        size_t l2[] = {7, strlen(t->k_presence), strlen(t->ttl_arg)};
+        size_t l2[] = {7, strlen(t->k_alive), strlen(t->ttl_arg)};
         size_t l3[] = {4, strlen(t->k_nodes), strlen(t->node)};
         format_cmd(&out, 3, exp, l2);
         format_cmd(&out, 3, add, l3);
@@ -1643,8 +1703,10 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             goto out;
         }
         if (alive == 0) {
-            /* The hash expired (this node stalled longer than its TTL): write it again. */
-            qs_warn("redis %s: the presence entries of this node had expired; rewriting them",
+            /* The lease expired (this node stalled longer than its TTL; another node may
+             * have taken its entries and published their departures): write them again. */
+            qs_warn("redis %s: the presence lease of this node had expired; rewriting its "
+                    "entries",
                     t->addr);
             qs_buf cmds = QS_BUF_INIT;
             uv_mutex_lock(&t->base.mu);
@@ -1695,15 +1757,44 @@ static void presence_forget(redis_transport *t)
 {
     rconn *c = &t->wconn;
     qs_buf cmds = QS_BUF_INIT;
-    const char *del[] = {"DEL", t->k_presence};
+    const char *del[] = {"DEL", t->k_presence, t->k_alive};
     const char *rem[] = {"SREM", t->k_nodes, t->node};
-    size_t l1[] = {3, strlen(t->k_presence)};
+    size_t l1[] = {3, strlen(t->k_presence), strlen(t->k_alive)};
     size_t l2[] = {4, strlen(t->k_nodes), strlen(t->node)};
-    format_cmd(&cmds, 2, del, l1);
+    format_cmd(&cmds, 3, del, l1);
     format_cmd(&cmds, 3, rem, l2);
     if (send_and_check(t, c, &cmds, 2) < 0)
         qs_warn("redis %s: could not remove this node's presence entries: %s", t->addr, c->err);
     qs_buf_free(&cmds);
+}
+
+/* Takes the entries of the nodes that died (their lease expired) and hands them to the hub,
+ * which publishes their departures; the script gives each dead node's entries to exactly
+ * one node. Runs on the writer's connection once per refresh period. */
+static void reap_dead_nodes(redis_transport *t)
+{
+    rconn *c = &t->wconn;
+    redisReply *rep = NULL;
+    const char *args[] = {"1", t->k_nodes, t->presence_prefix, t->alive_prefix, t->node};
+    if (call_script(t, c, reap_script, t->reap_sha, 5, args, &rep) < 0) {
+        writer_lost(t, NULL, 0, 0, intern(t, "%s", c->err));
+        return;
+    }
+    qs_presence_entry *v = NULL;
+    size_t n = 0;
+    if (rep->type == REDIS_REPLY_ERROR)
+        qs_warn("redis %s: %s", t->addr, reply_error(t, "reading dead nodes' presence", rep));
+    else if (qs_redis_presence_merge(rep, t->node, NULL, 0, &v, &n) < 0)
+        qs_warn("redis %s: unexpected reply to the presence reaper", t->addr);
+    if (n) {
+        qs_info("redis %s: %zu subscriptions of %zu node(s) that stopped refreshing their "
+                "lease are gone",
+                t->addr, n, rep->elements / 2);
+        if (t->host.presence_lost)
+            t->host.presence_lost(t->host.ctx, v, n);
+    }
+    qs_presence_entries_free(v, n);
+    freeReplyObject(rep);
 }
 
 static void writer_main(void *arg)
@@ -1784,6 +1875,10 @@ static void writer_main(void *arg)
         } else {
             run_batch(t, batch, n, refresh);
         }
+        /* Only a node that publishes subscription events takes dead nodes' entries: one
+         * that does not would drop their departures. */
+        if (refresh && t->wconn.fd >= 0 && t->host.presence_lost)
+            reap_dead_nodes(t);
         uv_mutex_lock(&t->base.mu);
     }
     uv_mutex_unlock(&t->base.mu);
@@ -1922,19 +2017,9 @@ static int serve_presence(redis_transport *t, qs_presence_query *q)
 {
     rconn *c = &t->hconn;
     redisReply *rep = NULL;
-    for (int full = 0; full < 2; full++) {
-        const char *argv[] = {full ? "EVAL" : "EVALSHA", full ? list_script : t->list_sha, "1",
-                              t->k_nodes, t->presence_prefix};
-        size_t lens[5];
-        for (int i = 0; i < 5; i++)
-            lens[i] = strlen(argv[i]);
-        if (conn_call(t, c, 5, argv, lens, &rep, false) < 0)
-            return -1;
-        if (!(rep->type == REDIS_REPLY_ERROR && rep->len >= 8 && !memcmp(rep->str, "NOSCRIPT", 8)))
-            break;
-        freeReplyObject(rep);
-        rep = NULL;
-    }
+    const char *args[] = {"1", t->k_nodes, t->presence_prefix, t->alive_prefix};
+    if (call_script(t, c, list_script, t->list_sha, 4, args, &rep) < 0)
+        return -1;
     if (rep->type == REDIS_REPLY_ERROR) {
         q->status = -1;
         q->reason = reply_error(t, "redis refused the presence read", rep);
@@ -2126,12 +2211,15 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     t->k_ids = qs_xasprintf("%s:ids", s.stream);
     t->k_nodes = qs_xasprintf("%s:nodes", s.stream);
     t->presence_prefix = qs_xasprintf("%s:presence:", s.stream);
+    t->alive_prefix = qs_xasprintf("%s:alive:", s.stream);
     char urn[QS_UUID_URN_LEN + 1];
     qs_uuid4_urn(urn);
     snprintf(t->node, sizeof(t->node), "%s", urn + 9);
     t->k_presence = qs_xasprintf("%s%s", t->presence_prefix, t->node);
+    t->k_alive = qs_xasprintf("%s%s", t->alive_prefix, t->node);
     sha1_hex(publish_script, t->pub_sha);
     sha1_hex(list_script, t->list_sha);
+    sha1_hex(reap_script, t->reap_sha);
     snprintf(t->max_length_arg, sizeof(t->max_length_arg), "%" PRIu64, s.max_length);
     snprintf(t->ttl_arg, sizeof(t->ttl_arg), "%" PRIu64, s.presence_ttl_ms);
     t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -2345,6 +2433,8 @@ static void redis_destroy(qs_transport *base)
     free(t->k_nodes);
     free(t->k_presence);
     free(t->presence_prefix);
+    free(t->k_alive);
+    free(t->alive_prefix);
     free(t->base.last_id);
     free(t);
 }

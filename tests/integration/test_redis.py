@@ -493,12 +493,44 @@ def test_presence_is_shared_and_a_killed_node_expires(cluster):
                       what="the killed node's subscription to expire")
         assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
         assert topics_on(n1) == ["urn:on-1"]
+        # ...and one surviving node publishes its subscribers' departures, once, within
+        # presence_ttl and a refresh period (a third of it).
+        def departures(topic):
+            return [json.loads(e.data) for e in w.events
+                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
+        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
+        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
+        gone = departures("urn:on-3")[0]
+        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
+        assert gone["payload"] == {"u": 3}
+        assert gone["id"] == arrivals["urn:on-3"]["id"]
 
         # A subscriber leaving a live node is forgotten at once, everywhere, with an event.
         a.close()
-        w.wait_for(lambda: any(not json.loads(e.data)["active"] for e in w.events), T(5),
-                   "the departure from node 1")
+        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
+        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
         qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+
+
+def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
+    extra = ["subscriptions"]
+    (n1,) = cluster(1, extra=extra, query="presence_ttl=1s")
+    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
+    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
+    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
+    n1.kill()
+    s.close()
+    time.sleep(1.2)  # the lease expires: nobody is left to publish the departure
+    (n2,) = cluster(1, extra=extra, query="presence_ttl=1s")
+    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
+        w.wait_for(lambda: any(json.loads(e.data)["topic"] == "urn:orphan" for e in w.events),
+                   T(10), "the departure published by the new node")
+        gone = [json.loads(e.data) for e in w.events
+                if json.loads(e.data)["topic"] == "urn:orphan"]
+        assert len(gone) == 1 and gone[0]["active"] is False and gone[0]["payload"] == {"o": 1}
+        assert listed(n2) == []
+        # The dead node's hash is gone; only the new node's (its watcher) is left.
+        assert len(cluster.redis.call("KEYS", cluster.stream + ":presence:*")) == 1
 
 
 def test_a_cleanly_stopped_node_removes_its_entries(cluster):

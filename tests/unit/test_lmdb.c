@@ -70,7 +70,7 @@ static qs_transport *open_store(sink *s, const char *extra_key, const char *extr
                                .n_options = extra_key ? 2 : 1,
                                .source = "test",
                                .line = 1};
-    qs_transport_host host = {on_deliver, s};
+    qs_transport_host host = {.deliver = on_deliver, .ctx = s};
     qs_transport *t = NULL;
     if (qs_transport_open(&cfg, &host, &t, err) < 0)
         return NULL;
