@@ -533,7 +533,12 @@ static void pub_closed(uv_handle_t *h)
     pubconn *c = h->data;
     c->closing = false;
     c->connected = false;
-    if (opt.churn && !P.finished && P.next < opt.updates && opt.rate <= 0)
+    if (P.finished || P.next >= opt.updates)
+        return;
+    /* Churn without a rate: the next publish opens the next connection (with a rate, the
+     * pacer opens them). Keep-alive: the server closed the connection (nginx does after
+     * keepalive_requests): open another, or this publisher would stop for good. */
+    if (!opt.churn || opt.rate <= 0)
         pub_connect(c);
 }
 
