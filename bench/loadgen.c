@@ -53,7 +53,7 @@ static struct options {
     int n_hub_pids;
     double drain_s;
     bool replay;
-    double sub_churn; /* subscribers opened (and closed once open) per second */
+    double sub_churn;   /* subscribers opened (and closed once open) per second */
     double publish_for; /* stop issuing publishes after this many seconds (0 = no cap) */
     double duration;
     int sources; /* 127.0.0.x source addresses for subscribers */
@@ -760,19 +760,14 @@ static int read_report(int fd, report *r)
 int main(int argc, char **argv)
 {
     static struct option longopts[] = {
-        {"host", 1, 0, 'H'},        {"port", 1, 0, 'p'},
-        {"key", 1, 0, 'k'},         {"profile", 1, 0, 'f'},
-        {"subscribers", 1, 0, 's'}, {"topics", 1, 0, 't'},
-        {"templates", 0, 0, 'T'},   {"publishers", 1, 0, 'P'},
-        {"updates", 1, 0, 'm'},     {"rate", 1, 0, 'r'},
-        {"size", 1, 0, 'b'},        {"churn", 0, 0, 'c'},
-        {"procs", 1, 0, 'K'},       {"hub-pid", 1, 0, 'h'},
-        {"drain", 1, 0, 'd'},       {"replay", 0, 0, 'R'},
-        {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
-        {"label", 1, 0, 'l'},       {"sub-churn", 1, 0, 'C'},
-        {"duration", 1, 0, 'D'},    {"pub-port", 1, 0, 'o'},
-        {"publish-for", 1, 0, 'F'},
-        {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},      {"port", 1, 0, 'p'},        {"key", 1, 0, 'k'},
+        {"profile", 1, 0, 'f'},   {"subscribers", 1, 0, 's'}, {"topics", 1, 0, 't'},
+        {"templates", 0, 0, 'T'}, {"publishers", 1, 0, 'P'},  {"updates", 1, 0, 'm'},
+        {"rate", 1, 0, 'r'},      {"size", 1, 0, 'b'},        {"churn", 0, 0, 'c'},
+        {"procs", 1, 0, 'K'},     {"hub-pid", 1, 0, 'h'},     {"drain", 1, 0, 'd'},
+        {"replay", 0, 0, 'R'},    {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
+        {"label", 1, 0, 'l'},     {"sub-churn", 1, 0, 'C'},   {"duration", 1, 0, 'D'},
+        {"pub-port", 1, 0, 'o'},  {"publish-for", 1, 0, 'F'}, {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {

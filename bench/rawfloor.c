@@ -111,8 +111,8 @@ static void publish(int epfd, char *topic, size_t tlen, char *data, size_t dlen)
     int t = topic_index(topic, tlen);
     char frame[65536];
     char event[65000];
-    int elen = snprintf(event, sizeof(event), "id: urn:uuid:%llu\ndata: %.*s\n\n", ++seq,
-                        (int)dlen, data);
+    int elen =
+        snprintf(event, sizeof(event), "id: urn:uuid:%llu\ndata: %.*s\n\n", ++seq, (int)dlen, data);
     int flen = snprintf(frame, sizeof(frame), "%x\r\n", elen);
     memcpy(frame + flen, event, (size_t)elen);
     flen += elen;

@@ -656,8 +656,7 @@ static bool selectors_ok(json_t *v)
 {
     if (!v || json_is_null(v))
         return true;
-    return json_is_array(v) && json_array_size(v) <= QS_JWT_MAX_CLAIM_SELECTORS &&
-           all_strings(v);
+    return json_is_array(v) && json_array_size(v) <= QS_JWT_MAX_CLAIM_SELECTORS && all_strings(v);
 }
 
 static bool mercure_claim_ok(json_t *m)

@@ -123,8 +123,8 @@ void qs_subscriptions_lost(void *ctx, const qs_presence_entry *entries, size_t n
         const qs_presence_entry *e = &entries[i];
         json_t *payload = parse_payload(e->payload);
         for (size_t k = 0; k < e->n_topics; k++)
-            publish_event(hub->transport, e->topics[k], strlen(e->topics[k]), e->subscriber,
-                          false, payload);
+            publish_event(hub->transport, e->topics[k], strlen(e->topics[k]), e->subscriber, false,
+                          payload);
         json_decref(payload);
     }
 }

@@ -304,7 +304,8 @@ static int lmdb_create(const qs_config_transport *cfg, const qs_transport_host *
     }
     qs_info("store %s: %" PRIu64 " updates kept (limits: %" PRIu64 " updates, %" PRIu64
             " bytes), last event id %s",
-            t->path, t->count, t->max_count, t->max_bytes, t->base.last_id ? t->base.last_id : "none");
+            t->path, t->count, t->max_count, t->max_bytes,
+            t->base.last_id ? t->base.last_id : "none");
     *out = &t->base;
     return 0;
 }

@@ -1438,8 +1438,8 @@ static int send_and_check(redis_transport *t, rconn *c, qs_buf *cmds, size_t rep
 /* Runs a script by its SHA-1, or by its text when Redis's script cache lost it (NOSCRIPT).
  * args: the number of keys, the keys, the arguments. Returns 0 with the reply, or -1 when
  * the connection failed. */
-static int call_script(redis_transport *t, rconn *c, const char *script, const char *sha,
-                       int nargs, const char **args, redisReply **out)
+static int call_script(redis_transport *t, rconn *c, const char *script, const char *sha, int nargs,
+                       const char **args, redisReply **out)
 {
     const char *argv[8];
     size_t lens[8];
@@ -1825,7 +1825,8 @@ static void writer_main(void *arg)
                 break;
             uint64_t now = qs_now_ms();
             if (now < t->wlink.retry_at_ms) {
-                uv_cond_timedwait(&t->writer_cond, &t->base.mu, (t->wlink.retry_at_ms - now) * 1000000);
+                uv_cond_timedwait(&t->writer_cond, &t->base.mu,
+                                  (t->wlink.retry_at_ms - now) * 1000000);
                 continue;
             }
             uv_mutex_unlock(&t->base.mu);

@@ -1179,7 +1179,8 @@ TEST(transport_blocks)
     directive_err("transport", "Caddyfile:5: transport: missing value");
     directive_err("transport mysql", "Caddyfile:5: transport: unknown transport (local, bolt, "
                                      "lmdb, redis, postgres, kafka, pulsar) \"mysql\"");
-    directive_err("transport local extra", "Caddyfile:5: transport: expected 1 value \"local extra\"");
+    directive_err("transport local extra",
+                  "Caddyfile:5: transport: expected 1 value \"local extra\"");
     directive_err("transport bolt {\n\t\t\tnested {\n\t\t\t}\n\t\t}",
                   "Caddyfile:6: transport: an option cannot open a block \"nested\"");
     directive_err("transport_url bolt://x.db\n\t\ttransport local",

@@ -14,21 +14,47 @@ static const struct {
     bool active, context;
     const char *expected;
 } docs[] = {
-    {"https://example.com/books/{id}", "urn:uuid:0d4b4a7b-7a1c-4c8e-9f0a-1c2d3e4f5a6b", "", "", true, true,
-     "{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\": \"/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D/urn%3Auuid%3A0d4b4a7b-7a1c-4c8e-9f0a-1c2d3e4f5a6b\",\n  \"type\": \"Subscription\",\n  \"subscriber\": \"urn:uuid:0d4b4a7b-7a1c-4c8e-9f0a-1c2d3e4f5a6b\",\n  \"topic\": \"https://example.com/books/{id}\",\n  \"active\": true\n}"},
-    {"<b>&amp; \303\251 \342\230\203 a b+c", "urn:uuid:00000000-0000-4000-8000-000000000000", "", "{\"user\":\"https://example.com/users/dunglas\",\"remoteAddr\":\"127.0.0.1\",\"n\":[1,2.5,1e21],\"o\":{}}", false, true,
-     "{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\": \"/.well-known/mercure/subscriptions/%3Cb%3E%26amp%3B+%C3%A9+%E2%98%83+a+b%2Bc/urn%3Auuid%3A00000000-0000-4000-8000-000000000000\",\n  \"type\": \"Subscription\",\n  \"subscriber\": \"urn:uuid:00000000-0000-4000-8000-000000000000\",\n  \"topic\": \"\\u003cb\\u003e\\u0026amp; \303\251 \342\230\203 a b+c\",\n  \"active\": false,\n  \"payload\": {\n    \"n\": [\n      1,\n      2.5,\n      1e+21\n    ],\n    \"o\": {},\n    \"remoteAddr\": \"127.0.0.1\",\n    \"user\": \"https://example.com/users/dunglas\"\n  }\n}"},
-    {"x", "urn:uuid:11111111-1111-4111-8111-111111111111", "urn:uuid:01a2-last", "\"just a string\"", true, true,
-     "{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\": \"/.well-known/mercure/subscriptions/x/urn%3Auuid%3A11111111-1111-4111-8111-111111111111\",\n  \"type\": \"Subscription\",\n  \"subscriber\": \"urn:uuid:11111111-1111-4111-8111-111111111111\",\n  \"topic\": \"x\",\n  \"active\": true,\n  \"lastEventID\": \"urn:uuid:01a2-last\",\n  \"payload\": \"just a string\"\n}"},
-    {"/.well-known/mercure/subscriptions{/topic}{/subscriber}", "urn:uuid:22222222-2222-4222-8222-222222222222", "", "null", true, false,
-     "{\n  \"id\": \"/.well-known/mercure/subscriptions/%2F.well-known%2Fmercure%2Fsubscriptions%7B%2Ftopic%7D%7B%2Fsubscriber%7D/urn%3Auuid%3A22222222-2222-4222-8222-222222222222\",\n  \"type\": \"Subscription\",\n  \"subscriber\": \"urn:uuid:22222222-2222-4222-8222-222222222222\",\n  \"topic\": \"/.well-known/mercure/subscriptions{/topic}{/subscriber}\",\n  \"active\": true\n}"},
+    {"https://example.com/books/{id}", "urn:uuid:0d4b4a7b-7a1c-4c8e-9f0a-1c2d3e4f5a6b", "", "",
+     true, true,
+     "{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\": "
+     "\"/.well-known/mercure/subscriptions/https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D/"
+     "urn%3Auuid%3A0d4b4a7b-7a1c-4c8e-9f0a-1c2d3e4f5a6b\",\n  \"type\": \"Subscription\",\n  "
+     "\"subscriber\": \"urn:uuid:0d4b4a7b-7a1c-4c8e-9f0a-1c2d3e4f5a6b\",\n  \"topic\": "
+     "\"https://example.com/books/{id}\",\n  \"active\": true\n}"},
+    {"<b>&amp; \303\251 \342\230\203 a b+c", "urn:uuid:00000000-0000-4000-8000-000000000000", "",
+     "{\"user\":\"https://example.com/users/"
+     "dunglas\",\"remoteAddr\":\"127.0.0.1\",\"n\":[1,2.5,1e21],\"o\":{}}",
+     false, true,
+     "{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\": "
+     "\"/.well-known/mercure/subscriptions/%3Cb%3E%26amp%3B+%C3%A9+%E2%98%83+a+b%2Bc/"
+     "urn%3Auuid%3A00000000-0000-4000-8000-000000000000\",\n  \"type\": \"Subscription\",\n  "
+     "\"subscriber\": \"urn:uuid:00000000-0000-4000-8000-000000000000\",\n  \"topic\": "
+     "\"\\u003cb\\u003e\\u0026amp; \303\251 \342\230\203 a b+c\",\n  \"active\": false,\n  "
+     "\"payload\": {\n    \"n\": [\n      1,\n      2.5,\n      1e+21\n    ],\n    \"o\": {},\n    "
+     "\"remoteAddr\": \"127.0.0.1\",\n    \"user\": \"https://example.com/users/dunglas\"\n  }\n}"},
+    {"x", "urn:uuid:11111111-1111-4111-8111-111111111111", "urn:uuid:01a2-last",
+     "\"just a string\"", true, true,
+     "{\n  \"@context\": \"https://mercure.rocks/\",\n  \"id\": "
+     "\"/.well-known/mercure/subscriptions/x/"
+     "urn%3Auuid%3A11111111-1111-4111-8111-111111111111\",\n  \"type\": \"Subscription\",\n  "
+     "\"subscriber\": \"urn:uuid:11111111-1111-4111-8111-111111111111\",\n  \"topic\": \"x\",\n  "
+     "\"active\": true,\n  \"lastEventID\": \"urn:uuid:01a2-last\",\n  \"payload\": \"just a "
+     "string\"\n}"},
+    {"/.well-known/mercure/subscriptions{/topic}{/subscriber}",
+     "urn:uuid:22222222-2222-4222-8222-222222222222", "", "null", true, false,
+     "{\n  \"id\": "
+     "\"/.well-known/mercure/subscriptions/"
+     "%2F.well-known%2Fmercure%2Fsubscriptions%7B%2Ftopic%7D%7B%2Fsubscriber%7D/"
+     "urn%3Auuid%3A22222222-2222-4222-8222-222222222222\",\n  \"type\": \"Subscription\",\n  "
+     "\"subscriber\": \"urn:uuid:22222222-2222-4222-8222-222222222222\",\n  \"topic\": "
+     "\"/.well-known/mercure/subscriptions{/topic}{/subscriber}\",\n  \"active\": true\n}"},
 };
 
 TEST(documents_match_go_marshal_indent)
 {
     for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
-        json_t *payload = *docs[i].payload ? json_loads(docs[i].payload, JSON_DECODE_ANY, NULL)
-                                           : NULL;
+        json_t *payload =
+            *docs[i].payload ? json_loads(docs[i].payload, JSON_DECODE_ANY, NULL) : NULL;
         if (payload && json_is_null(payload)) {
             json_decref(payload); /* Go omits a nil payload */
             payload = NULL;
