@@ -225,7 +225,7 @@ int qs_topts_finish(qs_topts *o, char **err)
     return 0;
 }
 
-/* ----------------------------------------------------------- presence */
+/* ----------------------------------------------------------- position */
 
 char *qs_transport_last_event_id(qs_transport *t)
 {
@@ -242,6 +242,8 @@ uint64_t qs_transport_last_seq(qs_transport *t)
     uv_mutex_unlock(&t->mu);
     return seq;
 }
+
+/* ----------------------------------------------------------- presence */
 
 void qs_transport_presence_add(qs_transport *t, const qs_presence_entry *e)
 {

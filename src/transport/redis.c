@@ -511,48 +511,14 @@ qs_update *qs_redis_entry_update(const redisReply *e, uint64_t *seq)
     return NULL;
 }
 
-/* Length of the valid UTF-8 sequence at s (1-4), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min, cp;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        min = 0x80;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        min = 0x800;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        min = 0x10000;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* JSON strings must be UTF-8: invalid bytes become U+FFFD (as Go's encoding/json does). */
 static json_t *json_text(const char *s)
 {
     size_t n = strlen(s);
     qs_buf b = QS_BUF_INIT;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq((const unsigned char *)s + i, n - i);
+        uint32_t cp;
+        size_t l = qs_utf8_decode((const unsigned char *)s + i, n - i, &cp);
         if (l) {
             qs_buf_append(&b, s + i, l);
             i += l;

@@ -8,11 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-static int hex_value(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* "urn:uuid:" then 8-4-4-4-12 lowercase hex digits. */
 static bool well_formed(const char *u)
 {
@@ -21,7 +16,8 @@ static bool well_formed(const char *u)
     for (int i = 9; i < QS_UUID_URN_LEN; i++) {
         int pos = i - 9;
         bool dash = pos == 8 || pos == 13 || pos == 18 || pos == 23;
-        if (dash ? u[i] != '-' : hex_value(u[i]) < 0)
+        bool lower_hex = qs_hex_value((unsigned char)u[i]) >= 0 && !(u[i] >= 'A' && u[i] <= 'F');
+        if (dash ? u[i] != '-' : !lower_hex)
             return false;
     }
     return true;
@@ -63,7 +59,7 @@ TEST(v7_starts_with_the_current_unix_milliseconds)
     uint64_t ms = 0;
     for (int i = 9; i < 9 + 13; i++)
         if (u[i] != '-')
-            ms = ms << 4 | (uint64_t)hex_value(u[i]);
+            ms = ms << 4 | (uint64_t)qs_hex_value((unsigned char)u[i]);
     ASSERT(ms >= before && ms <= after);
 }
 
