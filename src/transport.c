@@ -227,6 +227,26 @@ int qs_topts_finish(qs_topts *o, char **err)
 
 /* ----------------------------------------------------------- position */
 
+void qs_transport_base_init(qs_transport *t, const qs_transport_ops *ops)
+{
+    t->ops = ops;
+    uv_mutex_init(&t->mu);
+}
+
+void qs_transport_base_destroy(qs_transport *t)
+{
+    uv_mutex_destroy(&t->mu);
+    free(t->last_id);
+    t->last_id = NULL;
+}
+
+void qs_transport_set_position(qs_transport *t, uint64_t seq, const char *id)
+{
+    t->seq = seq;
+    free(t->last_id);
+    t->last_id = id ? qs_xstrdup(id) : NULL;
+}
+
 char *qs_transport_last_event_id(qs_transport *t)
 {
     uv_mutex_lock(&t->mu);

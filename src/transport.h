@@ -104,14 +104,21 @@ typedef struct qs_transport_ops {
 struct qs_transport {
     const qs_transport_ops *ops;
     qs_presence *presence; /* the single-node registry, for transports without their own */
-    /* The transport's lock (it guards the transport's own state too; initialised and
-     * destroyed by the transport) and, under it, the position of its stream: the bus seq
-     * and the id of the last update committed or delivered (NULL = none yet). */
+    /* The transport's lock (it guards the transport's own state too) and, under it, the
+     * position of its stream: the bus seq and the id of the last update committed or
+     * delivered (NULL = none yet). Set up by qs_transport_base_init, moved forward by
+     * qs_transport_set_position. */
     uv_mutex_t mu;
     uint64_t seq;
     char *last_id;
 };
 
+/** For a transport's create and destroy: sets up (tears down) the base struct's lock and
+ *  stream position. The presence registry is the caller of create's business. */
+void qs_transport_base_init(qs_transport *t, const qs_transport_ops *ops);
+void qs_transport_base_destroy(qs_transport *t);
+/** With t->mu held: the stream is now at seq, the last update's id being id (copied). */
+void qs_transport_set_position(qs_transport *t, uint64_t seq, const char *id);
 /** The id of the last committed update, or "earliest"; malloc'd. */
 char *qs_transport_last_event_id(qs_transport *t);
 /** The bus position of the last delivered update (0 = none). */

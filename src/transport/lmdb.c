@@ -255,13 +255,12 @@ static int lmdb_create(const qs_config_transport *cfg, const qs_transport_host *
     if (qs_topts_load(cfg, name, &o, err) < 0)
         return -1;
     lmdb_transport *t = qs_xcalloc(1, sizeof(*t));
-    t->base.ops = &qs_transport_lmdb_ops;
+    qs_transport_base_init(&t->base, &qs_transport_lmdb_ops);
     t->host = *host;
     t->max_count = DEFAULT_MAX_COUNT;
     t->max_bytes = DEFAULT_MAX_BYTES;
     t->map_size = DEFAULT_MAP_SIZE;
     t->healthy = true;
-    uv_mutex_init(&t->base.mu);
     uv_cond_init(&t->writer_cond);
     uv_cond_init(&t->reader_cond);
 
@@ -431,9 +430,7 @@ static int commit_batch(lmdb_transport *t, pub_item *items, size_t n)
     t->count = count;
     t->bytes = bytes;
     uv_mutex_lock(&t->base.mu);
-    t->base.seq = seq;
-    free(t->base.last_id);
-    t->base.last_id = qs_xstrdup(items[n - 1].u->id);
+    qs_transport_set_position(&t->base, seq, items[n - 1].u->id);
     uv_mutex_unlock(&t->base.mu);
     return 0;
 }
@@ -725,14 +722,13 @@ static void lmdb_destroy(qs_transport *base)
     lmdb_stop(base);
     if (t->env)
         mdb_env_close(t->env);
-    uv_mutex_destroy(&t->base.mu);
+    qs_transport_base_destroy(&t->base);
     uv_cond_destroy(&t->writer_cond);
     uv_cond_destroy(&t->reader_cond);
     free(t->queue);
     free(t->replays);
     free(t->path);
     free(t->bucket);
-    free(t->base.last_id);
     free(t);
 }
 

@@ -27,9 +27,8 @@ static int local_create(const qs_config_transport *cfg, const qs_transport_host 
     if (rc < 0)
         return -1;
     local_transport *t = qs_xcalloc(1, sizeof(*t));
-    t->base.ops = &qs_transport_local_ops;
+    qs_transport_base_init(&t->base, &qs_transport_local_ops);
     t->host = *host;
-    uv_mutex_init(&t->base.mu);
     *out = &t->base;
     return 0;
 }
@@ -50,9 +49,8 @@ static void local_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, vo
         cb(arg, -1, "the hub is shutting down");
         return;
     }
-    u->seq = ++t->base.seq;
-    free(t->base.last_id);
-    t->base.last_id = qs_xstrdup(u->id);
+    u->seq = t->base.seq + 1;
+    qs_transport_set_position(&t->base, u->seq, u->id);
     t->host.deliver(t->host.ctx, u);
     uv_mutex_unlock(&t->base.mu);
     cb(arg, 0, NULL);
@@ -76,8 +74,7 @@ static void local_stop(qs_transport *base)
 static void local_destroy(qs_transport *base)
 {
     local_transport *t = (local_transport *)base;
-    uv_mutex_destroy(&t->base.mu);
-    free(t->base.last_id);
+    qs_transport_base_destroy(&t->base);
     free(t);
 }
 

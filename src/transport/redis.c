@@ -1149,27 +1149,23 @@ static int read_tail(redis_transport *t, rconn *c)
     } else {
         uint64_t n = 0;
         char cursor[64] = "0-0";
-        char *last_id = NULL;
+        qs_update *last = NULL;
         if (r->elements) {
             const redisReply *e = r->element[0];
-            qs_update *u = qs_redis_entry_update(e, &n);
+            last = qs_redis_entry_update(e, &n);
             if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
                 e->element[0]->type == REDIS_REPLY_STRING && e->element[0]->len < sizeof(cursor))
                 snprintf(cursor, sizeof(cursor), "%.*s", (int)e->element[0]->len,
                          e->element[0]->str);
-            if (u) {
-                last_id = qs_xstrdup(u->id);
-                qs_update_unref(u);
-            }
         }
         uv_mutex_lock(&t->base.mu);
-        t->base.seq = n;
+        qs_transport_set_position(&t->base, n, last ? last->id : NULL);
         t->base_seq = n;
         snprintf(t->cursor, sizeof(t->cursor), "%s", cursor);
-        free(t->base.last_id);
-        t->base.last_id = last_id;
         t->have_position = true;
         uv_mutex_unlock(&t->base.mu);
+        if (last)
+            qs_update_unref(last);
     }
     freeReplyObject(r);
     return rc;
@@ -1221,11 +1217,8 @@ static void bus_deliver(redis_transport *t, const redisReply *r)
             snprintf(t->cursor, sizeof(t->cursor), "%.*s", (int)e->element[0]->len,
                      e->element[0]->str);
             bool fresh = u && seq > t->base.seq;
-            if (fresh) {
-                t->base.seq = seq;
-                free(t->base.last_id);
-                t->base.last_id = qs_xstrdup(u->id);
-            }
+            if (fresh)
+                qs_transport_set_position(&t->base, seq, u->id);
             uv_mutex_unlock(&t->base.mu);
             if (!u) {
                 qs_warn("redis %s: skipping stream entry %s of \"%s\": not a Quicksilver update",
@@ -1401,6 +1394,12 @@ static int send_and_check(redis_transport *t, rconn *c, qs_buf *cmds, size_t rep
     return rc;
 }
 
+/* True for Redis's answer to EVALSHA of a script its cache does not hold. */
+static bool is_noscript(const redisReply *r)
+{
+    return r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8);
+}
+
 /* Runs a script by its SHA-1, or by its text when Redis's script cache lost it (NOSCRIPT).
  * args: the number of keys, the keys, the arguments. Returns 0 with the reply, or -1 when
  * the connection failed. */
@@ -1423,7 +1422,7 @@ static int call_script(redis_transport *t, rconn *c, const char *script, const c
         if (conn_call(t, c, nargs + 2, argv, lens, out, false) < 0)
             return -1;
         const redisReply *r = *out;
-        if (!(r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8)))
+        if (!is_noscript(r))
             break;
         if (!full) {
             freeReplyObject(*out);
@@ -1532,7 +1531,7 @@ static int finish_publish_group(redis_transport *t, rconn *c, witem *items, size
     if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
         for (size_t i = 0; i < n; i++)
             finish_one_publish(t, &items[i], r->element[i]);
-    } else if (r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8)) {
+    } else if (is_noscript(r)) {
         rc = 1;
     } else {
         for (size_t i = 0; i < n; i++)
@@ -2156,11 +2155,10 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     if (qs_redis_settings_load(cfg, &s, err) < 0)
         return -1;
     redis_transport *t = qs_xcalloc(1, sizeof(*t));
-    t->base.ops = &qs_transport_redis_ops;
+    qs_transport_base_init(&t->base, &qs_transport_redis_ops);
     t->host = *host;
     t->s = s;
     t->wake_fd = -1;
-    uv_mutex_init(&t->base.mu);
     uv_mutex_init(&t->reasons_mu);
     uv_cond_init(&t->writer_cond);
     uv_cond_init(&t->reader_cond);
@@ -2389,7 +2387,7 @@ static void redis_destroy(qs_transport *base)
         close(t->wake_fd);
     for (size_t i = 0; i < t->n_reasons; i++)
         free(t->reasons[i]);
-    uv_mutex_destroy(&t->base.mu);
+    qs_transport_base_destroy(&t->base);
     uv_mutex_destroy(&t->reasons_mu);
     uv_cond_destroy(&t->writer_cond);
     uv_cond_destroy(&t->reader_cond);
@@ -2402,7 +2400,6 @@ static void redis_destroy(qs_transport *base)
     free(t->presence_prefix);
     free(t->k_alive);
     free(t->alive_prefix);
-    free(t->base.last_id);
     free(t);
 }
 
