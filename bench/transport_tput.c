@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "transport.h"
+#include "transport/transport.h"
 
 static atomic_long completed, failed, delivered;
 static uv_mutex_t mu;

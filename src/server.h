@@ -35,7 +35,7 @@
 #include "metrics.h"
 #include "strmap.h"
 #include "topic.h"
-#include "transport.h"
+#include "transport/transport.h"
 #include "update.h"
 
 typedef struct qs_hub qs_hub;

@@ -7,7 +7,7 @@
 #include <uv.h>
 
 #include "harness.h"
-#include "transport.h"
+#include "transport/transport.h"
 
 typedef struct sink {
     uv_mutex_t mu;
