@@ -22,7 +22,7 @@ typedef struct pending_publish {
     qs_buf headers; /* hub headers computed while the request was still readable */
     atomic_int state;
     int status;
-    const char *reason;
+    char reason[QS_REASON_MAX]; /* copied: the transport's is valid during its callback */
 } pending_publish;
 
 static void publish_fail(qs_conn *c, const qs_request *req, int status, enum qs_publish_error why,
@@ -47,12 +47,12 @@ static void publish_respond(pending_publish *p)
             qs_conn_send(c, NULL, &r);
         } else {
             qs_metric_add(&qs_metrics_global.publish_errors[QS_PUBERR_TRANSPORT], 1);
-            qs_warn("publish failed: %s", p->reason ? p->reason : "transport error");
+            qs_warn("publish failed: %s", p->reason[0] ? p->reason : "transport error");
             qs_response r;
             qs_response_init(&r, p->status == -EAGAIN ? 503 : 500);
             r.content_type = "text/plain; charset=utf-8";
             qs_buf_append(&r.headers, p->headers.p, p->headers.len);
-            qs_buf_appendf(&r.body, "%s\n", p->reason ? p->reason : "500 internal server error");
+            qs_buf_appendf(&r.body, "%s\n", p->reason[0] ? p->reason : "500 internal server error");
             qs_conn_send(c, NULL, &r);
         }
     }
@@ -72,7 +72,8 @@ static void on_published(void *arg, int status, const char *reason)
 {
     pending_publish *p = arg;
     p->status = status;
-    p->reason = reason;
+    if (status)
+        snprintf(p->reason, sizeof(p->reason), "%s", reason ? reason : "");
     int expected = PUB_IN_CALL;
     if (atomic_compare_exchange_strong(&p->state, &expected, PUB_DONE_IN_CALL))
         return; /* the handler is still in transport->publish(): it answers itself */

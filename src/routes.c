@@ -177,22 +177,22 @@ static void send_text(qs_conn *c, qs_request *req, int status, const char *conte
 static void handle_healthz(qs_conn *c, qs_request *req)
 {
     qs_transport *t = c->w->hub->transport;
-    const char *reason = NULL;
-    if (t->ops->healthy(t, &reason)) {
+    char reason[QS_REASON_MAX] = "";
+    if (t->ops->healthy(t, reason)) {
         send_text(c, req, 200, NULL, "");
         return;
     }
     qs_response r;
     qs_response_init(&r, 503);
     r.content_type = "text/plain; charset=utf-8";
-    qs_buf_appendf(&r.body, "transport unavailable: %s\n", reason ? reason : "unknown");
+    qs_buf_appendf(&r.body, "transport unavailable: %s\n", reason[0] ? reason : "unknown");
     qs_conn_send(c, req, &r);
 }
 
 static void handle_metrics(qs_conn *c, qs_request *req)
 {
     qs_transport *t = c->w->hub->transport;
-    const char *reason = NULL;
+    char reason[QS_REASON_MAX];
     qs_response r;
     qs_response_init(&r, 200);
     r.content_type = "text/plain; version=0.0.4; charset=utf-8";
@@ -200,7 +200,7 @@ static void handle_metrics(qs_conn *c, qs_request *req)
     qs_worker_counters **counters = qs_xcalloc((size_t)hub->n_workers, sizeof(*counters));
     for (int i = 0; i < hub->n_workers; i++)
         counters[i] = &hub->workers[i].counters;
-    qs_metrics_render(&r.body, t->ops->healthy(t, &reason), t->ops->name, counters,
+    qs_metrics_render(&r.body, t->ops->healthy(t, reason), t->ops->name, counters,
                       (size_t)hub->n_workers);
     free(counters);
     qs_conn_send(c, req, &r);

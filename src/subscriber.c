@@ -732,7 +732,7 @@ static void replay_task(qs_worker *w, void *arg)
     w->async_pending--;
     qs_subscriber *s = c->closing ? NULL : c->sub;
     if (s && r->status != 0) {
-        qs_error("history replay failed: %s", r->reason ? r->reason : "unknown error");
+        qs_error("history replay failed: %s", r->reason[0] ? r->reason : "unknown error");
         qs_conn_close(c);
         s = NULL;
     }

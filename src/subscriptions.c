@@ -188,7 +188,7 @@ static void api_respond(api_query *a)
     if (c->closing)
         goto out;
     if (a->q.status != 0) {
-        qs_error("subscriptions API: %s", a->q.reason ? a->q.reason : "registry unavailable");
+        qs_error("subscriptions API: %s", a->q.reason[0] ? a->q.reason : "registry unavailable");
         qs_response r;
         qs_response_init(&r, 500);
         r.content_type = "text/plain; charset=utf-8";

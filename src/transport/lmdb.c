@@ -584,7 +584,7 @@ static void serve_replay(lmdb_transport *t, qs_replay *r)
     int rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn);
     if (rc) {
         r->status = -1;
-        r->reason = "cannot read the store";
+        snprintf(r->reason, sizeof(r->reason), "cannot read the store");
         return;
     }
     uint64_t after = r->after_seq;
@@ -691,12 +691,13 @@ static int lmdb_start(qs_transport *base, char **err)
     return 0;
 }
 
-static bool lmdb_healthy(qs_transport *base, const char **reason)
+static bool lmdb_healthy(qs_transport *base, char reason[QS_REASON_MAX])
 {
     lmdb_transport *t = (lmdb_transport *)base;
     uv_mutex_lock(&t->base.mu);
     bool ok = t->healthy;
-    *reason = t->unhealthy_reason;
+    if (!ok)
+        snprintf(reason, QS_REASON_MAX, "%s", t->unhealthy_reason);
     uv_mutex_unlock(&t->base.mu);
     return ok;
 }

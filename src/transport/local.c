@@ -56,7 +56,7 @@ static void local_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, vo
     cb(arg, 0, NULL);
 }
 
-static bool local_healthy(qs_transport *base, const char **reason)
+static bool local_healthy(qs_transport *base, char reason[QS_REASON_MAX])
 {
     QS_UNUSED(base);
     QS_UNUSED(reason);

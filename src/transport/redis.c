@@ -78,7 +78,6 @@
 #define MAX_PIPELINE 4096    /* queued items sent in one round trip, at most */
 #define MAX_PIPELINE_BYTES (8u << 20) /* …and about this many bytes of updates */
 #define READ_CHUNK (64 * 1024)
-#define MAX_REASONS 128 /* distinct failure reasons kept (they must outlive callbacks) */
 
 /* Publishes a group of updates in one call. KEYS: stream, seq, ids. ARGV: max length (0 =
  * unbounded), floor (the node's last seq), then an event id and a record per update.
@@ -178,7 +177,7 @@ typedef struct rconn {
 typedef struct link_state {
     const char *name;
     bool up;
-    const char *reason;
+    char reason[QS_REASON_MAX]; /* why it is down; empty when it never failed */
     uint64_t backoff_ms;
     uint64_t retry_at_ms;
 } link_state;
@@ -241,9 +240,6 @@ typedef struct redis_transport {
     qs_strmap local;
     uint64_t last_order;
 
-    uv_mutex_t reasons_mu;
-    char *reasons[MAX_REASONS];
-    size_t n_reasons;
 } redis_transport;
 
 /* ------------------------------------------------------------ pure helpers */
@@ -643,31 +639,6 @@ int qs_redis_presence_merge(const redisReply *reply, const char *self,
     return 0;
 }
 
-/* ------------------------------------------------------------ reasons */
-
-/* Failure reasons are handed to callbacks and healthy() callers as plain pointers that may
- * be used after the failure is over: each distinct text is kept until destroy. */
-static const char *intern(redis_transport *t, const char *fmt, ...) QS_PRINTF(2, 3);
-static const char *intern(redis_transport *t, const char *fmt, ...)
-{
-    char buf[320];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
-    va_end(ap);
-    const char *found = "redis unavailable";
-    uv_mutex_lock(&t->reasons_mu);
-    size_t i = 0;
-    while (i < t->n_reasons && strcmp(t->reasons[i], buf) != 0)
-        i++;
-    if (i < t->n_reasons)
-        found = t->reasons[i];
-    else if (t->n_reasons < MAX_REASONS)
-        found = t->reasons[t->n_reasons++] = qs_xstrdup(buf);
-    uv_mutex_unlock(&t->reasons_mu);
-    return found;
-}
-
 /* Redis errors that mean "try again later" (503) rather than a refused request (500). */
 static bool transient_error(const char *s, size_t n)
 {
@@ -684,9 +655,9 @@ static bool transient_error(const char *s, size_t n)
 /* Marks a connection up (under mu); true when it was down after a failure (worth a log). */
 static bool link_up_locked(link_state *l)
 {
-    bool restored = !l->up && l->reason != NULL;
+    bool restored = !l->up && l->reason[0];
     l->up = true;
-    l->reason = NULL;
+    l->reason[0] = '\0';
     l->backoff_ms = 0;
     l->retry_at_ms = 0;
     return restored;
@@ -707,7 +678,7 @@ static void link_down(redis_transport *t, link_state *l, const char *reason)
 {
     uint64_t now = qs_now_ms();
     uv_mutex_lock(&t->base.mu);
-    bool changed = l->up || l->reason != reason;
+    bool changed = l->up || strcmp(l->reason, reason) != 0;
     if (l->up) {
         l->backoff_ms = 0;
         l->retry_at_ms = now;
@@ -717,10 +688,17 @@ static void link_down(redis_transport *t, link_state *l, const char *reason)
         l->retry_at_ms = now + l->backoff_ms;
     }
     l->up = false;
-    l->reason = reason;
+    snprintf(l->reason, sizeof(l->reason), "%s", reason);
     uv_mutex_unlock(&t->base.mu);
     if (changed)
         qs_error("redis %s: %s connection: %s", t->addr, l->name, reason);
+}
+
+/* Why publishes are refused now (under mu): the writer's reason, else the bus's. */
+static void down_reason(redis_transport *t, char reason[QS_REASON_MAX])
+{
+    const char *why = !t->wlink.up ? t->wlink.reason : t->blink.reason;
+    snprintf(reason, QS_REASON_MAX, "%s", why[0] ? why : "redis unavailable");
 }
 
 /* ------------------------------------------------------------ connections */
@@ -1122,9 +1100,11 @@ static int conn_open(redis_transport *t, rconn *c, bool wakeable)
     return rc;
 }
 
-static const char *reply_error(redis_transport *t, const char *what, const redisReply *r)
+/* Writes "<what>: <Redis's error>" into buf (QS_REASON_MAX bytes) and returns it. */
+static const char *reply_error(char *buf, const char *what, const redisReply *r)
 {
-    return intern(t, "%s: %.*s", what, (int)QS_MIN(r->len, (size_t)200), r->str);
+    snprintf(buf, QS_REASON_MAX, "%s: %.*s", what, (int)QS_MIN(r->len, (size_t)200), r->str);
+    return buf;
 }
 
 /* ------------------------------------------------------------ the bus */
@@ -1179,7 +1159,7 @@ static int bus_connect(redis_transport *t)
     uv_mutex_unlock(&t->base.mu);
     if (conn_open(t, c, true) < 0 || (!positioned && read_tail(t, c) < 0)) {
         conn_close(c);
-        link_down(t, &t->blink, intern(t, "%s", c->err));
+        link_down(t, &t->blink, c->err);
         return -1;
     }
     link_up(t, &t->blink);
@@ -1277,12 +1257,13 @@ static void bus_main(void *arg)
         if (rc < 0) {
             conn_close(c);
             if (!is_stopping(t))
-                link_down(t, &t->blink, intern(t, "%s", c->err));
+                link_down(t, &t->blink, c->err);
             continue;
         }
         if (r->type == REDIS_REPLY_ERROR) {
             conn_close(c);
-            link_down(t, &t->blink, reply_error(t, "redis unavailable", r));
+            char why[QS_REASON_MAX];
+            link_down(t, &t->blink, reply_error(why, "redis unavailable", r));
         } else {
             bus_deliver(t, r);
         }
@@ -1459,7 +1440,7 @@ static bool writer_connect(redis_transport *t)
     rconn *c = &t->wconn;
     if (conn_open(t, c, true) < 0 || load_script(t, c, publish_script) < 0) {
         conn_close(c);
-        link_down(t, &t->wlink, intern(t, "%s", c->err));
+        link_down(t, &t->wlink, c->err);
         return false;
     }
     qs_buf cmds = QS_BUF_INIT;
@@ -1471,7 +1452,7 @@ static bool writer_connect(redis_transport *t)
     qs_buf_free(&cmds);
     if (rc < 0) {
         conn_close(c);
-        link_down(t, &t->wlink, intern(t, "%s", c->err));
+        link_down(t, &t->wlink, c->err);
         return false;
     }
     if (restored)
@@ -1510,7 +1491,8 @@ static void finish_one_publish(redis_transport *t, witem *w, const redisReply *r
         witem_finish(w, 0, NULL);
     } else if (r->type == REDIS_REPLY_ERROR) {
         bool again = transient_error(r->str, r->len);
-        const char *why = reply_error(t, "redis refused the publish", r);
+        char why[QS_REASON_MAX];
+        reply_error(why, "redis refused the publish", r);
         qs_warn("redis %s: publish %s failed: %s", t->addr, w->u->id, why);
         witem_finish(w, again ? -EAGAIN : -EIO, why);
     } else {
@@ -1573,10 +1555,18 @@ static void writer_lost(redis_transport *t, witem *items, size_t from, size_t n,
 {
     rconn *c = &t->wconn;
     conn_close(c);
-    link_down(t, &t->wlink, intern(t, "%s", c->err));
+    link_down(t, &t->wlink, c->err);
     for (size_t i = from; i < n; i++)
         if (items[i].kind != W_DONE)
             witem_finish(&items[i], -EAGAIN, reason);
+}
+
+/* The connection broke before a publish's reply: the update may have been stored. */
+static void unconfirmed_reason(char why[QS_REASON_MAX], const rconn *c)
+{
+    snprintf(why, QS_REASON_MAX,
+             "redis unavailable: connection lost before the publish was confirmed (%.180s)",
+             err_detail(c));
 }
 
 /* One round trip: every item's commands, then every reply. */
@@ -1620,7 +1610,7 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
 
     uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
     if (io_write(t, c, out.p, out.len, deadline, false) < 0) {
-        writer_lost(t, items, 0, n, intern(t, "%s", c->err));
+        writer_lost(t, items, 0, n, c->err);
         goto out;
     }
     /* Replies come in command order. Groups refused with NOSCRIPT (the script cache was
@@ -1652,9 +1642,8 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
         }
         if (rc < 0) {
             /* The connection broke before this reply: the update may have been stored. */
-            const char *why = intern(
-                t, "redis unavailable: connection lost before the publish was confirmed (%s)",
-                err_detail(c));
+            char why[QS_REASON_MAX];
+            unconfirmed_reason(why, c);
             for (size_t k = 0; k < n_retry; k++)
                 witem_finish(&items[k], -EAGAIN, why);
             writer_lost(t, items, i, n, why);
@@ -1664,7 +1653,7 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
     if (refresh) {
         long long alive = finish_simple(t, c, deadline);
         if (alive < 0 || finish_simple(t, c, deadline) < 0) {
-            writer_lost(t, items, 0, n_retry, intern(t, "%s", c->err));
+            writer_lost(t, items, 0, n_retry, c->err);
             goto out;
         }
         if (alive == 0) {
@@ -1680,7 +1669,7 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             int rc = send_and_check(t, c, &cmds, replies);
             qs_buf_free(&cmds);
             if (rc < 0) {
-                writer_lost(t, items, 0, n_retry, intern(t, "%s", c->err));
+                writer_lost(t, items, 0, n_retry, c->err);
                 goto out;
             }
         }
@@ -1692,7 +1681,7 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
                                  true);
         deadline = qs_now_ms() + t->s.timeout_ms;
         if (io_write(t, c, out.p, out.len, deadline, false) < 0) {
-            writer_lost(t, items, 0, n_retry, intern(t, "%s", c->err));
+            writer_lost(t, items, 0, n_retry, c->err);
             goto out;
         }
         for (size_t i = 0; i < n_retry;) {
@@ -1702,10 +1691,8 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
                 for (size_t j = 0; j < k; j++)
                     witem_finish(&items[i + j], -EIO, "redis: the publish script cannot be loaded");
             if (rc < 0) {
-                const char *why = intern(t,
-                                         "redis unavailable: connection lost before the "
-                                         "publish was confirmed (%s)",
-                                         err_detail(c));
+                char why[QS_REASON_MAX];
+                unconfirmed_reason(why, c);
                 writer_lost(t, items, i, n_retry, why);
                 goto out;
             }
@@ -1742,13 +1729,14 @@ static void reap_dead_nodes(redis_transport *t)
     redisReply *rep = NULL;
     const char *args[] = {"1", t->k_nodes, t->presence_prefix, t->alive_prefix, t->node};
     if (call_script(t, c, reap_script, t->reap_sha, 5, args, &rep) < 0) {
-        writer_lost(t, NULL, 0, 0, intern(t, "%s", c->err));
+        writer_lost(t, NULL, 0, 0, c->err);
         return;
     }
     qs_presence_entry *v = NULL;
     size_t n = 0;
+    char why[QS_REASON_MAX];
     if (rep->type == REDIS_REPLY_ERROR)
-        qs_warn("redis %s: %s", t->addr, reply_error(t, "reading dead nodes' presence", rep));
+        qs_warn("redis %s: %s", t->addr, reply_error(why, "reading dead nodes' presence", rep));
     else if (qs_redis_presence_merge(rep, t->node, NULL, 0, &v, &n) < 0)
         qs_warn("redis %s: unexpected reply to the presence reaper", t->addr);
     if (n) {
@@ -1774,7 +1762,9 @@ static void writer_main(void *arg)
             /* Disconnected: what is queued cannot be sent (publishes fail, presence changes
              * are rewritten in full after reconnecting). */
             if (t->qn) {
-                const char *why = t->wlink.reason ? t->wlink.reason : "redis unavailable";
+                char why[QS_REASON_MAX];
+                snprintf(why, sizeof(why), "%s",
+                         t->wlink.reason[0] ? t->wlink.reason : "redis unavailable");
                 witem *q = t->queue;
                 size_t n = t->qn;
                 t->queue = NULL;
@@ -1832,8 +1822,9 @@ static void writer_main(void *arg)
             if (writer_connect(t)) {
                 run_batch(t, batch, n, refresh);
             } else {
+                char why[QS_REASON_MAX];
                 uv_mutex_lock(&t->base.mu);
-                const char *why = t->wlink.reason;
+                snprintf(why, sizeof(why), "%s", t->wlink.reason);
                 uv_mutex_unlock(&t->base.mu);
                 for (size_t i = 0; i < n; i++)
                     witem_finish(&batch[i], -EAGAIN, why);
@@ -1860,7 +1851,7 @@ static void fail_replay(qs_replay *r, const char *reason)
 {
     qs_replay_clear(r);
     r->status = -1;
-    r->reason = reason;
+    snprintf(r->reason, sizeof(r->reason), "%s", reason);
 }
 
 /* Fills r; returns -1 when the connection failed (r may be retried), 0 otherwise. */
@@ -1891,7 +1882,8 @@ static int serve_replay(redis_transport *t, qs_replay *r)
             if (rep->type == REDIS_REPLY_STRING)
                 score = strtod(rep->str, &end);
             if (rep->type == REDIS_REPLY_ERROR) {
-                fail_replay(r, reply_error(t, "redis refused the history lookup", rep));
+                char why[QS_REASON_MAX];
+                fail_replay(r, reply_error(why, "redis refused the history lookup", rep));
             } else if (rep->type != REDIS_REPLY_STRING || end == rep->str || score < 1 ||
                        score > 9007199254740992.0) {
                 /* Unknown (never stored, or trimmed): nothing is replayed, as lmdb.c. */
@@ -1929,8 +1921,9 @@ static int serve_replay(redis_transport *t, qs_replay *r)
     if (conn_call(t, c, 6, argv, lens, &rep, false) < 0)
         return -1;
     if (rep->type == REDIS_REPLY_ERROR || rep->type != REDIS_REPLY_ARRAY) {
+        char why[QS_REASON_MAX];
         fail_replay(r, rep->type == REDIS_REPLY_ERROR
-                           ? reply_error(t, "redis refused the history read", rep)
+                           ? reply_error(why, "redis refused the history read", rep)
                            : "redis: unexpected reply to XRANGE");
         freeReplyObject(rep);
         return 0;
@@ -1988,7 +1981,7 @@ static int serve_presence(redis_transport *t, qs_presence_query *q)
         return -1;
     if (rep->type == REDIS_REPLY_ERROR) {
         q->status = -1;
-        q->reason = reply_error(t, "redis refused the presence read", rep);
+        reply_error(q->reason, "redis refused the presence read", rep);
         freeReplyObject(rep);
         return 0;
     }
@@ -2001,7 +1994,7 @@ static int serve_presence(redis_transport *t, qs_presence_query *q)
     uv_mutex_unlock(&t->base.mu);
     if (qs_redis_presence_merge(rep, t->node, local, n_local, &q->entries, &q->n) < 0) {
         q->status = -1;
-        q->reason = "redis: unexpected reply to the presence read";
+        snprintf(q->reason, sizeof(q->reason), "redis: unexpected reply to the presence read");
     } else {
         q->status = 0;
     }
@@ -2012,21 +2005,22 @@ static int serve_presence(redis_transport *t, qs_presence_query *q)
 
 /* The reader connects on demand; while Redis is away, requests fail at once until the
  * backoff delay has passed. */
-static bool reader_ready(redis_transport *t, const char **why)
+static bool reader_ready(redis_transport *t, char why[QS_REASON_MAX])
 {
     rconn *c = &t->hconn;
     if (c->fd >= 0 && conn_alive(c))
         return true;
     conn_close(c);
     uv_mutex_lock(&t->base.mu);
-    bool wait = !t->rlink.up && t->rlink.reason && qs_now_ms() < t->rlink.retry_at_ms;
-    *why = t->rlink.reason;
+    bool wait = !t->rlink.up && t->rlink.reason[0] && qs_now_ms() < t->rlink.retry_at_ms;
+    if (wait)
+        snprintf(why, QS_REASON_MAX, "%s", t->rlink.reason);
     uv_mutex_unlock(&t->base.mu);
     if (wait)
         return false;
     if (conn_open(t, c, false) < 0) {
-        *why = intern(t, "%s", c->err);
-        link_down(t, &t->rlink, *why);
+        snprintf(why, QS_REASON_MAX, "%s", c->err);
+        link_down(t, &t->rlink, why);
         return false;
     }
     link_up(t, &t->rlink);
@@ -2035,10 +2029,10 @@ static bool reader_ready(redis_transport *t, const char **why)
 
 static void serve_job(redis_transport *t, rjob *j)
 {
-    const char *why = "redis unavailable";
+    char why[QS_REASON_MAX] = "redis unavailable";
     /* A second attempt on a fresh connection: an idle one may be stale after a restart. */
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (!reader_ready(t, &why))
+        if (!reader_ready(t, why))
             break;
         int rc = j->r ? serve_replay(t, j->r) : serve_presence(t, j->q);
         if (rc == 0) {
@@ -2048,16 +2042,16 @@ static void serve_job(redis_transport *t, rjob *j)
                 j->q->done(j->q);
             return;
         }
-        why = intern(t, "%s", t->hconn.err);
+        snprintf(why, sizeof(why), "%s", t->hconn.err);
         conn_close(&t->hconn);
         link_down(t, &t->rlink, why);
     }
     if (j->r) {
-        fail_replay(j->r, why ? why : "redis unavailable");
+        fail_replay(j->r, why);
         j->r->done(j->r);
     } else {
         j->q->status = -1;
-        j->q->reason = why ? why : "redis unavailable";
+        snprintf(j->q->reason, sizeof(j->q->reason), "%s", why);
         j->q->done(j->q);
     }
 }
@@ -2159,7 +2153,6 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     t->host = *host;
     t->s = s;
     t->wake_fd = -1;
-    uv_mutex_init(&t->reasons_mu);
     uv_cond_init(&t->writer_cond);
     uv_cond_init(&t->reader_cond);
     conn_init(&t->wconn);
@@ -2206,7 +2199,7 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     if (!bus_ok) {
         /* No second attempt for the writer now (a dead host would double the wait): it
          * shares the bus's reason and retries from its thread. */
-        t->wlink.reason = t->blink.reason;
+        memcpy(t->wlink.reason, t->blink.reason, sizeof(t->wlink.reason));
         t->wlink.backoff_ms = t->blink.backoff_ms;
         t->wlink.retry_at_ms = t->blink.retry_at_ms;
     }
@@ -2218,7 +2211,7 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     else
         qs_warn("redis %s: not available at start (%s): the hub starts unhealthy and keeps "
                 "retrying",
-                t->addr, t->wlink.reason ? t->wlink.reason : t->blink.reason);
+                t->addr, t->wlink.reason[0] ? t->wlink.reason : t->blink.reason);
     *out = &t->base;
     return 0;
 }
@@ -2245,9 +2238,10 @@ static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, vo
         return;
     }
     if (!t->wlink.up || !t->blink.up) {
-        const char *why = !t->wlink.up ? t->wlink.reason : t->blink.reason;
+        char why[QS_REASON_MAX];
+        down_reason(t, why);
         uv_mutex_unlock(&t->base.mu);
-        cb(arg, -EAGAIN, why ? why : "redis unavailable");
+        cb(arg, -EAGAIN, why);
         return;
     }
     if (t->qn == t->qcap) {
@@ -2331,15 +2325,14 @@ static void redis_presence_remove(qs_transport *base, const char *subscriber)
     }
 }
 
-static bool redis_healthy(qs_transport *base, const char **reason)
+static bool redis_healthy(qs_transport *base, char reason[QS_REASON_MAX])
 {
     redis_transport *t = (redis_transport *)base;
     uv_mutex_lock(&t->base.mu);
     bool ok = t->wlink.up && t->blink.up;
-    const char *why = !t->wlink.up ? t->wlink.reason : t->blink.reason;
-    uv_mutex_unlock(&t->base.mu);
     if (!ok)
-        *reason = why ? why : "redis unavailable";
+        down_reason(t, reason);
+    uv_mutex_unlock(&t->base.mu);
     return ok;
 }
 
@@ -2385,10 +2378,7 @@ static void redis_destroy(qs_transport *base)
         SSL_CTX_free(t->ssl_ctx);
     if (t->wake_fd >= 0)
         close(t->wake_fd);
-    for (size_t i = 0; i < t->n_reasons; i++)
-        free(t->reasons[i]);
     qs_transport_base_destroy(&t->base);
-    uv_mutex_destroy(&t->reasons_mu);
     uv_cond_destroy(&t->writer_cond);
     uv_cond_destroy(&t->reader_cond);
     qs_redis_settings_free(&t->s);

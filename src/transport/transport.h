@@ -13,7 +13,12 @@
  *
  * Threading: callbacks (publish completion, replay completion, deliver) may run on any
  * thread, possibly before the call that started them returns; they must be quick and
- * thread-safe. If a call returns an error, its callback is never invoked.
+ * thread-safe. publish, replay and presence_list return nothing: each completes exactly
+ * once through its callback, with success or a failure and its reason.
+ *
+ * Failure reasons are one line of text owned by what carries them: the publish callback's
+ * `reason` is valid during the call only (copy it to keep it); a replay and a presence
+ * query hold theirs in their own buffer; healthy() writes into the caller's.
  */
 #ifndef QS_TRANSPORT_H
 #define QS_TRANSPORT_H
@@ -38,7 +43,11 @@ typedef struct qs_transport_host {
     void *ctx;
 } qs_transport_host;
 
-/** Publish completion: status 0 = durable; otherwise reason is a static one-line string. */
+/** Room for a failure reason, terminating NUL included (longer ones are cut). */
+#define QS_REASON_MAX 256
+
+/** Publish completion: status 0 = durable; otherwise a negative errno (-EAGAIN: the backend
+ *  is unavailable, try later) and a reason valid during the call only. */
 typedef void (*qs_publish_cb)(void *arg, int status, const char *reason);
 
 /** A pull of stored history. Filled by the hub, completed by the transport. */
@@ -54,7 +63,7 @@ typedef struct qs_replay {
     void *arg;
     /* out */
     int status; /* 0, or -1 with reason */
-    const char *reason;
+    char reason[QS_REASON_MAX];
     bool id_found;       /* first pull: after_id is known (always true for "earliest") */
     qs_update **updates; /* references owned by this struct until taken */
     size_t n_updates;
@@ -67,7 +76,7 @@ typedef struct qs_presence_query {
     void (*done)(struct qs_presence_query *q); /* any thread */
     void *arg;
     int status; /* 0, or -1 with reason */
-    const char *reason;
+    char reason[QS_REASON_MAX];
     qs_presence_entry *entries; /* owned by the query once done */
     size_t n;
 } qs_presence_query;
@@ -88,8 +97,9 @@ typedef struct qs_transport_ops {
     void (*publish)(qs_transport *t, qs_update *u, qs_publish_cb cb, void *arg);
     /** Starts a history pull; completes through r->done. NULL when !has_history. */
     void (*replay)(qs_transport *t, qs_replay *r);
-    /** False with a reason when the backend cannot take publishes. */
-    bool (*healthy)(qs_transport *t, const char **reason);
+    /** False, with its reason written into `reason`, when the backend cannot take
+     *  publishes. */
+    bool (*healthy)(qs_transport *t, char reason[QS_REASON_MAX]);
     /** Presence (optional; NULL = the single-node registry of the base struct): registers
      *  an active subscriber, forgets one, reads them all. A cluster transport shares the
      *  registry between nodes and forgets the entries of a node that died. */
