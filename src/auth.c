@@ -135,7 +135,7 @@ static enum qs_jwt_status verify(const qs_auth_params *p, const char *token, siz
     return st;
 }
 
-enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request *req,
+enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http1_head *req,
                                  const qs_form *query, qs_jwt_claims *claims, const char **reason)
 {
     memset(claims, 0, sizeof(*claims));
@@ -143,9 +143,9 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request 
     size_t token_len = 0;
     bool from_cookie = false;
 
-    size_t n_auth = qs_http_count_headers(req, "Authorization");
+    size_t n_auth = qs_headers_count(req->headers, req->n_headers, "Authorization");
     if (n_auth) {
-        const qs_http_header *h = qs_http_find_header(req, "Authorization");
+        const qs_header *h = qs_headers_find(req->headers, req->n_headers, "Authorization");
         if (n_auth != 1 || h->value.n < MIN_HEADER_LEN ||
             memcmp(h->value.p, BEARER_PREFIX, 7) != 0) {
             *reason = "invalid \"Authorization\" HTTP header";
@@ -181,12 +181,12 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request 
         char buf[512];
         const char *origin;
         size_t origin_len;
-        const qs_http_header *o = qs_http_find_header(req, "Origin");
+        const qs_header *o = qs_headers_find(req->headers, req->n_headers, "Origin");
         if (o && o->value.n) {
             origin = o->value.p;
             origin_len = o->value.n;
         } else {
-            const qs_http_header *r = qs_http_find_header(req, "Referer");
+            const qs_header *r = qs_headers_find(req->headers, req->n_headers, "Referer");
             if (!r || !r->value.n) {
                 *reason = "an \"Origin\" or a \"Referer\" HTTP header must be present to use "
                           "the cookie-based authorization mechanism";

@@ -45,7 +45,7 @@ typedef struct qs_auth_params {
 } qs_auth_params;
 
 /** Finds and verifies the request's token. query may be NULL (no query string). */
-enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http_request *req,
+enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http1_head *req,
                                  const qs_form *query, qs_jwt_claims *claims, const char **reason);
 
 /** True when origin is allowed by the publish_origins list ("*", exact, one-"*" pattern). */

@@ -428,17 +428,17 @@ static ssize_t conn_feed_body(qs_conn *c, const char *data, size_t len)
     if (c->req->chunked) {
         size_t used = 0;
         const char *err = NULL;
-        enum qs_http_parse_status st = qs_chunked_decode(&c->chunked, data, len, &used, &c->body,
+        enum qs_http1_status st = qs_http1_parse_chunked(&c->chunked, data, len, &used, &c->body,
                                                          hub->cfg->max_request_body_size, &err);
-        if (st == QS_HTTP_OK) {
+        if (st == QS_HTTP1_OK) {
             c->body_left = 0;
             return (ssize_t)used;
         }
-        if (st == QS_HTTP_AGAIN)
+        if (st == QS_HTTP1_AGAIN)
             return (ssize_t)used;
-        if (st == QS_HTTP_E_TOO_LARGE)
+        if (st == QS_HTTP1_E_TOO_LARGE)
             count_too_large(c);
-        conn_fail(c, st == QS_HTTP_E_TOO_LARGE ? 413 : 400, err);
+        conn_fail(c, st == QS_HTTP1_E_TOO_LARGE ? 413 : 400, err);
         return -1;
     }
     size_t take = (size_t)QS_MIN((uint64_t)len, c->body_left);
@@ -450,7 +450,7 @@ static ssize_t conn_feed_body(qs_conn *c, const char *data, size_t len)
 /* Copies the parsed head into the connection so its slices survive this read. */
 static void conn_own_head(qs_conn *c, const char *head)
 {
-    qs_http_request *r = c->req;
+    qs_http1_head *r = c->req;
     qs_buf_reset(&c->head);
     qs_buf_append(&c->head, head, r->head_len);
     ptrdiff_t delta = c->head.p - head;
@@ -467,13 +467,13 @@ static void conn_own_head(qs_conn *c, const char *head)
 static void conn_begin_body(qs_conn *c)
 {
     qs_hub *hub = c->w->hub;
-    qs_http_parser_reset(&c->parser);
+    qs_http1_parser_reset(&c->parser);
     c->keep_alive = c->req->keep_alive;
     qs_buf_reset(&c->body);
     c->state = QS_CONN_BODY;
     c->body_left = 0;
     if (c->req->chunked) {
-        qs_chunked_reset(&c->chunked);
+        qs_http1_chunked_reset(&c->chunked);
         c->body_left = 1; /* unknown until the last chunk */
     } else if (c->req->has_content_length) {
         if (c->req->content_length > hub->cfg->max_request_body_size) {
@@ -512,17 +512,17 @@ static void conn_process(qs_conn *c, const char *data, size_t len)
                 conn_set_timer(c, QS_TIMER_READING);
             }
             const char *err = NULL;
-            enum qs_http_parse_status st = qs_http_parse_request(
-                &c->parser, data, len, hub->cfg->max_header_size, c->req, &err);
-            if (st == QS_HTTP_AGAIN) {
+            enum qs_http1_status st =
+                qs_http1_parse_head(&c->parser, data, len, hub->cfg->max_header_size, c->req, &err);
+            if (st == QS_HTTP1_AGAIN) {
                 qs_buf_append(&c->in, data, len);
                 break;
             }
-            if (st != QS_HTTP_OK) {
-                int status = st == QS_HTTP_E_TOO_LARGE         ? 431
-                             : st == QS_HTTP_E_NOT_IMPLEMENTED ? 501
-                             : st == QS_HTTP_E_VERSION         ? 505
-                                                               : 400;
+            if (st != QS_HTTP1_OK) {
+                int status = st == QS_HTTP1_E_TOO_LARGE         ? 431
+                             : st == QS_HTTP1_E_NOT_IMPLEMENTED ? 501
+                             : st == QS_HTTP1_E_VERSION         ? 505
+                                                                : 400;
                 conn_fail(c, status, err);
                 break;
             }

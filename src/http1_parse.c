@@ -13,8 +13,7 @@
 #define QS_CHUNK_LINE_MAX 4096
 #define QS_CHUNK_TRAILERS_MAX (64 * 1024)
 
-static enum qs_http_parse_status fail(const char **err, enum qs_http_parse_status st,
-                                      const char *why)
+static enum qs_http1_status fail(const char **err, enum qs_http1_status st, const char *why)
 {
     if (err)
         *err = why;
@@ -121,8 +120,7 @@ static bool next_line(const char *head, size_t head_len, size_t *pos, qs_slice *
     return true;
 }
 
-static enum qs_http_parse_status parse_request_line(qs_slice line, qs_http_request *req,
-                                                    const char **err)
+static enum qs_http1_status parse_request_line(qs_slice line, qs_http1_head *req, const char **err)
 {
     const char *s = line.p;
     size_t n = line.n, i = 0;
@@ -130,14 +128,14 @@ static enum qs_http_parse_status parse_request_line(qs_slice line, qs_http_reque
     while (i < n && is_tchar((unsigned char)s[i]))
         i++;
     if (i == 0 || i == n || s[i] != ' ')
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed request line");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed request line");
     req->method = (qs_slice){s, i};
 
     size_t t0 = ++i;
     while (i < n && is_target_char((unsigned char)s[i]))
         i++;
     if (i == t0 || i == n || s[i] != ' ')
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed request line");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed request line");
     req->target = (qs_slice){s + t0, i - t0};
 
     const char *v = s + i + 1;
@@ -146,17 +144,17 @@ static enum qs_http_parse_status parse_request_line(qs_slice line, qs_http_reque
         req->minor_version = v[7] - '0';
     } else if (vn == 8 && memcmp(v, "HTTP/", 5) == 0 && is_digit(v[5]) && v[6] == '.' &&
                is_digit(v[7])) {
-        return fail(err, QS_HTTP_E_VERSION, "unsupported HTTP version");
+        return fail(err, QS_HTTP1_E_VERSION, "unsupported HTTP version");
     } else {
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed HTTP version");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed HTTP version");
     }
-    return QS_HTTP_OK;
+    return QS_HTTP1_OK;
 }
 
 /* Splits the target into path and query. Only the forms a hub can be asked for are accepted:
  * origin-form ("/p?q"), asterisk-form ("*") and absolute-form ("scheme://authority/p?q",
  * whose path and query are taken after the authority). */
-static enum qs_http_parse_status split_target(qs_http_request *req, const char **err)
+static enum qs_http1_status split_target(qs_http1_head *req, const char **err)
 {
     const char *t = req->target.p;
     size_t n = req->target.n, start;
@@ -166,16 +164,16 @@ static enum qs_http_parse_status split_target(qs_http_request *req, const char *
     } else if (n == 1 && t[0] == '*') {
         req->path = req->target;
         req->query = (qs_slice){t + n, 0};
-        return QS_HTTP_OK;
+        return QS_HTTP1_OK;
     } else {
         size_t i = 0;
         if (!is_alpha(t[0]))
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "invalid request target");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "invalid request target");
         while (i < n &&
                (is_alpha(t[i]) || is_digit(t[i]) || t[i] == '+' || t[i] == '-' || t[i] == '.'))
             i++;
         if (n - i < 3 || memcmp(t + i, "://", 3) != 0)
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "invalid request target");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "invalid request target");
         i += 3;
         while (i < n && t[i] != '/' && t[i] != '?')
             i++;
@@ -190,11 +188,10 @@ static enum qs_http_parse_status split_target(qs_http_request *req, const char *
         req->path = (qs_slice){t + start, n - start};
         req->query = (qs_slice){t + n, 0};
     }
-    return QS_HTTP_OK;
+    return QS_HTTP1_OK;
 }
 
-static enum qs_http_parse_status parse_header_line(qs_slice line, qs_http_request *req,
-                                                   const char **err)
+static enum qs_http1_status parse_header_line(qs_slice line, qs_http1_head *req, const char **err)
 {
     const char *s = line.p;
     size_t n = line.n, i = 0;
@@ -202,15 +199,15 @@ static enum qs_http_parse_status parse_header_line(qs_slice line, qs_http_reques
     /* A continuation line would be joined to the previous value by some peers and read as a
      * separate (invalid) field by others; RFC 9112 lets a server refuse it. */
     if (is_ows(s[0]))
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "obsolete line folding");
-    if (req->n_headers == QS_HTTP_MAX_HEADERS)
-        return fail(err, QS_HTTP_E_TOO_LARGE, "too many headers");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "obsolete line folding");
+    if (req->n_headers == QS_HTTP1_MAX_HEADERS)
+        return fail(err, QS_HTTP1_E_TOO_LARGE, "too many headers");
 
     while (i < n && is_tchar((unsigned char)s[i]))
         i++;
     /* Also refuses whitespace before the colon (RFC 9112 section 5.1). */
     if (i == 0 || i == n || s[i] != ':')
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "invalid header name");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "invalid header name");
 
     size_t v = i + 1, e = n;
     while (v < e && is_ows(s[v]))
@@ -219,13 +216,13 @@ static enum qs_http_parse_status parse_header_line(qs_slice line, qs_http_reques
         e--;
     for (size_t k = v; k < e; k++) {
         if (!is_value_char((unsigned char)s[k]))
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "invalid header value");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "invalid header value");
     }
 
-    qs_http_header *h = &req->headers[req->n_headers++];
+    qs_header *h = &req->headers[req->n_headers++];
     h->name = (qs_slice){s, i};
     h->value = (qs_slice){s + v, e - v};
-    return QS_HTTP_OK;
+    return QS_HTTP1_OK;
 }
 
 /* True when the comma-separated list in value holds tok (case-insensitively). */
@@ -267,23 +264,23 @@ static bool parse_content_length(qs_slice v, uint64_t *out)
 }
 
 /* Applies the message-framing and connection rules once all header lines are known. */
-static enum qs_http_parse_status check_headers(qs_http_request *req, const char **err)
+static enum qs_http1_status check_headers(qs_http1_head *req, const char **err)
 {
-    const qs_http_header *host = NULL, *te = NULL, *cl = NULL;
+    const qs_header *host = NULL, *te = NULL, *cl = NULL;
     size_t n_host = 0, n_te = 0;
     bool conn_close = false, conn_keep_alive = false, expect = false;
 
     for (size_t i = 0; i < req->n_headers; i++) {
-        const qs_http_header *h = &req->headers[i];
+        const qs_header *h = &req->headers[i];
         if (qs_slice_ieq(h->name, "content-length")) {
             uint64_t v;
             if (!parse_content_length(h->value, &v))
-                return fail(err, QS_HTTP_E_BAD_REQUEST, "invalid Content-Length");
+                return fail(err, QS_HTTP1_E_BAD_REQUEST, "invalid Content-Length");
             /* Repeats must be byte-identical, as Go requires: two different lengths are the
              * classic way to make two peers disagree on where the body ends. */
             if (cl &&
                 (cl->value.n != h->value.n || memcmp(cl->value.p, h->value.p, h->value.n) != 0))
-                return fail(err, QS_HTTP_E_BAD_REQUEST, "conflicting Content-Length");
+                return fail(err, QS_HTTP1_E_BAD_REQUEST, "conflicting Content-Length");
             cl = h;
             req->content_length = v;
         } else if (qs_slice_ieq(h->name, "transfer-encoding")) {
@@ -301,13 +298,13 @@ static enum qs_http_parse_status check_headers(qs_http_request *req, const char 
     }
 
     if (n_host > 1)
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "duplicate Host header");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "duplicate Host header");
     if (n_host == 0 && req->minor_version == 1)
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "missing Host header");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "missing Host header");
     if (host) {
         for (size_t i = 0; i < host->value.n; i++) {
             if (!is_host_char((unsigned char)host->value.p[i]))
-                return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed Host header");
+                return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed Host header");
         }
     }
 
@@ -315,12 +312,12 @@ static enum qs_http_parse_status check_headers(qs_http_request *req, const char 
         /* RFC 9112 lets a server accept both and drop Content-Length, but a request carrying
          * both is most likely a smuggling attempt, so it is refused outright. */
         if (cl)
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "Content-Length with Transfer-Encoding");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "Content-Length with Transfer-Encoding");
         /* HTTP/1.0 has no chunked coding; an intermediary may frame such a body otherwise. */
         if (req->minor_version == 0)
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "Transfer-Encoding in HTTP/1.0");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "Transfer-Encoding in HTTP/1.0");
         if (n_te != 1 || !qs_slice_ieq(te->value, "chunked"))
-            return fail(err, QS_HTTP_E_NOT_IMPLEMENTED, "unsupported Transfer-Encoding");
+            return fail(err, QS_HTTP1_E_NOT_IMPLEMENTED, "unsupported Transfer-Encoding");
         req->chunked = true;
     }
 
@@ -331,13 +328,13 @@ static enum qs_http_parse_status check_headers(qs_http_request *req, const char 
         req->keep_alive = conn_keep_alive && !conn_close;
     /* RFC 9110 section 10.1.1: a server must ignore 100-continue from an HTTP/1.0 client. */
     req->expect_continue = expect && req->minor_version == 1;
-    return QS_HTTP_OK;
+    return QS_HTTP1_OK;
 }
 
-static enum qs_http_parse_status parse_head(const char *buf, size_t head_len, qs_http_request *req,
-                                            const char **err)
+static enum qs_http1_status parse_head(const char *buf, size_t head_len, qs_http1_head *req,
+                                       const char **err)
 {
-    enum qs_http_parse_status st;
+    enum qs_http1_status st;
     size_t pos = 0;
     qs_slice line;
 
@@ -352,29 +349,28 @@ static enum qs_http_parse_status parse_head(const char *buf, size_t head_len, qs
         pos = 2;
 
     if (!next_line(buf, head_len, &pos, &line))
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed request head");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed request head");
     st = parse_request_line(line, req, err);
-    if (st != QS_HTTP_OK)
+    if (st != QS_HTTP1_OK)
         return st;
     st = split_target(req, err);
-    if (st != QS_HTTP_OK)
+    if (st != QS_HTTP1_OK)
         return st;
 
     for (;;) {
         if (!next_line(buf, head_len, &pos, &line))
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed request head");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed request head");
         if (line.n == 0)
             break;
         st = parse_header_line(line, req, err);
-        if (st != QS_HTTP_OK)
+        if (st != QS_HTTP1_OK)
             return st;
     }
     return check_headers(req, err);
 }
 
-enum qs_http_parse_status qs_http_parse_request(qs_http_parser *p, const char *buf, size_t len,
-                                                size_t max_head, qs_http_request *req,
-                                                const char **err)
+enum qs_http1_status qs_http1_parse_head(qs_http1_parser *p, const char *buf, size_t len,
+                                         size_t max_head, qs_http1_head *req, const char **err)
 {
     /* Bytes past max_head cannot belong to an acceptable head, so they are never searched. */
     size_t limit = QS_MIN(len, max_head);
@@ -383,38 +379,19 @@ enum qs_http_parse_status qs_http_parse_request(qs_http_parser *p, const char *b
 
     if (head_len == SIZE_MAX) {
         p->scanned = 0;
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "bare CR in request head");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "bare CR in request head");
     }
     if (head_len == 0) {
         /* An incomplete head already max_head bytes long can only end beyond the limit. */
         if (len >= max_head) {
             p->scanned = 0;
-            return fail(err, QS_HTTP_E_TOO_LARGE, "request head too large");
+            return fail(err, QS_HTTP1_E_TOO_LARGE, "request head too large");
         }
         p->scanned = from;
-        return QS_HTTP_AGAIN;
+        return QS_HTTP1_AGAIN;
     }
     p->scanned = 0;
     return parse_head(buf, head_len, req, err);
-}
-
-const qs_http_header *qs_http_find_header(const qs_http_request *req, const char *name)
-{
-    for (size_t i = 0; i < req->n_headers; i++) {
-        if (qs_slice_ieq(req->headers[i].name, name))
-            return &req->headers[i];
-    }
-    return NULL;
-}
-
-size_t qs_http_count_headers(const qs_http_request *req, const char *name)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < req->n_headers; i++) {
-        if (qs_slice_ieq(req->headers[i].name, name))
-            n++;
-    }
-    return n;
 }
 
 /* Decoder states. The zero state starts a chunk-size line, so a zeroed decoder is ready. */
@@ -438,26 +415,26 @@ static bool is_ext_char(unsigned char c)
 }
 
 /* Handles the end of a chunk-size line: the last chunk leads to the trailers. */
-static enum qs_http_parse_status end_size_line(qs_chunked_decoder *d, const qs_buf *out,
-                                               size_t max_body, const char **err)
+static enum qs_http1_status end_size_line(qs_http1_chunked *d, const qs_buf *out, size_t max_body,
+                                          const char **err)
 {
     d->line_len = 0;
     if (d->remaining == 0) {
         d->state = CH_TRAILER;
-        return QS_HTTP_AGAIN;
+        return QS_HTTP1_AGAIN;
     }
     /* Refuse as soon as the size is known rather than after buffering up to the limit. */
     if (out->len > max_body || d->remaining > max_body - out->len) {
         d->state = CH_FAILED;
-        return fail(err, QS_HTTP_E_TOO_LARGE, "request body too large");
+        return fail(err, QS_HTTP1_E_TOO_LARGE, "request body too large");
     }
     d->state = CH_DATA;
-    return QS_HTTP_AGAIN;
+    return QS_HTTP1_AGAIN;
 }
 
 /* Decodes one byte of a size, extension or trailer line; AGAIN means "go on". */
-static enum qs_http_parse_status chunk_line_byte(qs_chunked_decoder *d, char c, const qs_buf *out,
-                                                 size_t max_body, const char **err)
+static enum qs_http1_status chunk_line_byte(qs_http1_chunked *d, char c, const qs_buf *out,
+                                            size_t max_body, const char **err)
 {
     int h;
 
@@ -466,89 +443,89 @@ static enum qs_http_parse_status chunk_line_byte(qs_chunked_decoder *d, char c, 
         h = qs_hex_value((unsigned char)c);
         if (h >= 0) {
             if (d->remaining > (UINT64_MAX >> 4))
-                return fail(err, QS_HTTP_E_BAD_REQUEST, "chunk size too large");
+                return fail(err, QS_HTTP1_E_BAD_REQUEST, "chunk size too large");
             d->remaining = (d->remaining << 4) | (uint64_t)h;
             break;
         }
         if (d->line_len == 0)
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed chunk size");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed chunk size");
         if (c == '\r') {
             d->state = CH_SIZE_LF;
-            return QS_HTTP_AGAIN;
+            return QS_HTTP1_AGAIN;
         }
         if (c == '\n') /* bare LF: refused, as Go does since CVE-2025-22871 (smuggling) */
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "chunk size line ends with bare LF");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "chunk size line ends with bare LF");
         if (c == ';')
             d->state = CH_EXT;
         else if (is_ows(c))
             d->state = CH_SIZE_WS;
         else
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed chunk size");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed chunk size");
         break;
     case CH_SIZE_WS:
         /* Whitespace is only allowed as BWS before an extension, never as trailing junk. */
         if (c == ';')
             d->state = CH_EXT;
         else if (!is_ows(c))
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed chunk size");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed chunk size");
         break;
     case CH_EXT:
         if (c == '\r') {
             d->state = CH_SIZE_LF;
-            return QS_HTTP_AGAIN;
+            return QS_HTTP1_AGAIN;
         }
         if (c == '\n')
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "chunk size line ends with bare LF");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "chunk size line ends with bare LF");
         if (!is_ext_char((unsigned char)c))
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "invalid chunk extension");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "invalid chunk extension");
         break;
     case CH_SIZE_LF:
         if (c != '\n')
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "bare CR in chunk size line");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "bare CR in chunk size line");
         return end_size_line(d, out, max_body, err);
     case CH_TRAILER:
         if (c == '\r') {
             d->state = CH_TRAILER_LF;
-            return QS_HTTP_AGAIN;
+            return QS_HTTP1_AGAIN;
         }
         if (c == '\n') {
             if (d->line_len == 0)
-                return QS_HTTP_OK;
+                return QS_HTTP1_OK;
             d->line_len = 0;
-            return QS_HTTP_AGAIN;
+            return QS_HTTP1_AGAIN;
         }
         if (++d->remaining > QS_CHUNK_TRAILERS_MAX)
-            return fail(err, QS_HTTP_E_TOO_LARGE, "chunked trailers too large");
+            return fail(err, QS_HTTP1_E_TOO_LARGE, "chunked trailers too large");
         break;
     case CH_TRAILER_LF:
         if (c != '\n')
-            return fail(err, QS_HTTP_E_BAD_REQUEST, "bare CR in chunked trailer");
+            return fail(err, QS_HTTP1_E_BAD_REQUEST, "bare CR in chunked trailer");
         if (d->line_len == 0)
-            return QS_HTTP_OK;
+            return QS_HTTP1_OK;
         d->line_len = 0;
         d->state = CH_TRAILER;
-        return QS_HTTP_AGAIN;
+        return QS_HTTP1_AGAIN;
     default:
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "malformed chunked encoding");
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "malformed chunked encoding");
     }
 
     if (++d->line_len > QS_CHUNK_LINE_MAX)
-        return fail(err, QS_HTTP_E_BAD_REQUEST, "chunked line too long");
-    return QS_HTTP_AGAIN;
+        return fail(err, QS_HTTP1_E_BAD_REQUEST, "chunked line too long");
+    return QS_HTTP1_AGAIN;
 }
 
-enum qs_http_parse_status qs_chunked_decode(qs_chunked_decoder *d, const char *in, size_t len,
+enum qs_http1_status qs_http1_parse_chunked(qs_http1_chunked *d, const char *in, size_t len,
                                             size_t *consumed, qs_buf *out, size_t max_body,
                                             const char **err)
 {
-    enum qs_http_parse_status st = QS_HTTP_AGAIN;
+    enum qs_http1_status st = QS_HTTP1_AGAIN;
     size_t i = 0;
 
     if (d->state == CH_DONE) {
         *consumed = 0;
-        return QS_HTTP_OK;
+        return QS_HTTP1_OK;
     }
-    while (i < len && st == QS_HTTP_AGAIN) {
+    while (i < len && st == QS_HTTP1_AGAIN) {
         switch (d->state) {
         case CH_DATA: {
             size_t n = (size_t)QS_MIN(d->remaining, (uint64_t)(len - i));
@@ -563,7 +540,7 @@ enum qs_http_parse_status qs_chunked_decode(qs_chunked_decoder *d, const char *i
         case CH_DATA_LF:
             /* Go requires exactly CRLF here; anything else means the size lied. */
             if (in[i] != (d->state == CH_DATA_CR ? '\r' : '\n')) {
-                st = fail(err, QS_HTTP_E_BAD_REQUEST, "missing CRLF after chunk data");
+                st = fail(err, QS_HTTP1_E_BAD_REQUEST, "missing CRLF after chunk data");
                 break;
             }
             i++;
@@ -572,16 +549,16 @@ enum qs_http_parse_status qs_chunked_decode(qs_chunked_decoder *d, const char *i
         default:
             st = chunk_line_byte(d, in[i], out, max_body, err);
             /* The byte that completed a line is consumed; the one that failed is not. */
-            if (st == QS_HTTP_AGAIN || st == QS_HTTP_OK)
+            if (st == QS_HTTP1_AGAIN || st == QS_HTTP1_OK)
                 i++;
             break;
         }
     }
 
     *consumed = i;
-    if (st == QS_HTTP_OK)
+    if (st == QS_HTTP1_OK)
         d->state = CH_DONE;
-    else if (st != QS_HTTP_AGAIN)
+    else if (st != QS_HTTP1_AGAIN)
         d->state = CH_FAILED;
     return st;
 }

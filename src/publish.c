@@ -107,9 +107,9 @@ static bool has_forbidden_char(const char *s, size_t len)
 }
 
 /* The body is form data only with that media type (parameters such as charset allowed). */
-static bool is_form_content_type(const qs_http_request *h)
+static bool is_form_content_type(const qs_http1_head *h)
 {
-    const qs_http_header *ct = qs_http_find_header(h, "Content-Type");
+    const qs_header *ct = qs_headers_find(h->headers, h->n_headers, "Content-Type");
     if (!ct)
         return false;
     static const char type[] = "application/x-www-form-urlencoded";
@@ -133,7 +133,7 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
 {
     qs_hub *hub = c->w->hub;
     const qs_config *cfg = hub->cfg;
-    const qs_http_request *h = req->http;
+    const qs_http1_head *h = req->http;
     const qs_form *query = qs_request_query(req);
 
     qs_auth_params ap = qs_conn_auth_params(c, true);

@@ -88,13 +88,13 @@ static bool cors_method_allowed(qs_slice m)
     return qs_slice_ieq(m, "GET") || qs_slice_ieq(m, "POST") || qs_slice_ieq(m, "HEAD");
 }
 
-void qs_add_cors_headers(qs_hub *hub, const qs_http_request *req, qs_buf *headers)
+void qs_add_cors_headers(qs_hub *hub, const qs_http1_head *req, qs_buf *headers)
 {
     const qs_config *cfg = hub->cfg;
     if (!cfg->n_cors_origins)
         return;
     qs_buf_append_str(headers, "Vary: Origin\r\n");
-    const qs_http_header *o = qs_http_find_header(req, "Origin");
+    const qs_header *o = qs_headers_find(req->headers, req->n_headers, "Origin");
     if (!o || !o->value.n || !cors_origin_allowed(cfg, o->value) ||
         !cors_method_allowed(req->method))
         return;
@@ -131,15 +131,16 @@ static bool cors_headers_allowed(qs_slice list)
 static void handle_preflight(qs_conn *c, qs_request *req)
 {
     const qs_config *cfg = c->w->hub->cfg;
-    const qs_http_request *h = req->http;
+    const qs_http1_head *h = req->http;
     qs_response r;
     qs_response_init(&r, 204);
     qs_buf_append_str(&r.headers, SECURITY_HEADERS);
     qs_response_header(&r, "Vary",
                        "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
-    const qs_http_header *o = qs_http_find_header(h, "Origin");
-    const qs_http_header *m = qs_http_find_header(h, "Access-Control-Request-Method");
-    const qs_http_header *rh = qs_http_find_header(h, "Access-Control-Request-Headers");
+    const qs_header *o = qs_headers_find(h->headers, h->n_headers, "Origin");
+    const qs_header *m = qs_headers_find(h->headers, h->n_headers, "Access-Control-Request-Method");
+    const qs_header *rh =
+        qs_headers_find(h->headers, h->n_headers, "Access-Control-Request-Headers");
     bool method_ok = m && (cors_method_allowed(m->value) || qs_slice_ieq(m->value, "OPTIONS"));
     if (o && o->value.n && cors_origin_allowed(cfg, o->value) && method_ok &&
         (!rh || cors_headers_allowed(rh->value))) {
@@ -214,14 +215,14 @@ static const char welcome_page[] =
 
 static void route_hub(qs_conn *c, qs_request *req)
 {
-    const qs_http_request *h = req->http;
+    const qs_http1_head *h = req->http;
     qs_slice m = h->method;
     if (qs_slice_eq(m, "GET") || qs_slice_eq(m, "HEAD")) {
         qs_handle_subscribe(c, req);
     } else if (qs_slice_eq(m, "POST")) {
         qs_handle_publish(c, req);
     } else if (qs_slice_eq(m, "OPTIONS") && c->w->hub->cfg->n_cors_origins &&
-               qs_http_find_header(h, "Access-Control-Request-Method")) {
+               qs_headers_find(h->headers, h->n_headers, "Access-Control-Request-Method")) {
         handle_preflight(c, req);
     } else {
         qs_buf extra = QS_BUF_INIT;
@@ -234,7 +235,7 @@ static void route_hub(qs_conn *c, qs_request *req)
 
 void qs_route(qs_conn *c, qs_request *req)
 {
-    const qs_http_request *h = req->http;
+    const qs_http1_head *h = req->http;
     qs_slice path = h->path;
     static const size_t hub_len = sizeof(HUB_PATH) - 1;
     if (path.n == hub_len && memcmp(path.p, HUB_PATH, hub_len) == 0) {

@@ -210,10 +210,10 @@ struct qs_conn {
     qs_buf in;       /* unprocessed input (empty most of the time) */
     qs_buf head;     /* the head of a request still receiving its body */
     size_t lingered; /* bytes discarded while lingering */
-    qs_http_parser parser;
-    qs_http_request *req; /* while a request is being read/handled */
+    qs_http1_parser parser;
+    qs_http1_head *req; /* while a request is being read/handled */
     qs_buf body;
-    qs_chunked_decoder chunked;
+    qs_http1_chunked chunked;
     uint64_t body_left; /* Content-Length bytes still to read */
     qs_subscriber *sub;
     char remote[48];
@@ -222,7 +222,7 @@ struct qs_conn {
 /** A parsed request as handlers see it. */
 typedef struct qs_request {
     qs_conn *conn;
-    const qs_http_request *http;
+    const qs_http1_head *http;
     qs_slice body;
     qs_form query; /* parsed lazily by handlers that need it */
     bool query_parsed;
@@ -369,7 +369,7 @@ void qs_hub_headers(qs_conn *c, const qs_request *req, qs_buf *out);
 /** qs_conn_send_error with the hub headers. */
 void qs_hub_send_error(qs_conn *c, const qs_request *req, int status, const char *message);
 /** Adds CORS headers for an actual (non-preflight) request when cors_origins is set. */
-void qs_add_cors_headers(qs_hub *hub, const qs_http_request *req, qs_buf *headers);
+void qs_add_cors_headers(qs_hub *hub, const qs_http1_head *req, qs_buf *headers);
 /** The authorization parameters of a publish (publisher key, CSRF rule) or of a subscriber
  *  request (subscriber key), with this worker's token cache. */
 qs_auth_params qs_conn_auth_params(qs_conn *c, bool publish);

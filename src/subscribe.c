@@ -19,10 +19,10 @@ static uint64_t jitter(uint64_t d)
 
 /* The Last-Event-ID a subscriber asks for: header, then `lastEventID`, then (protocol 7)
  * the `Last-Event-ID` query parameter. */
-static bool requested_last_event_id(const qs_config *cfg, const qs_http_request *h,
+static bool requested_last_event_id(const qs_config *cfg, const qs_http1_head *h,
                                     const qs_form *query, qs_slice *out)
 {
-    const qs_http_header *hdr = qs_http_find_header(h, "Last-Event-ID");
+    const qs_header *hdr = qs_headers_find(h->headers, h->n_headers, "Last-Event-ID");
     if (hdr && hdr->value.n) {
         *out = hdr->value;
         return true;
@@ -74,7 +74,7 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
 {
     qs_hub *hub = c->w->hub;
     const qs_config *cfg = hub->cfg;
-    const qs_http_request *h = req->http;
+    const qs_http1_head *h = req->http;
     const qs_form *query = qs_request_query(req);
 
     qs_jwt_claims claims = {0};

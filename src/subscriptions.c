@@ -305,7 +305,7 @@ void qs_handle_subscriptions_api(qs_conn *c, qs_request *req)
 {
     qs_hub *hub = c->w->hub;
     const qs_config *cfg = hub->cfg;
-    const qs_http_request *h = req->http;
+    const qs_http1_head *h = req->http;
     if (!cfg->subscriptions) {
         qs_hub_send_error(c, req, 404, "404 page not found");
         return;
@@ -399,7 +399,7 @@ void qs_handle_subscriptions_api(qs_conn *c, qs_request *req)
         free(a->topic); /* an invalid escape filters nothing, as in the reference */
         a->topic = NULL;
     }
-    const qs_http_header *inm = qs_http_find_header(h, "If-None-Match");
+    const qs_header *inm = qs_headers_find(h->headers, h->n_headers, "If-None-Match");
     if (inm)
         a->if_none_match = qs_xstrndup(inm->value.p, inm->value.n);
     qs_hub_headers(c, req, &a->headers);

@@ -25,16 +25,16 @@ static char *token(qs_jwt_key *k, const char *claims_json)
 }
 
 /* Parses a request head written as text. */
-static void parse(const char *text, qs_http_request *req)
+static void parse(const char *text, qs_http1_head *req)
 {
-    qs_http_parser p = {0};
+    qs_http1_parser p = {0};
     const char *err = NULL;
-    ASSERT_EQ_INT(QS_HTTP_OK, qs_http_parse_request(&p, text, strlen(text), 65536, req, &err));
+    ASSERT_EQ_INT(QS_HTTP1_OK, qs_http1_parse_head(&p, text, strlen(text), 65536, req, &err));
 }
 
 static enum qs_auth_status authorize(qs_auth_params *ap, const char *head, qs_jwt_claims *claims)
 {
-    static qs_http_request req;
+    static qs_http1_head req;
     parse(head, &req);
     qs_form q = QS_FORM_INIT;
     const char *err = NULL;
