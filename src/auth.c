@@ -135,17 +135,18 @@ static enum qs_jwt_status verify(const qs_auth_params *p, const char *token, siz
     return st;
 }
 
-enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http1_head *req,
-                                 const qs_form *query, qs_jwt_claims *claims, const char **reason)
+enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_header *headers,
+                                 size_t n_headers, const qs_form *query, qs_jwt_claims *claims,
+                                 const char **reason)
 {
     memset(claims, 0, sizeof(*claims));
     const char *token = NULL;
     size_t token_len = 0;
     bool from_cookie = false;
 
-    size_t n_auth = qs_headers_count(req->headers, req->n_headers, "Authorization");
+    size_t n_auth = qs_headers_count(headers, n_headers, "Authorization");
     if (n_auth) {
-        const qs_header *h = qs_headers_find(req->headers, req->n_headers, "Authorization");
+        const qs_header *h = qs_headers_find(headers, n_headers, "Authorization");
         if (n_auth != 1 || h->value.n < MIN_HEADER_LEN ||
             memcmp(h->value.p, BEARER_PREFIX, 7) != 0) {
             *reason = "invalid \"Authorization\" HTTP header";
@@ -164,10 +165,10 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http1_head *r
     } else {
         qs_slice value;
         bool found = false;
-        for (size_t i = 0; i < req->n_headers && !found; i++)
-            if (qs_slice_ieq(req->headers[i].name, "Cookie"))
-                found = qs_cookie_find(req->headers[i].value.p, req->headers[i].value.n,
-                                       p->cookie_name, &value);
+        for (size_t i = 0; i < n_headers && !found; i++)
+            if (qs_slice_ieq(headers[i].name, "Cookie"))
+                found =
+                    qs_cookie_find(headers[i].value.p, headers[i].value.n, p->cookie_name, &value);
         if (!found)
             return QS_AUTH_ANONYMOUS;
         token = value.p;
@@ -181,12 +182,12 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http1_head *r
         char buf[512];
         const char *origin;
         size_t origin_len;
-        const qs_header *o = qs_headers_find(req->headers, req->n_headers, "Origin");
+        const qs_header *o = qs_headers_find(headers, n_headers, "Origin");
         if (o && o->value.n) {
             origin = o->value.p;
             origin_len = o->value.n;
         } else {
-            const qs_header *r = qs_headers_find(req->headers, req->n_headers, "Referer");
+            const qs_header *r = qs_headers_find(headers, n_headers, "Referer");
             if (!r || !r->value.n) {
                 *reason = "an \"Origin\" or a \"Referer\" HTTP header must be present to use "
                           "the cookie-based authorization mechanism";

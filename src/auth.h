@@ -7,13 +7,14 @@
  * error, not "anonymous". A cookie used for a POST must come with an Origin (or Referer)
  * listed in publish_origins, against CSRF.
  *
- * Pure: works on a parsed request; no I/O.
+ * Pure: works on the request's header fields and query, whatever protocol carried them;
+ * no I/O.
  */
 #ifndef QS_AUTH_H
 #define QS_AUTH_H
 
 #include "form.h"
-#include "http1_parse.h"
+#include "headers.h"
 #include "jwt.h"
 #include "topic.h"
 #include "update.h"
@@ -45,8 +46,9 @@ typedef struct qs_auth_params {
 } qs_auth_params;
 
 /** Finds and verifies the request's token. query may be NULL (no query string). */
-enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_http1_head *req,
-                                 const qs_form *query, qs_jwt_claims *claims, const char **reason);
+enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_header *headers,
+                                 size_t n_headers, const qs_form *query, qs_jwt_claims *claims,
+                                 const char **reason);
 
 /** True when origin is allowed by the publish_origins list ("*", exact, one-"*" pattern). */
 bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, size_t n);

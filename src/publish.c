@@ -139,7 +139,7 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
     qs_auth_params ap = qs_conn_auth_params(c, true);
     qs_jwt_claims claims;
     const char *reason = NULL;
-    enum qs_auth_status st = qs_authorize(&ap, h, query, &claims, &reason);
+    enum qs_auth_status st = qs_authorize(&ap, h->headers, h->n_headers, query, &claims, &reason);
     if (st != QS_AUTH_OK || !claims.has_publish) {
         qs_debug("publish unauthorized from %s: %s", c->remote,
                  st == QS_AUTH_INVALID     ? reason

@@ -82,7 +82,8 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
     if (hub->subscriber_key) {
         qs_auth_params ap = qs_conn_auth_params(c, false);
         const char *reason = NULL;
-        enum qs_auth_status st = qs_authorize(&ap, h, query, &claims, &reason);
+        enum qs_auth_status st =
+            qs_authorize(&ap, h->headers, h->n_headers, query, &claims, &reason);
         if (st == QS_AUTH_INVALID || (st == QS_AUTH_ANONYMOUS && !cfg->anonymous)) {
             qs_debug("subscriber unauthorized from %s: %s", c->remote,
                      st == QS_AUTH_INVALID ? reason : "no token");

@@ -361,7 +361,8 @@ void qs_handle_subscriptions_api(qs_conn *c, qs_request *req)
         qs_auth_params ap = qs_conn_auth_params(c, false);
         qs_jwt_claims claims;
         const char *reason = NULL;
-        enum qs_auth_status st = qs_authorize(&ap, h, qs_request_query(req), &claims, &reason);
+        enum qs_auth_status st =
+            qs_authorize(&ap, h->headers, h->n_headers, qs_request_query(req), &claims, &reason);
         bool ok = st == QS_AUTH_OK && claims.has_subscribe;
         if (ok) {
             qs_update probe = {0};

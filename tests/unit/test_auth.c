@@ -3,6 +3,7 @@
  * publish/receive rules, and the verified-token cache.
  */
 #include "auth.h"
+#include "http1_parse.h"
 #include "harness.h"
 
 static qs_jwt_key *hmac(const char *secret)
@@ -40,7 +41,7 @@ static enum qs_auth_status authorize(qs_auth_params *ap, const char *head, qs_jw
     const char *err = NULL;
     qs_form_parse(&q, req.query.p, req.query.n, 100, &err);
     const char *reason = NULL;
-    enum qs_auth_status st = qs_authorize(ap, &req, &q, claims, &reason);
+    enum qs_auth_status st = qs_authorize(ap, req.headers, req.n_headers, &q, claims, &reason);
     qs_form_free(&q);
     return st;
 }
