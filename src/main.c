@@ -89,7 +89,7 @@ static int load_config(const options *o, qs_config *cfg)
     return 0;
 }
 
-static qs_hub hub;
+static qs_server server;
 
 static void on_signal(uv_signal_t *sig, int signum)
 {
@@ -109,16 +109,16 @@ static int cmd_run(const options *o)
         for (char **e = environ; *e; e++)
             puts(*e);
     char *err = NULL;
-    if (qs_hub_init(&hub, &cfg, &err) < 0 || qs_hub_start(&hub, &err) < 0) {
+    if (qs_server_init(&server, &cfg, &err) < 0 || qs_server_start(&server, &err) < 0) {
         fprintf(stderr, "mercure: %s\n", err ? err : "cannot start");
         free(err);
-        qs_hub_destroy(&hub);
+        qs_server_destroy(&server);
         qs_config_free(&cfg);
         return 1;
     }
     qs_info("Quicksilver %s listening on %s:%d (%d workers, transport %s)", QS_VERSION,
-            cfg.listen_host ? cfg.listen_host : "*", hub.listen_port, hub.n_workers,
-            hub.transport->ops->name);
+            cfg.listen_host ? cfg.listen_host : "*", server.listen_port, server.hub.n_workers,
+            server.hub.transport->ops->name);
 
     uv_loop_t *loop = uv_default_loop();
     uv_signal_t sigterm, sigint;
@@ -128,12 +128,12 @@ static int cmd_run(const options *o)
     uv_signal_start(&sigint, on_signal, SIGINT);
     uv_run(loop, UV_RUN_DEFAULT);
 
-    qs_hub_stop(&hub);
+    qs_server_stop(&server);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
-    qs_hub_destroy(&hub);
+    qs_server_destroy(&server);
     qs_config_free(&cfg);
     qs_info("stopped");
     return 0;

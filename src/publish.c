@@ -2,70 +2,57 @@
  * publish.c - POST /.well-known/mercure: authorize, validate, hand to the transport,
  * answer with the id once the transport reports the update durable.
  */
+#include "publish.h"
+
 #include <errno.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 
-#include "auth.h"
+#include "async.h"
+#include "ctx.h"
+#include "endpoint.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
 
-/* A publish awaiting the transport. The transport's callback may run on another thread,
- * or synchronously inside publish(): `state` tells the two paths apart without a lock. */
-enum { PUB_IN_CALL, PUB_DONE_IN_CALL, PUB_ASYNC };
-
+/* A publish awaiting the transport. */
 typedef struct pending_publish {
-    qs_conn *conn;
-    qs_worker *w;
+    qs_async async;
+    qs_http_req *req; /* held until the answer */
     qs_update *u;
     qs_buf headers; /* hub headers computed while the request was still readable */
-    atomic_int state;
     int status;
     char reason[QS_REASON_MAX]; /* copied: the transport's is valid during its callback */
 } pending_publish;
 
-static void publish_fail(qs_conn *c, const qs_request *req, int status, enum qs_publish_error why,
+static void publish_fail(qs_http_req *req, int status, enum qs_publish_error why,
                          const char *message)
 {
     qs_metric_add(&qs_metrics_global.publish_errors[why], 1);
-    qs_hub_send_error(c, req, status, message);
+    qs_endpoint_error(req, status, message);
 }
 
 /* Sends the outcome of a publish (on the worker thread). */
-static void publish_respond(pending_publish *p)
+static void publish_finish(qs_async *a)
 {
-    qs_conn *c = p->conn;
-    if (!c->closing) {
-        if (p->status == 0) {
-            qs_metric_add(&qs_metrics_global.updates_total, 1);
-            qs_response r;
-            qs_response_init(&r, 200);
-            r.content_type = "text/plain; charset=utf-8";
-            qs_buf_append(&r.headers, p->headers.p, p->headers.len);
-            qs_buf_append_str(&r.body, p->u->id);
-            qs_conn_send(c, NULL, &r);
-        } else {
-            qs_metric_add(&qs_metrics_global.publish_errors[QS_PUBERR_TRANSPORT], 1);
-            qs_warn("publish failed: %s", p->reason[0] ? p->reason : "transport error");
-            qs_response r;
-            qs_response_init(&r, p->status == -EAGAIN ? 503 : 500);
-            r.content_type = "text/plain; charset=utf-8";
-            qs_buf_append(&r.headers, p->headers.p, p->headers.len);
-            qs_buf_appendf(&r.body, "%s\n", p->reason[0] ? p->reason : "500 internal server error");
-            qs_conn_send(c, NULL, &r);
-        }
+    pending_publish *p = qs_container_of(a, pending_publish, async);
+    qs_http_response r;
+    if (p->status == 0) {
+        qs_metric_add(&qs_metrics_global.updates_total, 1);
+        qs_http_response_init(&r, 200);
+        r.content_type = "text/plain; charset=utf-8";
+        qs_buf_append(&r.headers, p->headers.p, p->headers.len);
+        qs_buf_append_str(&r.body, p->u->id);
+    } else {
+        qs_metric_add(&qs_metrics_global.publish_errors[QS_PUBERR_TRANSPORT], 1);
+        qs_warn("publish failed: %s", p->reason[0] ? p->reason : "transport error");
+        qs_http_response_init(&r, p->status == -EAGAIN ? 503 : 500);
+        r.content_type = "text/plain; charset=utf-8";
+        qs_buf_append(&r.headers, p->headers.p, p->headers.len);
+        qs_buf_appendf(&r.body, "%s\n", p->reason[0] ? p->reason : "500 internal server error");
     }
-    qs_conn_unref(c);
+    qs_http_respond(p->req, &r);
     qs_update_unref(p->u);
     qs_buf_free(&p->headers);
     free(p);
-}
-
-static void publish_done_task(qs_worker *w, void *arg)
-{
-    w->async_pending--;
-    publish_respond(arg);
 }
 
 static void on_published(void *arg, int status, const char *reason)
@@ -74,10 +61,7 @@ static void on_published(void *arg, int status, const char *reason)
     p->status = status;
     if (status)
         snprintf(p->reason, sizeof(p->reason), "%s", reason ? reason : "");
-    int expected = PUB_IN_CALL;
-    if (atomic_compare_exchange_strong(&p->state, &expected, PUB_DONE_IN_CALL))
-        return; /* the handler is still in transport->publish(): it answers itself */
-    qs_worker_post(p->w, publish_done_task, p);
+    qs_async_complete(&p->async);
 }
 
 /* Go's strconv.ParseUint(s, 10, 64). */
@@ -107,9 +91,9 @@ static bool has_forbidden_char(const char *s, size_t len)
 }
 
 /* The body is form data only with that media type (parameters such as charset allowed). */
-static bool is_form_content_type(const qs_http1_head *h)
+static bool is_form_content_type(const qs_http_req *req)
 {
-    const qs_header *ct = qs_headers_find(h->headers, h->n_headers, "Content-Type");
+    const qs_header *ct = qs_http_find(req, "Content-Type");
     if (!ct)
         return false;
     static const char type[] = "application/x-www-form-urlencoded";
@@ -129,43 +113,41 @@ static bool is_form_content_type(const qs_http1_head *h)
     return true;
 }
 
-void qs_handle_publish(qs_conn *c, qs_request *req)
+void qs_publish_handle(qs_http_req *req)
 {
-    qs_hub *hub = c->w->hub;
+    qs_ctx *ctx = req->ctx;
+    const qs_hub *hub = ctx->hub;
     const qs_config *cfg = hub->cfg;
-    const qs_http1_head *h = req->http;
-    const qs_form *query = qs_request_query(req);
 
-    qs_auth_params ap = qs_conn_auth_params(c, true);
     qs_jwt_claims claims;
     const char *reason = NULL;
-    enum qs_auth_status st = qs_authorize(&ap, h->headers, h->n_headers, query, &claims, &reason);
+    enum qs_auth_status st = qs_endpoint_authorize(req, true, &claims, &reason);
     if (st != QS_AUTH_OK || !claims.has_publish) {
-        qs_debug("publish unauthorized from %s: %s", c->remote,
+        qs_debug("publish unauthorized from %s: %s", req->peer,
                  st == QS_AUTH_INVALID     ? reason
                  : st == QS_AUTH_ANONYMOUS ? "no token"
                                            : "no mercure.publish claim");
         qs_jwt_claims_free(&claims);
-        publish_fail(c, req, 401, QS_PUBERR_UNAUTHORIZED, "Unauthorized");
+        publish_fail(req, 401, QS_PUBERR_UNAUTHORIZED, "Unauthorized");
         return;
     }
 
     /* Go's ParseForm fails on a malformed query string as well as on a malformed body. */
     if (req->query_status == QS_FORM_E_INVALID) {
         qs_jwt_claims_free(&claims);
-        publish_fail(c, req, 400, QS_PUBERR_BAD_REQUEST, "Bad Request");
+        publish_fail(req, 400, QS_PUBERR_BAD_REQUEST, "Bad Request");
         return;
     }
     qs_form form = QS_FORM_INIT;
     const char *form_err = NULL;
     enum qs_form_status fst = QS_FORM_OK;
-    if (is_form_content_type(h))
+    if (is_form_content_type(req))
         fst = qs_form_parse(&form, req->body.p, req->body.n, (size_t)cfg->max_topics * 2 + 64,
                             &form_err);
     if (fst != QS_FORM_OK) {
         qs_form_free(&form);
         qs_jwt_claims_free(&claims);
-        publish_fail(c, req, 400, QS_PUBERR_BAD_REQUEST,
+        publish_fail(req, 400, QS_PUBERR_BAD_REQUEST,
                      fst == QS_FORM_E_TOO_MANY ? "Too many form fields" : "Bad Request");
         return;
     }
@@ -185,7 +167,7 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
     if (error) {
         qs_form_free(&form);
         qs_jwt_claims_free(&claims);
-        publish_fail(c, req, status, QS_PUBERR_BAD_REQUEST, error);
+        publish_fail(req, status, QS_PUBERR_BAD_REQUEST, error);
         return;
     }
 
@@ -208,7 +190,7 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
         qs_update_set_type(u, type->value, type->value_len);
 
     enum qs_publish_error why = QS_PUBERR_BAD_REQUEST;
-    if (!qs_can_publish(c->w->selectors, claims.publish, claims.n_publish, u)) {
+    if (!qs_can_publish(ctx->selectors, claims.publish, claims.n_publish, u)) {
         if (u->is_private || cfg->protocol_version_compatibility != 7) {
             error = "Unauthorized";
             status = 401;
@@ -232,23 +214,17 @@ void qs_handle_publish(qs_conn *c, qs_request *req)
     qs_jwt_claims_free(&claims);
     if (error) {
         qs_update_unref(u);
-        publish_fail(c, req, status, why, error);
+        publish_fail(req, status, why, error);
         return;
     }
 
     qs_update_finalize(u);
     pending_publish *p = qs_xcalloc(1, sizeof(*p));
-    p->conn = c;
-    p->w = c->w;
+    p->req = req;
     p->u = u;
-    qs_hub_headers(c, req, &p->headers);
-    atomic_init(&p->state, PUB_IN_CALL);
-    qs_conn_ref(c);
+    qs_endpoint_headers(req, &p->headers);
+    qs_http_hold(req);
+    qs_async_begin(&p->async, ctx, publish_finish);
     hub->transport->ops->publish(hub->transport, u, on_published, p);
-    int expected = PUB_IN_CALL;
-    if (atomic_compare_exchange_strong(&p->state, &expected, PUB_ASYNC)) {
-        c->w->async_pending++; /* the callback will post publish_done_task */
-        return;
-    }
-    publish_respond(p); /* completed synchronously */
+    qs_async_started(&p->async);
 }

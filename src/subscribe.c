@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT
- * subscribe.c - GET /.well-known/mercure: authorize, register, open the SSE stream.
+ * subscribe.c - GET /.well-known/mercure: authorize, register, open the event stream.
  */
+#include "subscribe.h"
+
 #include <stdlib.h>
 
-#include "auth.h"
+#include "ctx.h"
+#include "endpoint.h"
 #include "log.h"
-#include "metrics.h"
-#include "server.h"
+#include "subscriber.h"
 
 /* 80–100 % of d, so that subscribers connected together do not all reconnect together. */
 static uint64_t jitter(uint64_t d)
@@ -19,10 +21,10 @@ static uint64_t jitter(uint64_t d)
 
 /* The Last-Event-ID a subscriber asks for: header, then `lastEventID`, then (protocol 7)
  * the `Last-Event-ID` query parameter. */
-static bool requested_last_event_id(const qs_config *cfg, const qs_http1_head *h,
+static bool requested_last_event_id(const qs_config *cfg, const qs_http_req *req,
                                     const qs_form *query, qs_slice *out)
 {
-    const qs_header *hdr = qs_headers_find(h->headers, h->n_headers, "Last-Event-ID");
+    const qs_header *hdr = qs_http_find(req, "Last-Event-ID");
     if (hdr && hdr->value.n) {
         *out = hdr->value;
         return true;
@@ -42,104 +44,22 @@ static bool requested_last_event_id(const qs_config *cfg, const qs_http1_head *h
     return false;
 }
 
-/* The response head and the stream's opening comment, as the reference sends them. When
- * split is not NULL, it receives the offset where a Last-Event-Id line belongs. */
-static void build_head(qs_conn *c, const qs_request *req, const char *last_event_id, qs_buf *out,
-                       size_t *split)
+/* When the stream ends (cleanly, before the write deadline): at write_timeout with jitter,
+ * or before the token expires; 0 = never. */
+static uint64_t stream_deadline(const qs_config *cfg, const qs_jwt_claims *claims)
 {
-    qs_append_status_line(out, c->minor_version, 200);
-    qs_append_date_header(out);
-    qs_buf_append_str(out, "Cache-Control: private, no-cache, no-store, must-revalidate, "
-                           "max-age=0\r\n"
-                           "Connection: keep-alive\r\n"
-                           "Content-Type: text/event-stream\r\n"
-                           "Expire: 0\r\n"
-                           "Pragma: no-cache\r\n"
-                           "X-Accel-Buffering: no\r\n");
-    if (split)
-        *split = out->len;
-    if (last_event_id) {
-        qs_buf_append_str(out, "Last-Event-Id: ");
-        qs_buf_append_str(out, last_event_id);
-        qs_buf_append_str(out, "\r\n");
-    }
-    qs_hub_headers(c, req, out);
-    if (c->minor_version >= 1)
-        qs_buf_append_str(out, "Transfer-Encoding: chunked\r\n\r\n2\r\n:\n\r\n");
-    else
-        qs_buf_append_str(out, "\r\n:\n");
-}
-
-void qs_handle_subscribe(qs_conn *c, qs_request *req)
-{
-    qs_hub *hub = c->w->hub;
-    const qs_config *cfg = hub->cfg;
-    const qs_http1_head *h = req->http;
-    const qs_form *query = qs_request_query(req);
-
-    qs_jwt_claims claims = {0};
-    bool have_claims = false;
-    if (hub->subscriber_key) {
-        qs_auth_params ap = qs_conn_auth_params(c, false);
-        const char *reason = NULL;
-        enum qs_auth_status st =
-            qs_authorize(&ap, h->headers, h->n_headers, query, &claims, &reason);
-        if (st == QS_AUTH_INVALID || (st == QS_AUTH_ANONYMOUS && !cfg->anonymous)) {
-            qs_debug("subscriber unauthorized from %s: %s", c->remote,
-                     st == QS_AUTH_INVALID ? reason : "no token");
-            qs_jwt_claims_free(&claims);
-            qs_hub_send_error(c, req, 401, "Unauthorized");
-            return;
-        }
-        have_claims = st == QS_AUTH_OK;
-    }
-
-    size_t n_topics = qs_form_count(query, "topic");
-    if (!n_topics || (long)n_topics > cfg->max_topics) {
-        qs_jwt_claims_free(&claims);
-        qs_hub_send_error(c, req, 400,
-                          n_topics ? "Too many \"topic\" parameters."
-                                   : "Missing \"topic\" parameter.");
-        return;
-    }
-
-    qs_slice requested;
-    const char *response_last_id = NULL;
-    bool replay = false;
-    if (requested_last_event_id(cfg, h, query, &requested)) {
-        /* Without history nothing can be replayed: the cursor is "earliest". */
-        response_last_id = "earliest";
-        replay = hub->transport->ops->has_history;
-    }
-
-    if (c->head_method) {
-        /* HEAD gets the stream's headers and no stream. */
-        qs_response r;
-        qs_response_init(&r, 200);
-        qs_jwt_claims_free(&claims);
-        r.content_type = "text/event-stream";
-        qs_buf_append_str(&r.headers, "Cache-Control: private, no-cache, no-store, "
-                                      "must-revalidate, max-age=0\r\n");
-        if (response_last_id)
-            qs_response_header(&r, "Last-Event-Id", response_last_id);
-        qs_hub_headers(c, req, &r.headers);
-        qs_conn_send(c, req, &r);
-        return;
-    }
-
-    /* The stream ends (cleanly, before the write deadline) at write_timeout with jitter,
-     * or before the token expires. */
     uint64_t now_ms = qs_now_ms();
     uint64_t deadline = 0;
     if (cfg->write_timeout_ms)
         deadline = now_ms + jitter(cfg->write_timeout_ms);
-    if (have_claims && claims.has_exp) {
+    if (claims && claims->has_exp) {
         /* Milliseconds, not seconds: a truncated clock would let the stream outlive the
          * token by up to a second. */
         const int64_t ten_years_ms = 10LL * 366 * 24 * 3600 * 1000;
         int64_t now_wall = qs_wall_ms();
-        int64_t left = claims.exp > (now_wall + ten_years_ms) / 1000 ? ten_years_ms
-                                                                     : claims.exp * 1000 - now_wall;
+        int64_t left = claims->exp > (now_wall + ten_years_ms) / 1000
+                           ? ten_years_ms
+                           : claims->exp * 1000 - now_wall;
         uint64_t left_ms = left > 0 ? (uint64_t)left : 0;
         if (!deadline || now_ms + left_ms < deadline)
             deadline = now_ms + jitter(left_ms);
@@ -151,29 +71,99 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
         if (deadline == 0)
             deadline = 1;
     }
+    return deadline;
+}
 
-    qs_buf head = QS_BUF_INIT;
-    size_t split = 0;
-    build_head(c, req, replay ? NULL : response_last_id, &head, &split);
-    qs_subscriber *s = qs_subscriber_new(c, query, have_claims ? &claims : NULL, deadline);
+/* The response head of the stream, as the reference sends it. */
+static void stream_head(qs_http_req *req, const char *last_event_id, qs_http_response *r)
+{
+    qs_http_response_init(r, 200);
+    r->content_type = "text/event-stream";
+    qs_buf_append_str(&r->headers, "Cache-Control: private, no-cache, no-store, "
+                                   "must-revalidate, max-age=0\r\n");
+    if (!req->head)
+        qs_buf_append_str(&r->headers, "Expire: 0\r\n"
+                                       "Pragma: no-cache\r\n"
+                                       "X-Accel-Buffering: no\r\n");
+    if (last_event_id)
+        qs_http_response_header(r, "Last-Event-Id", last_event_id);
+    qs_endpoint_headers(req, &r->headers);
+}
+
+void qs_subscribe_handle(qs_http_req *req)
+{
+    qs_ctx *ctx = req->ctx;
+    const qs_hub *hub = ctx->hub;
+    const qs_config *cfg = hub->cfg;
+    const qs_form *query = qs_http_query(req);
+
+    qs_jwt_claims claims = {0};
+    bool have_claims = false;
+    if (hub->subscriber_key) {
+        const char *reason = NULL;
+        enum qs_auth_status st = qs_endpoint_authorize(req, false, &claims, &reason);
+        if (st == QS_AUTH_INVALID || (st == QS_AUTH_ANONYMOUS && !cfg->anonymous)) {
+            qs_debug("subscriber unauthorized from %s: %s", req->peer,
+                     st == QS_AUTH_INVALID ? reason : "no token");
+            qs_jwt_claims_free(&claims);
+            qs_endpoint_error(req, 401, "Unauthorized");
+            return;
+        }
+        have_claims = st == QS_AUTH_OK;
+    }
+
+    size_t n_topics = qs_form_count(query, "topic");
+    if (!n_topics || (long)n_topics > cfg->max_topics) {
+        qs_jwt_claims_free(&claims);
+        qs_endpoint_error(
+            req, 400, n_topics ? "Too many \"topic\" parameters." : "Missing \"topic\" parameter.");
+        return;
+    }
+
+    qs_slice requested;
+    const char *response_last_id = NULL;
+    bool replay = false;
+    if (requested_last_event_id(cfg, req, query, &requested)) {
+        /* Without history nothing can be replayed: the cursor is "earliest". */
+        response_last_id = "earliest";
+        replay = hub->transport->ops->has_history;
+    }
+
+    qs_http_response head;
+    if (req->head) {
+        /* HEAD gets the stream's headers and no stream. */
+        qs_jwt_claims_free(&claims);
+        stream_head(req, response_last_id, &head);
+        qs_http_respond(req, &head);
+        return;
+    }
+
+    qs_slice *selectors = qs_xmalloc(n_topics * sizeof(*selectors));
+    size_t n = 0;
+    for (size_t i = 0; i < query->n; i++) {
+        const qs_form_pair *p = &query->pairs[i];
+        if (p->key_len == 5 && memcmp(p->key, "topic", 5) == 0)
+            selectors[n++] = (qs_slice){p->value, p->value_len};
+    }
+    const qs_jwt_claims *c = have_claims ? &claims : NULL;
+    qs_subscriber *s = qs_subscriber_new(ctx, req, selectors, n, c, stream_deadline(cfg, c));
+    free(selectors);
+    if (!s) {
+        qs_jwt_claims_free(&claims);
+        return; /* the client is already gone */
+    }
+    /* Registered first, then the history up to this worker's bus position: live updates
+     * queue behind the replay, so nothing is missed and nothing is doubled. */
+    stream_head(req, replay ? NULL : response_last_id, &head);
     qs_jwt_claims_free(&claims);
-    c->sub = s;
-    c->state = QS_CONN_STREAMING;
-    c->keep_alive = false;
-    qs_conn_watch_peer(c);
-    qs_subscriptions_connected(s);
     if (replay) {
-        /* Registered first, then the history up to this worker's bus position: live
-         * updates queue behind the replay, so nothing is missed and nothing is doubled. */
         char *id = qs_xstrndup(requested.p, requested.n);
-        qs_debug("new subscriber %s from %s (%zu topics), replaying after %s", s->id, c->remote,
+        qs_debug("new subscriber %s from %s (%zu topics), replaying after %s", s->id, req->peer,
                  n_topics, id);
-        qs_subscriber_replay(s, id, qs_buf_steal(&head), split);
+        qs_subscriber_replay(s, id, &head);
         free(id);
         return;
     }
-    qs_subscriber_start(s, head.p, head.len);
-    qs_buf_free(&head);
-    qs_debug("new subscriber %s from %s (%zu topics)", s->id, c->remote, n_topics);
-    qs_subscriber_flush(s);
+    qs_debug("new subscriber %s from %s (%zu topics)", s->id, req->peer, n_topics);
+    qs_subscriber_start(s, &head);
 }

@@ -9,14 +9,14 @@
  */
 #include "subscriptions.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 
+#include "async.h"
 #include "auth.h"
+#include "endpoint.h"
 #include "form.h"
 #include "gojson.h"
 #include "log.h"
-#include "server.h"
 
 #define SUBSCRIPTIONS_PATH "/.well-known/mercure/subscriptions"
 
@@ -101,79 +101,70 @@ static void publish_event(qs_transport *t, const char *topic, size_t topic_len,
     qs_buf_free(&data);
 }
 
-/* Publishes the events of one subscriber (active or not), one per topic selector. */
-static void publish_events(qs_subscriber *s, bool active)
-{
-    qs_transport *t = s->w->hub->transport;
-    for (uint32_t i = 0; i < s->n_entries; i++) {
-        const qs_selector *sel = s->entries[i].group->sel;
-        publish_event(t, sel->str, sel->len, s->id, active, s->payload);
-    }
-}
-
 static json_t *parse_payload(const char *s)
 {
     return s ? json_loads(s, JSON_DECODE_ANY, NULL) : NULL;
 }
 
+/* Publishes the events of one subscriber, one per topic selector. */
+static void publish_events(qs_transport *t, const qs_presence_entry *e, bool active,
+                           json_t *payload)
+{
+    for (size_t k = 0; k < e->n_topics; k++)
+        publish_event(t, e->topics[k], strlen(e->topics[k]), e->subscriber, active, payload);
+}
+
+void qs_subscriptions_arrive(qs_ctx *ctx, const qs_presence_entry *e, json_t *payload)
+{
+    qs_transport *t = ctx->hub->transport;
+    /* As the reference: the events first, then the registry. */
+    publish_events(t, e, true, payload);
+    qs_transport_presence_add(t, e);
+}
+
+typedef struct departure {
+    qs_presence_entry e;
+    const qs_hub *hub;
+} departure;
+
+static void depart_task(void *arg)
+{
+    departure *d = arg;
+    qs_transport *t = d->hub->transport;
+    qs_transport_presence_remove(t, d->e.subscriber);
+    json_t *payload = parse_payload(d->e.payload);
+    publish_events(t, &d->e, false, payload);
+    json_decref(payload);
+    qs_presence_entry_clear(&d->e);
+    free(d);
+}
+
+void qs_subscriptions_depart(qs_ctx *ctx, qs_presence_entry *e)
+{
+    departure *d = qs_xmalloc(sizeof(*d));
+    d->e = *e;
+    d->hub = ctx->hub;
+    free(e);
+    qs_ctx_defer(ctx, depart_task, d);
+}
+
 void qs_subscriptions_lost(void *ctx, const qs_presence_entry *entries, size_t n)
 {
-    qs_hub *hub = ctx;
+    const qs_hub *hub = ctx;
     for (size_t i = 0; i < n; i++) {
-        const qs_presence_entry *e = &entries[i];
-        json_t *payload = parse_payload(e->payload);
-        for (size_t k = 0; k < e->n_topics; k++)
-            publish_event(hub->transport, e->topics[k], strlen(e->topics[k]), e->subscriber, false,
-                          payload);
+        json_t *payload = parse_payload(entries[i].payload);
+        publish_events(hub->transport, &entries[i], false, payload);
         json_decref(payload);
     }
 }
 
-static char *payload_json(json_t *payload)
-{
-    return payload ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-}
-
-void qs_subscriptions_connected(qs_subscriber *s)
-{
-    qs_hub *hub = s->w->hub;
-    if (!hub->cfg->subscriptions)
-        return;
-    /* As the reference: the events first, then the registry. */
-    publish_events(s, true);
-    qs_presence_entry e = {0};
-    e.subscriber = s->id;
-    e.n_topics = s->n_entries;
-    e.topics = qs_xcalloc(s->n_entries ? s->n_entries : 1, sizeof(*e.topics));
-    for (uint32_t i = 0; i < s->n_entries; i++)
-        e.topics[i] = s->entries[i].group->sel->str;
-    e.payload = payload_json(s->payload);
-    qs_transport_presence_add(hub->transport, &e);
-    free(e.payload);
-    free(e.topics);
-    s->presence_registered = true;
-}
-
-void qs_subscriptions_disconnected(qs_subscriber *s)
-{
-    qs_hub *hub = s->w->hub;
-    if (!s->presence_registered)
-        return;
-    qs_transport_presence_remove(hub->transport, s->id);
-    publish_events(s, false);
-}
-
 /* -------------------------------------------------------------- the API */
 
-/* A registry read in progress; like a publish, it may complete inside the call or later
- * on another thread. */
-enum { Q_IN_CALL, Q_DONE_IN_CALL, Q_ASYNC };
-
+/* A read of the registry in progress. */
 typedef struct api_query {
     qs_presence_query q;
-    qs_conn *conn;
-    qs_worker *w;
-    atomic_int state;
+    qs_async async;
+    qs_http_req *req; /* held until the answer */
     char *request_uri;
     char *topic;      /* filter, NULL = all */
     char *subscriber; /* single document, NULL = collection */
@@ -181,93 +172,99 @@ typedef struct api_query {
     qs_buf headers; /* hub headers computed while the request was readable */
 } api_query;
 
-static void api_respond(api_query *a)
+/* The collection document: every entry's subscriptions (those to `topic` when set). */
+static void collection_json(qs_buf *out, const api_query *a, const char *last_id)
 {
-    qs_conn *c = a->conn;
-    qs_hub *hub = c->w->hub;
-    if (c->closing)
-        goto out;
+    bool first = true;
+    qs_buf_append_char(out, '{');
+    string_field(out, "@context", "https://mercure.rocks/", 22, 1, &first);
+    string_field(out, "id", a->request_uri, strlen(a->request_uri), 1, &first);
+    string_field(out, "type", "Subscriptions", 13, 1, &first);
+    string_field(out, "lastEventID", last_id, strlen(last_id), 1, &first);
+    field_start(out, "subscriptions", 1, &first);
+    size_t written = 0;
+    for (size_t i = 0; i < a->q.n; i++) {
+        const qs_presence_entry *e = &a->q.entries[i];
+        json_t *payload = NULL;
+        for (size_t k = 0; k < e->n_topics; k++) {
+            if (a->topic && strcmp(e->topics[k], a->topic) != 0)
+                continue;
+            if (!payload && e->payload)
+                payload = parse_payload(e->payload);
+            qs_buf_append_str(out, written ? "," : "[");
+            qs_gojson_indent(out, 2);
+            qs_subscription_json(out, e->topics[k], strlen(e->topics[k]), e->subscriber, true, NULL,
+                                 payload, false, 2);
+            written++;
+        }
+        json_decref(payload);
+    }
+    if (written) {
+        qs_gojson_indent(out, 1);
+        qs_buf_append_char(out, ']');
+    } else {
+        qs_buf_append(out, "[]", 2);
+    }
+    qs_gojson_indent(out, 0);
+    qs_buf_append_char(out, '}');
+}
+
+/* The entry of the requested subscriber with the requested topic, or NULL. */
+static const qs_presence_entry *find_subscription(const api_query *a)
+{
+    for (size_t i = 0; i < a->q.n; i++)
+        if (strcmp(a->q.entries[i].subscriber, a->subscriber) == 0)
+            for (size_t k = 0; k < a->q.entries[i].n_topics; k++)
+                if (strcmp(a->q.entries[i].topics[k], a->topic) == 0)
+                    return &a->q.entries[i];
+    return NULL;
+}
+
+static void api_answer(api_query *a)
+{
+    qs_http_req *req = a->req;
+    const qs_hub *hub = req->ctx->hub;
+    const char *extra = qs_buf_cstr(&a->headers);
     if (a->q.status != 0) {
         qs_error("subscriptions API: %s", a->q.reason[0] ? a->q.reason : "registry unavailable");
-        qs_response r;
-        qs_response_init(&r, 500);
-        r.content_type = "text/plain; charset=utf-8";
-        qs_buf_append(&r.headers, a->headers.p, a->headers.len);
-        qs_buf_append_str(&r.body, "Internal Server Error\n");
-        qs_conn_send(c, NULL, &r);
-        goto out;
+        qs_http_error(req, 500, "Internal Server Error", extra);
+        return;
     }
     char *last_id = qs_transport_last_event_id(hub->transport);
-    qs_response r;
+    qs_http_response r;
     if (a->if_none_match && strcmp(a->if_none_match, last_id) == 0) {
-        qs_response_init(&r, 304);
+        qs_http_response_init(&r, 304);
         qs_buf_append(&r.headers, a->headers.p, a->headers.len);
-        qs_conn_send(c, NULL, &r);
+        qs_http_respond(req, &r);
         free(last_id);
-        goto out;
+        return;
     }
-    qs_response_init(&r, 200);
+    const qs_presence_entry *found = NULL;
+    if (a->subscriber && !(found = find_subscription(a))) {
+        qs_http_error(req, 404, "404 page not found", extra);
+        free(last_id);
+        return;
+    }
+    qs_http_response_init(&r, 200);
     qs_buf_append(&r.headers, a->headers.p, a->headers.len);
-    if (a->subscriber) {
-        const qs_presence_entry *found = NULL;
-        for (size_t i = 0; i < a->q.n && !found; i++)
-            if (strcmp(a->q.entries[i].subscriber, a->subscriber) == 0)
-                for (size_t k = 0; k < a->q.entries[i].n_topics && !found; k++)
-                    if (strcmp(a->q.entries[i].topics[k], a->topic) == 0)
-                        found = &a->q.entries[i];
-        if (!found) {
-            qs_response_free(&r);
-            qs_buf extra = QS_BUF_INIT;
-            qs_buf_append(&extra, a->headers.p, a->headers.len);
-            qs_conn_send_error(c, NULL, 404, "404 page not found", qs_buf_cstr(&extra));
-            qs_buf_free(&extra);
-            free(last_id);
-            goto out;
-        }
+    if (found) {
         json_t *payload = parse_payload(found->payload);
         qs_subscription_json(&r.body, a->topic, strlen(a->topic), found->subscriber, true, last_id,
                              payload, true, 0);
         json_decref(payload);
     } else {
-        bool first = true;
-        qs_buf_append_char(&r.body, '{');
-        string_field(&r.body, "@context", "https://mercure.rocks/", 22, 1, &first);
-        string_field(&r.body, "id", a->request_uri, strlen(a->request_uri), 1, &first);
-        string_field(&r.body, "type", "Subscriptions", 13, 1, &first);
-        string_field(&r.body, "lastEventID", last_id, strlen(last_id), 1, &first);
-        field_start(&r.body, "subscriptions", 1, &first);
-        size_t written = 0;
-        for (size_t i = 0; i < a->q.n; i++) {
-            const qs_presence_entry *e = &a->q.entries[i];
-            json_t *payload = NULL;
-            for (size_t k = 0; k < e->n_topics; k++) {
-                if (a->topic && strcmp(e->topics[k], a->topic) != 0)
-                    continue;
-                if (!payload && e->payload)
-                    payload = parse_payload(e->payload);
-                qs_buf_append_str(&r.body, written ? "," : "[");
-                qs_gojson_indent(&r.body, 2);
-                qs_subscription_json(&r.body, e->topics[k], strlen(e->topics[k]), e->subscriber,
-                                     true, NULL, payload, false, 2);
-                written++;
-            }
-            json_decref(payload);
-        }
-        if (written) {
-            qs_gojson_indent(&r.body, 1);
-            qs_buf_append_char(&r.body, ']');
-        } else {
-            qs_buf_append(&r.body, "[]", 2);
-        }
-        qs_gojson_indent(&r.body, 0);
-        qs_buf_append_char(&r.body, '}');
+        collection_json(&r.body, a, last_id);
     }
     r.content_type = "application/ld+json";
-    qs_response_header(&r, "ETag", last_id);
+    qs_http_response_header(&r, "ETag", last_id);
     free(last_id);
-    qs_conn_send(c, NULL, &r);
-out:
-    qs_conn_unref(c);
+    qs_http_respond(req, &r);
+}
+
+static void api_finish(qs_async *async)
+{
+    api_query *a = qs_container_of(async, api_query, async);
+    api_answer(a);
     qs_presence_entries_free(a->q.entries, a->q.n);
     free(a->request_uri);
     free(a->topic);
@@ -277,19 +274,10 @@ out:
     free(a);
 }
 
-static void api_task(qs_worker *w, void *arg)
-{
-    w->async_pending--;
-    api_respond(arg);
-}
-
 static void api_done(qs_presence_query *q)
 {
     api_query *a = (api_query *)q;
-    int expected = Q_IN_CALL;
-    if (atomic_compare_exchange_strong(&a->state, &expected, Q_DONE_IN_CALL))
-        return;
-    qs_worker_post(a->w, api_task, a);
+    qs_async_complete(&a->async);
 }
 
 /* Go's url.QueryUnescape, whose error the reference ignores: an invalid segment is "". */
@@ -301,96 +289,84 @@ static char *unescape_segment(const char *s, size_t len)
     return qs_buf_steal(&b);
 }
 
-void qs_handle_subscriptions_api(qs_conn *c, qs_request *req)
+/* Splits /subscriptions, /subscriptions/{topic} or /subscriptions/{topic}/{subscriber},
+ * where each variable is one percent-encoded path segment; -1 for anything else. */
+static int split_path(qs_slice path, qs_slice seg[2])
 {
-    qs_hub *hub = c->w->hub;
-    const qs_config *cfg = hub->cfg;
-    const qs_http1_head *h = req->http;
-    if (!cfg->subscriptions) {
-        qs_hub_send_error(c, req, 404, "404 page not found");
-        return;
+    const char *rest = path.p + sizeof(SUBSCRIPTIONS_PATH) - 1;
+    size_t rest_len = path.n - (sizeof(SUBSCRIPTIONS_PATH) - 1);
+    int n = 0;
+    if (!rest_len)
+        return 0;
+    if (rest[0] != '/')
+        return -1;
+    size_t i = 1;
+    for (;;) {
+        size_t start = i;
+        while (i < rest_len && rest[i] != '/')
+            i++;
+        if (i == start || n == 2)
+            return -1;
+        seg[n++] = (qs_slice){rest + start, i - start};
+        if (i == rest_len)
+            return n;
+        i++;
     }
-    /* /subscriptions, /subscriptions/{topic} or /subscriptions/{topic}/{subscriber}, where
-     * each variable is one percent-encoded path segment. */
-    const char *rest = h->path.p + sizeof(SUBSCRIPTIONS_PATH) - 1;
-    size_t rest_len = h->path.n - (sizeof(SUBSCRIPTIONS_PATH) - 1);
-    qs_slice seg[3];
-    int n_seg = 0;
-    bool bad = false;
-    if (rest_len) {
-        if (rest[0] != '/') {
-            bad = true;
-        } else {
-            size_t i = 1;
-            while (!bad) {
-                size_t start = i;
-                while (i < rest_len && rest[i] != '/')
-                    i++;
-                if (i == start || n_seg == 2) {
-                    bad = true;
-                    break;
-                }
-                seg[n_seg++] = (qs_slice){rest + start, i - start};
-                if (i == rest_len)
-                    break;
-                i++;
-            }
-        }
-    }
-    if (bad) {
-        qs_hub_send_error(c, req, 404, "404 page not found");
-        return;
-    }
-    if (!qs_slice_eq(h->method, "GET") && !qs_slice_eq(h->method, "HEAD")) {
-        qs_buf extra = QS_BUF_INIT;
-        qs_hub_headers(c, req, &extra);
-        qs_buf_append_str(&extra, "Allow: GET, HEAD\r\n");
-        qs_conn_send_error(c, req, 405, "Method Not Allowed", qs_buf_cstr(&extra));
-        qs_buf_free(&extra);
-        return;
-    }
+}
 
-    /* The request URI (path and query) is what the token's subscribe claim must match. */
-    qs_buf uri = QS_BUF_INIT;
-    qs_buf_append(&uri, h->path.p, h->path.n);
-    if (h->query.n || memchr(h->target.p, '?', h->target.n)) {
-        qs_buf_append_char(&uri, '?');
-        qs_buf_append(&uri, h->query.p, h->query.n);
+/* The token's subscribe claim must match the request URI (path and query). */
+static bool authorized(qs_http_req *req, qs_buf *uri)
+{
+    qs_ctx *ctx = req->ctx;
+    qs_jwt_claims claims;
+    const char *reason = NULL;
+    enum qs_auth_status st = qs_endpoint_authorize(req, false, &claims, &reason);
+    bool ok = false;
+    if (st == QS_AUTH_OK && claims.has_subscribe) {
+        qs_update probe = {0};
+        char *topics[1] = {(char *)qs_buf_cstr(uri)};
+        size_t lens[1] = {uri->len};
+        probe.topics = topics;
+        probe.topic_lens = lens;
+        probe.n_topics = 1;
+        for (size_t i = 0; i < claims.n_subscribe && !ok; i++) {
+            qs_selector *sel = qs_selector_table_acquire(ctx->selectors, claims.subscribe[i],
+                                                         strlen(claims.subscribe[i]));
+            ok = qs_can_receive(ctx->selectors, &sel, 1, &probe);
+            qs_selector_table_release(ctx->selectors, sel);
+        }
     }
-    if (hub->subscriber_key) {
-        qs_auth_params ap = qs_conn_auth_params(c, false);
-        qs_jwt_claims claims;
-        const char *reason = NULL;
-        enum qs_auth_status st =
-            qs_authorize(&ap, h->headers, h->n_headers, qs_request_query(req), &claims, &reason);
-        bool ok = st == QS_AUTH_OK && claims.has_subscribe;
-        if (ok) {
-            qs_update probe = {0};
-            char *topics[1] = {(char *)qs_buf_cstr(&uri)};
-            size_t lens[1] = {uri.len};
-            probe.topics = topics;
-            probe.topic_lens = lens;
-            probe.n_topics = 1;
-            /* The claim's selectors are matched against the request URI. */
-            ok = false;
-            for (size_t i = 0; i < claims.n_subscribe && !ok; i++) {
-                qs_selector *sel = qs_selector_table_acquire(c->w->selectors, claims.subscribe[i],
-                                                             strlen(claims.subscribe[i]));
-                ok = qs_can_receive(c->w->selectors, &sel, 1, &probe);
-                qs_selector_table_release(c->w->selectors, sel);
-            }
-        }
-        qs_jwt_claims_free(&claims);
-        if (!ok) {
-            qs_buf_free(&uri);
-            qs_hub_send_error(c, req, 401, "Unauthorized");
-            return;
-        }
+    qs_jwt_claims_free(&claims);
+    return ok;
+}
+
+void qs_subscriptions_handle(qs_http_req *req)
+{
+    const qs_hub *hub = req->ctx->hub;
+    qs_slice seg[2];
+    int n_seg = split_path(req->path, seg);
+    if (!hub->cfg->subscriptions || n_seg < 0) {
+        qs_endpoint_error(req, 404, "404 page not found");
+        return;
+    }
+    if (!qs_slice_eq(req->method, "GET") && !qs_slice_eq(req->method, "HEAD")) {
+        qs_endpoint_method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    qs_buf uri = QS_BUF_INIT;
+    qs_buf_append(&uri, req->path.p, req->path.n);
+    if (req->query_string.n || memchr(req->target.p, '?', req->target.n)) {
+        qs_buf_append_char(&uri, '?');
+        qs_buf_append(&uri, req->query_string.p, req->query_string.n);
+    }
+    if (hub->subscriber_key && !authorized(req, &uri)) {
+        qs_buf_free(&uri);
+        qs_endpoint_error(req, 401, "Unauthorized");
+        return;
     }
 
     api_query *a = qs_xcalloc(1, sizeof(*a));
-    a->conn = c;
-    a->w = c->w;
+    a->req = req;
     a->request_uri = qs_buf_steal(&uri);
     if (n_seg >= 1)
         a->topic = unescape_segment(seg[0].p, seg[0].n);
@@ -400,18 +376,13 @@ void qs_handle_subscriptions_api(qs_conn *c, qs_request *req)
         free(a->topic); /* an invalid escape filters nothing, as in the reference */
         a->topic = NULL;
     }
-    const qs_header *inm = qs_headers_find(h->headers, h->n_headers, "If-None-Match");
+    const qs_header *inm = qs_http_find(req, "If-None-Match");
     if (inm)
         a->if_none_match = qs_xstrndup(inm->value.p, inm->value.n);
-    qs_hub_headers(c, req, &a->headers);
+    qs_endpoint_headers(req, &a->headers);
     a->q.done = api_done;
-    atomic_init(&a->state, Q_IN_CALL);
-    qs_conn_ref(c);
+    qs_http_hold(req);
+    qs_async_begin(&a->async, req->ctx, api_finish);
     qs_transport_presence_list(hub->transport, &a->q);
-    int expected = Q_IN_CALL;
-    if (atomic_compare_exchange_strong(&a->state, &expected, Q_ASYNC)) {
-        c->w->async_pending++;
-        return;
-    }
-    api_respond(a);
+    qs_async_started(&a->async);
 }

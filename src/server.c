@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: MIT
- * hub.c - assembling the hub: keys, transport, workers; the bus; shutdown.
+ * server.c - assembling the hub: keys, transport, workers; the bus; shutdown.
  */
+#include "server.h"
+
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "index.h"
 #include "log.h"
-#include "server.h"
+#include "routes.h"
+#include "subscriptions.h"
+#include "worker.h"
 
 static int load_key(const char *directive, const char *material, const char *alg_name,
                     qs_jwt_key **out, char **err)
@@ -53,9 +58,21 @@ static uint64_t raise_nofile(void)
     return (uint64_t)rl.rlim_cur;
 }
 
-int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
+/* The transport's bus callback: posts u to every worker. */
+static void deliver(void *ctx, qs_update *u)
 {
-    memset(hub, 0, sizeof(*hub));
+    qs_server *s = ctx;
+    /* The frame learns its bus position before any worker sees it (history.c compares
+     * queued frames with a replay's cursor). */
+    u->frame->seq = u->seq;
+    for (int i = 0; i < s->hub.n_workers; i++)
+        qs_ctx_post_update(s->hub.contexts[i], u);
+}
+
+int qs_server_init(qs_server *s, qs_config *cfg, char **err)
+{
+    memset(s, 0, sizeof(*s));
+    qs_hub *hub = &s->hub;
     hub->cfg = cfg;
     if (cfg->publisher_jwks_url || cfg->subscriber_jwks_url) {
         *err = qs_xstrdup("publisher_jwks_url/subscriber_jwks_url: JWKS keys are not supported "
@@ -73,76 +90,71 @@ int qs_hub_init(qs_hub *hub, qs_config *cfg, char **err)
     lowercase_all(cfg->cors_origins, cfg->n_cors_origins);
     lowercase_all(cfg->publish_origins, cfg->n_publish_origins);
 
-    qs_transport_host host = {.deliver = qs_hub_deliver,
+    qs_transport_host host = {.deliver = deliver,
                               .presence_lost = cfg->subscriptions ? qs_subscriptions_lost : NULL,
-                              .ctx = hub};
+                              .ctx = s};
     if (qs_transport_open(&cfg->transport, &host, &hub->transport, err) < 0)
         return -1;
 
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    hub->n_workers = cfg->workers > 0 ? cfg->workers : (int)(cpus > 0 ? cpus : 1);
+    int n = cfg->workers > 0 ? cfg->workers : (int)(cpus > 0 ? cpus : 1);
     uint64_t nofile = raise_nofile();
-    uint64_t max_conns = cfg->max_connections > 0 ? (uint64_t)cfg->max_connections
-                                                  : (nofile > 64 ? nofile - 64 : nofile);
-    hub->max_conns = max_conns;
+    hub->max_conns = cfg->max_connections > 0 ? (uint64_t)cfg->max_connections
+                                              : (nofile > 64 ? nofile - 64 : nofile);
 
-    hub->workers = qs_xcalloc((size_t)hub->n_workers, sizeof(*hub->workers));
+    s->workers = qs_xcalloc((size_t)n, sizeof(*s->workers));
+    hub->contexts = qs_xcalloc((size_t)n, sizeof(*hub->contexts));
     int port = cfg->listen_port;
-    for (int i = 0; i < hub->n_workers; i++) {
-        if (qs_worker_init(&hub->workers[i], hub, i, &port, err) < 0) {
-            hub->n_workers = i + 1; /* destroy what was set up */
+    for (int i = 0; i < n; i++) {
+        s->workers[i] = qs_worker_new(hub, i, &qs_routes, &port, err);
+        if (!s->workers[i])
             return -1;
-        }
+        hub->contexts[i] = qs_worker_ctx(s->workers[i]);
+        hub->n_workers = i + 1;
     }
-    hub->listen_port = port;
+    s->listen_port = port;
     /* Workers start at the bus position the transport restarts from, so that replays of
      * history stored before a restart are bounded correctly. */
     uint64_t seq = qs_transport_last_seq(hub->transport);
-    for (int i = 0; i < hub->n_workers; i++)
-        hub->workers[i].bus_seq = seq;
+    for (int i = 0; i < n; i++)
+        qs_index_set_position(hub->contexts[i]->subscribers, seq);
     return 0;
 }
 
-int qs_hub_start(qs_hub *hub, char **err)
+int qs_server_start(qs_server *s, char **err)
 {
-    if (hub->transport->ops->start(hub->transport, err) < 0)
+    qs_transport *t = s->hub.transport;
+    if (t->ops->start(t, err) < 0)
         return -1;
-    for (int i = 0; i < hub->n_workers; i++)
-        if (qs_worker_start(&hub->workers[i], err) < 0)
+    for (int i = 0; i < s->hub.n_workers; i++)
+        if (qs_worker_start(s->workers[i], err) < 0)
             return -1;
-    hub->started = true;
+    s->started = true;
     return 0;
 }
 
-void qs_hub_deliver(void *ctx, qs_update *u)
+void qs_server_stop(qs_server *s)
 {
-    qs_hub *hub = ctx;
-    /* The frame learns its bus position before any worker sees it (see replay_task). */
-    u->frame->seq = u->seq;
-    for (int i = 0; i < hub->n_workers; i++)
-        qs_worker_post_update(&hub->workers[i], u);
-}
-
-void qs_hub_stop(qs_hub *hub)
-{
-    if (atomic_exchange(&hub->stopping, true) || !hub->started)
+    if (atomic_exchange(&s->stopping, true) || !s->started)
         return;
-    for (int i = 0; i < hub->n_workers; i++)
-        qs_worker_request_stop(&hub->workers[i]);
-    for (int i = 0; i < hub->n_workers; i++)
-        qs_worker_join(&hub->workers[i]);
-    hub->transport->ops->stop(hub->transport);
+    for (int i = 0; i < s->hub.n_workers; i++)
+        qs_worker_request_stop(s->workers[i]);
+    for (int i = 0; i < s->hub.n_workers; i++)
+        qs_worker_join(s->workers[i]);
+    s->hub.transport->ops->stop(s->hub.transport);
 }
 
-void qs_hub_destroy(qs_hub *hub)
+void qs_server_destroy(qs_server *s)
 {
+    qs_hub *hub = &s->hub;
     for (int i = 0; i < hub->n_workers; i++)
-        qs_worker_destroy(&hub->workers[i]);
-    free(hub->workers);
+        qs_worker_free(s->workers[i]);
+    free(s->workers);
+    free(hub->contexts);
     qs_transport_destroy(hub->transport);
     if (hub->publisher_key)
         qs_jwt_key_free(hub->publisher_key);
     if (hub->subscriber_key)
         qs_jwt_key_free(hub->subscriber_key);
-    memset(hub, 0, sizeof(*hub));
+    memset(s, 0, sizeof(*s));
 }

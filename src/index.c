@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT
+ * index.c - the per-worker subscriber index and fan-out.
+ *
+ * Fan-out touches only subscribers an update can match: the group of each topic (a hash
+ * lookup), the "*" group, and the template groups whose selector matches (through the
+ * selector cache). Each matching subscriber's stream gets a reference to the update's
+ * frame.
+ */
+#include "index.h"
+
+#include <stdlib.h>
+
+#include "auth.h"
+#include "metrics.h"
+#include "strmap.h"
+
+/** A distinct selector some subscribers of this worker use, and those subscribers. */
+typedef struct qs_sub_group {
+    qs_selector *sel;
+    struct member_slot *members;
+    uint32_t n;
+    uint32_t cap;
+    uint32_t template_idx; /* position in x->templates (template selectors) */
+} qs_sub_group;
+
+typedef struct member_slot {
+    qs_index_member *m;
+    uint32_t entry; /* which of m->entries points back here */
+} member_slot;
+
+/** Subscribers with identical subscribe claims share one claim set; its memo caches the
+ *  private-update decision for the update being fanned out. */
+typedef struct qs_claimset {
+    uint32_t refs;
+    bool all; /* contains "*" */
+    qs_selector **sels;
+    uint32_t n;
+    uint64_t memo_seq;
+    bool memo;
+    char *key;
+    size_t key_len;
+} qs_claimset;
+
+struct qs_index {
+    qs_ctx *ctx;
+    qs_selector_table *selectors;
+    qs_strmap groups; /* selector string → qs_sub_group */
+    qs_sub_group **templates;
+    uint32_t n_templates, cap_templates;
+    qs_strmap claimsets; /* joined claims → qs_claimset */
+    uint64_t bus_seq;    /* seq of the last update fanned out here */
+};
+
+qs_index *qs_index_new(qs_ctx *ctx)
+{
+    qs_index *x = qs_xcalloc(1, sizeof(*x));
+    x->ctx = ctx;
+    x->selectors = ctx->selectors;
+    qs_strmap_init(&x->groups);
+    qs_strmap_init(&x->claimsets);
+    return x;
+}
+
+void qs_index_free(qs_index *x)
+{
+    /* Every member was removed with its subscriber, so the maps are empty. */
+    qs_strmap_free(&x->groups);
+    qs_strmap_free(&x->claimsets);
+    free(x->templates);
+    free(x);
+}
+
+uint64_t qs_index_position(const qs_index *x)
+{
+    return x->bus_seq;
+}
+
+void qs_index_set_position(qs_index *x, uint64_t seq)
+{
+    x->bus_seq = seq;
+}
+
+/* --------------------------------------------------------------- groups */
+
+static void group_add(qs_index *x, qs_index_member *m, uint32_t entry, const char *sel, size_t len)
+{
+    void **slot = qs_strmap_upsert(&x->groups, sel, len);
+    qs_sub_group *g = *slot;
+    if (!g) {
+        g = qs_xcalloc(1, sizeof(*g));
+        g->sel = qs_selector_table_acquire(x->selectors, sel, len);
+        *slot = g;
+        if (g->sel->kind == QS_SEL_TEMPLATE) {
+            if (x->n_templates == x->cap_templates) {
+                x->cap_templates = x->cap_templates ? x->cap_templates * 2 : 8;
+                x->templates = qs_xrealloc(x->templates, x->cap_templates * sizeof(*x->templates));
+            }
+            g->template_idx = x->n_templates;
+            x->templates[x->n_templates++] = g;
+        }
+    }
+    if (g->n == g->cap) {
+        g->cap = g->cap ? g->cap * 2 : 4;
+        g->members = qs_xrealloc(g->members, g->cap * sizeof(*g->members));
+    }
+    g->members[g->n] = (member_slot){m, entry};
+    m->entries[entry] = (qs_index_entry){g, g->n};
+    g->n++;
+}
+
+static void group_remove(qs_index *x, qs_index_entry *e)
+{
+    qs_sub_group *g = e->group;
+    uint32_t i = e->idx;
+    g->n--;
+    if (i != g->n) {
+        /* Move the last member into the hole and tell it where it now is. */
+        g->members[i] = g->members[g->n];
+        member_slot *moved = &g->members[i];
+        moved->m->entries[moved->entry].idx = i;
+    }
+    if (g->n)
+        return;
+    qs_strmap_remove(&x->groups, g->sel->str, g->sel->len);
+    if (g->sel->kind == QS_SEL_TEMPLATE) {
+        uint32_t t = g->template_idx;
+        x->n_templates--;
+        if (t != x->n_templates) {
+            x->templates[t] = x->templates[x->n_templates];
+            x->templates[t]->template_idx = t;
+        }
+    }
+    qs_selector_table_release(x->selectors, g->sel);
+    free(g->members);
+    free(g);
+}
+
+/* ----------------------------------------------------------- claim sets */
+
+/* Subscribers with the same subscribe claims share a claim set, so a private update is
+ * authorized once per distinct claim list rather than once per subscriber. */
+static qs_claimset *claimset_acquire(qs_index *x, char *const *claims, size_t n)
+{
+    qs_buf key = QS_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(claims[i]);
+        qs_buf_append_u64(&key, len);
+        qs_buf_append_char(&key, ':');
+        qs_buf_append(&key, claims[i], len);
+    }
+    void **slot = qs_strmap_upsert(&x->claimsets, key.p ? key.p : "", key.len);
+    qs_claimset *cs = *slot;
+    if (!cs) {
+        cs = qs_xcalloc(1, sizeof(*cs));
+        cs->sels = qs_xcalloc(n, sizeof(*cs->sels));
+        cs->n = (uint32_t)n;
+        for (size_t i = 0; i < n; i++) {
+            cs->sels[i] = qs_selector_table_acquire(x->selectors, claims[i], strlen(claims[i]));
+            if (cs->sels[i]->kind == QS_SEL_ANY)
+                cs->all = true;
+        }
+        cs->key_len = key.len;
+        cs->key = qs_buf_steal(&key);
+        *slot = cs;
+    }
+    qs_buf_free(&key);
+    cs->refs++;
+    return cs;
+}
+
+static void claimset_release(qs_index *x, qs_claimset *cs)
+{
+    if (--cs->refs)
+        return;
+    for (uint32_t i = 0; i < cs->n; i++)
+        qs_selector_table_release(x->selectors, cs->sels[i]);
+    qs_strmap_remove(&x->claimsets, cs->key, cs->key_len);
+    free(cs->sels);
+    free(cs->key);
+    free(cs);
+}
+
+/* The claim set's decision for u, computed once per update. */
+static bool claimset_allows(qs_index *x, qs_claimset *cs, const qs_update *u)
+{
+    if (cs->all)
+        return true;
+    if (cs->memo_seq != u->seq) {
+        cs->memo_seq = u->seq;
+        cs->memo = qs_can_receive(x->selectors, cs->sels, cs->n, u);
+    }
+    return cs->memo;
+}
+
+/* -------------------------------------------------------------- members */
+
+void qs_index_add(qs_index *x, qs_index_member *m, const qs_slice *selectors, size_t n,
+                  char *const *claims, size_t n_claims)
+{
+    m->last_seq = x->bus_seq;
+    m->entries = qs_xcalloc(n ? n : 1, sizeof(*m->entries));
+    m->n_entries = 0;
+    for (size_t i = 0; i < n; i++)
+        group_add(x, m, m->n_entries++, selectors[i].p, selectors[i].n);
+    m->claims = n_claims ? claimset_acquire(x, claims, n_claims) : NULL;
+}
+
+void qs_index_remove(qs_index *x, qs_index_member *m)
+{
+    for (uint32_t i = 0; i < m->n_entries; i++)
+        group_remove(x, &m->entries[i]);
+    free(m->entries);
+    m->entries = NULL;
+    m->n_entries = 0;
+    if (m->claims)
+        claimset_release(x, m->claims);
+    m->claims = NULL;
+}
+
+const char *qs_index_selector(const qs_index_member *m, uint32_t i, size_t *len)
+{
+    const qs_selector *sel = m->entries[i].group->sel;
+    *len = sel->len;
+    return sel->str;
+}
+
+/* -------------------------------------------------------------- fan-out */
+
+/* True for a subscription event about m itself: as in the reference, a subscriber never
+ * sees its own arrival (its events are published before it is registered there). The
+ * event's topic ends with "/" + QueryEscape(id), and the id is "urn:uuid:" + 36 characters
+ * that need no escaping. */
+static bool own_presence_event(const qs_update *u, const qs_index_member *m)
+{
+    static const char tail[] = "/urn%3Auuid%3A";
+    const size_t uuid_len = 36, n = sizeof(tail) - 1 + uuid_len;
+    if (u->n_topics != 1 || u->topic_lens[0] < n)
+        return false;
+    const char *end = u->topics[0] + u->topic_lens[0] - n;
+    return memcmp(end, tail, sizeof(tail) - 1) == 0 &&
+           memcmp(end + sizeof(tail) - 1, m->id + 9, uuid_len) == 0;
+}
+
+static void deliver_group(qs_index *x, qs_sub_group *g, qs_update *u)
+{
+    for (uint32_t i = 0; i < g->n; i++) {
+        qs_index_member *m = g->members[i].m;
+        if (m->last_seq >= u->seq)
+            continue; /* already queued through another selector, or subscribed later */
+        m->last_seq = u->seq;
+        if (m->stream->closing)
+            continue;
+        if (u->is_private &&
+            (!m->claims || !claimset_allows(x, m->claims, u) || own_presence_event(u, m)))
+            continue;
+        if (!qs_stream_push(m->stream, u->frame)) {
+            qs_stream_drop(m->stream, QS_DROP_QUEUE_FULL);
+            continue;
+        }
+        qs_counter_bump(&x->ctx->counters.deliveries, 1);
+    }
+}
+
+void qs_index_fanout(qs_index *x, qs_update *u)
+{
+    x->bus_seq = u->seq;
+    for (size_t i = 0; i < u->n_topics; i++) {
+        qs_sub_group *g = qs_strmap_get(&x->groups, u->topics[i], u->topic_lens[i]);
+        if (g)
+            deliver_group(x, g, u);
+    }
+    qs_sub_group *any = qs_strmap_get(&x->groups, "*", 1);
+    if (any)
+        deliver_group(x, any, u);
+    for (uint32_t t = 0; t < x->n_templates; t++) {
+        qs_sub_group *g = x->templates[t];
+        for (size_t i = 0; i < u->n_topics; i++) {
+            if (qs_selector_table_match(x->selectors, g->sel, u->topics[i], u->topic_lens[i])) {
+                deliver_group(x, g, u);
+                break;
+            }
+        }
+    }
+}
+
+bool qs_index_wants(qs_index *x, const qs_index_member *m, const qs_update *u)
+{
+    if (u->is_private &&
+        (!m->claims ||
+         !(m->claims->all || qs_can_receive(x->selectors, m->claims->sels, m->claims->n, u))))
+        return false;
+    for (uint32_t e = 0; e < m->n_entries; e++)
+        for (size_t i = 0; i < u->n_topics; i++)
+            if (qs_selector_table_match(x->selectors, m->entries[e].group->sel, u->topics[i],
+                                        u->topic_lens[i]))
+                return true;
+    return false;
+}
