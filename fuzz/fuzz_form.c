@@ -24,7 +24,7 @@ static bool is_unreserved(unsigned char c)
 static void check_escape_round_trip(const char *s, size_t n)
 {
     qs_buf esc = QS_BUF_INIT, back = QS_BUF_INIT;
-    qs_url_query_escape(&esc, s, n);
+    qs_form_escape(&esc, s, n);
     CHECK(esc.len >= n && esc.len <= 3 * n);
     for (size_t i = 0; i < esc.len; i++) {
         unsigned char c = (unsigned char)esc.p[i];
@@ -35,7 +35,7 @@ static void check_escape_round_trip(const char *s, size_t n)
             CHECK(strchr("0123456789ABCDEF", esc.p[i + 2]) && esc.p[i + 2]);
         }
     }
-    CHECK(qs_url_unescape(esc.p, esc.len, true, &back) == 0);
+    CHECK(qs_form_unescape(esc.p, esc.len, true, &back) == 0);
     CHECK(back.len == n && (n == 0 || memcmp(back.p, s, n) == 0));
     qs_buf_free(&esc);
     qs_buf_free(&back);
@@ -67,9 +67,9 @@ static void check_form(const char *s, size_t n)
         CHECK(p->key_len <= n && p->value_len <= n);
         if (i)
             qs_buf_append_char(&enc, '&');
-        qs_url_query_escape(&enc, p->key, p->key_len);
+        qs_form_escape(&enc, p->key, p->key_len);
         qs_buf_append_char(&enc, '=');
-        qs_url_query_escape(&enc, p->value, p->value_len);
+        qs_form_escape(&enc, p->value, p->value_len);
     }
     err = NULL;
     CHECK(qs_form_parse(&again, enc.p, enc.len, MAX_PAIRS, &err) == QS_FORM_OK);
@@ -88,7 +88,7 @@ static void check_form(const char *s, size_t n)
 static void check_cookie(const char *h, size_t n, const char *name)
 {
     qs_slice v = {NULL, 0};
-    if (!qs_cookie_find(h, n, name, &v))
+    if (!qs_form_cookie(h, n, name, &v))
         return;
     CHECK(name[0] != '\0');
     CHECK(v.p >= h && v.n <= n && (size_t)(v.p - h) <= n - v.n);
@@ -110,10 +110,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_escape_round_trip(s, size);
 
     qs_buf out = QS_BUF_INIT;
-    if (qs_url_unescape(s, size, false, &out) == 0)
+    if (qs_form_unescape(s, size, false, &out) == 0)
         CHECK(out.len <= size);
     out.len = 0;
-    if (qs_url_unescape(s, size, true, &out) == 0)
+    if (qs_form_unescape(s, size, true, &out) == 0)
         CHECK(out.len <= size);
     qs_buf_free(&out);
 

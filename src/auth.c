@@ -168,7 +168,7 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_header *heade
         for (size_t i = 0; i < n_headers && !found; i++)
             if (qs_slice_ieq(headers[i].name, "Cookie"))
                 found =
-                    qs_cookie_find(headers[i].value.p, headers[i].value.n, p->cookie_name, &value);
+                    qs_form_cookie(headers[i].value.p, headers[i].value.n, p->cookie_name, &value);
         if (!found)
             return QS_AUTH_ANONYMOUS;
         token = value.p;

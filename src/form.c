@@ -11,7 +11,7 @@
 /* Go's readCookies returns nothing when a header holds more than this many cookies. */
 #define QS_COOKIE_MAX_NUM 3000
 
-int qs_url_unescape(const char *s, size_t len, bool plus_is_space, qs_buf *out)
+int qs_form_unescape(const char *s, size_t len, bool plus_is_space, qs_buf *out)
 {
     size_t i = 0, run = 0;
 
@@ -42,7 +42,7 @@ int qs_url_unescape(const char *s, size_t len, bool plus_is_space, qs_buf *out)
     return 0;
 }
 
-void qs_url_query_escape(qs_buf *out, const char *s, size_t len)
+void qs_form_escape(qs_buf *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789ABCDEF";
 
@@ -109,8 +109,8 @@ enum qs_form_status qs_form_parse(qs_form *f, const char *s, size_t len, size_t 
         size_t klen = eq ? (size_t)(eq - piece) : n;
         key.len = 0;
         value.len = 0;
-        if (qs_url_unescape(piece, klen, true, &key) != 0 ||
-            (eq && qs_url_unescape(eq + 1, n - klen - 1, true, &value) != 0)) {
+        if (qs_form_unescape(piece, klen, true, &key) != 0 ||
+            (eq && qs_form_unescape(eq + 1, n - klen - 1, true, &value) != 0)) {
             /* Go keeps the first escape error but lets any semicolon error override it. */
             if (!why)
                 why = "invalid URL escape";
@@ -202,7 +202,7 @@ static bool is_cookie_value_byte(unsigned char c)
     return c >= 0x20 && c < 0x7f && c != '"' && c != ';' && c != '\\';
 }
 
-bool qs_cookie_find(const char *header, size_t len, const char *name, qs_slice *value)
+bool qs_form_cookie(const char *header, size_t len, const char *name, qs_slice *value)
 {
     const char *p = header, *end = len ? header + len : header;
     size_t name_len = strlen(name), parts = 1;

@@ -50,15 +50,15 @@ void qs_form_free(qs_form *f);
 
 /** Percent-decodes s into out (appending); plus_is_space maps '+' to ' '.
  *  Returns 0, or -1 on an invalid escape (out then holds a partial result). */
-int qs_url_unescape(const char *s, size_t len, bool plus_is_space, qs_buf *out);
+int qs_form_unescape(const char *s, size_t len, bool plus_is_space, qs_buf *out);
 /** Appends s escaped like Go's url.QueryEscape (space as '+', unreserved kept). */
-void qs_url_query_escape(qs_buf *out, const char *s, size_t len);
+void qs_form_escape(qs_buf *out, const char *s, size_t len);
 
 /**
  * Finds cookie `name` in one Cookie header value, parsed as Go's http.Request.Cookie does:
  * "; "-separated name=value pairs, optional surrounding double quotes stripped, pairs with
  * invalid names or values skipped. Returns true and sets *value (pointing into header).
  */
-bool qs_cookie_find(const char *header, size_t len, const char *name, qs_slice *value);
+bool qs_form_cookie(const char *header, size_t len, const char *name, qs_slice *value);
 
 #endif

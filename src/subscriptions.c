@@ -23,9 +23,9 @@
 void qs_subscription_id(qs_buf *out, const char *topic, size_t topic_len, const char *subscriber)
 {
     qs_buf_append_str(out, SUBSCRIPTIONS_PATH "/");
-    qs_url_query_escape(out, topic, topic_len);
+    qs_form_escape(out, topic, topic_len);
     qs_buf_append_char(out, '/');
-    qs_url_query_escape(out, subscriber, strlen(subscriber));
+    qs_form_escape(out, subscriber, strlen(subscriber));
 }
 
 /* One "key": value line of a Go struct, with its comma when more fields follow. */
@@ -284,7 +284,7 @@ static void api_done(qs_presence_query *q)
 static char *unescape_segment(const char *s, size_t len)
 {
     qs_buf b = QS_BUF_INIT;
-    if (qs_url_unescape(s, len, true, &b) < 0)
+    if (qs_form_unescape(s, len, true, &b) < 0)
         qs_buf_reset(&b);
     return qs_buf_steal(&b);
 }

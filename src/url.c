@@ -8,7 +8,7 @@
 static char *decode(const char *s, size_t n, bool *ok)
 {
     qs_buf b = QS_BUF_INIT;
-    if (qs_url_unescape(s, n, false, &b) < 0)
+    if (qs_form_unescape(s, n, false, &b) < 0)
         *ok = false;
     return qs_buf_steal(&b);
 }

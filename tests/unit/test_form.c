@@ -198,7 +198,7 @@ static void check_unescape(const char *in, bool plus, int want_rc, const char *w
 {
     qs_buf out = QS_BUF_INIT;
     qs_buf_append_str(&out, "pre:");
-    ASSERT_EQ_INT(want_rc, qs_url_unescape(in, strlen(in), plus, &out));
+    ASSERT_EQ_INT(want_rc, qs_form_unescape(in, strlen(in), plus, &out));
     if (want_rc == 0)
         ASSERT_EQ_MEM(want, want_len, out.p + 4, out.len - 4);
     ASSERT_EQ_MEM("pre:", 4, out.p, 4);
@@ -257,16 +257,16 @@ TEST(query_escape_every_byte)
         char c = (char)b;
         in[b] = c;
         out.len = 0;
-        qs_url_query_escape(&out, &c, 1);
+        qs_form_escape(&out, &c, 1);
         ASSERT_EQ_MEM(go_query_escape[b], strlen(go_query_escape[b]), out.p, out.len);
         qs_buf_append_str(&want_all, go_query_escape[b]);
     }
-    qs_url_query_escape(&all, in, sizeof(in));
+    qs_form_escape(&all, in, sizeof(in));
     ASSERT_EQ_MEM(want_all.p, want_all.len, all.p, all.len);
 
     /* And back. */
     out.len = 0;
-    ASSERT_EQ_INT(0, qs_url_unescape(all.p, all.len, true, &out));
+    ASSERT_EQ_INT(0, qs_form_unescape(all.p, all.len, true, &out));
     ASSERT_EQ_MEM(in, sizeof(in), out.p, out.len);
     qs_buf_free(&out);
     qs_buf_free(&all);
@@ -277,12 +277,12 @@ TEST(query_escape_strings)
 {
     qs_buf out = QS_BUF_INIT;
     qs_buf_append_str(&out, "x=");
-    qs_url_query_escape(&out, "https://example.com/books/{id} a&b=c?", 37);
+    qs_form_escape(&out, "https://example.com/books/{id} a&b=c?", 37);
     ASSERT_EQ_STR("x=https%3A%2F%2Fexample.com%2Fbooks%2F%7Bid%7D+a%26b%3Dc%3F", qs_buf_cstr(&out));
     out.len = 0;
-    qs_url_query_escape(&out, "", 0);
+    qs_form_escape(&out, "", 0);
     ASSERT_EQ_INT(0, out.len);
-    qs_url_query_escape(&out, "caf\xc3\xa9 ~-._", 10);
+    qs_form_escape(&out, "caf\xc3\xa9 ~-._", 10);
     ASSERT_EQ_STR("caf%C3%A9+~-._", qs_buf_cstr(&out));
     qs_buf_free(&out);
 }
@@ -300,8 +300,8 @@ TEST(query_escape_round_trip_random)
             in[i] = (char)x;
         }
         qs_buf esc = QS_BUF_INIT, back = QS_BUF_INIT;
-        qs_url_query_escape(&esc, in, n);
-        ASSERT_EQ_INT(0, qs_url_unescape(esc.p ? esc.p : "", esc.len, true, &back));
+        qs_form_escape(&esc, in, n);
+        ASSERT_EQ_INT(0, qs_form_unescape(esc.p ? esc.p : "", esc.len, true, &back));
         ASSERT_EQ_MEM(in, n, back.p, back.len);
         qs_buf_free(&esc);
         qs_buf_free(&back);
@@ -355,7 +355,7 @@ TEST(cookie_go_vectors)
     for (size_t i = 0; i < QS_ARRAY_LEN(cookie_vectors); i++) {
         const char *h = cookie_vectors[i].header;
         qs_slice v = {NULL, 0};
-        bool found = qs_cookie_find(h, strlen(h), cookie_vectors[i].name, &v);
+        bool found = qs_form_cookie(h, strlen(h), cookie_vectors[i].name, &v);
         const char *want = cookie_vectors[i].want;
         if (found != (want != NULL))
             qs_test_fail(__FILE__, __LINE__, "case %zu (%s): found=%d", i, h, found);
@@ -374,9 +374,9 @@ TEST(cookie_limit_matches_go)
     for (int i = 1; i < 3000; i++)
         qs_buf_append_str(&b, ";x=1");
     qs_slice v;
-    ASSERT(qs_cookie_find(b.p, b.len, "a", &v));
+    ASSERT(qs_form_cookie(b.p, b.len, "a", &v));
     qs_buf_append_char(&b, ';');
-    ASSERT(!qs_cookie_find(b.p, b.len, "a", &v));
+    ASSERT(!qs_form_cookie(b.p, b.len, "a", &v));
     qs_buf_free(&b);
 }
 
@@ -385,7 +385,7 @@ TEST(cookie_not_nul_terminated)
     const char buf[] = "a=1; b=22; c=3";
     qs_slice v;
     /* Only the first 8 bytes belong to the header: "b=2" is cut. */
-    ASSERT(qs_cookie_find(buf, 8, "b", &v));
+    ASSERT(qs_form_cookie(buf, 8, "b", &v));
     ASSERT_SLICE("2", v);
-    ASSERT(!qs_cookie_find(buf, 8, "c", &v));
+    ASSERT(!qs_form_cookie(buf, 8, "c", &v));
 }
