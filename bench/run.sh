@@ -4,6 +4,10 @@
 # of ratios. Each target is started fresh for each scenario.
 #
 #   bench/run.sh [all|quick]      quick: smaller subscriber counts, for a smoke run
+#
+#   TARGETS="quicksilver floor"   run only these targets (default: quicksilver nchan floor)
+#   BASELINE=<git revision>       also run Quicksilver built at that revision ("baseline"),
+#                                 to show that a change kept the figures in the same run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
@@ -15,11 +19,23 @@ command -v nginx >/dev/null && [ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]
 }
 key='!ChangeThisMercureHubJWTSecretKey!'
 work=$(mktemp -d)
+targets=(${TARGETS:-quicksilver nchan floor})
+baseline_bin=""
+if [ -n "${BASELINE:-}" ]; then
+    echo "bench: building the baseline $BASELINE" >&2
+    git worktree add -q --detach "$work/baseline-src" "$BASELINE"
+    cmake -S "$work/baseline-src" -B "$work/baseline-build" -G Ninja \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$work/baseline-build" --target mercure >/dev/null
+    baseline_bin="$work/baseline-build/mercure"
+    targets+=(baseline)
+fi
 results="$work/results.jsonl"
 server_pids=()
 cleanup() {
     for p in "${server_pids[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 0.3
+    [ -z "$baseline_bin" ] || git worktree remove --force "$work/baseline-src" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -32,11 +48,13 @@ start() {
     mkdir -p "$dir"
     port=$(free_port)
     case "$target" in
-    quicksilver)
+    quicksilver | baseline)
+        local bin="$PWD/build/mercure"
+        [ "$target" = baseline ] && bin="$baseline_bin"
         (cd "$dir" && XDG_DATA_HOME="$dir/data" SERVER_NAME="127.0.0.1:$port" \
             MERCURE_PUBLISHER_JWT_KEY="$key" MERCURE_SUBSCRIBER_JWT_KEY="$key" \
             MERCURE_TRANSPORT_URL=local:// MERCURE_EXTRA_DIRECTIVES=$'anonymous\nwrite_timeout 0s' \
-            exec "$OLDPWD/build/mercure" run >"$dir/out" 2>"$dir/log") &
+            exec "$bin" run >"$dir/out" 2>"$dir/log") &
         server_pids+=($!); pids=$!; profile=mercure ;;
     nchan)
         mkdir -p "$dir/body"
@@ -80,21 +98,32 @@ run() {
     echo "$line" | tee -a "$results"
 }
 
-for t in quicksilver nchan floor; do
-    run "$t" "1-idle" --subscribers "$subs" --procs "$procs"
+# Scenario by scenario, each target in turn, so that a change in the machine's load
+# between two scenarios touches every target alike.
+for t in "${targets[@]}"; do run "$t" "1-idle" --subscribers "$subs" --procs "$procs"; done
+for t in "${targets[@]}"; do
     run "$t" "2-one-topic-10/s" --subscribers "$subs" --procs "$procs" --topics 1 \
         --updates 200 --rate 10 --size 100
+done
+for t in "${targets[@]}"; do
     run "$t" "2-one-topic-100/s" --subscribers "$subs" --procs "$procs" --topics 1 \
         --updates 1000 --rate 100 --size 100 --drain 30
+done
+for t in "${targets[@]}"; do
     run "$t" "3-1000-topics-5000/s" --subscribers "$subs" --procs "$procs" --topics 1000 \
         --updates 50000 --rate 5000 --publishers 16 --size 100
+done
+for t in "${targets[@]}"; do
     run "$t" "5-publisher-churn" --subscribers 100 --topics 10 --updates 10000 --rate 1000 \
         --publishers 100 --churn --size 100
 done
 # Scenario 4: URI-template subscribers, beside the same shape with exact topics.
-run quicksilver "4-templates" --subscribers 1000 --procs 2 --topics 100 --templates \
-    --updates 10000 --rate 1000 --publishers 8 --size 100
-run quicksilver "4-exact-baseline" --subscribers 1000 --procs 2 --topics 100 \
-    --updates 10000 --rate 1000 --publishers 8 --size 100
+for t in quicksilver baseline; do
+    [[ " ${targets[*]} " == *" $t "* ]] || continue
+    run "$t" "4-templates" --subscribers 1000 --procs 2 --topics 100 --templates \
+        --updates 10000 --rate 1000 --publishers 8 --size 100
+    run "$t" "4-exact-baseline" --subscribers 1000 --procs 2 --topics 100 \
+        --updates 10000 --rate 1000 --publishers 8 --size 100
+done
 
 python3 bench/table.py "$results"

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Prints the bench/run.sh results as a Markdown table with ratios to the raw write floor
-and to nchan, measured in the same run."""
+"""Prints the bench/run.sh results as a Markdown table with ratios to the raw write floor,
+to nchan and, when it ran, to a baseline build of Quicksilver, measured in the same run."""
 import json
 import sys
 
@@ -35,7 +35,7 @@ print("| scenario | target | mem/sub | deliveries/s | CPU/delivery | deliveries 
       "p50 | p99 | max | losses | publishes/s | publish p99 |")
 print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for s in scenarios:
-    for t in ("quicksilver", "nchan", "floor"):
+    for t in ("quicksilver", "baseline", "nchan", "floor"):
         r = by.get("%s/%s" % (s, t))
         if not r:
             continue
@@ -47,11 +47,15 @@ for s in scenarios:
             fmt(r.get("publishes_per_s")), fmt(r.get("publish_p99_us"), " us")))
 print()
 print("| scenario | Quicksilver / floor (deliveries per CPU-s) | Quicksilver / nchan (deliveries "
-      "per CPU-s) | memory/sub: nchan / Quicksilver |")
-print("|---|---|---|---|")
+      "per CPU-s) | memory/sub: nchan / Quicksilver | Quicksilver / baseline (deliveries per "
+      "CPU-s) | memory/sub: Quicksilver / baseline |")
+print("|---|---|---|---|---|---|")
 for s in scenarios:
     q = get(s, "quicksilver", "deliveries_per_cpu_s")
-    print("| %s | %s | %s | %s |" % (s, ratio(q, get(s, "floor", "deliveries_per_cpu_s")),
-                                    ratio(q, get(s, "nchan", "deliveries_per_cpu_s")),
-                                    ratio(get(s, "nchan", "mem_per_sub_bytes"),
-                                          get(s, "quicksilver", "mem_per_sub_bytes"))))
+    qm = get(s, "quicksilver", "mem_per_sub_bytes")
+    print("| %s | %s | %s | %s | %s | %s |" % (
+        s, ratio(q, get(s, "floor", "deliveries_per_cpu_s")),
+        ratio(q, get(s, "nchan", "deliveries_per_cpu_s")),
+        ratio(get(s, "nchan", "mem_per_sub_bytes"), qm),
+        ratio(q, get(s, "baseline", "deliveries_per_cpu_s")),
+        ratio(qm, get(s, "baseline", "mem_per_sub_bytes"))))
