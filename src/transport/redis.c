@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: MIT
  * redis.c - the cluster transport: any number of hub processes sharing one Redis behave as
- * one hub.
+ * one hub. Here: its options, the publish script and the writer, the bus, the reader
+ * (history and presence reads), health, and the transport's operations. One connection to
+ * Redis is redis_client.c; the registry of the cluster's subscriptions is
+ * redis_presence.c.
  *
  * Keys (the stream's name is the configured stream; every other key is prefixed by it):
  *   <stream>                  the stream of updates: entry id "<n>-0", field "r" = record
  *                             (record.h), where n is the bus seq every node delivers it with
  *   <stream>:seq              the counter that hands out n
  *   <stream>:ids              sorted set: event id -> n (Last-Event-ID lookups)
- *   <stream>:nodes            set of the node ids that registered subscribers
- *   <stream>:presence:<node>  hash: subscriber id -> {"topics":[…],"payload":…,"order":…}
- *   <stream>:alive:<node>     the node's lease, with a TTL the node keeps refreshing
+ *   <stream>:nodes, <stream>:presence:<node>, <stream>:alive:<node>: the presence registry
+ *                             (redis_presence.h)
  *
  * Publishes run one Lua script call per group of queued publishes, atomically: INCRBY the
  * counter, then per update XADD with the explicit id "<n>-0" (MAXLEN ~ retention) and ZADD
@@ -22,10 +24,14 @@
  * Threads, each with its own connection (blocking I/O with timeouts; never a worker):
  *  - the writer takes the publish queue and pipelines it: every queued EVALSHA is sent,
  *    then every reply read, then the callbacks run. It also writes this node's presence
- *    entries and refreshes their TTL.
+ *    entries, refreshes its lease and takes dead nodes' entries.
  *  - the bus tails the stream with XREAD BLOCK and hands every entry, in stream order, to
  *    host->deliver: the node's own publishes come back this way too.
  *  - the reader serves history pulls and reads of the cluster's presence registry.
+ * The transport's lock (base.mu) guards the queues, the links' states, the bus position and
+ * this node's presence entries; no thread holds it during I/O. The hub's threads only
+ * queue work (publish, replay, presence) and read health; stop() wakes the threads' waits
+ * (qs_redis_client_ctx_wake) and joins them.
  *
  * Failures: a connection that fails is retried with a backoff (100 ms doubling to 2 s).
  * While the writer or the bus is down the transport is unhealthy with a reason (/healthz
@@ -34,29 +40,20 @@
  * delivered twice and, with Redis persisting its writes (appendfsync always), nothing
  * acknowledged is lost. A publish whose reply never came (Redis died in between) is
  * answered 503 although it may have been stored: delivery is at least once for publishes
- * that a client retries after a 503.
- *
- * Presence: each node keeps its own entries in a hash and holds a lease key with a TTL
- * (presence_ttl, default 15 s) that it refreshes every third of it; the entries of a node
- * whose lease expired (it died without cleaning up: SIGKILL) are no longer listed by any
- * node, and at the next refresh one surviving node takes them atomically (reap_script) and
- * publishes their departures. After a reconnection the node rewrites its hash from its
- * local copy.
+ * that a client retries after a 503. While the writer is down, presence changes are kept
+ * in memory only; it rewrites this node's hash when it reconnects.
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 #include <uv.h>
 
 #include "log.h"
 #include "record.h"
-#include "strmap.h"
 #include "transport/redis.h"
 #include "transport/redis_client.h"
-#include "uuid.h"
+#include "transport/redis_presence.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -113,42 +110,6 @@ static const char publish_script[] =
     "if n > tonumber(redis.call('GET', KEYS[2])) then redis.call('SET', KEYS[2], n) end\n"
     "return out\n";
 
-/* KEYS: the nodes set. ARGV: the prefix of presence hashes. Returns [node, [field, value,
- * …], …] for every node whose hash still exists, and forgets the others (expired: their
- * node died), atomically so a node registering its first entry is never dropped. */
-static const char list_script[] = "local out = {}\n"
-                                  "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-                                  "  if redis.call('EXISTS', ARGV[2] .. node) == 1 then\n"
-                                  "    local h = redis.call('HGETALL', ARGV[1] .. node)\n"
-                                  "    if #h > 0 then\n"
-                                  "      out[#out + 1] = node\n"
-                                  "      out[#out + 1] = h\n"
-                                  "    end\n"
-                                  "  elseif redis.call('EXISTS', ARGV[1] .. node) == 0 then\n"
-                                  "    redis.call('SREM', KEYS[1], node)\n"
-                                  "  end\n"
-                                  "end\n"
-                                  "return out\n";
-
-/* KEYS: the nodes set. ARGV: the prefix of presence hashes, the prefix of leases, this
- * node. Takes the entries of every other node whose lease expired (it died): returns them
- * as [node, [field, value, …], …] and deletes them, atomically, so exactly one node takes
- * each dead node's entries and publishes their departures. */
-static const char reap_script[] =
-    "local out = {}\n"
-    "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if node ~= ARGV[3] and redis.call('EXISTS', ARGV[2] .. node) == 0 then\n"
-    "    local h = redis.call('HGETALL', ARGV[1] .. node)\n"
-    "    redis.call('DEL', ARGV[1] .. node)\n"
-    "    redis.call('SREM', KEYS[1], node)\n"
-    "    if #h > 0 then\n"
-    "      out[#out + 1] = node\n"
-    "      out[#out + 1] = h\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
-
 /* ------------------------------------------------------------ types */
 
 /* The state of one connection, for health, logs and backoff; guarded by the mutex. */
@@ -160,15 +121,15 @@ typedef struct link_state {
     uint64_t retry_at_ms;
 } link_state;
 
-enum { W_DONE = 0, W_PUBLISH, W_PRESENCE_SET, W_PRESENCE_DEL }; /* W_DONE: completed */
+enum { W_DONE = 0, W_PUBLISH, W_PRESENCE }; /* W_DONE: completed */
 
 typedef struct witem {
     int kind;
     qs_update *u; /* W_PUBLISH */
     qs_publish_cb cb;
     void *arg;
-    char *sub;  /* presence */
-    char *json; /* W_PRESENCE_SET */
+    qs_buf cmds;    /* W_PRESENCE: the commands of a presence change, in RESP */
+    size_t replies; /* …and how many replies they produce */
 } witem;
 
 typedef struct rjob {
@@ -181,10 +142,9 @@ typedef struct redis_transport {
     qs_transport_host host;
     qs_redis_settings s;
     char *addr; /* "host:port" for logs */
-    char *k_seq, *k_ids, *k_nodes, *k_presence, *presence_prefix, *k_alive, *alive_prefix;
-    char node[40];
-    qs_redis_client_script publish, list, reap;
-    char max_length_arg[24], ttl_arg[24];
+    char *k_seq, *k_ids;
+    qs_redis_client_script publish;
+    char max_length_arg[24];
     qs_redis_client_ctx rctx; /* shared by the connections; woken when stop() begins */
 
     uv_cond_t writer_cond, reader_cond;
@@ -213,10 +173,8 @@ typedef struct redis_transport {
     link_state rlink;
     size_t avg_record; /* bytes, to size XRANGE pulls (reader thread only) */
 
-    /* This node's presence entries (subscriber -> qs_presence_entry*), under mu. */
-    qs_strmap local;
-    uint64_t last_order;
-
+    /* The cluster's registry of subscriptions: this node's entries are under mu. */
+    qs_redis_presence presence;
 } redis_transport;
 
 /* ------------------------------------------------------------ pure helpers */
@@ -484,138 +442,6 @@ qs_update *qs_redis_entry_update(const redisReply *e, uint64_t *seq)
     return NULL;
 }
 
-/* JSON strings must be UTF-8: invalid bytes become U+FFFD (as Go's encoding/json does). */
-static json_t *json_text(const char *s)
-{
-    size_t n = strlen(s);
-    qs_buf b = QS_BUF_INIT;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t l = qs_utf8_decode((const unsigned char *)s + i, n - i, &cp);
-        if (l) {
-            qs_buf_append(&b, s + i, l);
-            i += l;
-        } else {
-            qs_buf_append(&b, "\xef\xbf\xbd", 3);
-            i++;
-        }
-    }
-    json_t *j = json_stringn(b.p ? b.p : "", b.len);
-    qs_buf_free(&b);
-    return j;
-}
-
-char *qs_redis_presence_encode(const qs_presence_entry *e)
-{
-    json_t *o = json_object(), *topics = json_array();
-    for (size_t i = 0; i < e->n_topics; i++)
-        json_array_append_new(topics, json_text(e->topics[i]));
-    json_object_set_new(o, "topics", topics);
-    json_t *payload = e->payload ? json_loads(e->payload, JSON_DECODE_ANY, NULL) : NULL;
-    json_object_set_new(o, "payload", payload ? payload : json_null());
-    json_object_set_new(o, "order", json_integer((json_int_t)e->order));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s)
-        qs_panic("out of memory");
-    return s;
-}
-
-int qs_redis_presence_decode(const char *subscriber, const char *json, size_t len,
-                             qs_presence_entry *out)
-{
-    memset(out, 0, sizeof(*out));
-    json_t *o = json_loadb(json, len, 0, NULL);
-    json_t *topics = json_object_get(o, "topics"), *payload = json_object_get(o, "payload");
-    json_t *order = json_object_get(o, "order");
-    if (!json_is_object(o) || !json_is_array(topics) || !json_is_integer(order) ||
-        json_integer_value(order) < 0) {
-        json_decref(o);
-        return -1;
-    }
-    size_t n = json_array_size(topics);
-    out->topics = qs_xcalloc(n ? n : 1, sizeof(*out->topics));
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = json_array_get(topics, i);
-        if (!json_is_string(t)) {
-            json_decref(o);
-            qs_presence_entry_clear(out);
-            return -1;
-        }
-        out->topics[out->n_topics++] = qs_xstrndup(json_string_value(t), json_string_length(t));
-    }
-    if (payload && !json_is_null(payload)) {
-        out->payload = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!out->payload)
-            qs_panic("out of memory");
-    }
-    out->order = (uint64_t)json_integer_value(order);
-    out->subscriber = qs_xstrdup(subscriber);
-    json_decref(o);
-    return 0;
-}
-
-typedef struct ranked {
-    qs_presence_entry e;
-    const char *node;
-} ranked;
-
-static int by_order_node(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->e.order != y->e.order)
-        return x->e.order < y->e.order ? -1 : 1;
-    int c = strcmp(x->node, y->node);
-    return c ? c : strcmp(x->e.subscriber, y->e.subscriber);
-}
-
-int qs_redis_presence_merge(const redisReply *reply, const char *self,
-                            const qs_presence_entry *local, size_t n_local, qs_presence_entry **out,
-                            size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
-        return -1;
-    size_t cap = n_local;
-    for (size_t i = 0; i < reply->elements; i += 2) {
-        const redisReply *node = reply->element[i], *h = reply->element[i + 1];
-        if (node->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_ARRAY || h->elements % 2)
-            return -1;
-        cap += h->elements / 2;
-    }
-    ranked *v = qs_xcalloc(cap ? cap : 1, sizeof(*v));
-    size_t k = 0;
-    for (size_t i = 0; i < n_local; i++) {
-        qs_presence_entry_copy(&v[k].e, &local[i]);
-        v[k++].node = self;
-    }
-    for (size_t i = 0; i < reply->elements; i += 2) {
-        const redisReply *node = reply->element[i], *h = reply->element[i + 1];
-        if (strcmp(node->str, self) == 0)
-            continue; /* this node's own entries come from its local copy */
-        for (size_t j = 0; j < h->elements; j += 2) {
-            const redisReply *f = h->element[j], *val = h->element[j + 1];
-            if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
-                continue;
-            char *sub = qs_xstrndup(f->str, f->len);
-            if (qs_redis_presence_decode(sub, val->str, val->len, &v[k].e) == 0)
-                v[k++].node = node->str;
-            else
-                qs_warn("redis: skipping an unreadable presence entry of node %s", node->str);
-            free(sub);
-        }
-    }
-    qsort(v, k, sizeof(*v), by_order_node);
-    qs_presence_entry *res = qs_xcalloc(k ? k : 1, sizeof(*res));
-    for (size_t i = 0; i < k; i++)
-        res[i] = v[i].e; /* moved */
-    free(v);
-    *out = res;
-    *n = k;
-    return 0;
-}
-
 /* Marks a connection up (under mu); true when it was down after a failure (worth a log). */
 static bool link_up_locked(link_state *l)
 {
@@ -828,8 +654,7 @@ static void witem_free(witem *w)
 {
     if (w->u)
         qs_update_unref(w->u);
-    free(w->sub);
-    free(w->json);
+    qs_buf_free(&w->cmds);
     memset(w, 0, sizeof(*w));
 }
 
@@ -839,63 +664,6 @@ static void witem_finish(witem *w, int status, const char *reason)
     if (w->kind == W_PUBLISH)
         w->cb(w->arg, status, reason);
     witem_free(w);
-}
-
-static uint64_t presence_refresh_ms(const redis_transport *t)
-{
-    return QS_MAX(t->s.presence_ttl_ms / 3, (uint64_t)100);
-}
-
-/* Appends the commands that (re)write this node's whole hash; called under mu. Returns the
- * number of replies to read. */
-/* Appends the two commands that (re)take this node's lease and list it in the nodes set:
- * while the lease lives, the node's entries are listed; once it expires (the node died),
- * another node takes them (reap_script). */
-static void lease_cmds(redis_transport *t, qs_buf *out)
-{
-    const char *set[] = {"SET", t->k_alive, "1", "PX", t->ttl_arg};
-    const char *add[] = {"SADD", t->k_nodes, t->node};
-    qs_redis_client_format(out, 5, set);
-    qs_redis_client_format(out, 3, add);
-}
-
-static size_t presence_rewrite_cmds(redis_transport *t, qs_buf *out)
-{
-    const char *del[] = {"DEL", t->k_presence};
-    qs_redis_client_format(out, 2, del);
-    size_t replies = 1;
-    size_t total = qs_strmap_count(&t->local);
-    if (!total)
-        return replies;
-    /* HSET in chunks: one command per 256 entries keeps each command small. */
-    const qs_strmap_entry *me;
-    size_t pos = 0, left = total;
-    while (left) {
-        size_t chunk = QS_MIN(left, (size_t)256);
-        int argc = 2 + 2 * (int)chunk;
-        const char **argv = qs_xcalloc((size_t)argc, sizeof(*argv));
-        char **json = qs_xcalloc(chunk, sizeof(*json));
-        argv[0] = "HSET";
-        argv[1] = t->k_presence;
-        size_t k = 0;
-        while (k < chunk && qs_strmap_next(&t->local, &pos, &me)) {
-            const qs_presence_entry *e = me->value;
-            json[k] = qs_redis_presence_encode(e);
-            argv[2 + 2 * k] = e->subscriber;
-            argv[3 + 2 * k] = json[k];
-            k++;
-        }
-        argc = 2 + 2 * (int)k;
-        qs_redis_client_format(out, argc, argv);
-        replies++;
-        for (size_t i = 0; i < k; i++)
-            free(json[i]);
-        free(json);
-        free(argv);
-        left = k == chunk ? left - chunk : 0;
-    }
-    lease_cmds(t, out);
-    return replies + 2;
 }
 
 /* Opens the writer's connection, loads the publish script and rewrites this node's
@@ -913,7 +681,7 @@ static bool writer_connect(redis_transport *t)
     }
     qs_buf cmds = QS_BUF_INIT;
     uv_mutex_lock(&t->base.mu);
-    size_t replies = presence_rewrite_cmds(t, &cmds);
+    size_t replies = qs_redis_presence_rewrite_cmds(&t->presence, &cmds);
     bool restored = link_up_locked(&t->wlink);
     uv_mutex_unlock(&t->base.mu);
     int rc = qs_redis_client_pipeline(c, &cmds, replies);
@@ -1000,24 +768,6 @@ static size_t publish_run(const witem *items, size_t i, size_t n)
     return k;
 }
 
-/* Reads one presence reply; a refused write is logged (the next reconnection or refresh
- * rewrites the whole hash). Returns the reply's integer, or -1 when the connection
- * failed. */
-static long long finish_simple(redis_transport *t, qs_redis_client *c, uint64_t deadline)
-{
-    redisReply *r = NULL;
-    if (qs_redis_client_read(c, &r, deadline, false) < 0)
-        return -1;
-    long long v = 0;
-    if (r->type == REDIS_REPLY_ERROR)
-        qs_warn("redis %s: presence update refused: %.*s", t->addr,
-                (int)QS_MIN(r->len, (size_t)200), r->str);
-    else if (r->type == REDIS_REPLY_INTEGER)
-        v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
 /* The connection failed: items not completed yet fail with `reason`. */
 static void writer_lost(redis_transport *t, witem *items, size_t from, size_t n, const char *reason)
 {
@@ -1044,7 +794,7 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
     char floor[24];
     uv_mutex_lock(&t->base.mu);
     snprintf(floor, sizeof(floor), "%" PRIu64, t->base.seq);
-    bool has_entries = qs_strmap_count(&t->local) > 0;
+    bool has_entries = qs_redis_presence_count(&t->presence) > 0;
     uv_mutex_unlock(&t->base.mu);
     refresh = refresh && has_entries;
 
@@ -1055,22 +805,12 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             size_t k = publish_run(items, i, n);
             append_publish_group(t, &out, &rec, w, k, floor, false);
             i += k - 1;
-        } else if (w->kind == W_PRESENCE_SET) {
-            const char *hset[] = {"HSET", t->k_presence, w->sub, w->json};
-            qs_redis_client_format(&out, 4, hset);
-            lease_cmds(t, &out);
-        } else if (w->kind == W_PRESENCE_DEL) {
-            const char *hdel[] = {"HDEL", t->k_presence, w->sub};
-            qs_redis_client_format(&out, 3, hdel);
+        } else if (w->kind == W_PRESENCE) {
+            qs_buf_append(&out, w->cmds.p, w->cmds.len);
         }
     }
-    if (refresh) {
-        /* PEXPIRE answers 0 when the lease is gone: see below. */
-        const char *exp[] = {"PEXPIRE", t->k_alive, t->ttl_arg};
-        const char *add[] = {"SADD", t->k_nodes, t->node};
-        qs_redis_client_format(&out, 3, exp);
-        qs_redis_client_format(&out, 3, add);
-    }
+    if (refresh)
+        qs_redis_presence_refresh_cmds(&t->presence, &out);
 
     uint64_t deadline = qs_redis_client_deadline(c);
     if (qs_redis_client_send(c, out.p, out.len, deadline, false) < 0) {
@@ -1098,9 +838,8 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             if (rc == 0)
                 i += k - 1;
         } else {
-            int cmds = w->kind == W_PRESENCE_SET ? 3 : 1;
-            for (int k = 0; k < cmds && rc == 0; k++)
-                rc = finish_simple(t, c, deadline) < 0 ? -1 : 0;
+            for (size_t k = 0; k < w->replies && rc == 0; k++)
+                rc = qs_redis_presence_read_reply(&t->presence, c, deadline) < 0 ? -1 : 0;
             if (rc == 0)
                 witem_free(w);
         }
@@ -1114,29 +853,9 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             goto out;
         }
     }
-    if (refresh) {
-        long long alive = finish_simple(t, c, deadline);
-        if (alive < 0 || finish_simple(t, c, deadline) < 0) {
-            writer_lost(t, items, 0, n_retry, c->err);
-            goto out;
-        }
-        if (alive == 0) {
-            /* The lease expired (this node stalled longer than its TTL; another node may
-             * have taken its entries and published their departures): write them again. */
-            qs_warn("redis %s: the presence lease of this node had expired; rewriting its "
-                    "entries",
-                    t->addr);
-            qs_buf cmds = QS_BUF_INIT;
-            uv_mutex_lock(&t->base.mu);
-            size_t replies = presence_rewrite_cmds(t, &cmds);
-            uv_mutex_unlock(&t->base.mu);
-            int rc = qs_redis_client_pipeline(c, &cmds, replies);
-            qs_buf_free(&cmds);
-            if (rc < 0) {
-                writer_lost(t, items, 0, n_retry, c->err);
-                goto out;
-            }
-        }
+    if (refresh && qs_redis_presence_refreshed(&t->presence, c, deadline) < 0) {
+        writer_lost(t, items, 0, n_retry, c->err);
+        goto out;
     }
     if (n_retry) {
         qs_buf_reset(&out);
@@ -1168,58 +887,12 @@ out:
     qs_buf_free(&rec);
 }
 
-/* Removes this node from the registry on a clean stop. */
-static void presence_forget(redis_transport *t)
-{
-    qs_redis_client *c = &t->wconn;
-    qs_buf cmds = QS_BUF_INIT;
-    const char *del[] = {"DEL", t->k_presence, t->k_alive};
-    const char *rem[] = {"SREM", t->k_nodes, t->node};
-    qs_redis_client_format(&cmds, 3, del);
-    qs_redis_client_format(&cmds, 3, rem);
-    if (qs_redis_client_pipeline(c, &cmds, 2) < 0)
-        qs_warn("redis %s: could not remove this node's presence entries: %s", t->addr, c->err);
-    qs_buf_free(&cmds);
-}
-
-/* Takes the entries of the nodes that died (their lease expired) and hands them to the hub,
- * which publishes their departures; the script gives each dead node's entries to exactly
- * one node. Runs on the writer's connection once per refresh period. */
-static void reap_dead_nodes(redis_transport *t)
-{
-    qs_redis_client *c = &t->wconn;
-    redisReply *rep = NULL;
-    const char *args[] = {"1", t->k_nodes, t->presence_prefix, t->alive_prefix, t->node};
-    if (qs_redis_client_eval(c, &t->reap, 5, args, &rep) < 0) {
-        writer_lost(t, NULL, 0, 0, c->err);
-        return;
-    }
-    qs_presence_entry *v = NULL;
-    size_t n = 0;
-    char why[QS_REASON_MAX];
-    if (rep->type == REDIS_REPLY_ERROR)
-        qs_warn(
-            "redis %s: %s", t->addr,
-            qs_redis_client_reply_error(why, QS_REASON_MAX, "reading dead nodes' presence", rep));
-    else if (qs_redis_presence_merge(rep, t->node, NULL, 0, &v, &n) < 0)
-        qs_warn("redis %s: unexpected reply to the presence reaper", t->addr);
-    if (n) {
-        qs_info("redis %s: %zu subscriptions of %zu node(s) that stopped refreshing their "
-                "lease are gone",
-                t->addr, n, rep->elements / 2);
-        if (t->host.presence_lost)
-            t->host.presence_lost(t->host.ctx, v, n);
-    }
-    qs_presence_entries_free(v, n);
-    freeReplyObject(rep);
-}
-
 static void writer_main(void *arg)
 {
     redis_transport *t = arg;
     witem *batch = NULL;
     size_t cap = 0;
-    uint64_t next_refresh = qs_now_ms() + presence_refresh_ms(t);
+    uint64_t next_refresh = qs_now_ms() + qs_redis_presence_refresh_ms(&t->presence);
     uv_mutex_lock(&t->base.mu);
     for (;;) {
         if (!qs_redis_client_is_open(&t->wconn)) {
@@ -1264,7 +937,7 @@ static void writer_main(void *arg)
         size_t n = 0, bytes = 0;
         while (n < t->qn && n < MAX_PIPELINE && bytes < MAX_PIPELINE_BYTES) {
             const witem *w = &t->queue[n++];
-            bytes += 128 + (w->u ? w->u->frame->len : 0) + (w->json ? strlen(w->json) : 0);
+            bytes += 128 + (w->u ? w->u->frame->len : 0) + w->cmds.len;
         }
         if (n > cap) {
             cap = QS_MAX(n, cap * 2);
@@ -1277,7 +950,7 @@ static void writer_main(void *arg)
         }
         bool refresh = now >= next_refresh;
         if (refresh)
-            next_refresh = now + presence_refresh_ms(t);
+            next_refresh = now + qs_redis_presence_refresh_ms(&t->presence);
         uv_mutex_unlock(&t->base.mu);
         if (!qs_redis_client_alive(&t->wconn)) {
             /* Found dead while idle (Redis restarted): reconnect before sending anything,
@@ -1298,13 +971,14 @@ static void writer_main(void *arg)
         }
         /* Only a node that publishes subscription events takes dead nodes' entries: one
          * that does not would drop their departures. */
-        if (refresh && qs_redis_client_is_open(&t->wconn) && t->host.presence_lost)
-            reap_dead_nodes(t);
+        if (refresh && qs_redis_client_is_open(&t->wconn) && t->host.presence_lost &&
+            qs_redis_presence_reap(&t->presence, &t->wconn, &t->host) < 0)
+            writer_lost(t, NULL, 0, 0, NULL);
         uv_mutex_lock(&t->base.mu);
     }
     uv_mutex_unlock(&t->base.mu);
     if (qs_redis_client_is_open(&t->wconn))
-        presence_forget(t);
+        qs_redis_presence_forget(&t->presence, &t->wconn);
     qs_redis_client_close(&t->wconn);
     free(batch);
 }
@@ -1434,38 +1108,6 @@ more:
     return 0;
 }
 
-static int serve_presence(redis_transport *t, qs_presence_query *q)
-{
-    qs_redis_client *c = &t->hconn;
-    redisReply *rep = NULL;
-    const char *args[] = {"1", t->k_nodes, t->presence_prefix, t->alive_prefix};
-    if (qs_redis_client_eval(c, &t->list, 4, args, &rep) < 0)
-        return -1;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        q->status = -1;
-        qs_redis_client_reply_error(q->reason, QS_REASON_MAX, "redis refused the presence read",
-                                    rep);
-        freeReplyObject(rep);
-        return 0;
-    }
-    uv_mutex_lock(&t->base.mu);
-    size_t n_local = qs_strmap_count(&t->local), k = 0;
-    qs_presence_entry *local = qs_xcalloc(n_local ? n_local : 1, sizeof(*local));
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);)
-        qs_presence_entry_copy(&local[k++], me->value);
-    uv_mutex_unlock(&t->base.mu);
-    if (qs_redis_presence_merge(rep, t->node, local, n_local, &q->entries, &q->n) < 0) {
-        q->status = -1;
-        snprintf(q->reason, sizeof(q->reason), "redis: unexpected reply to the presence read");
-    } else {
-        q->status = 0;
-    }
-    qs_presence_entries_free(local, n_local);
-    freeReplyObject(rep);
-    return 0;
-}
-
 /* The reader connects on demand; while Redis is away, requests fail at once until the
  * backoff delay has passed. */
 static bool reader_ready(redis_transport *t, char why[QS_REASON_MAX])
@@ -1497,7 +1139,8 @@ static void serve_job(redis_transport *t, rjob *j)
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!reader_ready(t, why))
             break;
-        int rc = j->r ? serve_replay(t, j->r) : serve_presence(t, j->q);
+        int rc =
+            j->r ? serve_replay(t, j->r) : qs_redis_presence_list(&t->presence, &t->hconn, j->q);
         if (rc == 0) {
             if (j->r)
                 j->r->done(j->r);
@@ -1565,13 +1208,11 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     qs_transport_base_init(&t->base, &qs_transport_redis_ops);
     t->host = *host;
     t->s = s;
-    t->rctx.wake_fd = -1;
     uv_cond_init(&t->writer_cond);
     uv_cond_init(&t->reader_cond);
     qs_redis_client_init(&t->wconn, &t->rctx);
     qs_redis_client_init(&t->bconn, &t->rctx);
     qs_redis_client_init(&t->hconn, &t->rctx);
-    qs_strmap_init(&t->local);
     t->wlink.name = "publish";
     t->blink.name = "bus";
     t->rlink.name = "history";
@@ -1580,19 +1221,9 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     t->addr = qs_xasprintf("%s%s%s:%d", v6 ? "[" : "", s.host, v6 ? "]" : "", s.port);
     t->k_seq = qs_xasprintf("%s:seq", s.stream);
     t->k_ids = qs_xasprintf("%s:ids", s.stream);
-    t->k_nodes = qs_xasprintf("%s:nodes", s.stream);
-    t->presence_prefix = qs_xasprintf("%s:presence:", s.stream);
-    t->alive_prefix = qs_xasprintf("%s:alive:", s.stream);
-    char urn[QS_UUID_URN_LEN + 1];
-    qs_uuid4_urn(urn);
-    snprintf(t->node, sizeof(t->node), "%s", urn + 9);
-    t->k_presence = qs_xasprintf("%s%s", t->presence_prefix, t->node);
-    t->k_alive = qs_xasprintf("%s%s", t->alive_prefix, t->node);
     qs_redis_client_script_init(&t->publish, publish_script);
-    qs_redis_client_script_init(&t->list, list_script);
-    qs_redis_client_script_init(&t->reap, reap_script);
     snprintf(t->max_length_arg, sizeof(t->max_length_arg), "%" PRIu64, s.max_length);
-    snprintf(t->ttl_arg, sizeof(t->ttl_arg), "%" PRIu64, s.presence_ttl_ms);
+    qs_redis_presence_init(&t->presence, s.stream, s.presence_ttl_ms, &t->base.mu, t->addr);
     qs_redis_client_options o = {.host = s.host,
                                  .port = s.port,
                                  .username = s.username,
@@ -1625,8 +1256,8 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     if (bus_ok && writer_ok)
         qs_info("redis %s: stream \"%s\", node %s, last event id %s (position %" PRIu64
                 "), retention %s%" PRIu64,
-                t->addr, s.stream, t->node, t->base.last_id ? t->base.last_id : "none", t->base.seq,
-                s.max_length ? "~" : "unbounded", s.max_length);
+                t->addr, s.stream, t->presence.node, t->base.last_id ? t->base.last_id : "none",
+                t->base.seq, s.max_length ? "~" : "unbounded", s.max_length);
     else
         qs_warn("redis %s: not available at start (%s): the hub starts unhealthy and keeps "
                 "retrying",
@@ -1647,6 +1278,17 @@ static int redis_start(qs_transport *base, char **err)
     return 0;
 }
 
+/* Queues an item for the writer (under mu). */
+static void queue_push(redis_transport *t, witem w)
+{
+    if (t->qn == t->qcap) {
+        t->qcap = t->qcap ? t->qcap * 2 : 64;
+        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
+    }
+    t->queue[t->qn++] = w;
+    uv_cond_signal(&t->writer_cond);
+}
+
 static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
 {
     redis_transport *t = (redis_transport *)base;
@@ -1663,12 +1305,7 @@ static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, vo
         cb(arg, -EAGAIN, why);
         return;
     }
-    if (t->qn == t->qcap) {
-        t->qcap = t->qcap ? t->qcap * 2 : 64;
-        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
-    }
-    t->queue[t->qn++] = (witem){.kind = W_PUBLISH, .u = qs_update_ref(u), .cb = cb, .arg = arg};
-    uv_cond_signal(&t->writer_cond);
+    queue_push(t, (witem){.kind = W_PUBLISH, .u = qs_update_ref(u), .cb = cb, .arg = arg});
     uv_mutex_unlock(&t->base.mu);
 }
 
@@ -1682,66 +1319,29 @@ static void redis_presence_list(qs_transport *base, qs_presence_query *q)
     add_job((redis_transport *)base, (rjob){.q = q});
 }
 
-/* Registration order across nodes: wall-clock microseconds, strictly increasing here. */
-static uint64_t next_order(redis_transport *t)
+/* Registers e, or forgets `subscriber` when e is NULL, and queues the write to Redis when
+ * the writer is connected (otherwise the local copy is enough: it is written in full after
+ * reconnecting). */
+static void presence_change(redis_transport *t, const qs_presence_entry *e, const char *subscriber)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-    if (us <= t->last_order)
-        us = t->last_order + 1;
-    t->last_order = us;
-    return us;
-}
-
-/* Queues a presence write when the writer is connected; otherwise the local copy is enough
- * (it is written in full after reconnecting). Called under mu. */
-static void queue_presence(redis_transport *t, witem w)
-{
-    if (!t->wlink.up) {
-        witem_free(&w);
-        return;
-    }
-    if (t->qn == t->qcap) {
-        t->qcap = t->qcap ? t->qcap * 2 : 64;
-        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
-    }
-    t->queue[t->qn++] = w;
-    uv_cond_signal(&t->writer_cond);
+    witem w = {.kind = W_PRESENCE};
+    uv_mutex_lock(&t->base.mu);
+    qs_buf *cmds = t->wlink.up ? &w.cmds : NULL;
+    w.replies = e ? qs_redis_presence_add(&t->presence, e, cmds)
+                  : qs_redis_presence_remove(&t->presence, subscriber, cmds);
+    if (w.replies)
+        queue_push(t, w);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 static void redis_presence_add(qs_transport *base, const qs_presence_entry *e)
 {
-    redis_transport *t = (redis_transport *)base;
-    qs_presence_entry *copy = qs_xcalloc(1, sizeof(*copy));
-    qs_presence_entry_copy(copy, e);
-    uv_mutex_lock(&t->base.mu);
-    copy->order = next_order(t);
-    void **slot = qs_strmap_upsert(&t->local, copy->subscriber, strlen(copy->subscriber));
-    qs_presence_entry *old = *slot;
-    *slot = copy;
-    queue_presence(t, (witem){.kind = W_PRESENCE_SET,
-                              .sub = qs_xstrdup(copy->subscriber),
-                              .json = qs_redis_presence_encode(copy)});
-    uv_mutex_unlock(&t->base.mu);
-    if (old) {
-        qs_presence_entry_clear(old);
-        free(old);
-    }
+    presence_change((redis_transport *)base, e, NULL);
 }
 
 static void redis_presence_remove(qs_transport *base, const char *subscriber)
 {
-    redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->base.mu);
-    qs_presence_entry *old = qs_strmap_remove(&t->local, subscriber, strlen(subscriber));
-    if (old)
-        queue_presence(t, (witem){.kind = W_PRESENCE_DEL, .sub = qs_xstrdup(subscriber)});
-    uv_mutex_unlock(&t->base.mu);
-    if (old) {
-        qs_presence_entry_clear(old);
-        free(old);
-    }
+    presence_change((redis_transport *)base, NULL, subscriber);
 }
 
 static bool redis_healthy(qs_transport *base, char reason[QS_REASON_MAX])
@@ -1783,12 +1383,7 @@ static void redis_destroy(qs_transport *base)
         witem_finish(&t->queue[i], -EAGAIN, "the hub is shutting down");
     free(t->queue);
     free(t->jobs);
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);) {
-        qs_presence_entry_clear(me->value);
-        free(me->value);
-    }
-    qs_strmap_free(&t->local);
+    qs_redis_presence_destroy(&t->presence);
     qs_redis_client_ctx_destroy(&t->rctx);
     qs_transport_base_destroy(&t->base);
     uv_cond_destroy(&t->writer_cond);
@@ -1797,11 +1392,6 @@ static void redis_destroy(qs_transport *base)
     free(t->addr);
     free(t->k_seq);
     free(t->k_ids);
-    free(t->k_nodes);
-    free(t->k_presence);
-    free(t->presence_prefix);
-    free(t->k_alive);
-    free(t->alive_prefix);
     free(t);
 }
 
