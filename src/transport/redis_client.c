@@ -251,34 +251,43 @@ static ssize_t tls_io(qs_redis_client *c, void *rbuf, const void *wbuf, size_t n
     return 0;
 }
 
+/* One attempt to move bytes over plain TCP, as tls_io. */
+static ssize_t tcp_io(qs_redis_client *c, void *rbuf, const void *wbuf, size_t n)
+{
+    for (;;) {
+        ssize_t r = rbuf ? recv(c->fd, rbuf, n, 0) : send(c->fd, wbuf, n, MSG_NOSIGNAL);
+        if (r > 0)
+            return r;
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        if (r == 0 && rbuf)
+            return qs_redis_client_fail(c, "redis unavailable: connection closed by redis");
+        return fail_errno(c, r == 0 ? EPIPE : errno);
+    }
+}
+
+/* One attempt to move bytes, with TLS or without: as tls_io. */
+static ssize_t conn_io(qs_redis_client *c, void *rbuf, const void *wbuf, size_t n, short *ev)
+{
+    return c->ssl ? tls_io(c, rbuf, wbuf, n, ev) : tcp_io(c, rbuf, wbuf, n);
+}
+
 int qs_redis_client_send(qs_redis_client *c, const char *p, size_t n, uint64_t deadline,
                          bool wakeable)
 {
     while (n) {
         short ev = POLLOUT;
-        if (c->ssl) {
-            ssize_t r = tls_io(c, NULL, p, n, &ev);
-            if (r < 0)
-                return -1;
-            if (r > 0) {
-                p += r;
-                n -= (size_t)r;
-                continue;
-            }
-        } else {
-            ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
-            if (r > 0) {
-                p += r;
-                n -= (size_t)r;
-                continue;
-            }
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-                return fail_errno(c, r == 0 ? EPIPE : errno);
-        }
-        if (wait_ready(c, ev, deadline, wakeable) < 0)
+        ssize_t r = conn_io(c, NULL, p, n, &ev);
+        if (r < 0)
             return -1;
+        if (r > 0) {
+            p += r;
+            n -= (size_t)r;
+        } else if (wait_ready(c, ev, deadline, wakeable) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
@@ -295,28 +304,12 @@ int qs_redis_client_read(qs_redis_client *c, redisReply **out, uint64_t deadline
             return 0;
         }
         short ev = POLLIN;
-        if (c->ssl) {
-            ssize_t r = tls_io(c, c->rbuf, NULL, READ_CHUNK, &ev);
-            if (r < 0)
-                return -1;
-            if (r > 0) {
-                redisReaderFeed(c->reader, c->rbuf, (size_t)r);
-                continue;
-            }
-        } else {
-            ssize_t r = recv(c->fd, c->rbuf, READ_CHUNK, 0);
-            if (r > 0) {
-                redisReaderFeed(c->reader, c->rbuf, (size_t)r);
-                continue;
-            }
-            if (r == 0)
-                return qs_redis_client_fail(c, "redis unavailable: connection closed by redis");
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return fail_errno(c, errno);
-        }
-        if (wait_ready(c, ev, deadline, wakeable) < 0)
+        ssize_t r = conn_io(c, c->rbuf, NULL, READ_CHUNK, &ev);
+        if (r < 0)
+            return -1;
+        if (r > 0)
+            redisReaderFeed(c->reader, c->rbuf, (size_t)r);
+        else if (wait_ready(c, ev, deadline, wakeable) < 0)
             return -1;
     }
 }
