@@ -177,7 +177,7 @@ typedef struct redis_transport {
     qs_redis_presence presence;
 } redis_transport;
 
-/* ------------------------------------------------------------ pure helpers */
+/* ------------------------------------------------------------ options and stream entries */
 
 static void settings_defaults(qs_redis_settings *s)
 {
@@ -441,6 +441,8 @@ qs_update *qs_redis_entry_update(const redisReply *e, uint64_t *seq)
     }
     return NULL;
 }
+
+/* ------------------------------------------------------------ the connections' states */
 
 /* Marks a connection up (under mu); true when it was down after a failure (worth a log). */
 static bool link_up_locked(link_state *l)

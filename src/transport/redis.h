@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * redis.h - the pure pieces of the Redis transport (redis.c), exposed for unit tests and
- * fuzzing: options, stream ids, and stream entries as updates. (Presence entries as stored
- * in Redis: redis_presence.h; one connection to Redis: redis_client.h.)
+ * fuzzing: options, stream ids, and stream entries as updates. Presence entries as stored in
+ * Redis are redis_presence.h's (qs_redis_presence_encode/decode/merge), included here for
+ * the tests and fuzz targets that reach them through this header; one connection to Redis
+ * is redis_client.h.
  *
  * Nothing here does I/O; replies are hiredis reply objects (its RESP reader builds them).
  */
@@ -11,6 +13,7 @@
 #include <hiredis/hiredis.h>
 
 #include "transport.h"
+#include "transport/redis_presence.h"
 
 #define QS_REDIS_DEFAULT_HOST "127.0.0.1"
 #define QS_REDIS_DEFAULT_PORT 6379

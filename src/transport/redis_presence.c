@@ -18,9 +18,10 @@
 #include "transport/redis_presence.h"
 #include "uuid.h"
 
-/* KEYS: the nodes set. ARGV: the prefix of presence hashes. Returns [node, [field, value,
- * …], …] for every node whose hash still exists, and forgets the others (expired: their
- * node died), atomically so a node registering its first entry is never dropped. */
+/* KEYS: the nodes set. ARGV: the prefix of presence hashes, the prefix of leases. Returns
+ * [node, [field, value, …], …] for every node whose lease lives, and forgets the nodes that
+ * have neither a lease nor a hash (their entries were taken), atomically so a node
+ * registering its first entry is never dropped. */
 static const char list_script[] = "local out = {}\n"
                                   "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
                                   "  if redis.call('EXISTS', ARGV[2] .. node) == 1 then\n"
@@ -53,6 +54,8 @@ static const char reap_script[] =
     "  end\n"
     "end\n"
     "return out\n";
+
+/* ------------------------------------------------------------ entries as stored, merged */
 
 /* JSON strings must be UTF-8: invalid bytes become U+FFFD (as Go's encoding/json does). */
 static json_t *json_text(const char *s)
