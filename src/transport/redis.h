@@ -5,7 +5,8 @@
  * the tests and fuzz targets that reach them through this header; one connection to Redis
  * is redis_client.h.
  *
- * Nothing here does I/O; replies are hiredis reply objects (its RESP reader builds them).
+ * Nothing here does I/O or keeps state, so any thread may call it; replies are hiredis reply
+ * objects (its RESP reader builds them).
  */
 #ifndef QS_TRANSPORT_REDIS_H
 #define QS_TRANSPORT_REDIS_H
