@@ -1,15 +1,17 @@
 /* SPDX-License-Identifier: MIT
  * redis.c - the cluster transport: any number of hub processes sharing one Redis behave as
- * one hub.
+ * one hub. Here: its options, the publish script and the writer, the bus, the reader
+ * (history and presence reads), health, and the transport's operations. One connection to
+ * Redis is redis_client.c; the registry of the cluster's subscriptions is
+ * redis_presence.c.
  *
  * Keys (the stream's name is the configured stream; every other key is prefixed by it):
  *   <stream>                  the stream of updates: entry id "<n>-0", field "r" = record
  *                             (record.h), where n is the bus seq every node delivers it with
  *   <stream>:seq              the counter that hands out n
  *   <stream>:ids              sorted set: event id -> n (Last-Event-ID lookups)
- *   <stream>:nodes            set of the node ids that registered subscribers
- *   <stream>:presence:<node>  hash: subscriber id -> {"topics":[…],"payload":…,"order":…}
- *   <stream>:alive:<node>     the node's lease, with a TTL the node keeps refreshing
+ *   <stream>:nodes, <stream>:presence:<node>, <stream>:alive:<node>: the presence registry
+ *                             (redis_presence.h)
  *
  * Publishes run one Lua script call per group of queued publishes, atomically: INCRBY the
  * counter, then per update XADD with the explicit id "<n>-0" (MAXLEN ~ retention) and ZADD
@@ -22,10 +24,14 @@
  * Threads, each with its own connection (blocking I/O with timeouts; never a worker):
  *  - the writer takes the publish queue and pipelines it: every queued EVALSHA is sent,
  *    then every reply read, then the callbacks run. It also writes this node's presence
- *    entries and refreshes their TTL.
+ *    entries, refreshes its lease and takes dead nodes' entries.
  *  - the bus tails the stream with XREAD BLOCK and hands every entry, in stream order, to
  *    host->deliver: the node's own publishes come back this way too.
  *  - the reader serves history pulls and reads of the cluster's presence registry.
+ * The transport's lock (base.mu) guards the queues, the links' states, the bus position and
+ * this node's presence entries; no thread holds it during I/O. The hub's threads only
+ * queue work (publish, replay, presence) and read health; stop() wakes the threads' waits
+ * (qs_redis_client_ctx_wake) and joins them.
  *
  * Failures: a connection that fails is retried with a backoff (100 ms doubling to 2 s).
  * While the writer or the bus is down the transport is unhealthy with a reason (/healthz
@@ -34,41 +40,20 @@
  * delivered twice and, with Redis persisting its writes (appendfsync always), nothing
  * acknowledged is lost. A publish whose reply never came (Redis died in between) is
  * answered 503 although it may have been stored: delivery is at least once for publishes
- * that a client retries after a 503.
- *
- * Presence: each node keeps its own entries in a hash and holds a lease key with a TTL
- * (presence_ttl, default 15 s) that it refreshes every third of it; the entries of a node
- * whose lease expired (it died without cleaning up: SIGKILL) are no longer listed by any
- * node, and at the next refresh one surviving node takes them atomically (reap_script) and
- * publishes their departures. After a reconnection the node rewrites its hash from its
- * local copy.
+ * that a client retries after a 503. While the writer is down, presence changes are kept
+ * in memory only; it rewrites this node's hash when it reconnects.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-#include <poll.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <time.h>
-#include <unistd.h>
 #include <uv.h>
 
 #include "log.h"
 #include "record.h"
-#include "strmap.h"
 #include "transport/redis.h"
-#include "uuid.h"
+#include "transport/redis_client.h"
+#include "transport/redis_presence.h"
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
@@ -77,7 +62,6 @@
 #define BUS_BYTES (8u << 20) /* …and about this many bytes (COUNT follows the entries' size) */
 #define MAX_PIPELINE 4096    /* queued items sent in one round trip, at most */
 #define MAX_PIPELINE_BYTES (8u << 20) /* …and about this many bytes of updates */
-#define READ_CHUNK (64 * 1024)
 
 /* Publishes a group of updates in one call. KEYS: stream, seq, ids. ARGV: max length (0 =
  * unbounded), floor (the node's last seq), then an event id and a record per update.
@@ -126,52 +110,7 @@ static const char publish_script[] =
     "if n > tonumber(redis.call('GET', KEYS[2])) then redis.call('SET', KEYS[2], n) end\n"
     "return out\n";
 
-/* KEYS: the nodes set. ARGV: the prefix of presence hashes. Returns [node, [field, value,
- * …], …] for every node whose hash still exists, and forgets the others (expired: their
- * node died), atomically so a node registering its first entry is never dropped. */
-static const char list_script[] = "local out = {}\n"
-                                  "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-                                  "  if redis.call('EXISTS', ARGV[2] .. node) == 1 then\n"
-                                  "    local h = redis.call('HGETALL', ARGV[1] .. node)\n"
-                                  "    if #h > 0 then\n"
-                                  "      out[#out + 1] = node\n"
-                                  "      out[#out + 1] = h\n"
-                                  "    end\n"
-                                  "  elseif redis.call('EXISTS', ARGV[1] .. node) == 0 then\n"
-                                  "    redis.call('SREM', KEYS[1], node)\n"
-                                  "  end\n"
-                                  "end\n"
-                                  "return out\n";
-
-/* KEYS: the nodes set. ARGV: the prefix of presence hashes, the prefix of leases, this
- * node. Takes the entries of every other node whose lease expired (it died): returns them
- * as [node, [field, value, …], …] and deletes them, atomically, so exactly one node takes
- * each dead node's entries and publishes their departures. */
-static const char reap_script[] =
-    "local out = {}\n"
-    "for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do\n"
-    "  if node ~= ARGV[3] and redis.call('EXISTS', ARGV[2] .. node) == 0 then\n"
-    "    local h = redis.call('HGETALL', ARGV[1] .. node)\n"
-    "    redis.call('DEL', ARGV[1] .. node)\n"
-    "    redis.call('SREM', KEYS[1], node)\n"
-    "    if #h > 0 then\n"
-    "      out[#out + 1] = node\n"
-    "      out[#out + 1] = h\n"
-    "    end\n"
-    "  end\n"
-    "end\n"
-    "return out\n";
-
 /* ------------------------------------------------------------ types */
-
-/* One connection to Redis, used by one thread. */
-typedef struct rconn {
-    int fd; /* -1 when closed */
-    SSL *ssl;
-    redisReader *reader;
-    char *rbuf;
-    char err[256]; /* why the last operation failed, as a full reason */
-} rconn;
 
 /* The state of one connection, for health, logs and backoff; guarded by the mutex. */
 typedef struct link_state {
@@ -182,15 +121,15 @@ typedef struct link_state {
     uint64_t retry_at_ms;
 } link_state;
 
-enum { W_DONE = 0, W_PUBLISH, W_PRESENCE_SET, W_PRESENCE_DEL }; /* W_DONE: completed */
+enum { W_DONE = 0, W_PUBLISH, W_PRESENCE }; /* W_DONE: completed */
 
 typedef struct witem {
     int kind;
     qs_update *u; /* W_PUBLISH */
     qs_publish_cb cb;
     void *arg;
-    char *sub;  /* presence */
-    char *json; /* W_PRESENCE_SET */
+    qs_buf cmds;    /* W_PRESENCE: the commands of a presence change, in RESP */
+    size_t replies; /* …and how many replies they produce */
 } witem;
 
 typedef struct rjob {
@@ -203,12 +142,10 @@ typedef struct redis_transport {
     qs_transport_host host;
     qs_redis_settings s;
     char *addr; /* "host:port" for logs */
-    char *k_seq, *k_ids, *k_nodes, *k_presence, *presence_prefix, *k_alive, *alive_prefix;
-    char node[40];
-    char pub_sha[41], list_sha[41], reap_sha[41];
-    char max_length_arg[24], ttl_arg[24];
-    SSL_CTX *ssl_ctx;
-    int wake_fd; /* an eventfd, readable once stop() begins: interrupts blocking waits */
+    char *k_seq, *k_ids;
+    qs_redis_client_script publish;
+    char max_length_arg[24];
+    qs_redis_client_ctx rctx; /* shared by the connections; woken when stop() begins */
 
     uv_cond_t writer_cond, reader_cond;
     bool stopping, threads_started;
@@ -217,12 +154,12 @@ typedef struct redis_transport {
     /* The writer's queue and connection. */
     witem *queue;
     size_t qn, qcap;
-    rconn wconn;
+    qs_redis_client wconn;
     link_state wlink;
 
     /* The bus: its connection, and its position (base.seq, base.last_id: the last
      * delivered update, or the start position). */
-    rconn bconn;
+    qs_redis_client bconn;
     link_state blink;
     bool have_position;
     char cursor[64];   /* the stream id XREAD continues after */
@@ -232,17 +169,15 @@ typedef struct redis_transport {
     /* The reader's jobs and connection. */
     rjob *jobs;
     size_t jn, jcap;
-    rconn hconn; /* history and presence reads */
+    qs_redis_client hconn; /* history and presence reads */
     link_state rlink;
     size_t avg_record; /* bytes, to size XRANGE pulls (reader thread only) */
 
-    /* This node's presence entries (subscriber -> qs_presence_entry*), under mu. */
-    qs_strmap local;
-    uint64_t last_order;
-
+    /* The cluster's registry of subscriptions: this node's entries are under mu. */
+    qs_redis_presence presence;
 } redis_transport;
 
-/* ------------------------------------------------------------ pure helpers */
+/* ------------------------------------------------------------ options and stream entries */
 
 static void settings_defaults(qs_redis_settings *s)
 {
@@ -507,150 +442,7 @@ qs_update *qs_redis_entry_update(const redisReply *e, uint64_t *seq)
     return NULL;
 }
 
-/* JSON strings must be UTF-8: invalid bytes become U+FFFD (as Go's encoding/json does). */
-static json_t *json_text(const char *s)
-{
-    size_t n = strlen(s);
-    qs_buf b = QS_BUF_INIT;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        size_t l = qs_utf8_decode((const unsigned char *)s + i, n - i, &cp);
-        if (l) {
-            qs_buf_append(&b, s + i, l);
-            i += l;
-        } else {
-            qs_buf_append(&b, "\xef\xbf\xbd", 3);
-            i++;
-        }
-    }
-    json_t *j = json_stringn(b.p ? b.p : "", b.len);
-    qs_buf_free(&b);
-    return j;
-}
-
-char *qs_redis_presence_encode(const qs_presence_entry *e)
-{
-    json_t *o = json_object(), *topics = json_array();
-    for (size_t i = 0; i < e->n_topics; i++)
-        json_array_append_new(topics, json_text(e->topics[i]));
-    json_object_set_new(o, "topics", topics);
-    json_t *payload = e->payload ? json_loads(e->payload, JSON_DECODE_ANY, NULL) : NULL;
-    json_object_set_new(o, "payload", payload ? payload : json_null());
-    json_object_set_new(o, "order", json_integer((json_int_t)e->order));
-    char *s = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!s)
-        qs_panic("out of memory");
-    return s;
-}
-
-int qs_redis_presence_decode(const char *subscriber, const char *json, size_t len,
-                             qs_presence_entry *out)
-{
-    memset(out, 0, sizeof(*out));
-    json_t *o = json_loadb(json, len, 0, NULL);
-    json_t *topics = json_object_get(o, "topics"), *payload = json_object_get(o, "payload");
-    json_t *order = json_object_get(o, "order");
-    if (!json_is_object(o) || !json_is_array(topics) || !json_is_integer(order) ||
-        json_integer_value(order) < 0) {
-        json_decref(o);
-        return -1;
-    }
-    size_t n = json_array_size(topics);
-    out->topics = qs_xcalloc(n ? n : 1, sizeof(*out->topics));
-    for (size_t i = 0; i < n; i++) {
-        json_t *t = json_array_get(topics, i);
-        if (!json_is_string(t)) {
-            json_decref(o);
-            qs_presence_entry_clear(out);
-            return -1;
-        }
-        out->topics[out->n_topics++] = qs_xstrndup(json_string_value(t), json_string_length(t));
-    }
-    if (payload && !json_is_null(payload)) {
-        out->payload = json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY);
-        if (!out->payload)
-            qs_panic("out of memory");
-    }
-    out->order = (uint64_t)json_integer_value(order);
-    out->subscriber = qs_xstrdup(subscriber);
-    json_decref(o);
-    return 0;
-}
-
-typedef struct ranked {
-    qs_presence_entry e;
-    const char *node;
-} ranked;
-
-static int by_order_node(const void *a, const void *b)
-{
-    const ranked *x = a, *y = b;
-    if (x->e.order != y->e.order)
-        return x->e.order < y->e.order ? -1 : 1;
-    int c = strcmp(x->node, y->node);
-    return c ? c : strcmp(x->e.subscriber, y->e.subscriber);
-}
-
-int qs_redis_presence_merge(const redisReply *reply, const char *self,
-                            const qs_presence_entry *local, size_t n_local, qs_presence_entry **out,
-                            size_t *n)
-{
-    *out = NULL;
-    *n = 0;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2)
-        return -1;
-    size_t cap = n_local;
-    for (size_t i = 0; i < reply->elements; i += 2) {
-        const redisReply *node = reply->element[i], *h = reply->element[i + 1];
-        if (node->type != REDIS_REPLY_STRING || h->type != REDIS_REPLY_ARRAY || h->elements % 2)
-            return -1;
-        cap += h->elements / 2;
-    }
-    ranked *v = qs_xcalloc(cap ? cap : 1, sizeof(*v));
-    size_t k = 0;
-    for (size_t i = 0; i < n_local; i++) {
-        qs_presence_entry_copy(&v[k].e, &local[i]);
-        v[k++].node = self;
-    }
-    for (size_t i = 0; i < reply->elements; i += 2) {
-        const redisReply *node = reply->element[i], *h = reply->element[i + 1];
-        if (strcmp(node->str, self) == 0)
-            continue; /* this node's own entries come from its local copy */
-        for (size_t j = 0; j < h->elements; j += 2) {
-            const redisReply *f = h->element[j], *val = h->element[j + 1];
-            if (f->type != REDIS_REPLY_STRING || val->type != REDIS_REPLY_STRING)
-                continue;
-            char *sub = qs_xstrndup(f->str, f->len);
-            if (qs_redis_presence_decode(sub, val->str, val->len, &v[k].e) == 0)
-                v[k++].node = node->str;
-            else
-                qs_warn("redis: skipping an unreadable presence entry of node %s", node->str);
-            free(sub);
-        }
-    }
-    qsort(v, k, sizeof(*v), by_order_node);
-    qs_presence_entry *res = qs_xcalloc(k ? k : 1, sizeof(*res));
-    for (size_t i = 0; i < k; i++)
-        res[i] = v[i].e; /* moved */
-    free(v);
-    *out = res;
-    *n = k;
-    return 0;
-}
-
-/* Redis errors that mean "try again later" (503) rather than a refused request (500). */
-static bool transient_error(const char *s, size_t n)
-{
-    static const char *const prefixes[] = {"LOADING",    "BUSY",     "OOM",        "READONLY",
-                                           "MASTERDOWN", "TRYAGAIN", "NOREPLICAS", "CLUSTERDOWN"};
-    for (size_t i = 0; i < QS_ARRAY_LEN(prefixes); i++) {
-        size_t l = strlen(prefixes[i]);
-        if (n >= l && memcmp(s, prefixes[i], l) == 0)
-            return true;
-    }
-    return false;
-}
+/* ------------------------------------------------------------ the connections' states */
 
 /* Marks a connection up (under mu); true when it was down after a failure (worth a log). */
 static bool link_up_locked(link_state *l)
@@ -701,431 +493,20 @@ static void down_reason(redis_transport *t, char reason[QS_REASON_MAX])
     snprintf(reason, QS_REASON_MAX, "%s", why[0] ? why : "redis unavailable");
 }
 
-/* ------------------------------------------------------------ connections */
-
-static int conn_fail(rconn *c, const char *fmt, ...) QS_PRINTF(2, 3);
-static int conn_fail(rconn *c, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->err, sizeof(c->err), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* strerror, starting in lower case to fit in a sentence. */
-static const char *errno_text(int e, char *buf, size_t cap)
-{
-    snprintf(buf, cap, "%s", strerror(e));
-    if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
-        buf[0] = (char)(buf[0] + 32);
-    return buf;
-}
-
-/* The failure without the "redis unavailable: " its reason starts with. */
-static const char *err_detail(const rconn *c)
-{
-    static const char prefix[] = "redis unavailable: ";
-    return strncmp(c->err, prefix, sizeof(prefix) - 1) == 0 ? c->err + sizeof(prefix) - 1 : c->err;
-}
-
-static void conn_init(rconn *c)
-{
-    memset(c, 0, sizeof(*c));
-    c->fd = -1;
-}
-
-static void conn_close(rconn *c)
-{
-    if (c->ssl) {
-        SSL_free(c->ssl); /* no close_notify: the peer is gone or we are leaving */
-        c->ssl = NULL;
-    }
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
-    if (c->reader) {
-        redisReaderFree(c->reader);
-        c->reader = NULL;
-    }
-    free(c->rbuf);
-    c->rbuf = NULL;
-}
-
-/* Waits until fd is ready for `events`: 1 ready, 0 deadline passed, -2 stop() began (only
- * when wakeable), -1 error. */
-static int wait_fd(redis_transport *t, int fd, short events, uint64_t deadline, bool wakeable)
-{
-    for (;;) {
-        uint64_t now = qs_now_ms();
-        if (now >= deadline)
-            return 0;
-        struct pollfd p[2] = {{fd, events, 0}, {t->wake_fd, POLLIN, 0}};
-        uint64_t wait = deadline - now;
-        int n = poll(p, wakeable ? 2 : 1, (int)QS_MIN(wait, (uint64_t)60000));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -1;
-        if (wakeable && p[1].revents)
-            return -2;
-        if (n > 0)
-            return 1;
-    }
-}
-
-static int wait_result(rconn *c, int w)
-{
-    if (w == 0)
-        return conn_fail(c, "redis unavailable: timeout (no answer in time)");
-    if (w == -2)
-        return conn_fail(c, "redis unavailable: the hub is shutting down");
-    char e[96];
-    return conn_fail(c, "redis unavailable: poll: %s", errno_text(errno, e, sizeof(e)));
-}
-
-static int ssl_fail(rconn *c, int ssl_err, int ret, const char *what)
-{
-    unsigned long e = ERR_get_error();
-    if (e) {
-        char buf[160];
-        ERR_error_string_n(e, buf, sizeof(buf));
-        return conn_fail(c, "redis unavailable: TLS %s: %s", what, buf);
-    }
-    if (ssl_err == SSL_ERROR_ZERO_RETURN || (ssl_err == SSL_ERROR_SYSCALL && ret == 0) ||
-        (ssl_err == SSL_ERROR_SYSCALL && !errno))
-        return conn_fail(c, "redis unavailable: connection closed by redis");
-    char buf[96];
-    return conn_fail(c, "redis unavailable: connection lost (%s)",
-                     errno_text(errno, buf, sizeof(buf)));
-}
-
-static int io_write(redis_transport *t, rconn *c, const char *p, size_t n, uint64_t deadline,
-                    bool wakeable)
-{
-    while (n) {
-        short ev = POLLOUT;
-        if (c->ssl) {
-            ERR_clear_error();
-            errno = 0;
-            int r = SSL_write(c->ssl, p, (int)QS_MIN(n, (size_t)1 << 30));
-            if (r > 0) {
-                p += r;
-                n -= (size_t)r;
-                continue;
-            }
-            int e = SSL_get_error(c->ssl, r);
-            if (e == SSL_ERROR_WANT_READ)
-                ev = POLLIN;
-            else if (e != SSL_ERROR_WANT_WRITE)
-                return ssl_fail(c, e, r, "write");
-        } else {
-            ssize_t r = send(c->fd, p, n, MSG_NOSIGNAL);
-            if (r > 0) {
-                p += r;
-                n -= (size_t)r;
-                continue;
-            }
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-                char buf[96];
-                return conn_fail(c, "redis unavailable: connection lost (%s)",
-                                 errno_text(r == 0 ? EPIPE : errno, buf, sizeof(buf)));
-            }
-        }
-        int w = wait_fd(t, c->fd, ev, deadline, wakeable);
-        if (w != 1)
-            return wait_result(c, w);
-    }
-    return 0;
-}
-
-/* Reads one reply (which may be an error reply). */
-static int io_read_reply(redis_transport *t, rconn *c, redisReply **out, uint64_t deadline,
-                         bool wakeable)
-{
-    for (;;) {
-        void *reply = NULL;
-        if (redisReaderGetReply(c->reader, &reply) != REDIS_OK)
-            return conn_fail(c, "redis unavailable: protocol error (%s)", c->reader->errstr);
-        if (reply) {
-            *out = reply;
-            return 0;
-        }
-        short ev = POLLIN;
-        if (c->ssl) {
-            ERR_clear_error();
-            errno = 0;
-            int r = SSL_read(c->ssl, c->rbuf, READ_CHUNK);
-            if (r > 0) {
-                redisReaderFeed(c->reader, c->rbuf, (size_t)r);
-                continue;
-            }
-            int e = SSL_get_error(c->ssl, r);
-            if (e == SSL_ERROR_WANT_WRITE)
-                ev = POLLOUT;
-            else if (e != SSL_ERROR_WANT_READ)
-                return ssl_fail(c, e, r, "read");
-        } else {
-            ssize_t r = recv(c->fd, c->rbuf, READ_CHUNK, 0);
-            if (r > 0) {
-                redisReaderFeed(c->reader, c->rbuf, (size_t)r);
-                continue;
-            }
-            if (r == 0)
-                return conn_fail(c, "redis unavailable: connection closed by redis");
-            if (errno == EINTR)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                char buf[96];
-                return conn_fail(c, "redis unavailable: connection lost (%s)",
-                                 errno_text(errno, buf, sizeof(buf)));
-            }
-        }
-        int w = wait_fd(t, c->fd, ev, deadline, wakeable);
-        if (w != 1)
-            return wait_result(c, w);
-    }
-}
-
-/* True when an idle connection still looks usable: Redis never speaks unasked, so
- * anything readable is an EOF, an error, or a TLS record such as a session ticket. */
-static bool conn_alive(rconn *c)
-{
-    if (c->fd < 0)
-        return false;
-    struct pollfd p = {c->fd, POLLIN, 0};
-    if (poll(&p, 1, 0) <= 0)
-        return true;
-    char b;
-    if (c->ssl) {
-        ERR_clear_error();
-        int r = SSL_peek(c->ssl, &b, 1);
-        if (r > 0)
-            return false;
-        int e = SSL_get_error(c->ssl, r);
-        ERR_clear_error();
-        return e == SSL_ERROR_WANT_READ;
-    }
-    ssize_t r = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-}
-
-static bool is_ip_literal(const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
-static int tls_handshake(redis_transport *t, rconn *c, uint64_t deadline, bool wakeable)
-{
-    c->ssl = SSL_new(t->ssl_ctx);
-    if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
-        return conn_fail(c, "redis TLS handshake failed: cannot set up TLS");
-    bool ip = is_ip_literal(t->s.host);
-    if (!ip)
-        SSL_set_tlsext_host_name(c->ssl, t->s.host);
-    if (!t->s.tls_insecure) {
-        if (ip)
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), t->s.host);
-        else
-            SSL_set1_host(c->ssl, t->s.host);
-    }
-    for (;;) {
-        ERR_clear_error();
-        errno = 0;
-        int r = SSL_connect(c->ssl);
-        if (r == 1)
-            return 0;
-        int e = SSL_get_error(c->ssl, r);
-        short ev;
-        if (e == SSL_ERROR_WANT_READ) {
-            ev = POLLIN;
-        } else if (e == SSL_ERROR_WANT_WRITE) {
-            ev = POLLOUT;
-        } else {
-            long v = SSL_get_verify_result(c->ssl);
-            if (v != X509_V_OK)
-                return conn_fail(c, "redis TLS handshake failed: %s",
-                                 X509_verify_cert_error_string(v));
-            unsigned long ec = ERR_get_error();
-            if (ec) {
-                const char *why = ERR_reason_error_string(ec);
-                return conn_fail(c, "redis TLS handshake failed: %s", why ? why : "unknown error");
-            }
-            return conn_fail(c, "redis TLS handshake failed: connection closed (is the port "
-                                "a TLS port?)");
-        }
-        int w = wait_fd(t, c->fd, ev, deadline, wakeable);
-        if (w != 1)
-            return wait_result(c, w);
-    }
-}
-
-/* A command in RESP: resp_begin with the number of arguments, then resp_arg for each. */
-static void resp_begin(qs_buf *b, size_t argc)
-{
-    qs_buf_append_char(b, '*');
-    qs_buf_append_u64(b, argc);
-    qs_buf_append(b, "\r\n", 2);
-}
-
-static void resp_arg(qs_buf *b, const char *p, size_t len)
-{
-    qs_buf_append_char(b, '$');
-    qs_buf_append_u64(b, len);
-    qs_buf_append(b, "\r\n", 2);
-    qs_buf_append(b, p, len);
-    qs_buf_append(b, "\r\n", 2);
-}
-
-static void resp_str(qs_buf *b, const char *s)
-{
-    resp_arg(b, s, strlen(s));
-}
-
-static void format_cmd(qs_buf *b, int argc, const char **argv, const size_t *lens)
-{
-    resp_begin(b, (size_t)argc);
-    for (int i = 0; i < argc; i++)
-        resp_arg(b, argv[i], lens[i]);
-}
-
-/* Sends one command and reads its reply. */
-static int conn_call(redis_transport *t, rconn *c, int argc, const char **argv, const size_t *lens,
-                     redisReply **out, bool wakeable)
-{
-    qs_buf b = QS_BUF_INIT;
-    format_cmd(&b, argc, argv, lens);
-    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
-    int rc = io_write(t, c, b.p, b.len, deadline, wakeable);
-    qs_buf_free(&b);
-    if (rc == 0)
-        rc = io_read_reply(t, c, out, deadline, wakeable);
-    return rc;
-}
-
-/* Connects, negotiates TLS, authenticates. */
-static int conn_open(redis_transport *t, rconn *c, bool wakeable)
-{
-    conn_close(c);
-    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
-    char port[8], ebuf[96];
-    snprintf(port, sizeof(port), "%d", t->s.port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int gai = getaddrinfo(t->s.host, port, &hints, &res);
-    if (gai)
-        return conn_fail(c, "redis unavailable: cannot resolve %s (%s)", t->s.host,
-                         gai_strerror(gai));
-    int last = ECONNREFUSED;
-    for (struct addrinfo *ai = res; ai && c->fd < 0; ai = ai->ai_next) {
-        int fd =
-            socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
-        if (fd < 0) {
-            last = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
-            last = errno;
-            close(fd);
-            continue;
-        }
-        int w = wait_fd(t, fd, POLLOUT, deadline, wakeable);
-        int soerr = 0;
-        socklen_t sl = sizeof(soerr);
-        if (w == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0)
-            soerr = errno;
-        if (w != 1 || soerr) {
-            close(fd);
-            if (w != 1) {
-                freeaddrinfo(res);
-                return w == 0 ? conn_fail(c, "redis unavailable: connection timed out")
-                              : wait_result(c, w);
-            }
-            last = soerr;
-            continue;
-        }
-        c->fd = fd;
-    }
-    freeaddrinfo(res);
-    if (c->fd < 0)
-        return conn_fail(c, "redis unavailable: %s", errno_text(last, ebuf, sizeof(ebuf)));
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-    c->reader = redisReaderCreate();
-    c->rbuf = qs_xmalloc(READ_CHUNK);
-    if (!c->reader)
-        qs_panic("out of memory");
-    if (t->ssl_ctx && tls_handshake(t, c, deadline, wakeable) < 0) {
-        conn_close(c);
-        return -1;
-    }
-
-    /* AUTH when a password is set, else PING: either proves the server answers. */
-    const char *argv[3];
-    size_t lens[3];
-    int argc = 0;
-    if (t->s.password) {
-        argv[argc++] = "AUTH";
-        if (t->s.username)
-            argv[argc++] = t->s.username;
-        argv[argc++] = t->s.password;
-    } else {
-        argv[argc++] = "PING";
-    }
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    redisReply *r = NULL;
-    if (conn_call(t, c, argc, argv, lens, &r, wakeable) < 0) {
-        conn_close(c);
-        return -1;
-    }
-    int rc = 0;
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (transient_error(r->str, r->len))
-            conn_fail(c, "redis unavailable: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
-        else if (t->s.password)
-            conn_fail(c, "redis AUTH failed: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
-        else
-            conn_fail(c, "redis refused the connection (a password may be needed): %.*s",
-                      (int)QS_MIN(r->len, (size_t)200), r->str);
-        rc = -1;
-    }
-    freeReplyObject(r);
-    if (rc)
-        conn_close(c);
-    return rc;
-}
-
-/* Writes "<what>: <Redis's error>" into buf (QS_REASON_MAX bytes) and returns it. */
-static const char *reply_error(char *buf, const char *what, const redisReply *r)
-{
-    snprintf(buf, QS_REASON_MAX, "%s: %.*s", what, (int)QS_MIN(r->len, (size_t)200), r->str);
-    return buf;
-}
-
 /* ------------------------------------------------------------ the bus */
 
 /* Reads the last entry: the position a fresh node starts delivering after. */
-static int read_tail(redis_transport *t, rconn *c)
+static int read_tail(redis_transport *t, qs_redis_client *c)
 {
     const char *argv[] = {"XREVRANGE", t->s.stream, "+", "-", "COUNT", "1"};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
     redisReply *r = NULL;
-    if (conn_call(t, c, 6, argv, lens, &r, true) < 0)
+    if (qs_redis_client_call(c, 6, argv, &r, true) < 0)
         return -1;
     int rc = 0;
     if (r->type == REDIS_REPLY_ERROR) {
-        conn_fail(c, "redis unavailable: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
-        rc = -1;
+        rc = qs_redis_client_fail_reply(c, "redis unavailable", r);
     } else if (r->type != REDIS_REPLY_ARRAY) {
-        conn_fail(c, "redis unavailable: unexpected reply to XREVRANGE");
-        rc = -1;
+        rc = qs_redis_client_fail(c, "redis unavailable: unexpected reply to XREVRANGE");
     } else {
         uint64_t n = 0;
         char cursor[64] = "0-0";
@@ -1153,12 +534,12 @@ static int read_tail(redis_transport *t, rconn *c)
 
 static int bus_connect(redis_transport *t)
 {
-    rconn *c = &t->bconn;
+    qs_redis_client *c = &t->bconn;
     uv_mutex_lock(&t->base.mu);
     bool positioned = t->have_position;
     uv_mutex_unlock(&t->base.mu);
-    if (conn_open(t, c, true) < 0 || (!positioned && read_tail(t, c) < 0)) {
-        conn_close(c);
+    if (qs_redis_client_open(c, true) < 0 || (!positioned && read_tail(t, c) < 0)) {
+        qs_redis_client_close(c);
         link_down(t, &t->blink, c->err);
         return -1;
     }
@@ -1218,16 +599,15 @@ static void bus_deliver(redis_transport *t, const redisReply *r)
 static void bus_main(void *arg)
 {
     redis_transport *t = arg;
-    rconn *c = &t->bconn;
+    qs_redis_client *c = &t->bconn;
     while (!is_stopping(t)) {
-        if (c->fd < 0) {
+        if (!qs_redis_client_is_open(c)) {
             uv_mutex_lock(&t->base.mu);
             uint64_t at = t->blink.retry_at_ms;
             uv_mutex_unlock(&t->base.mu);
             uint64_t now = qs_now_ms();
             if (now < at) {
-                struct pollfd p = {t->wake_fd, POLLIN, 0};
-                poll(&p, 1, (int)(at - now));
+                qs_redis_client_ctx_sleep(&t->rctx, at - now);
                 continue;
             }
             if (bus_connect(t) < 0)
@@ -1243,33 +623,31 @@ static void bus_main(void *arg)
                  QS_MAX((size_t)1, QS_MIN((size_t)BUS_COUNT, BUS_BYTES / avg)));
         const char *argv[] = {"XREAD", "BLOCK",   block,       "COUNT",
                               count,   "STREAMS", t->s.stream, cursor};
-        size_t lens[8];
-        for (int i = 0; i < 8; i++)
-            lens[i] = strlen(argv[i]);
         qs_buf b = QS_BUF_INIT;
-        format_cmd(&b, 8, argv, lens);
-        uint64_t deadline = qs_now_ms() + BUS_BLOCK_MS + t->s.timeout_ms;
+        qs_redis_client_format(&b, 8, argv);
+        uint64_t deadline = qs_redis_client_deadline(c) + BUS_BLOCK_MS;
         redisReply *r = NULL;
-        int rc = io_write(t, c, b.p, b.len, deadline, true);
+        int rc = qs_redis_client_send(c, b.p, b.len, deadline, true);
         qs_buf_free(&b);
         if (rc == 0)
-            rc = io_read_reply(t, c, &r, deadline, true);
+            rc = qs_redis_client_read(c, &r, deadline, true);
         if (rc < 0) {
-            conn_close(c);
+            qs_redis_client_close(c);
             if (!is_stopping(t))
                 link_down(t, &t->blink, c->err);
             continue;
         }
         if (r->type == REDIS_REPLY_ERROR) {
-            conn_close(c);
+            qs_redis_client_close(c);
             char why[QS_REASON_MAX];
-            link_down(t, &t->blink, reply_error(why, "redis unavailable", r));
+            link_down(t, &t->blink,
+                      qs_redis_client_reply_error(why, QS_REASON_MAX, "redis unavailable", r));
         } else {
             bus_deliver(t, r);
         }
         freeReplyObject(r);
     }
-    conn_close(c);
+    qs_redis_client_close(c);
 }
 
 /* ------------------------------------------------------------ the writer */
@@ -1278,8 +656,7 @@ static void witem_free(witem *w)
 {
     if (w->u)
         qs_update_unref(w->u);
-    free(w->sub);
-    free(w->json);
+    qs_buf_free(&w->cmds);
     memset(w, 0, sizeof(*w));
 }
 
@@ -1291,145 +668,6 @@ static void witem_finish(witem *w, int status, const char *reason)
     witem_free(w);
 }
 
-static uint64_t presence_refresh_ms(const redis_transport *t)
-{
-    return QS_MAX(t->s.presence_ttl_ms / 3, (uint64_t)100);
-}
-
-/* Appends the commands that (re)write this node's whole hash; called under mu. Returns the
- * number of replies to read. */
-/* Appends the two commands that (re)take this node's lease and list it in the nodes set:
- * while the lease lives, the node's entries are listed; once it expires (the node died),
- * another node takes them (reap_script). */
-static void lease_cmds(redis_transport *t, qs_buf *out)
-{
-    const char *set[] = {"SET", t->k_alive, "1", "PX", t->ttl_arg};
-    const char *add[] = {"SADD", t->k_nodes, t->node};
-    size_t set_lens[] = {3, strlen(t->k_alive), 1, 2, strlen(t->ttl_arg)};
-    size_t add_lens[] = {4, strlen(t->k_nodes), strlen(t->node)};
-    format_cmd(out, 5, set, set_lens);
-    format_cmd(out, 3, add, add_lens);
-}
-
-static size_t presence_rewrite_cmds(redis_transport *t, qs_buf *out)
-{
-    const char *del[] = {"DEL", t->k_presence};
-    size_t del_lens[] = {3, strlen(t->k_presence)};
-    format_cmd(out, 2, del, del_lens);
-    size_t replies = 1;
-    size_t total = qs_strmap_count(&t->local);
-    if (!total)
-        return replies;
-    /* HSET in chunks: one command per 256 entries keeps each command small. */
-    const qs_strmap_entry *me;
-    size_t pos = 0, left = total;
-    while (left) {
-        size_t chunk = QS_MIN(left, (size_t)256);
-        int argc = 2 + 2 * (int)chunk;
-        const char **argv = qs_xcalloc((size_t)argc, sizeof(*argv));
-        size_t *lens = qs_xcalloc((size_t)argc, sizeof(*lens));
-        char **json = qs_xcalloc(chunk, sizeof(*json));
-        argv[0] = "HSET";
-        argv[1] = t->k_presence;
-        size_t k = 0;
-        while (k < chunk && qs_strmap_next(&t->local, &pos, &me)) {
-            const qs_presence_entry *e = me->value;
-            json[k] = qs_redis_presence_encode(e);
-            argv[2 + 2 * k] = e->subscriber;
-            argv[3 + 2 * k] = json[k];
-            k++;
-        }
-        argc = 2 + 2 * (int)k;
-        for (int i = 0; i < argc; i++)
-            lens[i] = strlen(argv[i]);
-        format_cmd(out, argc, argv, lens);
-        replies++;
-        for (size_t i = 0; i < k; i++)
-            free(json[i]);
-        free(json);
-        free(argv);
-        free(lens);
-        left = k == chunk ? left - chunk : 0;
-    }
-    lease_cmds(t, out);
-    return replies + 2;
-}
-
-/* Sends commands and reads `replies` replies, failing on the first error reply. */
-static int send_and_check(redis_transport *t, rconn *c, qs_buf *cmds, size_t replies)
-{
-    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
-    if (io_write(t, c, cmds->p, cmds->len, deadline, false) < 0)
-        return -1;
-    int rc = 0;
-    for (size_t i = 0; i < replies; i++) {
-        redisReply *r = NULL;
-        if (io_read_reply(t, c, &r, deadline, false) < 0)
-            return -1;
-        if (r->type == REDIS_REPLY_ERROR && !rc) {
-            conn_fail(c, "redis unavailable: %.*s", (int)QS_MIN(r->len, (size_t)200), r->str);
-            rc = -1;
-        }
-        freeReplyObject(r);
-    }
-    return rc;
-}
-
-/* True for Redis's answer to EVALSHA of a script its cache does not hold. */
-static bool is_noscript(const redisReply *r)
-{
-    return r->type == REDIS_REPLY_ERROR && r->len >= 8 && !memcmp(r->str, "NOSCRIPT", 8);
-}
-
-/* Runs a script by its SHA-1, or by its text when Redis's script cache lost it (NOSCRIPT).
- * args: the number of keys, the keys, the arguments. Returns 0 with the reply, or -1 when
- * the connection failed. */
-static int call_script(redis_transport *t, rconn *c, const char *script, const char *sha, int nargs,
-                       const char **args, redisReply **out)
-{
-    const char *argv[8];
-    size_t lens[8];
-    if (nargs + 2 > 8)
-        qs_panic("call_script: too many arguments");
-    for (int i = 0; i < nargs; i++) {
-        argv[i + 2] = args[i];
-        lens[i + 2] = strlen(args[i]);
-    }
-    for (int full = 0; full < 2; full++) {
-        argv[0] = full ? "EVAL" : "EVALSHA";
-        argv[1] = full ? script : sha;
-        lens[0] = strlen(argv[0]);
-        lens[1] = strlen(argv[1]);
-        if (conn_call(t, c, nargs + 2, argv, lens, out, false) < 0)
-            return -1;
-        const redisReply *r = *out;
-        if (!is_noscript(r))
-            break;
-        if (!full) {
-            freeReplyObject(*out);
-            *out = NULL;
-        }
-    }
-    return 0;
-}
-
-static int load_script(redis_transport *t, rconn *c, const char *script)
-{
-    const char *argv[] = {"SCRIPT", "LOAD", script};
-    size_t lens[] = {6, 4, strlen(script)};
-    redisReply *r = NULL;
-    if (conn_call(t, c, 3, argv, lens, &r, true) < 0)
-        return -1;
-    int rc = 0;
-    if (r->type == REDIS_REPLY_ERROR) {
-        conn_fail(c, "redis unavailable: SCRIPT LOAD: %.*s", (int)QS_MIN(r->len, (size_t)200),
-                  r->str);
-        rc = -1;
-    }
-    freeReplyObject(r);
-    return rc;
-}
-
 /* Opens the writer's connection, loads the publish script and rewrites this node's
  * presence hash. The link goes up in the same lock as the presence snapshot is taken:
  * presence changes made after it are queued, and sent after the rewrite. (The connection
@@ -1437,21 +675,21 @@ static int load_script(redis_transport *t, rconn *c, const char *script)
  * publishes get their real outcome.) */
 static bool writer_connect(redis_transport *t)
 {
-    rconn *c = &t->wconn;
-    if (conn_open(t, c, true) < 0 || load_script(t, c, publish_script) < 0) {
-        conn_close(c);
+    qs_redis_client *c = &t->wconn;
+    if (qs_redis_client_open(c, true) < 0 || qs_redis_client_script_load(c, &t->publish) < 0) {
+        qs_redis_client_close(c);
         link_down(t, &t->wlink, c->err);
         return false;
     }
     qs_buf cmds = QS_BUF_INIT;
     uv_mutex_lock(&t->base.mu);
-    size_t replies = presence_rewrite_cmds(t, &cmds);
+    size_t replies = qs_redis_presence_rewrite_cmds(&t->presence, &cmds);
     bool restored = link_up_locked(&t->wlink);
     uv_mutex_unlock(&t->base.mu);
-    int rc = send_and_check(t, c, &cmds, replies);
+    int rc = qs_redis_client_pipeline(c, &cmds, replies);
     qs_buf_free(&cmds);
     if (rc < 0) {
-        conn_close(c);
+        qs_redis_client_close(c);
         link_down(t, &t->wlink, c->err);
         return false;
     }
@@ -1467,20 +705,20 @@ static bool writer_connect(redis_transport *t)
 static void append_publish_group(redis_transport *t, qs_buf *out, qs_buf *rec, const witem *items,
                                  size_t n, const char *floor, bool full_script)
 {
-    resp_begin(out, 8 + 2 * n);
-    resp_str(out, full_script ? "EVAL" : "EVALSHA");
-    resp_str(out, full_script ? publish_script : t->pub_sha);
-    resp_str(out, "3");
-    resp_str(out, t->s.stream);
-    resp_str(out, t->k_seq);
-    resp_str(out, t->k_ids);
-    resp_str(out, t->max_length_arg);
-    resp_str(out, floor);
+    qs_redis_client_format_begin(out, 8 + 2 * n);
+    qs_redis_client_format_str(out, full_script ? "EVAL" : "EVALSHA");
+    qs_redis_client_format_str(out, full_script ? t->publish.text : t->publish.sha);
+    qs_redis_client_format_str(out, "3");
+    qs_redis_client_format_str(out, t->s.stream);
+    qs_redis_client_format_str(out, t->k_seq);
+    qs_redis_client_format_str(out, t->k_ids);
+    qs_redis_client_format_str(out, t->max_length_arg);
+    qs_redis_client_format_str(out, floor);
     for (size_t i = 0; i < n; i++) {
-        resp_str(out, items[i].u->id);
+        qs_redis_client_format_str(out, items[i].u->id);
         qs_buf_reset(rec);
         qs_record_encode(items[i].u, rec);
-        resp_arg(out, rec->p ? rec->p : "", rec->len);
+        qs_redis_client_format_arg(out, rec->p ? rec->p : "", rec->len);
     }
 }
 
@@ -1490,9 +728,9 @@ static void finish_one_publish(redis_transport *t, witem *w, const redisReply *r
     if (r->type == REDIS_REPLY_INTEGER) {
         witem_finish(w, 0, NULL);
     } else if (r->type == REDIS_REPLY_ERROR) {
-        bool again = transient_error(r->str, r->len);
+        bool again = qs_redis_client_is_transient(r);
         char why[QS_REASON_MAX];
-        reply_error(why, "redis refused the publish", r);
+        qs_redis_client_reply_error(why, QS_REASON_MAX, "redis refused the publish", r);
         qs_warn("redis %s: publish %s failed: %s", t->addr, w->u->id, why);
         witem_finish(w, again ? -EAGAIN : -EIO, why);
     } else {
@@ -1503,17 +741,17 @@ static void finish_one_publish(redis_transport *t, witem *w, const redisReply *r
 /* Reads the reply of a group's script call and completes its n items; returns 1 when the
  * group must be sent again with the full script (NOSCRIPT), 0 when done, -1 when the
  * connection failed (the items are then still pending). */
-static int finish_publish_group(redis_transport *t, rconn *c, witem *items, size_t n,
+static int finish_publish_group(redis_transport *t, qs_redis_client *c, witem *items, size_t n,
                                 uint64_t deadline)
 {
     redisReply *r = NULL;
-    if (io_read_reply(t, c, &r, deadline, false) < 0)
+    if (qs_redis_client_read(c, &r, deadline, false) < 0)
         return -1;
     int rc = 0;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == n) {
         for (size_t i = 0; i < n; i++)
             finish_one_publish(t, &items[i], r->element[i]);
-    } else if (is_noscript(r)) {
+    } else if (qs_redis_client_is_noscript(r)) {
         rc = 1;
     } else {
         for (size_t i = 0; i < n; i++)
@@ -1532,29 +770,11 @@ static size_t publish_run(const witem *items, size_t i, size_t n)
     return k;
 }
 
-/* Reads one presence reply; a refused write is logged (the next reconnection or refresh
- * rewrites the whole hash). Returns the reply's integer, or -1 when the connection
- * failed. */
-static long long finish_simple(redis_transport *t, rconn *c, uint64_t deadline)
-{
-    redisReply *r = NULL;
-    if (io_read_reply(t, c, &r, deadline, false) < 0)
-        return -1;
-    long long v = 0;
-    if (r->type == REDIS_REPLY_ERROR)
-        qs_warn("redis %s: presence update refused: %.*s", t->addr,
-                (int)QS_MIN(r->len, (size_t)200), r->str);
-    else if (r->type == REDIS_REPLY_INTEGER)
-        v = r->integer;
-    freeReplyObject(r);
-    return v;
-}
-
 /* The connection failed: items not completed yet fail with `reason`. */
 static void writer_lost(redis_transport *t, witem *items, size_t from, size_t n, const char *reason)
 {
-    rconn *c = &t->wconn;
-    conn_close(c);
+    qs_redis_client *c = &t->wconn;
+    qs_redis_client_close(c);
     link_down(t, &t->wlink, c->err);
     for (size_t i = from; i < n; i++)
         if (items[i].kind != W_DONE)
@@ -1562,21 +782,21 @@ static void writer_lost(redis_transport *t, witem *items, size_t from, size_t n,
 }
 
 /* The connection broke before a publish's reply: the update may have been stored. */
-static void unconfirmed_reason(char why[QS_REASON_MAX], const rconn *c)
+static void unconfirmed_reason(char why[QS_REASON_MAX], const qs_redis_client *c)
 {
     snprintf(why, QS_REASON_MAX,
              "redis unavailable: connection lost before the publish was confirmed (%.180s)",
-             err_detail(c));
+             qs_redis_client_err_detail(c));
 }
 
 /* One round trip: every item's commands, then every reply. */
 static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
 {
-    rconn *c = &t->wconn;
+    qs_redis_client *c = &t->wconn;
     char floor[24];
     uv_mutex_lock(&t->base.mu);
     snprintf(floor, sizeof(floor), "%" PRIu64, t->base.seq);
-    bool has_entries = qs_strmap_count(&t->local) > 0;
+    bool has_entries = qs_redis_presence_count(&t->presence) > 0;
     uv_mutex_unlock(&t->base.mu);
     refresh = refresh && has_entries;
 
@@ -1587,29 +807,15 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             size_t k = publish_run(items, i, n);
             append_publish_group(t, &out, &rec, w, k, floor, false);
             i += k - 1;
-        } else if (w->kind == W_PRESENCE_SET) {
-            const char *hset[] = {"HSET", t->k_presence, w->sub, w->json};
-            size_t l1[] = {4, strlen(t->k_presence), strlen(w->sub), strlen(w->json)};
-            format_cmd(&out, 4, hset, l1);
-            lease_cmds(t, &out);
-        } else if (w->kind == W_PRESENCE_DEL) {
-            const char *hdel[] = {"HDEL", t->k_presence, w->sub};
-            size_t l[] = {4, strlen(t->k_presence), strlen(w->sub)};
-            format_cmd(&out, 3, hdel, l);
+        } else if (w->kind == W_PRESENCE) {
+            qs_buf_append(&out, w->cmds.p, w->cmds.len);
         }
     }
-    if (refresh) {
-        /* PEXPIRE answers 0 when the lease is gone: see below. */
-        const char *exp[] = {"PEXPIRE", t->k_alive, t->ttl_arg};
-        const char *add[] = {"SADD", t->k_nodes, t->node};
-        size_t l2[] = {7, strlen(t->k_alive), strlen(t->ttl_arg)};
-        size_t l3[] = {4, strlen(t->k_nodes), strlen(t->node)};
-        format_cmd(&out, 3, exp, l2);
-        format_cmd(&out, 3, add, l3);
-    }
+    if (refresh)
+        qs_redis_presence_refresh_cmds(&t->presence, &out);
 
-    uint64_t deadline = qs_now_ms() + t->s.timeout_ms;
-    if (io_write(t, c, out.p, out.len, deadline, false) < 0) {
+    uint64_t deadline = qs_redis_client_deadline(c);
+    if (qs_redis_client_send(c, out.p, out.len, deadline, false) < 0) {
         writer_lost(t, items, 0, n, c->err);
         goto out;
     }
@@ -1634,9 +840,8 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             if (rc == 0)
                 i += k - 1;
         } else {
-            int cmds = w->kind == W_PRESENCE_SET ? 3 : 1;
-            for (int k = 0; k < cmds && rc == 0; k++)
-                rc = finish_simple(t, c, deadline) < 0 ? -1 : 0;
+            for (size_t k = 0; k < w->replies && rc == 0; k++)
+                rc = qs_redis_presence_read_reply(&t->presence, c, deadline) < 0 ? -1 : 0;
             if (rc == 0)
                 witem_free(w);
         }
@@ -1650,37 +855,17 @@ static void run_batch(redis_transport *t, witem *items, size_t n, bool refresh)
             goto out;
         }
     }
-    if (refresh) {
-        long long alive = finish_simple(t, c, deadline);
-        if (alive < 0 || finish_simple(t, c, deadline) < 0) {
-            writer_lost(t, items, 0, n_retry, c->err);
-            goto out;
-        }
-        if (alive == 0) {
-            /* The lease expired (this node stalled longer than its TTL; another node may
-             * have taken its entries and published their departures): write them again. */
-            qs_warn("redis %s: the presence lease of this node had expired; rewriting its "
-                    "entries",
-                    t->addr);
-            qs_buf cmds = QS_BUF_INIT;
-            uv_mutex_lock(&t->base.mu);
-            size_t replies = presence_rewrite_cmds(t, &cmds);
-            uv_mutex_unlock(&t->base.mu);
-            int rc = send_and_check(t, c, &cmds, replies);
-            qs_buf_free(&cmds);
-            if (rc < 0) {
-                writer_lost(t, items, 0, n_retry, c->err);
-                goto out;
-            }
-        }
+    if (refresh && qs_redis_presence_refreshed(&t->presence, c, deadline) < 0) {
+        writer_lost(t, items, 0, n_retry, c->err);
+        goto out;
     }
     if (n_retry) {
         qs_buf_reset(&out);
         for (size_t i = 0; i < n_retry; i += publish_run(items, i, n_retry))
             append_publish_group(t, &out, &rec, &items[i], publish_run(items, i, n_retry), floor,
                                  true);
-        deadline = qs_now_ms() + t->s.timeout_ms;
-        if (io_write(t, c, out.p, out.len, deadline, false) < 0) {
+        deadline = qs_redis_client_deadline(c);
+        if (qs_redis_client_send(c, out.p, out.len, deadline, false) < 0) {
             writer_lost(t, items, 0, n_retry, c->err);
             goto out;
         }
@@ -1704,61 +889,15 @@ out:
     qs_buf_free(&rec);
 }
 
-/* Removes this node from the registry on a clean stop. */
-static void presence_forget(redis_transport *t)
-{
-    rconn *c = &t->wconn;
-    qs_buf cmds = QS_BUF_INIT;
-    const char *del[] = {"DEL", t->k_presence, t->k_alive};
-    const char *rem[] = {"SREM", t->k_nodes, t->node};
-    size_t l1[] = {3, strlen(t->k_presence), strlen(t->k_alive)};
-    size_t l2[] = {4, strlen(t->k_nodes), strlen(t->node)};
-    format_cmd(&cmds, 3, del, l1);
-    format_cmd(&cmds, 3, rem, l2);
-    if (send_and_check(t, c, &cmds, 2) < 0)
-        qs_warn("redis %s: could not remove this node's presence entries: %s", t->addr, c->err);
-    qs_buf_free(&cmds);
-}
-
-/* Takes the entries of the nodes that died (their lease expired) and hands them to the hub,
- * which publishes their departures; the script gives each dead node's entries to exactly
- * one node. Runs on the writer's connection once per refresh period. */
-static void reap_dead_nodes(redis_transport *t)
-{
-    rconn *c = &t->wconn;
-    redisReply *rep = NULL;
-    const char *args[] = {"1", t->k_nodes, t->presence_prefix, t->alive_prefix, t->node};
-    if (call_script(t, c, reap_script, t->reap_sha, 5, args, &rep) < 0) {
-        writer_lost(t, NULL, 0, 0, c->err);
-        return;
-    }
-    qs_presence_entry *v = NULL;
-    size_t n = 0;
-    char why[QS_REASON_MAX];
-    if (rep->type == REDIS_REPLY_ERROR)
-        qs_warn("redis %s: %s", t->addr, reply_error(why, "reading dead nodes' presence", rep));
-    else if (qs_redis_presence_merge(rep, t->node, NULL, 0, &v, &n) < 0)
-        qs_warn("redis %s: unexpected reply to the presence reaper", t->addr);
-    if (n) {
-        qs_info("redis %s: %zu subscriptions of %zu node(s) that stopped refreshing their "
-                "lease are gone",
-                t->addr, n, rep->elements / 2);
-        if (t->host.presence_lost)
-            t->host.presence_lost(t->host.ctx, v, n);
-    }
-    qs_presence_entries_free(v, n);
-    freeReplyObject(rep);
-}
-
 static void writer_main(void *arg)
 {
     redis_transport *t = arg;
     witem *batch = NULL;
     size_t cap = 0;
-    uint64_t next_refresh = qs_now_ms() + presence_refresh_ms(t);
+    uint64_t next_refresh = qs_now_ms() + qs_redis_presence_refresh_ms(&t->presence);
     uv_mutex_lock(&t->base.mu);
     for (;;) {
-        if (t->wconn.fd < 0) {
+        if (!qs_redis_client_is_open(&t->wconn)) {
             /* Disconnected: what is queued cannot be sent (publishes fail, presence changes
              * are rewritten in full after reconnecting). */
             if (t->qn) {
@@ -1800,7 +939,7 @@ static void writer_main(void *arg)
         size_t n = 0, bytes = 0;
         while (n < t->qn && n < MAX_PIPELINE && bytes < MAX_PIPELINE_BYTES) {
             const witem *w = &t->queue[n++];
-            bytes += 128 + (w->u ? w->u->frame->len : 0) + (w->json ? strlen(w->json) : 0);
+            bytes += 128 + (w->u ? w->u->frame->len : 0) + w->cmds.len;
         }
         if (n > cap) {
             cap = QS_MAX(n, cap * 2);
@@ -1813,12 +952,12 @@ static void writer_main(void *arg)
         }
         bool refresh = now >= next_refresh;
         if (refresh)
-            next_refresh = now + presence_refresh_ms(t);
+            next_refresh = now + qs_redis_presence_refresh_ms(&t->presence);
         uv_mutex_unlock(&t->base.mu);
-        if (!conn_alive(&t->wconn)) {
+        if (!qs_redis_client_alive(&t->wconn)) {
             /* Found dead while idle (Redis restarted): reconnect before sending anything,
              * so these items are not failed for nothing. */
-            conn_close(&t->wconn);
+            qs_redis_client_close(&t->wconn);
             if (writer_connect(t)) {
                 run_batch(t, batch, n, refresh);
             } else {
@@ -1834,14 +973,15 @@ static void writer_main(void *arg)
         }
         /* Only a node that publishes subscription events takes dead nodes' entries: one
          * that does not would drop their departures. */
-        if (refresh && t->wconn.fd >= 0 && t->host.presence_lost)
-            reap_dead_nodes(t);
+        if (refresh && qs_redis_client_is_open(&t->wconn) && t->host.presence_lost &&
+            qs_redis_presence_reap(&t->presence, &t->wconn, &t->host) < 0)
+            writer_lost(t, NULL, 0, 0, NULL);
         uv_mutex_lock(&t->base.mu);
     }
     uv_mutex_unlock(&t->base.mu);
-    if (t->wconn.fd >= 0)
-        presence_forget(t);
-    conn_close(&t->wconn);
+    if (qs_redis_client_is_open(&t->wconn))
+        qs_redis_presence_forget(&t->presence, &t->wconn);
+    qs_redis_client_close(&t->wconn);
     free(batch);
 }
 
@@ -1857,7 +997,7 @@ static void fail_replay(qs_replay *r, const char *reason)
 /* Fills r; returns -1 when the connection failed (r may be retried), 0 otherwise. */
 static int serve_replay(redis_transport *t, qs_replay *r)
 {
-    rconn *c = &t->hconn;
+    qs_redis_client *c = &t->hconn;
     uv_mutex_lock(&t->base.mu);
     /* A node that started while Redis was away has workers at position 0 until its first
      * delivery: everything up to where its bus started is history for them. */
@@ -1874,8 +1014,7 @@ static int serve_replay(redis_transport *t, qs_replay *r)
         after = 0;
         if (strcmp(r->after_id, "earliest") != 0) {
             const char *argv[] = {"ZSCORE", t->k_ids, r->after_id};
-            size_t lens[] = {6, strlen(t->k_ids), strlen(r->after_id)};
-            if (conn_call(t, c, 3, argv, lens, &rep, false) < 0)
+            if (qs_redis_client_call(c, 3, argv, &rep, false) < 0)
                 return -1;
             double score = 0;
             char *end = NULL;
@@ -1883,7 +1022,8 @@ static int serve_replay(redis_transport *t, qs_replay *r)
                 score = strtod(rep->str, &end);
             if (rep->type == REDIS_REPLY_ERROR) {
                 char why[QS_REASON_MAX];
-                fail_replay(r, reply_error(why, "redis refused the history lookup", rep));
+                fail_replay(r, qs_redis_client_reply_error(
+                                   why, QS_REASON_MAX, "redis refused the history lookup", rep));
             } else if (rep->type != REDIS_REPLY_STRING || end == rep->str || score < 1 ||
                        score > 9007199254740992.0) {
                 /* Unknown (never stored, or trimmed): nothing is replayed, as lmdb.c. */
@@ -1915,15 +1055,13 @@ static int serve_replay(redis_transport *t, qs_replay *r)
     snprintf(stop, sizeof(stop), "%" PRIu64 "-0", until);
     snprintf(cnt, sizeof(cnt), "%zu", count + (check_first ? 1 : 0));
     const char *argv[] = {"XRANGE", t->s.stream, start, stop, "COUNT", cnt};
-    size_t lens[6];
-    for (int i = 0; i < 6; i++)
-        lens[i] = strlen(argv[i]);
-    if (conn_call(t, c, 6, argv, lens, &rep, false) < 0)
+    if (qs_redis_client_call(c, 6, argv, &rep, false) < 0)
         return -1;
     if (rep->type == REDIS_REPLY_ERROR || rep->type != REDIS_REPLY_ARRAY) {
         char why[QS_REASON_MAX];
         fail_replay(r, rep->type == REDIS_REPLY_ERROR
-                           ? reply_error(why, "redis refused the history read", rep)
+                           ? qs_redis_client_reply_error(why, QS_REASON_MAX,
+                                                         "redis refused the history read", rep)
                            : "redis: unexpected reply to XRANGE");
         freeReplyObject(rep);
         return 0;
@@ -1972,45 +1110,14 @@ more:
     return 0;
 }
 
-static int serve_presence(redis_transport *t, qs_presence_query *q)
-{
-    rconn *c = &t->hconn;
-    redisReply *rep = NULL;
-    const char *args[] = {"1", t->k_nodes, t->presence_prefix, t->alive_prefix};
-    if (call_script(t, c, list_script, t->list_sha, 4, args, &rep) < 0)
-        return -1;
-    if (rep->type == REDIS_REPLY_ERROR) {
-        q->status = -1;
-        reply_error(q->reason, "redis refused the presence read", rep);
-        freeReplyObject(rep);
-        return 0;
-    }
-    uv_mutex_lock(&t->base.mu);
-    size_t n_local = qs_strmap_count(&t->local), k = 0;
-    qs_presence_entry *local = qs_xcalloc(n_local ? n_local : 1, sizeof(*local));
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);)
-        qs_presence_entry_copy(&local[k++], me->value);
-    uv_mutex_unlock(&t->base.mu);
-    if (qs_redis_presence_merge(rep, t->node, local, n_local, &q->entries, &q->n) < 0) {
-        q->status = -1;
-        snprintf(q->reason, sizeof(q->reason), "redis: unexpected reply to the presence read");
-    } else {
-        q->status = 0;
-    }
-    qs_presence_entries_free(local, n_local);
-    freeReplyObject(rep);
-    return 0;
-}
-
 /* The reader connects on demand; while Redis is away, requests fail at once until the
  * backoff delay has passed. */
 static bool reader_ready(redis_transport *t, char why[QS_REASON_MAX])
 {
-    rconn *c = &t->hconn;
-    if (c->fd >= 0 && conn_alive(c))
+    qs_redis_client *c = &t->hconn;
+    if (qs_redis_client_alive(c))
         return true;
-    conn_close(c);
+    qs_redis_client_close(c);
     uv_mutex_lock(&t->base.mu);
     bool wait = !t->rlink.up && t->rlink.reason[0] && qs_now_ms() < t->rlink.retry_at_ms;
     if (wait)
@@ -2018,7 +1125,7 @@ static bool reader_ready(redis_transport *t, char why[QS_REASON_MAX])
     uv_mutex_unlock(&t->base.mu);
     if (wait)
         return false;
-    if (conn_open(t, c, false) < 0) {
+    if (qs_redis_client_open(c, false) < 0) {
         snprintf(why, QS_REASON_MAX, "%s", c->err);
         link_down(t, &t->rlink, why);
         return false;
@@ -2034,7 +1141,8 @@ static void serve_job(redis_transport *t, rjob *j)
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!reader_ready(t, why))
             break;
-        int rc = j->r ? serve_replay(t, j->r) : serve_presence(t, j->q);
+        int rc =
+            j->r ? serve_replay(t, j->r) : qs_redis_presence_list(&t->presence, &t->hconn, j->q);
         if (rc == 0) {
             if (j->r)
                 j->r->done(j->r);
@@ -2043,7 +1151,7 @@ static void serve_job(redis_transport *t, rjob *j)
             return;
         }
         snprintf(why, sizeof(why), "%s", t->hconn.err);
-        conn_close(&t->hconn);
+        qs_redis_client_close(&t->hconn);
         link_down(t, &t->rlink, why);
     }
     if (j->r) {
@@ -2073,7 +1181,7 @@ static void reader_main(void *arg)
         uv_mutex_lock(&t->base.mu);
     }
     uv_mutex_unlock(&t->base.mu);
-    conn_close(&t->hconn);
+    qs_redis_client_close(&t->hconn);
 }
 
 static void add_job(redis_transport *t, rjob j)
@@ -2092,56 +1200,6 @@ static void add_job(redis_transport *t, rjob j)
 
 static void redis_destroy(qs_transport *base);
 
-static void sha1_hex(const char *s, char out[41])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL);
-    for (unsigned int i = 0; i < n && i < 20; i++)
-        snprintf(out + 2 * i, 3, "%02x", md[i]);
-}
-
-static int make_ssl_ctx(redis_transport *t, const qs_config_transport *cfg, char **err)
-{
-    const char *src = cfg->source ? cfg->source : "config";
-    t->ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!t->ssl_ctx) {
-        *err = qs_xasprintf("%s:%d: transport redis: cannot set up TLS", src, cfg->line);
-        return -1;
-    }
-    SSL_CTX_set_min_proto_version(t->ssl_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(t->ssl_ctx,
-                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (t->s.tls_insecure) {
-        SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_NONE, NULL);
-    } else {
-        SSL_CTX_set_verify(t->ssl_ctx, SSL_VERIFY_PEER, NULL);
-        int ok = t->s.tls_ca ? SSL_CTX_load_verify_locations(t->ssl_ctx, t->s.tls_ca, NULL)
-                             : SSL_CTX_set_default_verify_paths(t->ssl_ctx);
-        if (ok != 1) {
-            *err = qs_xasprintf("%s:%d: transport redis: tls_ca: cannot load \"%s\"", src,
-                                cfg->line, t->s.tls_ca ? t->s.tls_ca : "(system CAs)");
-            return -1;
-        }
-    }
-    if (t->s.tls_cert) {
-        if (SSL_CTX_use_certificate_chain_file(t->ssl_ctx, t->s.tls_cert) != 1) {
-            *err = qs_xasprintf("%s:%d: transport redis: tls_cert: cannot load \"%s\"", src,
-                                cfg->line, t->s.tls_cert);
-            return -1;
-        }
-        if (SSL_CTX_use_PrivateKey_file(t->ssl_ctx, t->s.tls_key, SSL_FILETYPE_PEM) != 1 ||
-            SSL_CTX_check_private_key(t->ssl_ctx) != 1) {
-            *err = qs_xasprintf("%s:%d: transport redis: tls_key: cannot load \"%s\" (or it "
-                                "does not match tls_cert)",
-                                src, cfg->line, t->s.tls_key);
-            return -1;
-        }
-    }
-    ERR_clear_error();
-    return 0;
-}
-
 static int redis_create(const qs_config_transport *cfg, const qs_transport_host *host,
                         qs_transport **out, char **err)
 {
@@ -2152,13 +1210,11 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     qs_transport_base_init(&t->base, &qs_transport_redis_ops);
     t->host = *host;
     t->s = s;
-    t->wake_fd = -1;
     uv_cond_init(&t->writer_cond);
     uv_cond_init(&t->reader_cond);
-    conn_init(&t->wconn);
-    conn_init(&t->bconn);
-    conn_init(&t->hconn);
-    qs_strmap_init(&t->local);
+    qs_redis_client_init(&t->wconn, &t->rctx);
+    qs_redis_client_init(&t->bconn, &t->rctx);
+    qs_redis_client_init(&t->hconn, &t->rctx);
     t->wlink.name = "publish";
     t->blink.name = "bus";
     t->rlink.name = "history";
@@ -2167,26 +1223,22 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     t->addr = qs_xasprintf("%s%s%s:%d", v6 ? "[" : "", s.host, v6 ? "]" : "", s.port);
     t->k_seq = qs_xasprintf("%s:seq", s.stream);
     t->k_ids = qs_xasprintf("%s:ids", s.stream);
-    t->k_nodes = qs_xasprintf("%s:nodes", s.stream);
-    t->presence_prefix = qs_xasprintf("%s:presence:", s.stream);
-    t->alive_prefix = qs_xasprintf("%s:alive:", s.stream);
-    char urn[QS_UUID_URN_LEN + 1];
-    qs_uuid4_urn(urn);
-    snprintf(t->node, sizeof(t->node), "%s", urn + 9);
-    t->k_presence = qs_xasprintf("%s%s", t->presence_prefix, t->node);
-    t->k_alive = qs_xasprintf("%s%s", t->alive_prefix, t->node);
-    sha1_hex(publish_script, t->pub_sha);
-    sha1_hex(list_script, t->list_sha);
-    sha1_hex(reap_script, t->reap_sha);
+    qs_redis_client_script_init(&t->publish, publish_script);
     snprintf(t->max_length_arg, sizeof(t->max_length_arg), "%" PRIu64, s.max_length);
-    snprintf(t->ttl_arg, sizeof(t->ttl_arg), "%" PRIu64, s.presence_ttl_ms);
-    t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (t->wake_fd < 0) {
-        *err = qs_xasprintf("transport redis: eventfd: %s", strerror(errno));
-        redis_destroy(&t->base);
-        return -1;
-    }
-    if (s.tls && make_ssl_ctx(t, cfg, err) < 0) {
+    qs_redis_presence_init(&t->presence, s.stream, s.presence_ttl_ms, &t->base.mu, t->addr);
+    qs_redis_client_options o = {.host = s.host,
+                                 .port = s.port,
+                                 .username = s.username,
+                                 .password = s.password,
+                                 .timeout_ms = s.timeout_ms,
+                                 .tls = s.tls,
+                                 .tls_insecure = s.tls_insecure,
+                                 .tls_ca = s.tls_ca,
+                                 .tls_cert = s.tls_cert,
+                                 .tls_key = s.tls_key,
+                                 .source = cfg->source,
+                                 .line = cfg->line};
+    if (qs_redis_client_ctx_init(&t->rctx, &o, err) < 0) {
         redis_destroy(&t->base);
         return -1;
     }
@@ -2206,8 +1258,8 @@ static int redis_create(const qs_config_transport *cfg, const qs_transport_host 
     if (bus_ok && writer_ok)
         qs_info("redis %s: stream \"%s\", node %s, last event id %s (position %" PRIu64
                 "), retention %s%" PRIu64,
-                t->addr, s.stream, t->node, t->base.last_id ? t->base.last_id : "none", t->base.seq,
-                s.max_length ? "~" : "unbounded", s.max_length);
+                t->addr, s.stream, t->presence.node, t->base.last_id ? t->base.last_id : "none",
+                t->base.seq, s.max_length ? "~" : "unbounded", s.max_length);
     else
         qs_warn("redis %s: not available at start (%s): the hub starts unhealthy and keeps "
                 "retrying",
@@ -2228,6 +1280,17 @@ static int redis_start(qs_transport *base, char **err)
     return 0;
 }
 
+/* Queues an item for the writer (under mu). */
+static void queue_push(redis_transport *t, witem w)
+{
+    if (t->qn == t->qcap) {
+        t->qcap = t->qcap ? t->qcap * 2 : 64;
+        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
+    }
+    t->queue[t->qn++] = w;
+    uv_cond_signal(&t->writer_cond);
+}
+
 static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
 {
     redis_transport *t = (redis_transport *)base;
@@ -2244,12 +1307,7 @@ static void redis_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, vo
         cb(arg, -EAGAIN, why);
         return;
     }
-    if (t->qn == t->qcap) {
-        t->qcap = t->qcap ? t->qcap * 2 : 64;
-        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
-    }
-    t->queue[t->qn++] = (witem){.kind = W_PUBLISH, .u = qs_update_ref(u), .cb = cb, .arg = arg};
-    uv_cond_signal(&t->writer_cond);
+    queue_push(t, (witem){.kind = W_PUBLISH, .u = qs_update_ref(u), .cb = cb, .arg = arg});
     uv_mutex_unlock(&t->base.mu);
 }
 
@@ -2263,66 +1321,29 @@ static void redis_presence_list(qs_transport *base, qs_presence_query *q)
     add_job((redis_transport *)base, (rjob){.q = q});
 }
 
-/* Registration order across nodes: wall-clock microseconds, strictly increasing here. */
-static uint64_t next_order(redis_transport *t)
+/* Registers e, or forgets `subscriber` when e is NULL, and queues the write to Redis when
+ * the writer is connected (otherwise the local copy is enough: it is written in full after
+ * reconnecting). */
+static void presence_change(redis_transport *t, const qs_presence_entry *e, const char *subscriber)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-    if (us <= t->last_order)
-        us = t->last_order + 1;
-    t->last_order = us;
-    return us;
-}
-
-/* Queues a presence write when the writer is connected; otherwise the local copy is enough
- * (it is written in full after reconnecting). Called under mu. */
-static void queue_presence(redis_transport *t, witem w)
-{
-    if (!t->wlink.up) {
-        witem_free(&w);
-        return;
-    }
-    if (t->qn == t->qcap) {
-        t->qcap = t->qcap ? t->qcap * 2 : 64;
-        t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
-    }
-    t->queue[t->qn++] = w;
-    uv_cond_signal(&t->writer_cond);
+    witem w = {.kind = W_PRESENCE};
+    uv_mutex_lock(&t->base.mu);
+    qs_buf *cmds = t->wlink.up ? &w.cmds : NULL;
+    w.replies = e ? qs_redis_presence_add(&t->presence, e, cmds)
+                  : qs_redis_presence_remove(&t->presence, subscriber, cmds);
+    if (w.replies)
+        queue_push(t, w);
+    uv_mutex_unlock(&t->base.mu);
 }
 
 static void redis_presence_add(qs_transport *base, const qs_presence_entry *e)
 {
-    redis_transport *t = (redis_transport *)base;
-    qs_presence_entry *copy = qs_xcalloc(1, sizeof(*copy));
-    qs_presence_entry_copy(copy, e);
-    uv_mutex_lock(&t->base.mu);
-    copy->order = next_order(t);
-    void **slot = qs_strmap_upsert(&t->local, copy->subscriber, strlen(copy->subscriber));
-    qs_presence_entry *old = *slot;
-    *slot = copy;
-    queue_presence(t, (witem){.kind = W_PRESENCE_SET,
-                              .sub = qs_xstrdup(copy->subscriber),
-                              .json = qs_redis_presence_encode(copy)});
-    uv_mutex_unlock(&t->base.mu);
-    if (old) {
-        qs_presence_entry_clear(old);
-        free(old);
-    }
+    presence_change((redis_transport *)base, e, NULL);
 }
 
 static void redis_presence_remove(qs_transport *base, const char *subscriber)
 {
-    redis_transport *t = (redis_transport *)base;
-    uv_mutex_lock(&t->base.mu);
-    qs_presence_entry *old = qs_strmap_remove(&t->local, subscriber, strlen(subscriber));
-    if (old)
-        queue_presence(t, (witem){.kind = W_PRESENCE_DEL, .sub = qs_xstrdup(subscriber)});
-    uv_mutex_unlock(&t->base.mu);
-    if (old) {
-        qs_presence_entry_clear(old);
-        free(old);
-    }
+    presence_change((redis_transport *)base, NULL, subscriber);
 }
 
 static bool redis_healthy(qs_transport *base, char reason[QS_REASON_MAX])
@@ -2344,11 +1365,7 @@ static void redis_stop(qs_transport *base)
     uv_cond_broadcast(&t->writer_cond);
     uv_cond_broadcast(&t->reader_cond);
     uv_mutex_unlock(&t->base.mu);
-    if (t->wake_fd >= 0) {
-        uint64_t one = 1;
-        if (write(t->wake_fd, &one, sizeof(one)) < 0)
-            qs_debug("redis: eventfd write: %s", strerror(errno));
-    }
+    qs_redis_client_ctx_wake(&t->rctx);
     if (t->threads_started) {
         uv_thread_join(&t->bus);
         uv_thread_join(&t->reader);
@@ -2361,23 +1378,15 @@ static void redis_destroy(qs_transport *base)
 {
     redis_transport *t = (redis_transport *)base;
     redis_stop(base);
-    conn_close(&t->wconn);
-    conn_close(&t->bconn);
-    conn_close(&t->hconn);
+    qs_redis_client_close(&t->wconn);
+    qs_redis_client_close(&t->bconn);
+    qs_redis_client_close(&t->hconn);
     for (size_t i = 0; i < t->qn; i++)
         witem_finish(&t->queue[i], -EAGAIN, "the hub is shutting down");
     free(t->queue);
     free(t->jobs);
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);) {
-        qs_presence_entry_clear(me->value);
-        free(me->value);
-    }
-    qs_strmap_free(&t->local);
-    if (t->ssl_ctx)
-        SSL_CTX_free(t->ssl_ctx);
-    if (t->wake_fd >= 0)
-        close(t->wake_fd);
+    qs_redis_presence_destroy(&t->presence);
+    qs_redis_client_ctx_destroy(&t->rctx);
     qs_transport_base_destroy(&t->base);
     uv_cond_destroy(&t->writer_cond);
     uv_cond_destroy(&t->reader_cond);
@@ -2385,11 +1394,6 @@ static void redis_destroy(qs_transport *base)
     free(t->addr);
     free(t->k_seq);
     free(t->k_ids);
-    free(t->k_nodes);
-    free(t->k_presence);
-    free(t->presence_prefix);
-    free(t->k_alive);
-    free(t->alive_prefix);
     free(t);
 }
 

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT
- * redis.h - the pure pieces of the Redis transport (redis.c), exposed for unit tests:
- * options, stream ids, stream entries as updates, and presence entries as stored in Redis.
+ * redis.h - the pure pieces of the Redis transport (redis.c), exposed for unit tests and
+ * fuzzing: options, stream ids, and stream entries as updates. Presence entries as stored in
+ * Redis are redis_presence.h's (qs_redis_presence_encode/decode/merge), included here for
+ * the tests and fuzz targets that reach them through this header; one connection to Redis
+ * is redis_client.h.
  *
- * Nothing here does I/O; replies are hiredis reply objects (its RESP reader builds them).
+ * Nothing here does I/O or keeps state, so any thread may call it; replies are hiredis reply
+ * objects (its RESP reader builds them).
  */
 #ifndef QS_TRANSPORT_REDIS_H
 #define QS_TRANSPORT_REDIS_H
@@ -10,6 +14,7 @@
 #include <hiredis/hiredis.h>
 
 #include "transport.h"
+#include "transport/redis_presence.h"
 
 #define QS_REDIS_DEFAULT_HOST "127.0.0.1"
 #define QS_REDIS_DEFAULT_PORT 6379
@@ -49,21 +54,5 @@ bool qs_redis_parse_stream_id(const char *s, size_t len, uint64_t *ms, uint64_t 
  * is unreadable; *seq is set whenever the id is well formed.
  */
 qs_update *qs_redis_entry_update(const redisReply *entry, uint64_t *seq);
-
-/** A presence entry as stored in the node's hash: {"topics":[…],"payload":…,"order":n}. */
-char *qs_redis_presence_encode(const qs_presence_entry *e);
-/** The reverse; 0, or -1 when the JSON is not a presence entry. */
-int qs_redis_presence_decode(const char *subscriber, const char *json, size_t len,
-                             qs_presence_entry *out);
-
-/**
- * The registry of the whole cluster: the entries of other nodes from the reply of the list
- * script ([node, [subscriber, json, …], …]), this node's from `local` (fresher than Redis:
- * its writes may still be queued), sorted by (order, node). Returns 0, or -1 when the reply
- * is malformed.
- */
-int qs_redis_presence_merge(const redisReply *reply, const char *self,
-                            const qs_presence_entry *local, size_t n_local, qs_presence_entry **out,
-                            size_t *n);
 
 #endif

@@ -9,6 +9,7 @@
 #include "harness.h"
 #include "record.h"
 #include "transport/redis.h"
+#include "transport/redis_presence.h"
 
 static int load_url(const char *url, qs_redis_settings *s, char **err)
 {
