@@ -1,4 +1,4 @@
-"""CORS (`cors_origins`), as rs/cors configured by the reference hub (PROTOCOL.md §1.11)."""
+"""CORS (`cors_origins`), as rs/cors configured by the reference hub (docs/protocol.md §10)."""
 
 import pytest
 

@@ -1,5 +1,5 @@
 """Reconnection with history on the default, persistent transport (the reference's default
-is bolt: PROTOCOL.md §1.8 and §2.6). Skipped when the default transport keeps no history."""
+is bolt: docs/protocol.md §8). Skipped when the default transport keeps no history."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Private updates: who receives them (PROTOCOL.md §1.2 delivery rule, §1.7)."""
+"""Private updates: who receives them (docs/protocol.md §3.4 delivery rule, §7)."""
 
 import qs
 

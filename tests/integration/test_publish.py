@@ -1,4 +1,4 @@
-"""Publishing: form fields, generated ids, every [0.x] error status (PROTOCOL.md §1.13)."""
+"""Publishing: form fields, generated ids, every [0.x] error status (docs/protocol.md §5, §12)."""
 
 import time
 

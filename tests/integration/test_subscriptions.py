@@ -1,6 +1,6 @@
 """Presence (the `subscriptions` directive): subscription events byte for byte, the
 active subscriptions API documents, 304, 404, authorization, and subscribers that vanish
-without closing their connection (PROTOCOL.md §1.9, [0.x])."""
+without closing their connection (docs/protocol.md §9)."""
 
 import json
 import shutil
