@@ -147,8 +147,8 @@ static bool route_matches(const qs_http_route *r, qs_slice path)
         return prefix && path.n == n;
     case QS_HTTP_TREE:
         return prefix && (path.n == n || path.p[n] == '/');
-    case QS_HTTP_BELOW:
-        return prefix && path.n > n && path.p[n] == '/';
+    case QS_HTTP_PREFIX:
+        return prefix;
     }
     return false;
 }

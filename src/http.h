@@ -62,7 +62,8 @@ typedef struct qs_http_stream_owner {
 
 typedef struct qs_http_ostream_ops {
     /** Sends the response head (status, content type, header lines) before the first body
-     *  bytes written; the head's buffers are taken. */
+     *  bytes written; the head's buffers are taken. A status other than 200 is a complete
+     *  answer instead of a stream (its body included): only close may follow. */
     void (*head)(qs_http_ostream *os, qs_http_response *head);
     /** Writes what the peer takes now without waiting; returns the bytes of iov taken
      *  (0 when none, e.g. a write is queued) or a negative libuv error. */
@@ -70,7 +71,8 @@ typedef struct qs_http_ostream_ops {
     /** Queues iov (which must stay valid until written); owner->written follows. Returns 0
      *  or a negative libuv error (then no callback). One queued write at a time. */
     int (*write)(qs_http_ostream *os, const uv_buf_t *iov, unsigned n);
-    /** Ends the stream after what was written; owner->closed follows from the loop. */
+    /** Ends the stream after what was written (a head not written yet is sent first);
+     *  owner->closed follows from the loop. */
     void (*close)(qs_http_ostream *os);
 } qs_http_ostream_ops;
 
@@ -132,9 +134,9 @@ void qs_http_req_finish(qs_http_req *req);
 typedef void (*qs_http_handler)(qs_http_req *req);
 
 enum qs_http_match {
-    QS_HTTP_EXACT, /* the path itself */
-    QS_HTTP_TREE,  /* the path and everything below it */
-    QS_HTTP_BELOW, /* everything strictly below the path */
+    QS_HTTP_EXACT,  /* the path itself */
+    QS_HTTP_TREE,   /* the path and everything below it */
+    QS_HTTP_PREFIX, /* every path that starts with it */
 };
 
 typedef struct qs_http_route {

@@ -43,24 +43,41 @@ static void preflight(qs_http_req *req)
     qs_http_respond(req, &r);
 }
 
+/* CORS wraps every path of the hub, as in the reference: a preflight is answered before
+ * routing. */
+static bool answered_preflight(qs_http_req *req)
+{
+    if (!qs_cors_is_preflight(req->ctx->hub->cfg, req->method, req->headers, req->n_headers))
+        return false;
+    preflight(req);
+    return true;
+}
+
 /* /.well-known/mercure: the method chooses the endpoint. */
 static void hub_endpoint(qs_http_req *req)
 {
+    if (answered_preflight(req))
+        return;
     if (is_get(req))
         qs_subscribe_handle(req);
     else if (qs_slice_eq(req->method, "POST"))
         qs_publish_handle(req);
-    else if (qs_cors_is_preflight(req->ctx->hub->cfg, req->method, req->headers, req->n_headers))
-        preflight(req);
     else
         qs_endpoint_method_not_allowed(req, "GET, HEAD, POST");
 }
 
-/* Everything under the hub path belongs to the hub (the reference never lets such a
- * request fall through to other handlers). */
+static void subscriptions_endpoint(qs_http_req *req)
+{
+    if (!answered_preflight(req))
+        qs_subscriptions_handle(req);
+}
+
+/* Every path that starts with the hub's belongs to the hub (the reference never lets such
+ * a request fall through to other handlers). */
 static void hub_not_found(qs_http_req *req)
 {
-    qs_endpoint_error(req, 404, "404 page not found");
+    if (!answered_preflight(req))
+        qs_endpoint_error(req, 404, "404 page not found");
 }
 
 static void healthz(qs_http_req *req)
@@ -130,8 +147,8 @@ static void refused(qs_slice method, qs_slice path, int status)
 
 static const qs_http_route routes[] = {
     {HUB_PATH, QS_HTTP_EXACT, hub_endpoint},
-    {HUB_PATH "/subscriptions", QS_HTTP_TREE, qs_subscriptions_handle},
-    {HUB_PATH, QS_HTTP_BELOW, hub_not_found},
+    {HUB_PATH "/subscriptions", QS_HTTP_TREE, subscriptions_endpoint},
+    {HUB_PATH, QS_HTTP_PREFIX, hub_not_found},
     {"/healthz", QS_HTTP_EXACT, healthz},
     {"/metrics", QS_HTTP_EXACT, metrics},
     {"/robots.txt", QS_HTTP_EXACT, robots},

@@ -102,6 +102,20 @@ def test_options_without_cors_is_405(hub):
     assert not r.has_header("Access-Control-Allow-Origin")
 
 
+@pytest.mark.parametrize("path", ["/.well-known/mercure/subscriptions",
+                                  "/.well-known/mercure/subscriptions/urn%3Ax",
+                                  "/.well-known/mercure/anything"])
+def test_preflight_is_answered_on_every_hub_path(cors_hub, path):
+    """CORS wraps the whole hub, as rs/cors wraps the reference's router: a browser calling
+    the subscriptions API with an Authorization header gets its preflight."""
+    r = cors_hub.request("OPTIONS", path, [("Origin", ORIGIN),
+                                           ("Access-Control-Request-Method", "GET"),
+                                           ("Access-Control-Request-Headers", "authorization")])
+    assert r.status == 204, r
+    assert r.header("Access-Control-Allow-Origin") == ORIGIN
+    assert r.header("Access-Control-Allow-Headers") == "authorization"
+
+
 def test_options_without_request_method_is_not_a_preflight(cors_hub):
     r = cors_hub.request("OPTIONS", qs.HUB_PATH, [("Origin", ORIGIN)])
     assert r.status == 405

@@ -311,3 +311,21 @@ def test_same_key_for_publishers_and_subscribers(start_hub):
     with qs.open_stream(hub, ["urn:x"], token=tok) as s:
         qs.publish_ok(hub, ["urn:x"], "x", id="p", private=True, token=tok)
         assert s.next_event().id == "p"
+
+
+@pytest.mark.parametrize("path", ["/.well-known/mercure/x", "/.well-known/mercure/",
+                                  "/.well-known/mercurefoo"])
+def test_every_path_starting_with_the_hubs_belongs_to_the_hub(hub, path):
+    """The reference serves every path starting with /.well-known/mercure itself: an
+    unknown one is gorilla/mux's 404, with the hub's security headers."""
+    r = hub.request("GET", path)
+    assert r.status == 404
+    assert r.body == b"404 page not found\n"
+    assert r.header("X-Frame-Options") == "DENY"
+
+
+def test_other_paths_are_not_found(hub):
+    r = hub.request("GET", "/nothing-here")
+    assert r.status == 404
+    assert r.body == b"Not Found\n"
+    assert not r.has_header("X-Frame-Options")
