@@ -61,7 +61,17 @@ static void pull_finish(qs_async *a)
     if (r->status != 0) {
         qs_error("history replay failed: %s", r->reason[0] ? r->reason : "unknown error");
         qs_replay_clear(r);
-        qs_stream_close(s);
+        if (h->first) {
+            /* Nothing was sent yet: answer as the reference does when it cannot add a
+             * subscriber. */
+            h->first = false;
+            h->head.status = 503;
+            h->head.content_type = "text/plain; charset=utf-8";
+            qs_buf_append_str(&h->head.body, "Service Unavailable\n");
+            qs_stream_refuse(s, &h->head);
+        } else {
+            qs_stream_close(s);
+        }
         return;
     }
     bool first = h->first;

@@ -147,7 +147,7 @@ static void on_close(uv_handle_t *h)
     qs_metric_sub(&qs_metrics_global.connections_open, 1);
     c->srv->n_conns--;
     c->closed = true;
-    if (c->state == CONN_STREAMING && c->os.owner_ops)
+    if (c->os.owner_ops) /* a stream: its owner frees what it had */
         c->os.owner_ops->closed(c->os.owner);
     if (c->refs == 0)
         conn_free(c);
@@ -422,10 +422,21 @@ static void stream_head(qs_http_ostream *os, qs_http_response *head)
     qs_buf b = QS_BUF_INIT;
     append_status_line(&b, c->minor_version, head->status);
     append_date(&b);
-    qs_buf_append_str(&b, "Connection: keep-alive\r\n");
     append_content_type(&b, head->content_type);
-    qs_buf_append(&b, head->headers.p, head->headers.len);
-    qs_buf_append_str(&b, c->minor_version >= 1 ? "Transfer-Encoding: chunked\r\n\r\n" : "\r\n");
+    if (head->status == 200) {
+        qs_buf_append_str(&b, "Connection: keep-alive\r\n");
+        qs_buf_append(&b, head->headers.p, head->headers.len);
+        qs_buf_append_str(&b,
+                          c->minor_version >= 1 ? "Transfer-Encoding: chunked\r\n\r\n" : "\r\n");
+    } else {
+        /* No stream after all: a complete answer, then the connection closes. */
+        qs_buf_append_str(&b, "Content-Length: ");
+        qs_buf_append_u64(&b, head->body.len);
+        qs_buf_append_str(&b, "\r\nConnection: close\r\n");
+        qs_buf_append(&b, head->headers.p, head->headers.len);
+        qs_buf_append_str(&b, "\r\n");
+        qs_buf_append(&b, head->body.p, head->body.len);
+    }
     qs_http_response_free(head);
     free(c->pending);
     c->pending_len = (uint32_t)b.len;
@@ -501,7 +512,16 @@ static int stream_write(qs_http_ostream *os, const uv_buf_t *iov, unsigned n)
 
 static void stream_close(qs_http_ostream *os)
 {
-    conn_close(stream_conn(os));
+    conn *c = stream_conn(os);
+    if (c->pending && !c->closing && !uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)) {
+        /* A head (or a refusal) nothing was written after: it goes first. */
+        char *p = c->pending;
+        c->pending = NULL;
+        conn_write_response(c, p + c->pending_off, c->pending_len - c->pending_off, true);
+        free(p);
+        return;
+    }
+    conn_close(c);
 }
 
 static const qs_http_ostream_ops stream_ops = {

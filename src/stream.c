@@ -266,6 +266,18 @@ void qs_stream_open(qs_stream *s, qs_http_response *head)
     qs_stream_flush(s);
 }
 
+void qs_stream_refuse(qs_stream *s, qs_http_response *res)
+{
+    if (s->closing || s->opened) {
+        qs_http_response_free(res);
+        qs_stream_close(s);
+        return;
+    }
+    s->os->ops->head(s->os, res);
+    s->opened = true;
+    qs_stream_close(s);
+}
+
 void qs_stream_end(qs_stream *s)
 {
     if (s->ending)

@@ -88,6 +88,9 @@ int qs_stream_init(qs_stream *s, qs_ctx *ctx, qs_http_req *req, const qs_stream_
                    const char *label, uint64_t deadline_ms);
 /** Sends the response head, then the opening comment, then what is queued. */
 void qs_stream_open(qs_stream *s, qs_http_response *head);
+/** Answers with `res` (taken; not a 200) instead of a stream, then closes: for a stream that
+ *  could not open. */
+void qs_stream_refuse(qs_stream *s, qs_http_response *res);
 /** Releases what the stream holds (from the owner's closed callback). */
 void qs_stream_destroy(qs_stream *s);
 

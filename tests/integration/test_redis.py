@@ -668,6 +668,20 @@ def test_clean_exit_while_redis_is_down(cluster):
     s.close()
 
 
+def test_a_replay_redis_cannot_serve_is_answered_503(cluster):
+    """A reconnection whose history cannot be read is refused as the reference refuses a
+    subscriber it cannot add: 503, before any stream byte."""
+    (hub,) = cluster(1)
+    first = publish_id(hub, "urn:r503", "x")
+    cluster.redis.kill()
+    qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
+    r = hub.request("GET", qs.subscribe_target(["urn:r503"]),
+                    headers=[("Last-Event-ID", first)], timeout=T(15))
+    assert r.status == 503, r
+    assert r.body == b"Service Unavailable\n"
+    assert r.header("Connection") == "close"
+
+
 def test_a_hung_redis_times_out_and_recovers(cluster):
     (hub,) = cluster(1, query="timeout=500ms")
     redis = cluster.redis
