@@ -349,8 +349,8 @@ void qs_subscriptions_handle(qs_http_req *req)
         qs_endpoint_error(req, 404, "404 page not found");
         return;
     }
-    if (!qs_slice_eq(req->method, "GET") && !qs_slice_eq(req->method, "HEAD")) {
-        qs_endpoint_method_not_allowed(req, "GET, HEAD");
+    if (!qs_slice_eq(req->method, "GET")) {
+        qs_endpoint_method_not_allowed(req, "GET"); /* the reference routes GET alone here */
         return;
     }
     qs_buf uri = QS_BUF_INIT;

@@ -179,6 +179,14 @@ def test_api_is_404_when_subscriptions_are_off(hub):
     assert r.status == 404
 
 
+def test_api_answers_get_alone(presence_hub):
+    """The reference routes GET alone to the API: HEAD and POST are 405."""
+    for method in ("HEAD", "POST"):
+        r = presence_hub.request(method, "/.well-known/mercure/subscriptions")
+        assert r.status == 405, (method, r)
+        assert r.header("Allow") == "GET"
+
+
 def test_api_is_open_without_a_subscriber_key(start_hub):
     hub = start_hub(subscriber_key=None, extra=["subscriptions"])
     with qs.open_stream(hub, ["urn:x"]):
