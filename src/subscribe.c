@@ -80,11 +80,10 @@ static void stream_head(qs_http_req *req, const char *last_event_id, qs_http_res
     qs_http_response_init(r, 200);
     r->content_type = "text/event-stream";
     qs_buf_append_str(&r->headers, "Cache-Control: private, no-cache, no-store, "
-                                   "must-revalidate, max-age=0\r\n");
-    if (!req->head)
-        qs_buf_append_str(&r->headers, "Expire: 0\r\n"
-                                       "Pragma: no-cache\r\n"
-                                       "X-Accel-Buffering: no\r\n");
+                                   "must-revalidate, max-age=0\r\n"
+                                   "Expire: 0\r\n"
+                                   "Pragma: no-cache\r\n"
+                                   "X-Accel-Buffering: no\r\n");
     if (last_event_id)
         qs_http_response_header(r, "Last-Event-Id", last_event_id);
     qs_endpoint_headers(req, &r->headers);
