@@ -683,8 +683,8 @@ static void copy_selectors(json_t *v, bool *has, char ***list, size_t *n)
     *n = count;
 }
 
-/* Fills the Mercure part of *out. The namespaced claim is a fallback used only when "mercure"
- * is absent, but both must be well-formed when present: Go decodes both. */
+/* Fills the Mercure part of *out. The namespaced claim wins over "mercure" whenever it is
+ * present, as in the reference; both must be well-formed when present: Go decodes both. */
 static bool extract_mercure(json_t *root, qs_jwt_claims *out)
 {
     json_t *m = json_object_get(root, "mercure");
