@@ -43,6 +43,7 @@ typedef struct pub_item {
     qs_update *u;
     qs_publish_cb cb;
     void *arg;
+    qs_buf rec; /* the update's record, encoded by the publisher's thread */
 } pub_item;
 
 typedef struct lmdb_transport {
@@ -394,14 +395,11 @@ static int commit_batch(lmdb_transport *t, pub_item *items, size_t n)
     int rc = mdb_txn_begin(t->env, NULL, 0, &txn);
     if (rc)
         return rc;
-    qs_buf rec = QS_BUF_INIT;
     for (size_t i = 0; i < n && !rc; i++) {
         qs_update *u = items[i].u;
         unsigned char key[8], h[16];
         put_be64(key, seq + 1);
-        qs_buf_reset(&rec);
-        qs_record_encode(u, &rec);
-        MDB_val k = {8, key}, v = {rec.len, rec.p};
+        MDB_val k = {8, key}, v = {items[i].rec.len, items[i].rec.p};
         rc = mdb_put(txn, t->db_updates, &k, &v, MDB_APPEND);
         if (rc)
             break;
@@ -410,9 +408,8 @@ static int commit_batch(lmdb_transport *t, pub_item *items, size_t n)
         rc = mdb_put(txn, t->db_ids, &hk, &hv, 0);
         seq++;
         count++;
-        bytes += rec.len;
+        bytes += items[i].rec.len;
     }
-    qs_buf_free(&rec);
     if (!rc)
         rc = meta_put(t, txn, "seq", seq);
     if (!rc)
@@ -462,6 +459,13 @@ static const char *commit_error(int rc)
     }
 }
 
+static void complete(pub_item *it, int status, const char *reason)
+{
+    it->cb(it->arg, status, reason);
+    qs_update_unref(it->u);
+    qs_buf_free(&it->rec);
+}
+
 /* Commits a group of publishes, then delivers and completes them in order. When the map is
  * full, the oldest history makes room; what still does not fit fails with 503. */
 static void write_group(lmdb_transport *t, pub_item *items, size_t n)
@@ -481,16 +485,14 @@ static void write_group(lmdb_transport *t, pub_item *items, size_t n)
         const char *reason = commit_error(rc);
         qs_error("store %s: publish failed: %s (%s)", t->path, mdb_strerror(rc), reason);
         set_health(t, false, reason);
-        items[0].cb(items[0].arg, -EAGAIN, reason);
-        qs_update_unref(items[0].u);
+        complete(&items[0], -EAGAIN, reason);
         return;
     }
     if (!t->healthy)
         set_health(t, true, NULL);
     for (size_t i = 0; i < n; i++) {
         t->host.deliver(t->host.ctx, items[i].u);
-        items[i].cb(items[i].arg, 0, NULL);
-        qs_update_unref(items[i].u);
+        complete(&items[i], 0, NULL);
     }
 }
 
@@ -535,17 +537,21 @@ static void writer_main(void *arg)
 static void lmdb_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
 {
     lmdb_transport *t = (lmdb_transport *)base;
+    /* Encoded here, on the publisher's thread: the writer needs its size before it
+     * commits, and has enough to do. */
+    pub_item item = {qs_update_ref(u), cb, arg, QS_BUF_INIT};
+    qs_record_encode(u, &item.rec);
     uv_mutex_lock(&t->base.mu);
     if (t->stopping) {
         uv_mutex_unlock(&t->base.mu);
-        cb(arg, -EAGAIN, "the hub is shutting down");
+        complete(&item, -EAGAIN, "the hub is shutting down");
         return;
     }
     if (t->qn == t->qcap) {
         t->qcap = t->qcap ? t->qcap * 2 : 64;
         t->queue = qs_xrealloc(t->queue, t->qcap * sizeof(*t->queue));
     }
-    t->queue[t->qn++] = (pub_item){qs_update_ref(u), cb, arg};
+    t->queue[t->qn++] = item;
     uv_cond_signal(&t->writer_cond);
     uv_mutex_unlock(&t->base.mu);
 }
