@@ -190,21 +190,133 @@ def test_retention_by_count_option_and_url(start_hub, tmp_path):
     assert_newest_kept(hub2, "u-", 20, 5)
 
 
-def test_full_store_answers_503_and_recovers(start_hub, tmp_path):
+def test_update_larger_than_the_map_is_refused_and_the_store_stays_writable(start_hub, tmp_path):
     hub = store_hub(start_hub, tmp_path / "data",
                     extra=["max_request_body_size 4MiB", "transport lmdb {",
                            "path %s" % (tmp_path / "small.db"), "map_size 1MiB", "}"])
+    qs.publish_ok(hub, ["urn:s"], "small", id="before")
     big = "z" * 1500000  # larger than the whole map
     r = qs.publish(hub, ["urn:s"], big)
     assert r.status == 503, r
-    assert "full" in r.text
+    assert "map_size" in r.text
     assert "publish failed" in hub.stderr()
-    r = hub.request("GET", "/healthz")
-    assert r.status == 503
-    # Room for a normal update: the store recovers.
+    # One update that can never fit says nothing about the store: it still takes the others,
+    # and nothing was trimmed to make room for it.
+    assert hub.request("GET", "/healthz").status == 200
     qs.publish_ok(hub, ["urn:s"], "small", id="after")
     assert hub.request("GET", "/healthz").status == 200
     assert hub.metric("mercure_publish_errors_total", {"reason": "transport"}) == 1
+    assert kept_history(hub, "end") == ["before", "after"]
+
+
+def lmdb_block(path, *options):
+    return ["transport lmdb {", "path %s" % path, "map_size 1MiB"] + list(options) + ["}"]
+
+
+def publish_all(hub, updates):
+    """Publishes (id, data) pairs in order; returns the acknowledged ids and the first
+    refusal (None when every publish was answered 200)."""
+    acked = []
+    c = hub.conn()
+    try:
+        for uid, data in updates:
+            r = qs.publish(hub, ["urn:s"], data, id=uid, conn=c)
+            if r.status != 200:
+                return acked, r
+            acked.append(uid)
+    finally:
+        c.close()
+    return acked, None
+
+
+def fill_store(hub):
+    """Issue 11's reproduction: 2 KB updates until one is refused, then smaller and smaller
+    ones until even 10 bytes are. Returns the acknowledged ids and the last refusal."""
+    acked = []
+    refusal = None
+    for size in (2000, 1000, 500, 100, 10):
+        more, refusal = publish_all(hub, (("f-%d" % (len(acked) + i), "x" * size)
+                                          for i in range(4000)))
+        acked += more
+    return acked, refusal
+
+
+def store_lines(hub, path, text):
+    """The store's own log lines (they name its file) whose message contains text."""
+    marker = "store %s:" % path
+    return [line for line in hub.stderr().splitlines()
+            if marker in line and text in line.split(marker, 1)[1]]
+
+
+def test_full_store_without_limits_refuses_steadily_then_heals_when_restarted_with_a_limit(
+        start_hub, tmp_path):
+    path = tmp_path / "full.db"
+    hub = store_hub(start_hub, tmp_path / "d1", extra=lmdb_block(path, "size 0", "max_bytes 0"))
+    acked, refusal = fill_store(hub)
+    assert len(acked) > 100
+    assert refusal.status == 503 and "full" in refusal.text, refusal
+    # Full is a state, not an event: /healthz says so steadily, and the log says it once.
+    statuses = []
+    for _ in range(10):
+        statuses.append(hub.request("GET", "/healthz").status)
+        time.sleep(0.05)
+    assert statuses == [503] * 10
+    assert "full" in hub.request("GET", "/healthz").text
+    assert qs.publish(hub, ["urn:s"], "late").status == 503
+    time.sleep(0.3)
+    assert len(store_lines(hub, path, "full")) == 1, hub.stderr()[-3000:]
+    assert "retention failed" not in hub.stderr()
+    hub.stop()
+
+    # Restarted as it was, it is full from the start, and it dropped nothing acknowledged:
+    # without a limit there is nothing it may trim.
+    hub = store_hub(start_hub, tmp_path / "d2", extra=lmdb_block(path, "size 0", "max_bytes 0"))
+    assert hub.request("GET", "/healthz").status == 503
+    with qs.open_stream(hub, ["urn:s"], extra_query=[("lastEventID", "earliest")]) as s:
+        assert [e.id for e in s.events_until(acked[-1], T(30))] == acked
+    hub.stop()
+
+    # With a limit, retention finds the pages it needs and publishes are accepted again.
+    hub = store_hub(start_hub, tmp_path / "d3", extra=lmdb_block(path, "size 50", "max_bytes 0"))
+    qs.wait_until(lambda: hub.request("GET", "/healthz").status == 200, timeout=T(10),
+                  what="the store to accept publishes")
+    qs.publish_ok(hub, ["urn:s"], "y" * 2000, id="after-1")
+    qs.publish_ok(hub, ["urn:s"], "y" * 10, id="after-2")
+    calls = iter(range(1000))
+
+    def trimmed():
+        history = kept_history(hub, "probe-%d" % next(calls))
+        return history if len(history) <= 50 else None
+
+    mine = [x for x in qs.wait_until(trimmed, what="retention to trim")
+            if not x.startswith("probe-")]
+    assert mine[-2:] == ["after-1", "after-2"]
+    assert mine[:-2] == acked[len(acked) - len(mine) + 2:]
+    assert "retention failed" not in hub.stderr()
+    assert hub.request("GET", "/healthz").status == 200
+
+
+def test_limits_the_map_cannot_hold_are_kept_by_pages_and_publishes_never_fail(start_hub,
+                                                                              tmp_path):
+    """900 KiB of records would fit in a 1 MiB map if each took what it weighs, but a 2 KB
+    record takes a 4 KiB overflow page: the map, not max_bytes, is what limits history.
+    The store trims by pages before it is full, so it never refuses a publish."""
+    path = tmp_path / "paged.db"
+    hub = store_hub(start_hub, tmp_path / "d1",
+                    extra=lmdb_block(path, "size 0", "max_bytes 900KiB"))
+    updates = [("big-%d" % i, "x" * 2000) for i in range(700)]
+    updates += [("small-%d" % i, "y" * 10) for i in range(300)]
+    acked, refusal = publish_all(hub, updates)
+    assert refusal is None, "refused after %d publishes: %r" % (len(acked), refusal)
+    assert hub.request("GET", "/healthz").status == 200
+    kept = kept_history(hub, "end")
+    assert len(kept) >= 300
+    assert kept == acked[len(acked) - len(kept):], "not the newest, or not without a gap"
+    assert "retention failed" not in hub.stderr()
+    assert not store_lines(hub, path, "full")
+    # The map was filled, and the log says once that it is what limits history.
+    assert os.path.getsize(path) > 512 * 1024
+    assert len(store_lines(hub, path, "limits the history")) == 1
 
 
 def test_disk_full_answers_503_and_recovers(start_hub, tmp_path):

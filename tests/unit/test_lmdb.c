@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * test_lmdb.c - the embedded store: group commit and bus order, replay by id, retention,
- * restarts, duplicate ids, refusal of corrupt and locked stores.
+ * restarts, duplicate ids, refusal of corrupt and locked stores, a full store that heals.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <uv.h>
@@ -17,6 +19,8 @@ typedef struct sink {
     size_t n;
     size_t published;
     int failures;
+    int last_status;
+    char last_reason[QS_REASON_MAX];
 } sink;
 
 static void on_deliver(void *ctx, qs_update *u)
@@ -36,6 +40,8 @@ static void on_published(void *arg, int status, const char *reason)
     if (status)
         s->failures++;
     s->published++;
+    s->last_status = status;
+    snprintf(s->last_reason, sizeof(s->last_reason), "%s", status && reason ? reason : "");
     uv_cond_signal(&s->cond);
     uv_mutex_unlock(&s->mu);
 }
@@ -57,25 +63,36 @@ static void make_dir(void)
     atexit(remove_dir); /* each test runs in its own process */
 }
 
-static qs_transport *open_store(sink *s, const char *extra_key, const char *extra_value, char **err)
+/* Opens the store in `dir` with options given as key, value pairs (after its path). */
+static qs_transport *open_store_with(sink *s, const char *const *kv, size_t n_kv, char **err)
 {
     static char path[128];
     snprintf(path, sizeof(path), "%s/store.db", dir);
-    qs_config_option opts[2];
-    char *pv[] = {path}, *ev[] = {(char *)extra_value};
-    opts[0] = (qs_config_option){"path", pv, 1, "test", 1};
-    opts[1] = (qs_config_option){(char *)extra_key, ev, 1, "test", 2};
-    qs_config_transport cfg = {.name = "lmdb",
-                               .options = opts,
-                               .n_options = extra_key ? 2 : 1,
-                               .source = "test",
-                               .line = 1};
+    enum { MAX_OPTS = 8 };
+    qs_config_option opts[MAX_OPTS];
+    char *values[MAX_OPTS];
+    ASSERT(n_kv / 2 + 1 <= MAX_OPTS);
+    values[0] = path;
+    opts[0] = (qs_config_option){"path", &values[0], 1, "test", 1};
+    size_t n = 1;
+    for (size_t i = 0; i + 1 < n_kv; i += 2, n++) {
+        values[n] = (char *)kv[i + 1];
+        opts[n] = (qs_config_option){(char *)kv[i], &values[n], 1, "test", (int)n + 1};
+    }
+    qs_config_transport cfg = {
+        .name = "lmdb", .options = opts, .n_options = n, .source = "test", .line = 1};
     qs_transport_host host = {.deliver = on_deliver, .ctx = s};
     qs_transport *t = NULL;
     if (qs_transport_open(&cfg, &host, &t, err) < 0)
         return NULL;
     ASSERT_EQ_INT(0, t->ops->start(t, err));
     return t;
+}
+
+static qs_transport *open_store(sink *s, const char *extra_key, const char *extra_value, char **err)
+{
+    const char *kv[] = {extra_key, extra_value};
+    return open_store_with(s, kv, extra_key ? 2 : 0, err);
 }
 
 static void sink_init(sink *s)
@@ -357,5 +374,250 @@ TEST(corrupt_locked_and_bad_options_are_refused_with_a_reason)
     ASSERT(open_store(&s, NULL, NULL, &err) == NULL);
     ASSERT(strstr(err, "not an LMDB store") != NULL);
     free(err);
+    sink_free(&s);
+}
+
+/* ------------------------------------------------------------ a full store */
+
+/* Publishes an update carrying `size` bytes of data; returns its outcome (0 or -errno). */
+static int publish_sized(qs_transport *t, sink *s, const char *id, size_t size)
+{
+    char *data = malloc(size);
+    memset(data, 'x', size);
+    qs_update *u = qs_update_new();
+    qs_update_add_topic(u, "t", 1);
+    qs_update_set_id(u, id, strlen(id));
+    qs_update_set_data(u, data, size);
+    qs_update_finalize(u);
+    free(data);
+    uv_mutex_lock(&s->mu);
+    size_t before = s->published;
+    uv_mutex_unlock(&s->mu);
+    t->ops->publish(t, u, on_published, s);
+    qs_update_unref(u);
+    uv_mutex_lock(&s->mu);
+    while (s->published == before)
+        uv_cond_wait(&s->cond, &s->mu);
+    int status = s->last_status;
+    uv_mutex_unlock(&s->mu);
+    return status;
+}
+
+/* The reproduction of issue 11: 2 KB updates until one is refused, then smaller and smaller
+ * ones until even 10 bytes are. Returns how many were accepted; their ids are f-0, f-1… */
+static size_t fill_store(qs_transport *t, sink *s)
+{
+    static const size_t sizes[] = {2000, 1000, 500, 100, 10};
+    size_t accepted = 0;
+    char id[32];
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        for (int bound = 0; bound < 4000; bound++) {
+            snprintf(id, sizeof(id), "f-%zu", accepted);
+            if (publish_sized(t, s, id, sizes[i]) != 0)
+                break;
+            accepted++;
+        }
+    }
+    return accepted;
+}
+
+/* Sends the log (stderr) to a file until log_end(), which returns what was written. */
+static int log_begin(void)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "%s/log", dir);
+    fflush(stderr);
+    int saved = dup(2), fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    ASSERT(saved >= 0 && fd >= 0);
+    dup2(fd, 2);
+    close(fd);
+    return saved;
+}
+
+static char *log_end(int saved)
+{
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/log", dir);
+    FILE *f = fopen(path, "r");
+    ASSERT(f != NULL);
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    fputs(text, stderr); /* still shown with the test's output */
+    return text;
+}
+
+static size_t lines_containing(const char *text, const char *needle)
+{
+    size_t n = 0;
+    for (const char *line = text; *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *hit = strstr(line, needle);
+        if (hit && hit < line + len)
+            n++;
+        line += len + (end != NULL);
+    }
+    return n;
+}
+
+static bool wait_healthy(qs_transport *t, int seconds)
+{
+    char reason[QS_REASON_MAX];
+    for (int i = 0; i < seconds * 100; i++) {
+        if (t->ops->healthy(t, reason))
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static char history[4096][64];
+
+TEST(a_full_store_without_limits_keeps_every_update_and_heals_when_restarted_with_a_limit)
+{
+    make_dir();
+    sink s;
+    sink_init(&s);
+    char *err = NULL;
+    static const char *const unlimited[] = {"map_size", "1MiB", "size", "0", "max_bytes", "0"};
+    int log = log_begin();
+    qs_transport *t = open_store_with(&s, unlimited, 6, &err);
+    ASSERT(t != NULL);
+    size_t accepted = fill_store(t, &s);
+    int last_status = s.last_status;
+    char last_reason[QS_REASON_MAX];
+    snprintf(last_reason, sizeof(last_reason), "%s", s.last_reason);
+    /* Full is a state: healthy() says so, steadily, as long as nothing changes. */
+    char reason[QS_REASON_MAX];
+    int healthy_answers = 0;
+    for (int i = 0; i < 30; i++) {
+        healthy_answers += t->ops->healthy(t, reason);
+        usleep(10000);
+    }
+    int late = publish_sized(t, &s, "late", 10);
+    close_store(t);
+    char *text = log_end(log);
+    ASSERT(accepted > 100);
+    ASSERT_EQ_INT(-EAGAIN, last_status);
+    ASSERT(strstr(last_reason, "full") != NULL);
+    ASSERT_EQ_INT(0, healthy_answers);
+    ASSERT(strstr(reason, "full") != NULL);
+    ASSERT(late != 0);
+    /* One line when the store became full, none per refused publish. */
+    ASSERT_EQ_INT(1, lines_containing(text, "full"));
+
+    /* Nothing acknowledged was dropped to make room: there is no limit. */
+    t = open_store_with(&s, unlimited, 6, &err);
+    ASSERT(t != NULL);
+    ASSERT(!t->ops->healthy(t, reason)); /* still full, from the start */
+    bool found;
+    size_t n = replay_all(t, "earliest", qs_transport_last_seq(t), 1000, history, &found);
+    ASSERT_EQ_INT(accepted, n);
+    ASSERT_EQ_STR("f-0", history[0]);
+    close_store(t);
+
+    /* With a limit, retention finds the pages it needs, and publishes are accepted again. */
+    static const char *const limited[] = {"map_size", "1MiB", "size", "50", "max_bytes", "0"};
+    log = log_begin();
+    t = open_store_with(&s, limited, 6, &err);
+    bool healed = t && wait_healthy(t, 5);
+    int after_1 = t ? publish_sized(t, &s, "after-1", 2000) : -1;
+    int after_2 = t ? publish_sized(t, &s, "after-2", 10) : -1;
+    if (t)
+        close_store(t);
+    text = log_end(log);
+    ASSERT(healed);
+    ASSERT_EQ_INT(0, after_1);
+    ASSERT_EQ_INT(0, after_2);
+    ASSERT_EQ_INT(0, lines_containing(text, "retention failed"));
+    t = open_store_with(&s, limited, 6, &err);
+    for (int i = 0; i < 500; i++) {
+        n = replay_all(t, "earliest", qs_transport_last_seq(t), 1000, history, &found);
+        if (n <= 50)
+            break;
+        usleep(10000);
+    }
+    ASSERT(n <= 50 && n >= 2);
+    ASSERT_EQ_STR("after-1", history[n - 2]);
+    ASSERT_EQ_STR("after-2", history[n - 1]);
+    close_store(t);
+    sink_free(&s);
+}
+
+TEST(a_store_whose_limits_do_not_fit_its_map_trims_by_pages_and_accepts_every_publish)
+{
+    make_dir();
+    sink s;
+    sink_init(&s);
+    char *err = NULL;
+    /* 900 KiB of records would fit in 1 MiB if records took what they weigh; 2 KB records
+     * take a 4 KiB overflow page each, so the map is what limits history. */
+    static const char *const opts[] = {"map_size", "1MiB", "size", "0", "max_bytes", "900KiB"};
+    int log = log_begin();
+    qs_transport *t = open_store_with(&s, opts, 6, &err);
+    if (!t)
+        log_end(log);
+    ASSERT(t != NULL);
+    char id[32];
+    int refused = 0;
+    for (int i = 0; i < 700; i++) {
+        snprintf(id, sizeof(id), "big-%d", i);
+        refused += publish_sized(t, &s, id, 2000) != 0;
+    }
+    for (int i = 0; i < 300; i++) {
+        snprintf(id, sizeof(id), "small-%d", i);
+        refused += publish_sized(t, &s, id, 10) != 0;
+    }
+    char reason[QS_REASON_MAX];
+    bool healthy = t->ops->healthy(t, reason);
+    close_store(t);
+    char *text = log_end(log);
+    ASSERT_EQ_INT(0, refused);
+    ASSERT(healthy);
+    ASSERT_EQ_INT(0, lines_containing(text, "retention failed"));
+    ASSERT_EQ_INT(0, lines_containing(text, "full"));
+
+    /* The newest updates are the ones kept, without a gap. */
+    t = open_store_with(&s, opts, 6, &err);
+    bool found;
+    size_t n = replay_all(t, "earliest", qs_transport_last_seq(t), 1000, history, &found);
+    ASSERT(n >= 300);
+    ASSERT_EQ_STR("small-299", history[n - 1]);
+    int first = atoi(strchr(history[0], '-') + 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i + first < 700)
+            snprintf(id, sizeof(id), "big-%zu", i + first);
+        else
+            snprintf(id, sizeof(id), "small-%zu", i + first - 700);
+        ASSERT_EQ_STR(id, history[i]);
+    }
+    close_store(t);
+    sink_free(&s);
+}
+
+TEST(an_update_larger_than_the_map_is_refused_and_the_store_stays_writable)
+{
+    make_dir();
+    sink s;
+    sink_init(&s);
+    char *err = NULL;
+    qs_transport *t = open_store(&s, "map_size", "1MiB", &err);
+    ASSERT(t != NULL);
+    ASSERT_EQ_INT(0, publish_sized(t, &s, "before", 100));
+    ASSERT_EQ_INT(-EAGAIN, publish_sized(t, &s, "huge", 1500000));
+    ASSERT(strstr(s.last_reason, "map_size") != NULL);
+    char reason[QS_REASON_MAX];
+    ASSERT(t->ops->healthy(t, reason));
+    ASSERT_EQ_INT(0, publish_sized(t, &s, "after", 100));
+    /* Nothing was trimmed to make room for what could never fit. */
+    static char got[10][64];
+    bool found;
+    ASSERT_EQ_INT(2, replay_all(t, "earliest", qs_transport_last_seq(t), 10, got, &found));
+    close_store(t);
     sink_free(&s);
 }
