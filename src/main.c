@@ -108,6 +108,14 @@ static int cmd_run(const options *o)
     if (o->environ_dump)
         for (char **e = environ; *e; e++)
             puts(*e);
+    /* Signals are caught before the hub says it listens: a SIGTERM right after that line
+     * must stop it cleanly, not kill it. */
+    uv_loop_t *loop = uv_default_loop();
+    uv_signal_t sigterm, sigint;
+    uv_signal_init(loop, &sigterm);
+    uv_signal_init(loop, &sigint);
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
     char *err = NULL;
     if (qs_server_init(&server, &cfg, &err) < 0 || qs_server_start(&server, &err) < 0) {
         fprintf(stderr, "mercure: %s\n", err ? err : "cannot start");
@@ -119,13 +127,6 @@ static int cmd_run(const options *o)
     qs_info("Quicksilver %s listening on %s:%d (%d workers, transport %s)", QS_VERSION,
             cfg.listen_host ? cfg.listen_host : "*", server.listen_port, server.hub.n_workers,
             server.hub.transport->ops->name);
-
-    uv_loop_t *loop = uv_default_loop();
-    uv_signal_t sigterm, sigint;
-    uv_signal_init(loop, &sigterm);
-    uv_signal_init(loop, &sigint);
-    uv_signal_start(&sigterm, on_signal, SIGTERM);
-    uv_signal_start(&sigint, on_signal, SIGINT);
     uv_run(loop, UV_RUN_DEFAULT);
 
     qs_server_stop(&server);
