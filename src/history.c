@@ -11,17 +11,19 @@
 
 #define PULL_MAX_EVENTS 1024
 #define PULL_MAX_BYTES (1u << 20)
+#define MATCH_BUDGET 4096 /* (selector, topic) pairs tried per slice of a batch */
 
 struct qs_history {
     qs_async async;
     qs_ctx *ctx;
     qs_index_member *m; /* NULL once the subscriber is gone */
     qs_replay pull;     /* the pull in flight, or the last one */
-    bool in_flight;
-    bool first;      /* the first answer is awaited: the head is not sent yet */
-    uint64_t until;  /* the subscriber's bus position when it registered */
-    uint64_t cursor; /* seq of the last stored update read */
-    char *id;        /* the requested Last-Event-ID */
+    bool in_flight;     /* a pull, or the matching of its batch, is under way */
+    bool first;         /* the first answer is awaited: the head is not sent yet */
+    uint64_t until;     /* the subscriber's bus position when it registered */
+    uint64_t cursor;    /* seq of the last stored update read */
+    size_t pos;         /* updates of the pull's batch matched so far */
+    char *id;           /* the requested Last-Event-ID */
     qs_http_response head;
 };
 
@@ -47,6 +49,9 @@ static void send_head(qs_history *h)
     qs_stream_open(h->m->stream, &h->head);
     h->first = false;
 }
+
+static void match_slice(qs_history *h);
+static void next_slice(void *arg);
 
 static void pull_finish(qs_async *a)
 {
@@ -74,30 +79,67 @@ static void pull_finish(qs_async *a)
         }
         return;
     }
-    bool first = h->first;
-    if (first)
+    if (h->first) {
         send_head(h);
-    qs_frame **frames = qs_xmalloc((r->n_updates + 1) * sizeof(*frames));
+        if (r->id_found && r->next_seq > h->m->last_seq) {
+            /* The requested id is ahead of this worker's bus (published on another node an
+             * instant ago): updates up to it that were queued live, or will arrive, are
+             * ones the client already has. */
+            qs_stream_discard_until(s, r->next_seq);
+            h->m->last_seq = r->next_seq;
+        }
+    }
+    h->pos = 0;
+    match_slice(h);
+}
+
+/* Matches the next slice of the batch against the subscriber's selectors and claims, and
+ * queues what it may receive. A slice is bounded by the (selector, topic) pairs it may try:
+ * the next one runs a loop turn later, so a long history matched against many selectors
+ * never holds the worker. */
+static void match_slice(qs_history *h)
+{
+    qs_replay *r = &h->pull;
+    qs_stream *s = h->m->stream;
+    qs_frame **frames = qs_xmalloc((r->n_updates - h->pos + 1) * sizeof(*frames));
     uint32_t n = 0;
-    for (size_t i = 0; i < r->n_updates; i++)
-        if (qs_index_wants(h->ctx->subscribers, h->m, r->updates[i])) {
-            frames[n++] = qs_frame_ref(r->updates[i]->frame);
+    size_t budget = MATCH_BUDGET, start = h->pos;
+    while (h->pos < r->n_updates) {
+        const qs_update *u = r->updates[h->pos];
+        size_t cost = (size_t)h->m->n_entries * u->n_topics + 1;
+        if (cost > budget && h->pos > start)
+            break;
+        budget = budget > cost ? budget - cost : 0;
+        h->pos++;
+        if (qs_index_wants(h->ctx->subscribers, h->m, u)) {
+            frames[n++] = qs_frame_ref(u->frame);
             qs_counter_bump(&h->ctx->counters.deliveries, 1);
         }
-    if (first && r->id_found && r->next_seq > h->m->last_seq) {
-        /* The requested id is ahead of this worker's bus (published on another node an
-         * instant ago): updates up to it that were queued live, or will arrive, are ones
-         * the client already has. */
-        qs_stream_discard_until(s, r->next_seq);
-        h->m->last_seq = r->next_seq;
     }
     qs_stream_push_history(s, frames, n);
     free(frames);
+    if (h->pos < r->n_updates) {
+        h->in_flight = true; /* no pull before this batch is matched */
+        qs_ctx_defer(h->ctx, next_slice, h);
+        qs_stream_flush(s);
+        return;
+    }
+    h->in_flight = false;
     h->cursor = r->next_seq;
     if (r->finished)
         qs_stream_set_replaying(s, false);
     qs_replay_clear(r);
     qs_stream_flush(s);
+}
+
+static void next_slice(void *arg)
+{
+    qs_history *h = arg;
+    if (!h->m) {
+        history_free(h); /* the subscriber left meanwhile */
+        return;
+    }
+    match_slice(h);
 }
 
 static void pull(qs_history *h)
