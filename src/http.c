@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 
+#include "metrics.h"
+
 const char *qs_http_status_text(int status)
 {
     switch (status) {
@@ -158,5 +160,10 @@ void qs_http_dispatch(const qs_http_router *router, qs_http_req *req)
     const qs_http_route *r = router->routes;
     while (r->path && !route_matches(r, req->path))
         r++;
+    if (req->over_limit && !r->monitoring) {
+        qs_metric_add(&qs_metrics_global.connections_rejected, 1);
+        qs_http_error(req, 503, "too many connections", NULL);
+        return;
+    }
     r->handler(req);
 }

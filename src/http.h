@@ -103,6 +103,7 @@ struct qs_http_req {
     size_t n_headers;
     qs_slice body;
     const char *peer; /* the client's address, for logs */
+    bool over_limit;  /* on a reserve connection: only monitoring routes answer */
     bool head;        /* HEAD: the answer carries no body */
     size_t max_query_pairs;
     /* the query, parsed on first use (qs_http_query) */
@@ -143,6 +144,9 @@ typedef struct qs_http_route {
     const char *path; /* NULL ends the table: its handler takes what nothing matched */
     enum qs_http_match match;
     qs_http_handler handler;
+    /* Served on the connections kept in reserve beyond max_connections (health checks,
+     * metrics), so an operator can still see a hub that is full. */
+    bool monitoring;
 } qs_http_route;
 
 /** The routes, and what the protocols tell the endpoints about requests they refused
@@ -152,7 +156,8 @@ typedef struct qs_http_router {
     void (*refused)(qs_slice method, qs_slice path, int status);
 } qs_http_router;
 
-/** Calls the handler of the first route matching req->path. */
+/** Calls the handler of the first route matching req->path (over the connection limit,
+ *  only a monitoring route's; the others get 503). */
 void qs_http_dispatch(const qs_http_router *router, qs_http_req *req);
 
 #endif

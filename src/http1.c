@@ -9,6 +9,7 @@
  */
 #include "http1.h"
 
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -23,6 +24,9 @@
 #define LINGER_MS 2000
 /* Most buffers a stream hands to one write, plus the pending response head. */
 #define MAX_IOV 65
+/* Connections accepted beyond max_connections for monitoring routes alone (the limit and
+ * this reserve count every worker's connections). */
+#define MONITORING_RESERVE 16
 
 enum conn_state {
     CONN_HEAD,      /* reading a request head */
@@ -74,6 +78,7 @@ typedef struct conn {
     bool in_process;  /* inside conn_process: responses must not re-enter it */
     bool in_handler;  /* inside the handler call: it frees the exchange */
     bool head_method; /* the request being answered is HEAD: no body */
+    bool over_limit;  /* accepted from the reserve beyond max_connections */
     qs_buf in;        /* unprocessed input (empty most of the time) */
     qs_buf head;      /* the head of a request still receiving its body */
     size_t lingered;  /* bytes discarded while lingering */
@@ -614,6 +619,7 @@ static void conn_dispatch(conn *c)
         .n_headers = h->n_headers,
         .body = {c->body.p ? c->body.p : "", c->body.len},
         .peer = c->remote,
+        .over_limit = c->over_limit,
         .head = c->head_method,
         .max_query_pairs = (size_t)cfg->max_topics + 64,
     };
@@ -684,7 +690,7 @@ static void conn_begin_body(conn *c)
     const qs_config *cfg = c->srv->ctx->hub->cfg;
     const qs_http1_head *h = &c->x->head;
     qs_http1_parser_reset(&c->parser);
-    c->keep_alive = h->keep_alive;
+    c->keep_alive = h->keep_alive && !c->over_limit;
     qs_buf_reset(&c->body);
     c->state = CONN_BODY;
     c->body_left = 0;
@@ -806,6 +812,22 @@ static void conn_after_response(conn *c)
 
 /* ------------------------------------------------------------ accept */
 
+/* Logs once when the hub reaches max_connections, and once when it is well below again
+ * (any worker may see either). */
+static void note_limit(uint64_t max, uint64_t open)
+{
+    static atomic_bool at_limit;
+    if (open > max) {
+        if (!atomic_exchange(&at_limit, true))
+            qs_warn("max_connections (%" PRIu64 ") reached: new connections are refused, "
+                    "except %d kept for /healthz and /metrics",
+                    max, MONITORING_RESERVE);
+    } else if (open <= max - max / 10 && atomic_load(&at_limit)) {
+        if (atomic_exchange(&at_limit, false))
+            qs_info("connections below max_connections (%" PRIu64 ") again", max);
+    }
+}
+
 static void free_unaccepted(uv_handle_t *h)
 {
     free(qs_container_of((uv_tcp_t *)h, conn, tcp));
@@ -832,11 +854,18 @@ static void on_accept(uv_stream_t *listener, int status)
     qs_metric_add(&qs_metrics_global.connections_total, 1);
     /* The limit is for the whole hub: the kernel does not spread connections evenly. */
     uint64_t open = atomic_fetch_add(&qs_metrics_global.connections_open, 1) + 1;
-    if (ctx->stopping || (ctx->hub->max_conns && open > ctx->hub->max_conns)) {
+    uint64_t max = ctx->hub->max_conns;
+    if (max)
+        note_limit(max, open);
+    if (ctx->stopping || (max && open > max + MONITORING_RESERVE)) {
         qs_metric_add(&qs_metrics_global.connections_rejected, 1);
         c->closing = true;
         uv_close((uv_handle_t *)&c->tcp, on_close);
         return;
+    }
+    if (max && open > max) {
+        /* One request, and only a health check or the metrics: the others get 503. */
+        c->over_limit = true;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     struct sockaddr_storage ss;
@@ -849,7 +878,7 @@ static void on_accept(uv_stream_t *listener, int status)
     }
     qs_list_push_back(&srv->conns, &c->node);
     c->state = CONN_HEAD;
-    c->keep_alive = true;
+    c->keep_alive = !c->over_limit;
     c->minor_version = 1;
     conn_set_timer(c, TIMER_READING);
     conn_start_reading(c);

@@ -146,14 +146,14 @@ static void refused(qs_slice method, qs_slice path, int status)
 }
 
 static const qs_http_route routes[] = {
-    {HUB_PATH, QS_HTTP_EXACT, hub_endpoint},
-    {HUB_PATH "/subscriptions", QS_HTTP_TREE, subscriptions_endpoint},
-    {HUB_PATH, QS_HTTP_PREFIX, hub_not_found},
-    {"/healthz", QS_HTTP_EXACT, healthz},
-    {"/metrics", QS_HTTP_EXACT, metrics},
-    {"/robots.txt", QS_HTTP_EXACT, robots},
-    {"/", QS_HTTP_EXACT, welcome},
-    {NULL, QS_HTTP_EXACT, not_found},
+    {HUB_PATH, QS_HTTP_EXACT, hub_endpoint, false},
+    {HUB_PATH "/subscriptions", QS_HTTP_TREE, subscriptions_endpoint, false},
+    {HUB_PATH, QS_HTTP_PREFIX, hub_not_found, false},
+    {"/healthz", QS_HTTP_EXACT, healthz, true},
+    {"/metrics", QS_HTTP_EXACT, metrics, true},
+    {"/robots.txt", QS_HTTP_EXACT, robots, false},
+    {"/", QS_HTTP_EXACT, welcome, false},
+    {NULL, QS_HTTP_EXACT, not_found, false},
 };
 
 const qs_http_router qs_routes = {.routes = routes, .refused = refused};

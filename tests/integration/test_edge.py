@@ -228,7 +228,7 @@ def _served(hub, n):
             c = hub.conn(timeout=T(3))
             conns.append(c)
             try:
-                if c.request("GET", "/healthz").status == 200:
+                if c.request("GET", "/robots.txt").status == 200:
                     served += 1
             except (OSError, qs.ConnectionClosed, socket.timeout):
                 pass
@@ -249,6 +249,28 @@ def test_max_connections_single_worker(start_hub):
 def test_max_connections_is_a_global_limit(start_hub):
     hub = start_hub(extra=["max_connections 40", "workers 8"])
     assert _served(hub, 40) == 40
+
+
+def test_a_full_hub_still_answers_health_checks_and_metrics(start_hub):
+    """Beyond max_connections a small reserve of connections answers /healthz and
+    /metrics alone (the rest gets 503 and the connection closes), and the limit is logged
+    once."""
+    hub = start_hub(extra=["max_connections 5", "workers 1"])
+    conns = [hub.conn(timeout=T(3)) for _ in range(5)]
+    try:
+        for c in conns:
+            assert c.request("GET", "/robots.txt").status == 200
+        for _ in range(3):
+            assert hub.request("GET", "/healthz").status == 200
+            r = hub.request("GET", "/metrics")
+            assert r.status == 200 and b"mercure_connections_rejected_total" in r.body
+            r = hub.request("GET", "/robots.txt")
+            assert r.status == 503 and r.body == b"too many connections\n"
+            assert r.header("Connection") == "close"
+    finally:
+        for c in conns:
+            c.close()
+    assert hub.stderr().count("max_connections (5) reached") == 1
 
 
 def test_update_bigger_than_queue_bytes_reaches_idle_subscriber(start_hub):
