@@ -43,7 +43,14 @@ static void publish_finish(qs_async *a)
         qs_buf_append_str(&r.body, p->u->id);
     } else {
         qs_metric_add(&qs_metrics_global.publish_errors[QS_PUBERR_TRANSPORT], 1);
-        qs_warn("publish failed: %s", p->reason[0] ? p->reason : "transport error");
+        /* The transport logs when its backend goes away and comes back: each publish refused
+         * meanwhile is not news. A refusal while it is healthy is. */
+        qs_transport *t = p->req->ctx->hub->transport;
+        char why[QS_REASON_MAX];
+        if (p->status == -EAGAIN && !t->ops->healthy(t, why))
+            qs_debug("publish refused: %s", p->reason[0] ? p->reason : why);
+        else
+            qs_warn("publish failed: %s", p->reason[0] ? p->reason : "transport error");
         qs_http_response_init(&r, p->status == -EAGAIN ? 503 : 500);
         r.content_type = "text/plain; charset=utf-8";
         qs_buf_append(&r.headers, p->headers.p, p->headers.len);
