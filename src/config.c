@@ -911,6 +911,18 @@ static int set_site_address(struct parser *p, const struct tok *t, const char *a
     if (*host && (is_ip_literal(host) || (port_s && strcasecmp(host, "localhost") == 0)))
         cfg->listen_host = qs_xstrdup(host);
     cfg->listen_port = (int)port;
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        free(cfg->listeners[i].address);
+        free(cfg->listeners[i].host);
+    }
+    free(cfg->listeners);
+    cfg->listeners = qs_xcalloc(1, sizeof(*cfg->listeners));
+    cfg->n_listeners = 1;
+    cfg->listeners[0] = (qs_config_listener){
+        .address = qs_xstrdup(addr),
+        .host = cfg->listen_host ? qs_xstrdup(cfg->listen_host) : NULL,
+        .port = (int)port,
+    };
     rc = 0;
 out:
     free(hp);
@@ -1036,6 +1048,7 @@ static const struct directive directives[] = {
 void qs_config_defaults(qs_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
+    cfg->proto_h1 = cfg->proto_h2 = true;
     for (size_t i = 0; i < QS_ARRAY_LEN(directives); i++) {
         const struct directive *d = &directives[i];
         switch (d->type) {
@@ -1088,6 +1101,15 @@ void qs_config_free(qs_config *cfg)
 {
     free(cfg->site_address);
     free(cfg->listen_host);
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        free(cfg->listeners[i].address);
+        free(cfg->listeners[i].host);
+        free(cfg->listeners[i].source);
+    }
+    free(cfg->listeners);
+    free(cfg->tls_cert_file);
+    free(cfg->tls_key_file);
+    free(cfg->tls_source);
     free_secret(cfg->publisher_key);
     free(cfg->publisher_alg);
     free_secret(cfg->subscriber_key);

@@ -40,11 +40,29 @@ typedef struct qs_config_transport {
     int line;
 } qs_config_transport;
 
+/** One address the hub listens on (a site address). */
+typedef struct qs_config_listener {
+    char *address; /* as written: ":443", "https://example.com:8443", "localhost" */
+    char *host;    /* bind address; NULL = every interface */
+    int port;
+    bool tls; /* served over TLS */
+    char *source;
+    int line;
+} qs_config_listener;
+
 typedef struct qs_config {
     /* Where to listen (from the site address / SERVER_NAME). */
     char *site_address; /* as written, e.g. ":3000", "localhost", "http://0.0.0.0:3000" */
     char *listen_host;  /* NULL = every interface */
     int listen_port;
+
+    qs_config_listener *listeners;
+    size_t n_listeners;
+    char *tls_cert_file, *tls_key_file; /* `tls CERT_FILE KEY_FILE` (site level) */
+    bool tls_internal;                  /* `tls internal` */
+    char *tls_source;
+    int tls_line;
+    bool proto_h1, proto_h2, proto_h2c; /* global `protocols`; default h1 and h2 */
 
     /* JWT: key material and algorithm name (NULL alg = HS256). */
     char *publisher_key;

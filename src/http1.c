@@ -9,11 +9,7 @@
  */
 #include "http1.h"
 
-#include <inttypes.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 
 #include "http1_parse.h"
 #include "list.h"
@@ -24,9 +20,6 @@
 #define LINGER_MS 2000
 /* Most buffers a stream hands to one write, plus the pending response head. */
 #define MAX_IOV 65
-/* Connections accepted beyond max_connections for monitoring routes alone (the limit and
- * this reserve count every worker's connections). */
-#define MONITORING_RESERVE 16
 
 enum conn_state {
     CONN_HEAD,      /* reading a request head */
@@ -42,13 +35,10 @@ enum timer_list { TIMER_NONE, TIMER_READING, TIMER_IDLE, TIMER_LINGER };
 struct qs_http1 {
     qs_ctx *ctx;
     const qs_http_router *router;
-    uv_tcp_t listener;
-    bool listening;
     qs_list conns;     /* every open connection */
     qs_list reading;   /* receiving a request, oldest first (request_timeout) */
     qs_list idle;      /* keep-alive between requests, oldest first (idle_timeout) */
     qs_list lingering; /* closing after an error response, oldest first */
-    uint64_t n_conns;
 };
 
 /* A request being received or answered: what the handler sees and the head it points
@@ -62,7 +52,7 @@ typedef struct exchange {
 } exchange;
 
 typedef struct conn {
-    uv_tcp_t tcp;
+    qs_sock *sock; /* NULL once closed */
     qs_http1 *srv;
     qs_list node;       /* in srv->conns */
     qs_list timer_node; /* in one of srv's timer lists */
@@ -71,10 +61,9 @@ typedef struct conn {
     uint8_t minor_version;
     enum conn_state state;
     uint32_t refs;    /* held requests */
-    bool closing;     /* uv_close called */
-    bool closed;      /* close callback ran */
+    bool closing;     /* the socket is closing */
+    bool closed;      /* the socket's close callback ran */
     bool keep_alive;  /* another request may follow the current one */
-    bool reading;     /* uv_read_start active */
     bool in_process;  /* inside conn_process: responses must not re-enter it */
     bool in_handler;  /* inside the handler call: it frees the exchange */
     bool head_method; /* the request being answered is HEAD: no body */
@@ -92,22 +81,13 @@ typedef struct conn {
     qs_http_ostream os;
     char *pending;
     uint32_t pending_len, pending_off;
-    uv_write_t *wreq; /* the stream's queued write, allocated when the socket first fills */
-    char remote[48];
+    bool write_queued; /* a write waits for the socket's `written` */
+    bool close_after;  /* the queued write is the last response: linger, then close */
+    qs_buf out;        /* the part of a response the socket did not take at once */
 } conn;
-
-/* A response that the socket did not take at once, copied with its write request. */
-typedef struct conn_write {
-    uv_write_t req;
-    conn *c;
-    bool close_after;
-    size_t len;
-    char data[];
-} conn_write;
 
 static void conn_process(conn *c, const char *data, size_t len);
 static void conn_linger(conn *c);
-static void conn_start_reading(conn *c);
 static void conn_after_response(conn *c);
 
 /* ----------------------------------------------------------- lifetime */
@@ -140,18 +120,20 @@ static void conn_free(conn *c)
     qs_buf_free(&c->in);
     qs_buf_free(&c->body);
     qs_buf_free(&c->head);
+    qs_buf_free(&c->out);
     exchange_free(c->x);
     free(c->pending);
-    free(c->wreq);
     free(c);
 }
 
-static void on_close(uv_handle_t *h)
+static void ev_closed(qs_sock *s)
 {
-    conn *c = qs_container_of((uv_tcp_t *)h, conn, tcp);
-    qs_metric_sub(&qs_metrics_global.connections_open, 1);
-    c->srv->n_conns--;
+    conn *c = s->conn;
+    c->closing = true;
     c->closed = true;
+    c->sock = NULL;
+    qs_list_unlink(&c->node);
+    qs_list_unlink(&c->timer_node);
     if (c->os.owner_ops) /* a stream: its owner frees what it had */
         c->os.owner_ops->closed(c->os.owner);
     if (c->refs == 0)
@@ -172,16 +154,10 @@ static void conn_close(conn *c)
     c->closing = true;
     qs_list_unlink(&c->node);
     qs_list_unlink(&c->timer_node);
-    uv_close((uv_handle_t *)&c->tcp, on_close);
+    qs_sock_close(c->sock);
 }
 
 /* ------------------------------------------------------------ writing */
-
-static void on_linger_shutdown(uv_shutdown_t *req, int status)
-{
-    QS_UNUSED(status);
-    free(req);
-}
 
 /* After a response that ends the connection (an error, often sent before the request body
  * was read): send FIN, then read and discard what the client still sends for a moment.
@@ -192,31 +168,21 @@ static void conn_linger(conn *c)
     if (c->closing)
         return;
     c->state = CONN_LINGERING;
-    uv_shutdown_t *req = qs_xmalloc(sizeof(*req));
-    if (uv_shutdown(req, (uv_stream_t *)&c->tcp, on_linger_shutdown) < 0) {
-        free(req);
-        conn_close(c);
-        return;
-    }
-    conn_set_timer(c, TIMER_LINGER);
-    conn_start_reading(c);
+    qs_sock_shutdown(c->sock);
+    if (!c->closing)
+        conn_set_timer(c, TIMER_LINGER);
 }
 
-static void on_write_done(uv_write_t *req, int status)
+/* The rest of a response is written. */
+static void response_written(conn *c, int status)
 {
-    conn_write *cw = qs_container_of(req, conn_write, req);
-    conn *c = cw->c;
-    bool close_after = cw->close_after;
-    free(cw);
-    if (!c->closing) {
-        if (status < 0)
-            conn_close(c);
-        else if (close_after)
-            conn_linger(c);
-        else
-            conn_after_response(c);
-    }
-    conn_unref(c);
+    qs_buf_free(&c->out);
+    if (status < 0)
+        conn_close(c);
+    else if (c->close_after)
+        conn_linger(c);
+    else
+        conn_after_response(c);
 }
 
 /* Writes a response; once written the connection lingers and closes, or reads the next
@@ -225,7 +191,7 @@ static void conn_write_response(conn *c, const char *data, size_t len, bool clos
 {
     c->state = CONN_WRITING;
     uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &buf, 1);
+    int n = qs_sock_try_write(c->sock, &buf, 1);
     if (n == (int)len) {
         if (close_after)
             conn_linger(c);
@@ -233,21 +199,17 @@ static void conn_write_response(conn *c, const char *data, size_t len, bool clos
             conn_after_response(c);
         return;
     }
-    if (n < 0 && n != UV_EAGAIN) {
+    if (n < 0) {
         conn_close(c);
         return;
     }
-    size_t done = n > 0 ? (size_t)n : 0;
-    conn_write *cw = qs_xmalloc(sizeof(*cw) + (len - done));
-    cw->c = c;
-    cw->close_after = close_after;
-    cw->len = len - done;
-    memcpy(cw->data, data + done, len - done);
-    uv_buf_t rest = uv_buf_init(cw->data, (unsigned)cw->len);
-    c->refs++;
-    if (uv_write(&cw->req, (uv_stream_t *)&c->tcp, &rest, 1, on_write_done) < 0) {
-        free(cw);
-        conn_unref(c);
+    qs_buf_reset(&c->out);
+    qs_buf_append(&c->out, data + n, len - (size_t)n);
+    uv_buf_t rest = uv_buf_init(c->out.p, (unsigned)c->out.len);
+    c->close_after = close_after;
+    c->write_queued = true;
+    if (qs_sock_write(c->sock, &rest, 1) < 0) {
+        c->write_queued = false;
         conn_close(c);
     }
 }
@@ -319,7 +281,7 @@ static void conn_send(conn *c, qs_http_response *r)
 static void conn_fail(conn *c, int status, const char *reason)
 {
     qs_metric_add(&qs_metrics_global.bad_requests_total, 1);
-    qs_debug("bad request from %s: %d %s", c->remote, status, reason);
+    qs_debug("bad request from %s: %d %s", c->sock->peer, status, reason);
     c->keep_alive = false;
     qs_http_response r;
     qs_http_response_error(&r, status, reason, NULL);
@@ -368,30 +330,6 @@ static void req_hold(qs_http_req *req)
     x->c->refs++;
 }
 
-/* A subscriber whose network vanished sends no FIN: without help the kernel keeps
- * retransmitting for many minutes and the subscriber stays "active". Unacknowledged data
- * (the heartbeat, at the latest) now aborts the connection after dispatch_timeout, and
- * keep-alive probes do the same when heartbeats are off. */
-static void watch_peer(conn *c)
-{
-    const qs_config *cfg = c->srv->ctx->hub->cfg;
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
-        return;
-    /* Twice dispatch_timeout: a write stuck in the hub is dropped by the hub's own check
-     * first (and counted as such); the kernel's limit is for bytes it already took. */
-    unsigned user_timeout =
-        (unsigned)(cfg->dispatch_timeout_ms ? 2 * cfg->dispatch_timeout_ms : 30000);
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
-    int on = 1;
-    int idle = cfg->heartbeat_ms ? (int)QS_MAX(cfg->heartbeat_ms / 1000, (uint64_t)1) : 60;
-    int interval = (int)QS_MAX(user_timeout / 3000, 1u), count = 3;
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
-    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof(count));
-}
-
 static const qs_http_ostream_ops stream_ops;
 
 static qs_http_ostream *req_open_stream(qs_http_req *req)
@@ -402,7 +340,7 @@ static qs_http_ostream *req_open_stream(qs_http_req *req)
         return NULL;
     c->state = CONN_STREAMING;
     c->keep_alive = false;
-    watch_peer(c);
+    qs_sock_watch_peer(c->sock);
     c->os = (qs_http_ostream){.ops = &stream_ops, .chunked = c->minor_version >= 1};
     exchange_answered(c, x);
     return &c->os;
@@ -482,19 +420,14 @@ static int stream_try_write(qs_http_ostream *os, const uv_buf_t *iov, unsigned n
         return UV_ECANCELED;
     uv_buf_t all[MAX_IOV];
     unsigned k = with_pending(c, iov, n, all);
-    int w = uv_try_write((uv_stream_t *)&c->tcp, all, k);
-    if (w == UV_EAGAIN)
-        return 0;
+    int w = qs_sock_try_write(c->sock, all, k);
     if (w < 0)
         return w;
     return (int)consume_pending(c, (size_t)w);
 }
 
-static void on_stream_write(uv_write_t *req, int status)
+static void stream_written(conn *c, int status)
 {
-    conn *c = req->data;
-    if (c->closing)
-        return; /* the owner hears of it from the close callback */
     if (status == 0) {
         free(c->pending); /* a head that was part of this write is out */
         c->pending = NULL;
@@ -509,16 +442,15 @@ static int stream_write(qs_http_ostream *os, const uv_buf_t *iov, unsigned n)
         return UV_ECANCELED;
     uv_buf_t all[MAX_IOV];
     unsigned k = with_pending(c, iov, n, all);
-    if (!c->wreq)
-        c->wreq = qs_xmalloc(sizeof(*c->wreq));
-    c->wreq->data = c;
-    return uv_write(c->wreq, (uv_stream_t *)&c->tcp, all, k, on_stream_write);
+    int rc = qs_sock_write(c->sock, all, k);
+    c->write_queued = rc == 0;
+    return rc;
 }
 
 static void stream_close(qs_http_ostream *os)
 {
     conn *c = stream_conn(os);
-    if (c->pending && !c->closing && !uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)) {
+    if (c->pending && !c->closing && !c->write_queued) {
         /* A head (or a refusal) nothing was written after: it goes first. */
         char *p = c->pending;
         c->pending = NULL;
@@ -538,32 +470,15 @@ static const qs_http_ostream_ops stream_ops = {
 
 /* ------------------------------------------------------------ reading */
 
-static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void ev_read(qs_sock *s, const char *data, size_t len)
 {
-    QS_UNUSED(suggested);
-    conn *c = qs_container_of((uv_tcp_t *)h, conn, tcp);
-    /* Every read lands in the worker's buffer; reads are processed before the next one
-     * starts, so one buffer serves every connection of the thread. */
-    *buf = uv_buf_init(c->srv->ctx->read_buf, (unsigned)c->srv->ctx->read_buf_size);
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    conn *c = qs_container_of((uv_tcp_t *)stream, conn, tcp);
-    if (nread == 0 || c->closing)
+    conn *c = s->conn;
+    if (c->closing)
         return;
-    if (nread < 0) {
-        /* EOF or error: a subscriber went away, or a client closed between requests. A
-         * timeout is the kernel giving up on a peer that stopped acknowledging. */
-        if (nread == UV_ETIMEDOUT && c->state == CONN_STREAMING)
-            qs_metric_add(&qs_metrics_global.subscribers_dropped[QS_DROP_DISPATCH_TIMEOUT], 1);
-        conn_close(c);
-        return;
-    }
     if (c->state == CONN_STREAMING)
         return; /* a subscriber has nothing more to say; ignore what it sends */
     if (c->state == CONN_LINGERING) {
-        c->lingered += (size_t)nread; /* discarded; bounded so a sender cannot keep it open */
+        c->lingered += len; /* discarded; bounded so a sender cannot keep it open */
         if (c->lingered > (1u << 20))
             conn_close(c);
         return;
@@ -571,31 +486,52 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (c->state == CONN_HANDLING || c->state == CONN_WRITING) {
         /* Pipelined bytes while a response is pending: keep them, bounded, for later. */
         const qs_config *cfg = c->srv->ctx->hub->cfg;
-        if (c->in.len + (size_t)nread > cfg->max_header_size + cfg->max_request_body_size) {
+        if (c->in.len + len > cfg->max_header_size + cfg->max_request_body_size) {
             conn_close(c);
             return;
         }
-        qs_buf_append(&c->in, buf->base, (size_t)nread);
+        qs_buf_append(&c->in, data, len);
         return;
     }
     if (c->in.len) {
-        qs_buf_append(&c->in, buf->base, (size_t)nread);
+        qs_buf_append(&c->in, data, len);
         qs_buf pending = c->in;
         c->in = QS_BUF_INIT;
         conn_process(c, pending.p, pending.len);
         qs_buf_free(&pending);
     } else {
-        conn_process(c, buf->base, (size_t)nread);
+        conn_process(c, data, len);
     }
 }
 
-static void conn_start_reading(conn *c)
+/* EOF or error: a subscriber went away, or a client closed between requests. A timeout is
+ * the kernel giving up on a peer that stopped acknowledging. */
+static void ev_ended(qs_sock *s, int status)
 {
-    if (!c->reading && !c->closing) {
-        if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read) == 0)
-            c->reading = true;
-    }
+    conn *c = s->conn;
+    if (status == UV_ETIMEDOUT && c->state == CONN_STREAMING)
+        qs_metric_add(&qs_metrics_global.subscribers_dropped[QS_DROP_DISPATCH_TIMEOUT], 1);
+    conn_close(c);
 }
+
+static void ev_written(qs_sock *s, int status)
+{
+    conn *c = s->conn;
+    c->write_queued = false;
+    if (c->closing)
+        return; /* the owner hears of it from the close callback */
+    if (c->state == CONN_STREAMING && c->os.owner_ops)
+        stream_written(c, status);
+    else
+        response_written(c, status);
+}
+
+static const qs_sock_events events = {
+    .read = ev_read,
+    .ended = ev_ended,
+    .written = ev_written,
+    .closed = ev_closed,
+};
 
 /* Runs the request whose head and body are complete. The head's slices are valid only
  * during the handler call. */
@@ -618,7 +554,7 @@ static void conn_dispatch(conn *c)
         .headers = h->headers,
         .n_headers = h->n_headers,
         .body = {c->body.p ? c->body.p : "", c->body.len},
-        .peer = c->remote,
+        .peer = c->sock->peer,
         .over_limit = c->over_limit,
         .head = c->head_method,
         .max_query_pairs = (size_t)cfg->max_topics + 64,
@@ -708,7 +644,7 @@ static void conn_begin_body(conn *c)
     if (c->body_left && h->expect_continue) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        qs_sock_try_write(c->sock, &b, 1);
     }
 }
 
@@ -806,82 +742,28 @@ static void conn_after_response(conn *c)
         conn_process(c, pending.p, pending.len);
         qs_buf_free(&pending);
     }
-    if (!c->closing)
-        conn_start_reading(c);
 }
 
 /* ------------------------------------------------------------ accept */
 
-/* Logs once when the hub reaches max_connections, and once when it is well below again
- * (any worker may see either). */
-static void note_limit(uint64_t max, uint64_t open)
+void qs_http1_start(void *state, qs_sock *s, const char *initial, size_t len)
 {
-    static atomic_bool at_limit;
-    if (open > max) {
-        if (!atomic_exchange(&at_limit, true))
-            qs_warn("max_connections (%" PRIu64 ") reached: new connections are refused, "
-                    "except %d kept for /healthz and /metrics",
-                    max, MONITORING_RESERVE);
-    } else if (open <= max - max / 10 && atomic_load(&at_limit)) {
-        if (atomic_exchange(&at_limit, false))
-            qs_info("connections below max_connections (%" PRIu64 ") again", max);
-    }
-}
-
-static void free_unaccepted(uv_handle_t *h)
-{
-    free(qs_container_of((uv_tcp_t *)h, conn, tcp));
-}
-
-static void on_accept(uv_stream_t *listener, int status)
-{
-    qs_http1 *srv = listener->data;
-    qs_ctx *ctx = srv->ctx;
-    if (status < 0) {
-        qs_warn("accept failed: %s", uv_strerror(status));
-        return;
-    }
+    qs_http1 *srv = state;
     conn *c = qs_xcalloc(1, sizeof(*c));
+    c->sock = s;
     c->srv = srv;
+    s->events = &events;
+    s->conn = c;
     qs_list_init(&c->node);
     qs_list_init(&c->timer_node);
-    uv_tcp_init(&ctx->loop, &c->tcp);
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) < 0) {
-        uv_close((uv_handle_t *)&c->tcp, free_unaccepted);
-        return;
-    }
-    srv->n_conns++;
-    qs_metric_add(&qs_metrics_global.connections_total, 1);
-    /* The limit is for the whole hub: the kernel does not spread connections evenly. */
-    uint64_t open = atomic_fetch_add(&qs_metrics_global.connections_open, 1) + 1;
-    uint64_t max = ctx->hub->max_conns;
-    if (max)
-        note_limit(max, open);
-    if (ctx->stopping || (max && open > max + MONITORING_RESERVE)) {
-        qs_metric_add(&qs_metrics_global.connections_rejected, 1);
-        c->closing = true;
-        uv_close((uv_handle_t *)&c->tcp, on_close);
-        return;
-    }
-    if (max && open > max) {
-        /* One request, and only a health check or the metrics: the others get 503. */
-        c->over_limit = true;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    struct sockaddr_storage ss;
-    int sl = sizeof(ss);
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET)
-            uv_ip4_name((struct sockaddr_in *)&ss, c->remote, sizeof(c->remote));
-        else
-            uv_ip6_name((struct sockaddr_in6 *)&ss, c->remote, sizeof(c->remote));
-    }
     qs_list_push_back(&srv->conns, &c->node);
     c->state = CONN_HEAD;
+    c->over_limit = s->over_limit;
     c->keep_alive = !c->over_limit;
     c->minor_version = 1;
     conn_set_timer(c, TIMER_READING);
-    conn_start_reading(c);
+    if (len)
+        conn_process(c, initial, len);
 }
 
 /* ------------------------------------------------------------- worker */
@@ -896,29 +778,6 @@ qs_http1 *qs_http1_new(qs_ctx *ctx, const qs_http_router *router)
     qs_list_init(&h->idle);
     qs_list_init(&h->lingering);
     return h;
-}
-
-int qs_http1_listen(qs_http1 *h, int fd, char **err)
-{
-    uv_tcp_init(&h->ctx->loop, &h->listener);
-    h->listener.data = h;
-    h->listening = true;
-    int rc = uv_tcp_open(&h->listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&h->listener, 4096, on_accept);
-    if (rc < 0) {
-        *err = qs_xasprintf("cannot listen: %s", uv_strerror(rc));
-        return -1;
-    }
-    return 0;
-}
-
-void qs_http1_stop_listening(qs_http1 *h)
-{
-    if (!h->listening)
-        return;
-    h->listening = false;
-    uv_close((uv_handle_t *)&h->listener, NULL);
 }
 
 void qs_http1_close_idle(qs_http1 *h)
@@ -937,11 +796,6 @@ void qs_http1_close_all(qs_http1 *h)
     qs_list *n;
     while ((n = qs_list_front(&h->conns)))
         conn_close(qs_list_entry(n, conn, node));
-}
-
-uint64_t qs_http1_connections(const qs_http1 *h)
-{
-    return h->n_conns;
 }
 
 void qs_http1_check_timeouts(qs_http1 *h, uint64_t now)

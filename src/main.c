@@ -91,6 +91,22 @@ static int load_config(const options *o, qs_config *cfg)
 
 static qs_server server;
 
+/* SIGHUP: certificates and keys are read again; streams stay up. */
+static void on_reload(uv_signal_t *sig, int signum)
+{
+    QS_UNUSED(sig);
+    QS_UNUSED(signum);
+    char *err = NULL;
+    if (!server.tls) {
+        qs_info("received SIGHUP: nothing to reload (no TLS listener)");
+    } else if (qs_server_reload_tls(&server, &err) < 0) {
+        qs_error("received SIGHUP: certificates not reloaded: %s (the previous ones stay)", err);
+        free(err);
+    } else {
+        qs_info("received SIGHUP: certificates reloaded");
+    }
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     qs_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -111,11 +127,13 @@ static int cmd_run(const options *o)
     /* Signals are caught before the hub says it listens: a SIGTERM right after that line
      * must stop it cleanly, not kill it. */
     uv_loop_t *loop = uv_default_loop();
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_signal_init(loop, &sigterm);
     uv_signal_init(loop, &sigint);
+    uv_signal_init(loop, &sighup);
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_signal_start(&sighup, on_reload, SIGHUP);
     char *err = NULL;
     if (qs_server_init(&server, &cfg, &err) < 0 || qs_server_start(&server, &err) < 0) {
         fprintf(stderr, "mercure: %s\n", err ? err : "cannot start");
@@ -124,14 +142,20 @@ static int cmd_run(const options *o)
         qs_config_free(&cfg);
         return 1;
     }
+    const qs_config_listener *first = &cfg.listeners[0];
     qs_info("Quicksilver %s listening on %s:%d (%d workers, transport %s)", QS_VERSION,
-            cfg.listen_host ? cfg.listen_host : "*", server.listen_port, server.hub.n_workers,
+            first->host ? first->host : "*", server.ports[0], server.hub.n_workers,
             server.hub.transport->ops->name);
+    for (size_t i = 0; i < cfg.n_listeners; i++)
+        qs_info("serving %s on %s:%d (site address %s)", cfg.listeners[i].tls ? "https" : "http",
+                cfg.listeners[i].host ? cfg.listeners[i].host : "*", server.ports[i],
+                cfg.listeners[i].address);
     uv_run(loop, UV_RUN_DEFAULT);
 
     qs_server_stop(&server);
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&sighup, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     qs_server_destroy(&server);

@@ -11,6 +11,7 @@
 #include "log.h"
 #include "routes.h"
 #include "subscriptions.h"
+#include "tls.h"
 #include "worker.h"
 
 static int load_key(const char *directive, const char *material, const char *alg_name,
@@ -102,17 +103,28 @@ int qs_server_init(qs_server *s, qs_config *cfg, char **err)
     hub->max_conns = cfg->max_connections > 0 ? (uint64_t)cfg->max_connections
                                               : (nofile > 64 ? nofile - 64 : nofile);
 
+    bool any_tls = false;
+    s->ports = qs_xcalloc(cfg->n_listeners + 1, sizeof(*s->ports));
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        s->ports[i] = cfg->listeners[i].port;
+        any_tls |= cfg->listeners[i].tls;
+    }
+    if (any_tls) {
+        char *dir = qs_data_dir();
+        s->tls = qs_tls_new(cfg, dir, err);
+        free(dir);
+        if (!s->tls)
+            return -1;
+    }
     s->workers = qs_xcalloc((size_t)n, sizeof(*s->workers));
     hub->contexts = qs_xcalloc((size_t)n, sizeof(*hub->contexts));
-    int port = cfg->listen_port;
     for (int i = 0; i < n; i++) {
-        s->workers[i] = qs_worker_new(hub, i, &qs_routes, &port, err);
+        s->workers[i] = qs_worker_new(hub, i, &qs_routes, s->tls, s->ports, err);
         if (!s->workers[i])
             return -1;
         hub->contexts[i] = qs_worker_ctx(s->workers[i]);
         hub->n_workers = i + 1;
     }
-    s->listen_port = port;
     /* Workers start at the bus position the transport restarts from, so that replays of
      * history stored before a restart are bounded correctly. */
     uint64_t seq = qs_transport_last_seq(hub->transport);
@@ -133,6 +145,13 @@ int qs_server_start(qs_server *s, char **err)
     return 0;
 }
 
+int qs_server_reload_tls(qs_server *s, char **err)
+{
+    if (!s->tls)
+        return 0;
+    return qs_tls_reload(s->tls, err);
+}
+
 void qs_server_stop(qs_server *s)
 {
     if (atomic_exchange(&s->stopping, true) || !s->started)
@@ -151,6 +170,8 @@ void qs_server_destroy(qs_server *s)
         qs_worker_free(s->workers[i]);
     free(s->workers);
     free(hub->contexts);
+    qs_tls_free(s->tls);
+    free(s->ports);
     qs_transport_destroy(hub->transport);
     if (hub->publisher_key)
         qs_jwt_key_free(hub->publisher_key);

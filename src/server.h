@@ -18,7 +18,8 @@
 typedef struct qs_server {
     qs_hub hub;
     struct qs_worker **workers;
-    int listen_port; /* actual port (after binding port 0) */
+    struct qs_tls *tls; /* NULL: no TLS listener */
+    int *ports;         /* the bound port of each listener (port 0 = ephemeral) */
     bool started;
     atomic_bool stopping;
 } qs_server;
@@ -28,6 +29,10 @@ typedef struct qs_server {
 int qs_server_init(qs_server *s, qs_config *cfg, char **err);
 /** Starts the transport and the worker threads. */
 int qs_server_start(qs_server *s, char **err);
+/** Loads the TLS certificates and keys again (SIGHUP): new connections use them, open ones
+ *  keep theirs. Returns -1 with a malloc'd message when they cannot be loaded (the old ones
+ *  stay). Nothing to do without TLS. */
+int qs_server_reload_tls(qs_server *s, char **err);
 /** Stops accepting, ends every stream cleanly, waits for the workers, stops the
  *  transport. */
 void qs_server_stop(qs_server *s);

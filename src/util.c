@@ -165,3 +165,14 @@ void qs_random_bytes(void *buf, size_t n)
     if (RAND_bytes(buf, (int)n) != 1)
         qs_panic("RAND_bytes failed");
 }
+
+char *qs_data_dir(void)
+{
+    const char *xdg = getenv("XDG_DATA_HOME");
+    if (xdg && *xdg)
+        return qs_xasprintf("%s/quicksilver", xdg);
+    const char *home = getenv("HOME");
+    if (home && *home)
+        return qs_xasprintf("%s/.local/share/quicksilver", home);
+    return qs_xstrdup(".");
+}

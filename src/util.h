@@ -85,6 +85,10 @@ uint64_t qs_now_ns(void);
 int64_t qs_wall_seconds(void);
 int64_t qs_wall_ms(void);
 
+/** The hub's data directory (malloc'd): $XDG_DATA_HOME/quicksilver, else
+ *  $HOME/.local/share/quicksilver, else the current directory. */
+char *qs_data_dir(void);
+
 /** Fills buf with n cryptographically secure random bytes (OpenSSL); aborts on failure. */
 void qs_random_bytes(void *buf, size_t n);
 

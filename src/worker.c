@@ -10,6 +10,7 @@
 #include "index.h"
 #include "listener.h"
 #include "log.h"
+#include "sock.h"
 #include "stream.h"
 
 struct qs_worker {
@@ -19,6 +20,7 @@ struct qs_worker {
     uv_timer_t tick;
     uint64_t tick_ms;
     qs_inbox batch; /* the inbox taken by the last wake-up (capacity kept) */
+    qs_socks *socks;
     qs_http1 *http1;
     bool exiting;
     uint64_t stop_deadline_ms;
@@ -26,7 +28,7 @@ struct qs_worker {
 
 static void worker_maybe_exit(qs_worker *w)
 {
-    if (qs_http1_connections(w->http1) || w->ctx.async_pending || w->exiting)
+    if (qs_socks_count(w->socks) || w->ctx.async_pending || w->exiting)
         return;
     w->exiting = true;
     uv_close((uv_handle_t *)&w->ctx.wakeup, NULL);
@@ -55,12 +57,15 @@ static void on_tick(uv_timer_t *t)
 {
     qs_worker *w = t->data;
     uint64_t now = qs_now_ms();
+    qs_socks_check_timeouts(w->socks, now);
     qs_http1_check_timeouts(w->http1, now);
     qs_streams_check_timers(w->ctx.streams, now);
     qs_streams_flush(w->ctx.streams);
     if (w->ctx.stopping) {
-        if (now >= w->stop_deadline_ms) /* clients too slow to take their last bytes */
+        if (now >= w->stop_deadline_ms) { /* clients too slow to take their last bytes */
+            qs_socks_close_starting(w->socks);
             qs_http1_close_all(w->http1);
+        }
         worker_maybe_exit(w);
     }
 }
@@ -75,8 +80,9 @@ static void stop_task(void *arg)
     const qs_config *cfg = w->ctx.hub->cfg;
     w->stop_deadline_ms =
         qs_now_ms() + (cfg->dispatch_timeout_ms ? cfg->dispatch_timeout_ms : 5000);
-    qs_http1_stop_listening(w->http1);
+    qs_socks_stop_listening(w->socks);
     qs_streams_end_all(w->ctx.streams);
+    qs_socks_close_starting(w->socks);
     qs_http1_close_idle(w->http1);
     worker_maybe_exit(w);
 }
@@ -99,8 +105,8 @@ static uint64_t tick_period(const qs_config *cfg)
     return QS_MAX(shortest, (uint64_t)5);
 }
 
-qs_worker *qs_worker_new(const qs_hub *hub, int index, const qs_http_router *router, int *port,
-                         char **err)
+qs_worker *qs_worker_new(const qs_hub *hub, int index, const qs_http_router *router, qs_tls *tls,
+                         int *ports, char **err)
 {
     qs_worker *w = qs_xcalloc(1, sizeof(*w));
     qs_ctx *ctx = &w->ctx;
@@ -108,28 +114,33 @@ qs_worker *qs_worker_new(const qs_hub *hub, int index, const qs_http_router *rou
     ctx->subscribers = qs_index_new(ctx);
     ctx->streams = qs_streams_new(ctx);
     w->http1 = qs_http1_new(ctx, router);
+    qs_sock_protocols protocols = {.http1 = qs_http1_start, .http1_state = w->http1};
+    w->socks = qs_socks_new(ctx, tls, &protocols);
     uv_timer_init(&ctx->loop, &w->tick);
     w->tick.data = w;
 
     const qs_config *cfg = hub->cfg;
-    int fd, bound;
-    if (index == 0) {
-        /* SO_REUSEPORT would let this hub share its port with another process, which would
-         * then receive part of the connections and none of the updates: bind once without
-         * it first, so a port in use is an error. */
-        int probe;
-        if (qs_listener_open(cfg->listen_host, *port, false, &probe, port, err) < 0) {
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        const qs_config_listener *l = &cfg->listeners[i];
+        int fd, bound;
+        if (index == 0) {
+            /* SO_REUSEPORT would let this hub share its port with another process, which
+             * would then receive part of the connections and none of the updates: bind once
+             * without it first, so a port in use is an error. */
+            int probe;
+            if (qs_listener_open(l->host, ports[i], false, &probe, &ports[i], err) < 0) {
+                qs_worker_free(w);
+                return NULL;
+            }
+            close(probe);
+        }
+        if (qs_listener_open(l->host, ports[i], true, &fd, &bound, err) < 0 ||
+            qs_socks_listen(w->socks, l, cfg, fd, err) < 0) {
             qs_worker_free(w);
             return NULL;
         }
-        close(probe);
+        ports[i] = bound; /* later workers bind the port the first one got (0 = ephemeral) */
     }
-    if (qs_listener_open(cfg->listen_host, *port, true, &fd, &bound, err) < 0 ||
-        qs_http1_listen(w->http1, fd, err) < 0) {
-        qs_worker_free(w);
-        return NULL;
-    }
-    *port = bound; /* later workers bind the port the first one got (port 0 = ephemeral) */
     w->tick_ms = tick_period(cfg);
     uv_timer_start(&w->tick, on_tick, w->tick_ms, w->tick_ms);
     return w;
@@ -174,10 +185,12 @@ void qs_worker_free(qs_worker *w)
         return;
     /* A worker that never ran (start-up failed) still has open handles: close them all and
      * let their close callbacks run. */
+    qs_socks_stop_listening(w->socks);
     uv_walk(&w->ctx.loop, close_handle, NULL);
     uv_run(&w->ctx.loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&w->ctx.loop) != 0)
         qs_debug("worker %d: loop still had handles at exit", w->ctx.index);
+    qs_socks_free(w->socks);
     qs_http1_free(w->http1);
     qs_streams_free(w->ctx.streams);
     qs_index_free(w->ctx.subscribers);

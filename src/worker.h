@@ -3,7 +3,8 @@
  *
  *   qs_worker
  *     ├── ctx (ctx.h): loop, inbox, selector table, token cache, counters
- *     ├── http1 (http1.h): listener and connections
+ *     ├── socks (sock.h): listeners, TCP and TLS connections, the choice of protocol
+ *     ├── http1 (http1.h): HTTP/1 connections
  *     ├── subscribers (index.h) and streams (stream.h)
  *     └── one coarse tick driving every timeout of the worker
  *
@@ -17,13 +18,16 @@
 
 #include "ctx.h"
 #include "http.h"
+#include "tls.h"
 
 typedef struct qs_worker qs_worker;
 
-/** Sets up a worker listening on host:port with the hub's router (port 0 = ephemeral: the
- *  bound port is returned in *port, which later workers then share). */
-qs_worker *qs_worker_new(const qs_hub *hub, int index, const qs_http_router *router, int *port,
-                         char **err);
+/** Sets up a worker listening on every address of the configuration with the hub's router;
+ *  tls serves the TLS listeners (NULL when there is none). ports[i] is the port of listener
+ *  i (0 = ephemeral: the first worker binds one and returns it there, later workers share
+ *  it). */
+qs_worker *qs_worker_new(const qs_hub *hub, int index, const qs_http_router *router, qs_tls *tls,
+                         int *ports, char **err);
 /** The worker's context (for the hub's table of contexts). */
 qs_ctx *qs_worker_ctx(qs_worker *w);
 int qs_worker_start(qs_worker *w, char **err);

@@ -176,17 +176,13 @@ static int make_parent_dirs(const char *path)
     return 0;
 }
 
-/* The documented default location: $XDG_DATA_HOME/quicksilver/mercure.db, else
- * $HOME/.local/share/quicksilver/mercure.db, else ./mercure.db. */
+/* The documented default location: mercure.db in the hub's data directory. */
 static char *default_path(void)
 {
-    const char *xdg = getenv("XDG_DATA_HOME");
-    if (xdg && *xdg)
-        return qs_xasprintf("%s/quicksilver/mercure.db", xdg);
-    const char *home = getenv("HOME");
-    if (home && *home)
-        return qs_xasprintf("%s/.local/share/quicksilver/mercure.db", home);
-    return qs_xstrdup("mercure.db");
+    char *dir = qs_data_dir();
+    char *path = qs_xasprintf("%s/mercure.db", dir);
+    free(dir);
+    return path;
 }
 
 /* ------------------------------------------------------------ room in the map */

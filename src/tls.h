@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT
+ * tls.h - TLS for the hub's listeners: certificates loaded and checked at start, a local CA
+ * for `tls internal`, ALPN, and reloads without dropping a connection.
+ *
+ * One qs_tls serves every TLS listener of the hub. It holds the current SSL_CTX and
+ * replaces it as a whole on reload (SIGHUP): connections keep the context they started
+ * with (their SSL objects hold a reference), new ones get the new one.
+ *
+ * Protocol versions TLS 1.2 and 1.3 only; for 1.2, forward-secret AEAD suites only. ALPN
+ * offers "h2" (when HTTP/2 is enabled) and "http/1.1". Record buffers are released while a
+ * connection is idle (SSL_MODE_RELEASE_BUFFERS): an idle subscriber keeps only its
+ * session state.
+ *
+ * Threading: qs_tls_new_ssl may be called from any worker; qs_tls_reload from any thread.
+ */
+#ifndef QS_TLS_H
+#define QS_TLS_H
+
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+typedef struct qs_tls qs_tls;
+
+/**
+ * Builds the TLS context the configuration describes: the certificate chain and key of
+ * `tls CERT_FILE KEY_FILE` (readable, the key matching the certificate, the certificate
+ * valid now), or, for `tls internal`, a certificate for the site's names signed by a local
+ * CA kept under data_dir/pki (made on first use; its root certificate's path is logged).
+ * Returns NULL with a malloc'd one-line message naming the file on error.
+ */
+qs_tls *qs_tls_new(const qs_config *cfg, const char *data_dir, char **err);
+/** Loads the certificates again into a new context; on error the old one stays and -1 is
+ *  returned with a malloc'd message. */
+int qs_tls_reload(qs_tls *t, char **err);
+/** An SSL object in server mode for an accepted connection. */
+SSL *qs_tls_new_ssl(qs_tls *t);
+void qs_tls_free(qs_tls *t);
+
+/** True when ALPN chose HTTP/2 on this connection. */
+bool qs_tls_negotiated_h2(SSL *ssl);
+
+#endif
