@@ -71,9 +71,10 @@ typedef struct qs_http_ostream_ops {
     /** Queues iov (which must stay valid until written); owner->written follows. Returns 0
      *  or a negative libuv error (then no callback). One queued write at a time. */
     int (*write)(qs_http_ostream *os, const uv_buf_t *iov, unsigned n);
-    /** Ends the stream after what was written (a head not written yet is sent first);
-     *  owner->closed follows from the loop. */
-    void (*close)(qs_http_ostream *os);
+    /** Ends the stream: gracefully after everything written (a head not written yet is sent
+     *  first; HTTP/2 ends the stream), or at once (HTTP/2 resets the stream); owner->closed
+     *  follows from the loop. */
+    void (*close)(qs_http_ostream *os, bool graceful);
 } qs_http_ostream_ops;
 
 struct qs_http_ostream {

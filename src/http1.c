@@ -447,10 +447,10 @@ static int stream_write(qs_http_ostream *os, const uv_buf_t *iov, unsigned n)
     return rc;
 }
 
-static void stream_close(qs_http_ostream *os)
+static void stream_close(qs_http_ostream *os, bool graceful)
 {
     conn *c = stream_conn(os);
-    if (c->pending && !c->closing && !c->write_queued) {
+    if (graceful && c->pending && !c->closing && !c->write_queued) {
         /* A head (or a refusal) nothing was written after: it goes first. */
         char *p = c->pending;
         c->pending = NULL;

@@ -100,7 +100,16 @@ void qs_stream_close(qs_stream *s)
     if (s->closing)
         return;
     s->closing = true;
-    s->os->ops->close(s->os);
+    s->os->ops->close(s->os, false);
+}
+
+/* The last frame is written (or the refusal that replaces the stream): end gracefully. */
+static void stream_finish(qs_stream *s)
+{
+    if (s->closing)
+        return;
+    s->closing = true;
+    s->os->ops->close(s->os, true);
 }
 
 void qs_stream_drop(qs_stream *s, enum qs_drop_reason why)
@@ -275,7 +284,7 @@ void qs_stream_refuse(qs_stream *s, qs_http_response *res)
     }
     s->os->ops->head(s->os, res);
     s->opened = true;
-    qs_stream_close(s);
+    stream_finish(s);
 }
 
 void qs_stream_end(qs_stream *s)
@@ -361,7 +370,7 @@ void qs_stream_flush(qs_stream *s)
             batch_begin(s);
         if (s->batch_len == 0) { /* the end of a close-delimited stream: nothing to write */
             if (batch_done(s)) {
-                qs_stream_close(s);
+                stream_finish(s);
                 return;
             }
             continue;
@@ -375,7 +384,7 @@ void qs_stream_flush(qs_stream *s)
         s->batch_written += (size_t)written;
         if (s->batch_written == s->batch_len) {
             if (batch_done(s)) {
-                qs_stream_close(s);
+                stream_finish(s);
                 return;
             }
             continue;
@@ -404,7 +413,7 @@ static void on_written(void *owner, int status)
     }
     s->batch_written = s->batch_len;
     if (batch_done(s)) {
-        qs_stream_close(s);
+        stream_finish(s);
         return;
     }
     qs_stream_flush(s);

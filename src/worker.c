@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "http1.h"
+#include "http2.h"
 #include "index.h"
 #include "listener.h"
 #include "log.h"
@@ -22,6 +23,7 @@ struct qs_worker {
     qs_inbox batch; /* the inbox taken by the last wake-up (capacity kept) */
     qs_socks *socks;
     qs_http1 *http1;
+    qs_http2 *http2;
     bool exiting;
     uint64_t stop_deadline_ms;
 };
@@ -34,6 +36,7 @@ static void worker_maybe_exit(qs_worker *w)
     uv_close((uv_handle_t *)&w->ctx.wakeup, NULL);
     uv_close((uv_handle_t *)&w->tick, NULL);
     qs_streams_close(w->ctx.streams);
+    qs_http2_close(w->http2);
 }
 
 /* Drains the inbox: updates are fanned out, tasks run, then queued frames are written. */
@@ -59,12 +62,14 @@ static void on_tick(uv_timer_t *t)
     uint64_t now = qs_now_ms();
     qs_socks_check_timeouts(w->socks, now);
     qs_http1_check_timeouts(w->http1, now);
+    qs_http2_check_timeouts(w->http2, now);
     qs_streams_check_timers(w->ctx.streams, now);
     qs_streams_flush(w->ctx.streams);
     if (w->ctx.stopping) {
         if (now >= w->stop_deadline_ms) { /* clients too slow to take their last bytes */
             qs_socks_close_starting(w->socks);
             qs_http1_close_all(w->http1);
+            qs_http2_close_all(w->http2);
         }
         worker_maybe_exit(w);
     }
@@ -84,6 +89,7 @@ static void stop_task(void *arg)
     qs_streams_end_all(w->ctx.streams);
     qs_socks_close_starting(w->socks);
     qs_http1_close_idle(w->http1);
+    qs_http2_shutdown(w->http2);
     worker_maybe_exit(w);
 }
 
@@ -114,7 +120,11 @@ qs_worker *qs_worker_new(const qs_hub *hub, int index, const qs_http_router *rou
     ctx->subscribers = qs_index_new(ctx);
     ctx->streams = qs_streams_new(ctx);
     w->http1 = qs_http1_new(ctx, router);
-    qs_sock_protocols protocols = {.http1 = qs_http1_start, .http1_state = w->http1};
+    w->http2 = qs_http2_new(ctx, router);
+    qs_sock_protocols protocols = {.http1 = qs_http1_start,
+                                   .http1_state = w->http1,
+                                   .http2 = qs_http2_start,
+                                   .http2_state = w->http2};
     w->socks = qs_socks_new(ctx, tls, &protocols);
     uv_timer_init(&ctx->loop, &w->tick);
     w->tick.data = w;
@@ -192,6 +202,7 @@ void qs_worker_free(qs_worker *w)
         qs_debug("worker %d: loop still had handles at exit", w->ctx.index);
     qs_socks_free(w->socks);
     qs_http1_free(w->http1);
+    qs_http2_free(w->http2);
     qs_streams_free(w->ctx.streams);
     qs_index_free(w->ctx.subscribers);
     qs_ctx_inbox_free(&w->batch);
