@@ -109,7 +109,7 @@ struct parser {
     struct site_addr *addrs; /* the site's addresses, until resolve_listeners() */
     size_t n_addrs;
     char *site_text;                /* the site's address list as written, for errors */
-    size_t tls_idx;                 /* the `tls` line */
+    size_t tls_idx, protocols_idx;  /* the `tls` and first `protocols` lines */
     const struct tok *inside_route; /* the route-like directive being walked, if any */
 };
 
@@ -1043,6 +1043,21 @@ static int resolve_listeners(struct parser *p)
         l->line = a->at.line;
     }
 
+    /* A listener that can speak none of the protocols would refuse every client. */
+    if (p->protocols_idx != NO_TOK) {
+        for (size_t i = 0; i < cfg->n_listeners; i++) {
+            const qs_config_listener *l = &cfg->listeners[i];
+            if (l->tls ? cfg->proto_h1 || cfg->proto_h2 : cfg->proto_h1 || cfg->proto_h2c)
+                continue;
+            char *addr = escaped(l->address);
+            fail(p, &p->toks[p->protocols_idx],
+                 "protocols: the %s listener \"%s\" (%s:%d) needs h1 or %s",
+                 l->tls ? "TLS" : "plain HTTP", addr, l->source, l->line, l->tls ? "h2" : "h2c");
+            free(addr);
+            return -1;
+        }
+    }
+
     const qs_config_listener *first = &cfg->listeners[0];
     cfg->site_address = qs_xstrdup(first->address);
     cfg->listen_host = first->host ? qs_xstrdup(first->host) : NULL;
@@ -1163,6 +1178,7 @@ void qs_config_defaults(qs_config *cfg)
             break;
         }
     }
+    cfg->proto_h1 = cfg->proto_h2 = true;
 }
 
 static void free_strv(char **v, size_t n)
@@ -1655,13 +1671,64 @@ static int site_line(struct parser *p, const struct line *ln, void *ud)
     return failval(p, ltok(p, ln, 0), name, "unknown site directive");
 }
 
+/*
+ * `protocols h1 h2 h2c`, in the global options or in Caddy's `servers [LISTENER] { … }`.
+ * One setting applies to every listener, so a second one must say the same.
+ */
+static int global_protocols(struct parser *p, const struct line *ln)
+{
+    qs_config *cfg = p->cfg;
+    const struct tok *t = ltok(p, ln, 0);
+    if (ln->block)
+        return fail(p, &p->toks[ln->open], "protocols: unexpected block");
+    if (nargs(ln) == 0)
+        return fail(p, t, "protocols: missing value (h1, h2, h2c)");
+    bool h1 = false, h2 = false, h2c = false;
+    for (size_t i = 0; i < nargs(ln); i++) {
+        const char *v = arg(p, ln, i);
+        if (strcmp(v, "h1") == 0)
+            h1 = true;
+        else if (strcmp(v, "h2") == 0)
+            h2 = true;
+        else if (strcmp(v, "h2c") == 0)
+            h2c = true;
+        else if (strcmp(v, "h3") == 0)
+            return failval(p, ltok(p, ln, 1 + i), v, "protocols: HTTP/3 is not supported");
+        else
+            return failval(p, ltok(p, ln, 1 + i), v, "protocols: unknown protocol (h1, h2, h2c)");
+    }
+    if (p->protocols_idx != NO_TOK) {
+        if (h1 == cfg->proto_h1 && h2 == cfg->proto_h2 && h2c == cfg->proto_h2c)
+            return 0;
+        const struct tok *first = &p->toks[p->protocols_idx];
+        return fail(p, t,
+                    "protocols: differs from the protocols at %s:%d (one setting applies to "
+                    "every listener)",
+                    first->source, first->line);
+    }
+    cfg->proto_h1 = h1;
+    cfg->proto_h2 = h2;
+    cfg->proto_h2c = h2c;
+    p->protocols_idx = ln->first;
+    return 0;
+}
+
+/* Inside `servers [LISTENER] { … }`: protocols is read (for every listener, whatever the
+ * LISTENER argument says); Caddy's other server options are ignored. */
+static int servers_line(struct parser *p, const struct line *ln, void *ud)
+{
+    if (strcmp(ltok(p, ln, 0)->text, "protocols") == 0)
+        return global_protocols(p, ln);
+    return skip_line(p, ln, ud);
+}
+
 static int global_line(struct parser *p, const struct line *ln, void *ud)
 {
-    /* Caddy options that concern only Caddy (admin API, TLS, ports it would pick…). */
-    static const char *const ignored[] = {
-        "admin",   "auto_https",   "http_port",     "https_port",  "order",
-        "servers", "log",          "email",         "local_certs", "skip_install_trust",
-        "metrics", "grace_period", "shutdown_delay"};
+    /* Caddy options that concern only Caddy (admin API, certificates, ports it would pick…). */
+    static const char *const ignored[] = {"admin",      "auto_https",   "http_port",
+                                          "https_port", "order",        "log",
+                                          "email",      "local_certs",  "skip_install_trust",
+                                          "metrics",    "grace_period", "shutdown_delay"};
     const struct tok *t = ltok(p, ln, 0);
     if (strcmp(t->text, "debug") == 0) {
         if (want_args(p, ln, 0, 0) < 0)
@@ -1671,6 +1738,10 @@ static int global_line(struct parser *p, const struct line *ln, void *ud)
         p->cfg->debug = true;
         return 0;
     }
+    if (strcmp(t->text, "protocols") == 0)
+        return global_protocols(p, ln);
+    if (strcmp(t->text, "servers") == 0)
+        return ln->block ? walk_block(p, ln->open, servers_line, ud) : 0;
     if (in_list(t->text, ignored, QS_ARRAY_LEN(ignored)))
         return skip_line(p, ln, ud);
     return failval(p, t, t->text, "unknown global option");
@@ -1872,6 +1943,7 @@ int qs_config_parse(qs_config *cfg, const char *text, size_t len, const char *so
         .transport_idx = NO_TOK,
         .transport_url_idx = NO_TOK,
         .tls_idx = NO_TOK,
+        .protocols_idx = NO_TOK,
     };
     qs_config_defaults(cfg);
     if (err)

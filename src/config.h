@@ -82,6 +82,10 @@ typedef struct qs_config {
     char *tls_source; /* where `tls` was given */
     int tls_line;
 
+    /* Global `protocols` (or `servers { protocols … }`), for every listener: h1; h2 on TLS
+     * listeners (ALPN); h2c on plain ones (prior knowledge). Default h1 and h2. */
+    bool proto_h1, proto_h2, proto_h2c;
+
     /* JWT: key material and algorithm name (NULL alg = HS256). */
     char *publisher_key;
     char *publisher_alg;

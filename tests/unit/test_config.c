@@ -1238,6 +1238,97 @@ TEST(tls_directive_errors)
     qs_config_free(&cfg);
 }
 
+TEST(protocols_option)
+{
+    qs_config cfg;
+    /* Defaults: h1 and h2, no h2c. */
+    site_ok(&cfg, ":80", "");
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && !cfg.proto_h2c);
+    qs_config_free(&cfg);
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && !cfg.proto_h2c); /* reset by free */
+
+    static const char site[] = ":80, :443 {\n tls internal\n mercure {\n  publisher_jwt k\n"
+                               "  anonymous\n }\n}\n";
+    static const struct {
+        const char *global;
+        bool h1, h2, h2c;
+    } cases[] = {
+        {"protocols h1 h2 h2c", true, true, true},
+        {"protocols h1", true, false, false},
+        {"protocols h2c h2", false, true, true},
+        {"protocols h1 h1 h2c", true, false, true},
+        {"servers {\n\t\tprotocols h1 h2c\n\t}", true, false, true},
+        {"servers :443 {\n\t\tmetrics\n\t\ttimeouts {\n\t\t\tread_body 10s\n\t\t}\n"
+         "\t\tprotocols h2 h1\n\t}",
+         true, true, false},
+        {"servers {\n\t\tmetrics\n\t}", true, true, false},
+        /* The same setting twice is fine. */
+        {"protocols h1 h2c\n\tservers :443 {\n\t\tprotocols h2c h1\n\t}", true, false, true},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        char *text = qs_xasprintf("{\n\t%s\n}\n%s", cases[i].global, site);
+        must_parse(&cfg, text, no_env);
+        if (cfg.proto_h1 != cases[i].h1 || cfg.proto_h2 != cases[i].h2 ||
+            cfg.proto_h2c != cases[i].h2c)
+            qs_test_fail(__FILE__, __LINE__, "%s: got h1=%d h2=%d h2c=%d", cases[i].global,
+                         cfg.proto_h1, cfg.proto_h2, cfg.proto_h2c);
+        free(text);
+        qs_config_free(&cfg);
+    }
+
+    /* h2c alone: plain listeners speak HTTP/2 with prior knowledge only. */
+    must_parse(&cfg,
+               "{\n protocols h2c\n}\n:80 {\n mercure {\n  publisher_jwt k\n  anonymous\n"
+               " }\n}\n",
+               no_env);
+    ASSERT(!cfg.proto_h1 && !cfg.proto_h2 && cfg.proto_h2c);
+    qs_config_free(&cfg);
+
+    /* From GLOBAL_OPTIONS. */
+    char *err = NULL;
+    const char **env = ENV("GLOBAL_OPTIONS", "protocols h1 h2 h2c", "MERCURE_PUBLISHER_JWT_KEY",
+                           "k", "MERCURE_EXTRA_DIRECTIVES", "anonymous");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && cfg.proto_h2c);
+    qs_config_free(&cfg);
+}
+
+TEST(protocols_errors)
+{
+    static const char site[] = ":80, :443 {\n tls internal\n mercure {\n  publisher_jwt k\n"
+                               "  anonymous\n }\n}\n";
+    static const struct {
+        const char *global;
+        const char *err;
+    } cases[] = {
+        {"protocols h1 h3", "Caddyfile:2: protocols: HTTP/3 is not supported \"h3\""},
+        {"protocols h1 http/1.1",
+         "Caddyfile:2: protocols: unknown protocol (h1, h2, h2c) \"http/1.1\""},
+        {"protocols", "Caddyfile:2: protocols: missing value (h1, h2, h2c)"},
+        {"protocols h1 {\n\t}", "Caddyfile:2: protocols: unexpected block"},
+        {"servers {\n\t\tprotocols h1 h2 h3\n\t}",
+         "Caddyfile:3: protocols: HTTP/3 is not supported \"h3\""},
+        {"servers :443 {\n\t\tprotocols\n\t}",
+         "Caddyfile:3: protocols: missing value (h1, h2, h2c)"},
+        {"protocols h1 h2\n\tservers :80 {\n\t\tprotocols h1\n\t}",
+         "Caddyfile:4: protocols: differs from the protocols at Caddyfile:2 (one setting "
+         "applies to every listener)"},
+        /* A listener that could speak nothing. */
+        {"protocols h2", "Caddyfile:2: protocols: the plain HTTP listener \":80\" (Caddyfile:4) "
+                         "needs h1 or h2c"},
+        {"protocols h2c", "Caddyfile:2: protocols: the TLS listener \":443\" (Caddyfile:4) "
+                          "needs h1 or h2"},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        char *text = qs_xasprintf("{\n\t%s\n}\n%s", cases[i].global, site);
+        must_fail(text, no_env, cases[i].err);
+        free(text);
+    }
+    /* From GLOBAL_OPTIONS: the variable and its line are named. */
+    must_fail("{\n\t{$GLOBAL_OPTIONS}\n}\n:80 {\n}\n", ENV("GLOBAL_OPTIONS", "debug\nprotocols h3"),
+              "GLOBAL_OPTIONS:2: protocols: HTTP/3 is not supported \"h3\"");
+}
+
 TEST(listeners_and_tls_are_freed_and_reset)
 {
     qs_config cfg;
@@ -1247,6 +1338,7 @@ TEST(listeners_and_tls_are_freed_and_reset)
     ASSERT_EQ_INT(0, cfg.n_listeners);
     ASSERT(cfg.tls_cert_file == NULL && cfg.tls_key_file == NULL && cfg.tls_source == NULL);
     ASSERT(!cfg.tls_internal);
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && !cfg.proto_h2c);
 
     /* An error after some listeners were made leaves nothing behind (run under ASan). */
     char *err = NULL;
