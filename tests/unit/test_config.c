@@ -1135,6 +1135,17 @@ TEST(duplicate_site_addresses)
              "plain HTTP \"https://b.example.com:8443\"");
 }
 
+TEST(site_addresses_are_bounded)
+{
+    qs_buf b = QS_BUF_INIT;
+    for (int i = 1; i <= 257; i++)
+        qs_buf_appendf(&b, ":%d ", i);
+    char *text = site_with(qs_buf_cstr(&b), "");
+    must_fail(text, no_env, "Caddyfile:1: site address: more than 256 site addresses \":257\"");
+    free(text);
+    qs_buf_free(&b);
+}
+
 TEST(second_site_block)
 {
     must_fail(":80 {\n mercure {\n  publisher_jwt k\n  anonymous\n }\n}\nexample.com {\n}\n",
