@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 /* Variables that exercise every substitution path: multi-line directives, a PEM-like key with
- * spaces and newlines, braces inside values, an empty value. */
+ * spaces and newlines, braces inside values, an empty value, several site addresses. */
 static const char *const fake_env[] = {
     "SERVER_NAME",
     ":3000",
@@ -23,6 +23,10 @@ static const char *const fake_env[] = {
     "anonymous\ncors_origins *\nheartbeat 10ms\ntransport bolt {\n path x.db\n}",
     "MERCURE_TRANSPORT_URL",
     "bolt://fuzz.db",
+    "CADDY_SERVER_EXTRA_DIRECTIVES",
+    "encode gzip\ntls cert.pem key.pem",
+    "SITES",
+    ":80 https://[::1]:8443, localhost:3000",
     "B",
     "{",
     "C",

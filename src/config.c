@@ -4,8 +4,9 @@
  * Pipeline: `{$VAR}` substitution on the raw text (remembering where every byte came from),
  * tokenizing like Caddy's lexer, `{env.VAR}` replacement inside each token, then a
  * line-oriented recursive walk of the blocks: global options, one site block, the `mercure`
- * block. Directives of the `mercure` block are described once, in `directives[]`, which also
- * provides the defaults.
+ * block. The site's addresses become listeners once the whole site is read, because its
+ * `tls` directive decides which of them use TLS (resolve_listeners()). Directives of the
+ * `mercure` block are described once, in `directives[]`, which also provides the defaults.
  */
 #include "config.h"
 
@@ -81,6 +82,8 @@ struct line {
     size_t open;  /* index of that '{' */
 };
 
+struct site_addr;
+
 struct parser {
     qs_config *cfg;
     qs_getenv_fn getenv_fn;
@@ -102,6 +105,12 @@ struct parser {
 
     bool have_site, have_mercure;
     size_t site_idx, mercure_idx, pub_idx, sub_idx, transport_idx, transport_url_idx;
+
+    struct site_addr *addrs; /* the site's addresses, until resolve_listeners() */
+    size_t n_addrs;
+    char *site_text;                /* the site's address list as written, for errors */
+    size_t tls_idx, protocols_idx;  /* the `tls` and first `protocols` lines */
+    const struct tok *inside_route; /* the route-like directive being walked, if any */
 };
 
 #define NO_TOK ((size_t)-1)
@@ -815,7 +824,22 @@ int qs_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-/*-------- Site address --------*/
+/*-------- Site addresses --------*/
+
+/* More addresses than any real site lists; bounds the pairwise checks on hostile input. */
+#define MAX_SITE_ADDRESSES 256
+
+enum scheme { SCHEME_NONE, SCHEME_HTTP, SCHEME_HTTPS };
+
+/* A site address as written. Whether it uses TLS, and its port when none is written, depend
+ * on the site's `tls` directive, so it becomes a listener once the whole site is read. */
+struct site_addr {
+    char *address;
+    char *host; /* as written, without IPv6 brackets; "" when absent */
+    int port;   /* -1 when absent */
+    enum scheme scheme;
+    struct tok at; /* source and line only, for errors */
+};
 
 /* IPv4, or IPv6 with an optional %zone. */
 static bool is_ip_literal(const char *h)
@@ -830,31 +854,25 @@ static bool is_ip_literal(const char *h)
     return ok;
 }
 
-/*
- * Turns a site address into where to listen. Quicksilver serves plain HTTP (TLS is
- * terminated in front of it), so an address without a port means port 80, not Caddy's 443.
- * Like Caddy, a host name is a virtual-host name, not a bind address: the hub listens on
- * every interface, except for an IP literal (bound as given) and for "localhost" with an
- * explicit port (bound to localhost). A bare "localhost" (the reference's default
- * SERVER_NAME) listens everywhere on port 80, which is what containers expect.
- */
-static int set_site_address(struct parser *p, const struct tok *t, const char *addr)
+/* Checks one address's syntax and records it; see resolve_listeners() for its meaning. */
+static int add_site_address(struct parser *p, const struct tok *t, const char *addr)
 {
-    qs_config *cfg = p->cfg;
     const char *what = "site address";
     if (!*addr)
         return fail(p, t, "%s: empty site address", what);
+    if (p->n_addrs == MAX_SITE_ADDRESSES)
+        return failval(p, t, addr, "%s: more than %d site addresses", what, MAX_SITE_ADDRESSES);
     const char *rest = addr;
+    enum scheme scheme = SCHEME_NONE;
     const char *sep = strstr(addr, "://");
     if (sep) {
         size_t sl = (size_t)(sep - addr);
         if (sl == 5 && strncasecmp(addr, "https", 5) == 0)
-            return failval(p, t, addr,
-                           "%s: https is not supported: terminate TLS in front of the hub or "
-                           "use http://",
-                           what);
-        if (sl != 4 || strncasecmp(addr, "http", 4) != 0)
-            return failval(p, t, addr, "%s: unsupported scheme (only http:// is supported)", what);
+            scheme = SCHEME_HTTPS;
+        else if (sl == 4 && strncasecmp(addr, "http", 4) == 0)
+            scheme = SCHEME_HTTP;
+        else
+            return failval(p, t, addr, "%s: unsupported scheme (http:// or https://)", what);
         rest = sep + 3;
     }
     const char *slash = strchr(rest, '/');
@@ -898,31 +916,30 @@ static int set_site_address(struct parser *p, const struct tok *t, const char *a
                 goto out;
             }
     }
-    long long port = 80;
+    long long port = -1;
     if (port_s &&
         (parse_ll(port_s, &port) < 0 || port_s[0] == '-' || port > 65535 || strlen(port_s) > 5)) {
         failval(p, t, addr, "%s: invalid port (0 to 65535)", what);
         goto out;
     }
-    free(cfg->site_address);
-    free(cfg->listen_host);
-    cfg->site_address = qs_xstrdup(addr);
-    cfg->listen_host = NULL;
-    if (*host && (is_ip_literal(host) || (port_s && strcasecmp(host, "localhost") == 0)))
-        cfg->listen_host = qs_xstrdup(host);
-    cfg->listen_port = (int)port;
-    for (size_t i = 0; i < cfg->n_listeners; i++) {
-        free(cfg->listeners[i].address);
-        free(cfg->listeners[i].host);
+    /* Caddy refuses these too: the scheme and the port would say opposite things. */
+    if (scheme == SCHEME_HTTPS && port == 80) {
+        failval(p, t, addr, "%s: https:// on port 80, the plain HTTP port", what);
+        goto out;
     }
-    free(cfg->listeners);
-    cfg->listeners = qs_xcalloc(1, sizeof(*cfg->listeners));
-    cfg->n_listeners = 1;
-    cfg->listeners[0] = (qs_config_listener){
+    if (scheme == SCHEME_HTTP && port == 443) {
+        failval(p, t, addr, "%s: http:// on port 443, the TLS port", what);
+        goto out;
+    }
+    p->addrs = qs_xrealloc(p->addrs, (p->n_addrs + 1) * sizeof(*p->addrs));
+    p->addrs[p->n_addrs++] = (struct site_addr){
         .address = qs_xstrdup(addr),
-        .host = cfg->listen_host ? qs_xstrdup(cfg->listen_host) : NULL,
+        .host = host,
         .port = (int)port,
+        .scheme = scheme,
+        .at = {.source = t->source, .line = t->line},
     };
+    host = NULL;
     rc = 0;
 out:
     free(hp);
@@ -930,26 +947,122 @@ out:
     return rc;
 }
 
-/* Site addresses are separated by spaces and/or commas; only one is supported. */
-static int set_site_addresses(struct parser *p, const struct tok *t, const char *joined)
+/* Site addresses are separated by spaces and/or commas, within a token too: a value
+ * substituted from SERVER_NAME can hold several. */
+static int add_site_addresses(struct parser *p, const struct tok *t, const char *text)
 {
-    const char *a = joined;
-    while (*a == ',' || is_space(*a))
-        a++;
-    size_t n = 0;
-    while (a[n] && a[n] != ',' && !is_space(a[n]))
-        n++;
-    const char *rest = a + n;
-    while (*rest == ',' || is_space(*rest))
-        rest++;
-    if (!n)
-        return fail(p, t, "site address: empty site address");
-    if (*rest)
-        return failval(p, t, joined, "site address: only one site address is supported");
-    char *one = qs_xstrndup(a, n);
-    int rc = set_site_address(p, t, one);
-    free(one);
-    return rc;
+    const char *a = text;
+    for (;;) {
+        while (*a == ',' || is_space(*a))
+            a++;
+        if (!*a)
+            return 0;
+        size_t n = 0;
+        while (a[n] && a[n] != ',' && !is_space(a[n]))
+            n++;
+        char *one = qs_xstrndup(a, n);
+        int rc = add_site_address(p, t, one);
+        free(one);
+        if (rc < 0)
+            return -1;
+        a += n;
+    }
+}
+
+static char *escaped(const char *s)
+{
+    qs_buf b = QS_BUF_INIT;
+    append_escaped(&b, s);
+    return qs_buf_steal(&b);
+}
+
+/*
+ * Turns the site's addresses into listeners, once the site's `tls` directive is known.
+ *
+ * TLS: `https://` → TLS, port 443 unless written; `http://` → plain, port 80 unless written;
+ * no scheme: port 443 → TLS, port 80 → plain, another port or none → TLS when the site has a
+ * `tls` directive, else plain (no port: 443 with `tls`, 80 without). A TLS listener needs
+ * `tls CERT_FILE KEY_FILE` or `tls internal`: Quicksilver does not speak ACME. This differs
+ * from Caddy's automatic HTTPS, which turns TLS on for any address naming a host or an IP on
+ * a port other than 80 (so `localhost` and `example.com` mean HTTPS on 443 there, with
+ * certificates Caddy fetches or issues itself and a redirect from port 80): here such an
+ * address is plain HTTP on port 80 unless the site says `tls`, and no redirect is added.
+ *
+ * Where to bind: like Caddy, a host name is a virtual-host name, not a bind address, so the
+ * hub listens on every interface, except for an IP literal (bound as given) and for
+ * "localhost" with an explicit port (bound to localhost). A bare "localhost" (the reference's
+ * default SERVER_NAME) listens everywhere, which is what containers expect.
+ *
+ * Two addresses naming the same host (as written, ignoring case) on the same port are an
+ * error; so is one port serving TLS for one address and plain HTTP for another. Port 0 picks
+ * a free port for each listener, so it is exempt from both.
+ */
+static int resolve_listeners(struct parser *p)
+{
+    qs_config *cfg = p->cfg;
+    bool have_tls = p->tls_idx != NO_TOK;
+    cfg->listeners = qs_xcalloc(p->n_addrs, sizeof(*cfg->listeners));
+    for (size_t i = 0; i < p->n_addrs; i++) {
+        const struct site_addr *a = &p->addrs[i];
+        bool tls = a->scheme == SCHEME_HTTPS ||
+                   (a->scheme == SCHEME_NONE && (a->port == 443 || (a->port != 80 && have_tls)));
+        int port = a->port >= 0 ? a->port : tls ? 443 : 80;
+        if (tls && !have_tls)
+            return failval(p, &a->at, a->address,
+                           "site address: %s is served over TLS, which needs a certificate: add "
+                           "tls CERT_FILE KEY_FILE or tls internal to the site block (Quicksilver "
+                           "cannot get certificates from ACME)",
+                           a->scheme == SCHEME_HTTPS ? "https://" : "port 443");
+        for (size_t j = 0; j < i; j++) {
+            const qs_config_listener *o = &cfg->listeners[j];
+            if (o->port != port || port == 0)
+                continue;
+            char *other = escaped(o->address);
+            int rc = 0;
+            if (strcasecmp(p->addrs[j].host, a->host) == 0)
+                rc = failval(p, &a->at, a->address,
+                             "site address: same host and port as \"%s\" (%s:%d)", other, o->source,
+                             o->line);
+            else if (o->tls != tls)
+                rc = failval(p, &a->at, a->address,
+                             "site address: port %d is %s for \"%s\" (%s:%d): one port cannot "
+                             "serve both TLS and plain HTTP",
+                             port, o->tls ? "TLS" : "plain HTTP", other, o->source, o->line);
+            free(other);
+            if (rc < 0)
+                return -1;
+        }
+        qs_config_listener *l = &cfg->listeners[cfg->n_listeners++];
+        l->address = qs_xstrdup(a->address);
+        if (*a->host &&
+            (is_ip_literal(a->host) || (a->port >= 0 && strcasecmp(a->host, "localhost") == 0)))
+            l->host = qs_xstrdup(a->host);
+        l->port = port;
+        l->tls = tls;
+        l->source = qs_xstrdup(a->at.source);
+        l->line = a->at.line;
+    }
+
+    /* A listener that can speak none of the protocols would refuse every client. */
+    if (p->protocols_idx != NO_TOK) {
+        for (size_t i = 0; i < cfg->n_listeners; i++) {
+            const qs_config_listener *l = &cfg->listeners[i];
+            if (l->tls ? cfg->proto_h1 || cfg->proto_h2 : cfg->proto_h1 || cfg->proto_h2c)
+                continue;
+            char *addr = escaped(l->address);
+            fail(p, &p->toks[p->protocols_idx],
+                 "protocols: the %s listener \"%s\" (%s:%d) needs h1 or %s",
+                 l->tls ? "TLS" : "plain HTTP", addr, l->source, l->line, l->tls ? "h2" : "h2c");
+            free(addr);
+            return -1;
+        }
+    }
+
+    const qs_config_listener *first = &cfg->listeners[0];
+    cfg->site_address = qs_xstrdup(first->address);
+    cfg->listen_host = first->host ? qs_xstrdup(first->host) : NULL;
+    cfg->listen_port = first->port;
+    return 0;
 }
 
 /*-------- Directives of the mercure block --------*/
@@ -1048,7 +1161,6 @@ static const struct directive directives[] = {
 void qs_config_defaults(qs_config *cfg)
 {
     memset(cfg, 0, sizeof(*cfg));
-    cfg->proto_h1 = cfg->proto_h2 = true;
     for (size_t i = 0; i < QS_ARRAY_LEN(directives); i++) {
         const struct directive *d = &directives[i];
         switch (d->type) {
@@ -1066,6 +1178,7 @@ void qs_config_defaults(qs_config *cfg)
             break;
         }
     }
+    cfg->proto_h1 = cfg->proto_h2 = true;
 }
 
 static void free_strv(char **v, size_t n)
@@ -1099,14 +1212,14 @@ static void transport_clear(qs_config_transport *t)
 
 void qs_config_free(qs_config *cfg)
 {
-    free(cfg->site_address);
-    free(cfg->listen_host);
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         free(cfg->listeners[i].address);
         free(cfg->listeners[i].host);
         free(cfg->listeners[i].source);
     }
     free(cfg->listeners);
+    free(cfg->site_address);
+    free(cfg->listen_host);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
     free(cfg->tls_source);
@@ -1460,32 +1573,162 @@ static bool in_list(const char *s, const char *const *list, size_t n)
     return false;
 }
 
+static int site_line(struct parser *p, const struct line *ln, void *ud);
+
+/*
+ * `tls CERT_FILE KEY_FILE` or `tls internal`. Certificates from ACME (an e-mail argument, an
+ * options block) cannot be had: Quicksilver has no ACME client. The files are only named
+ * here; reading them is the server's job (parsing stays pure).
+ */
+static int site_tls(struct parser *p, const struct line *ln)
+{
+    static const char *const usage = "use tls CERT_FILE KEY_FILE or tls internal";
+    qs_config *cfg = p->cfg;
+    const struct tok *t = ltok(p, ln, 0);
+    if (p->inside_route)
+        return failval(p, t, p->inside_route->text,
+                       "tls: belongs at the top of the site block, not inside");
+    if (p->tls_idx != NO_TOK)
+        return fail(p, t, "tls: given twice (first at %s:%d)", p->toks[p->tls_idx].source,
+                    p->toks[p->tls_idx].line);
+    if (ln->block) {
+        const struct tok *sub = &p->toks[ln->open + 1];
+        if (ln->open + 1 < p->n_toks && sub->kind == TOK_WORD)
+            return failval(p, sub, sub->text, "tls: options blocks are not supported (%s)", usage);
+        if (walk_block(p, ln->open, skip_line, NULL) < 0) /* an empty block */
+            return -1;
+    }
+    size_t n = nargs(ln);
+    if (n == 0)
+        return fail(p, t, "tls: missing value (%s)", usage);
+    if (n > 2) {
+        qs_buf all = QS_BUF_INIT;
+        for (size_t i = 0; i < n; i++) {
+            if (i)
+                qs_buf_append_char(&all, ' ');
+            qs_buf_append_str(&all, arg(p, ln, i));
+        }
+        int rc = failval(p, ltok(p, ln, 1), qs_buf_cstr(&all), "tls: too many values (%s)", usage);
+        qs_buf_free(&all);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct tok *v = ltok(p, ln, 1 + i);
+        if (*v->text)
+            continue;
+        const char *what = n == 1 ? "value" : i == 0 ? "certificate file" : "key file";
+        if (v->env)
+            return fail(p, v, "tls: empty %s (from %s)", what, v->env);
+        return fail(p, v, "tls: empty %s", what);
+    }
+    if (n == 1) {
+        const char *v = arg(p, ln, 0);
+        if (strcmp(v, "internal") == 0) {
+            cfg->tls_internal = true;
+        } else if (strchr(v, '@') || strcmp(v, "force_automate") == 0) {
+            return failval(p, ltok(p, ln, 1), v,
+                           "tls: automatic certificates (ACME) are not supported: %s", usage);
+        } else {
+            return failval(p, ltok(p, ln, 1), v,
+                           "tls: a certificate file needs its key file after it (%s)", usage);
+        }
+    } else {
+        cfg->tls_cert_file = qs_xstrdup(arg(p, ln, 0));
+        cfg->tls_key_file = qs_xstrdup(arg(p, ln, 1));
+    }
+    cfg->tls_source = qs_xstrdup(t->source);
+    cfg->tls_line = t->line;
+    p->tls_idx = ln->first;
+    return 0;
+}
+
 static int site_line(struct parser *p, const struct line *ln, void *ud)
 {
     /* Directives of the official Caddyfiles that only Caddy needs (compression, logging,
-     * static responses, TLS…): accepted so those files work, and ignored. */
-    static const char *const ignored[] = {"encode",      "log",         "skip_log", "log_skip",
-                                          "respond",     "redir",       "header",   "tls",
-                                          "file_server", "request_body"};
+     * static responses…): accepted so those files work, and ignored. */
+    static const char *const ignored[] = {"encode",   "log",         "skip_log",
+                                          "log_skip", "respond",     "redir",
+                                          "header",   "file_server", "request_body"};
     /* Route-like directives can hold the mercure block. */
     static const char *const nesting[] = {"route", "handle", "handle_path"};
     const char *name = ltok(p, ln, 0)->text;
     if (strcmp(name, "mercure") == 0)
         return mercure_block(p, ln);
-    if (in_list(name, nesting, QS_ARRAY_LEN(nesting)))
-        return ln->block ? walk_block(p, ln->open, site_line, ud) : 0;
+    if (strcmp(name, "tls") == 0)
+        return site_tls(p, ln);
+    if (in_list(name, nesting, QS_ARRAY_LEN(nesting))) {
+        if (!ln->block)
+            return 0;
+        const struct tok *outer = p->inside_route;
+        if (!outer)
+            p->inside_route = ltok(p, ln, 0);
+        int rc = walk_block(p, ln->open, site_line, ud);
+        p->inside_route = outer;
+        return rc;
+    }
     if (name[0] == '@' || in_list(name, ignored, QS_ARRAY_LEN(ignored)))
         return skip_line(p, ln, ud); /* named matchers too: only ignored directives use them */
     return failval(p, ltok(p, ln, 0), name, "unknown site directive");
 }
 
+/*
+ * `protocols h1 h2 h2c`, in the global options or in Caddy's `servers [LISTENER] { … }`.
+ * One setting applies to every listener, so a second one must say the same.
+ */
+static int global_protocols(struct parser *p, const struct line *ln)
+{
+    qs_config *cfg = p->cfg;
+    const struct tok *t = ltok(p, ln, 0);
+    if (ln->block)
+        return fail(p, &p->toks[ln->open], "protocols: unexpected block");
+    if (nargs(ln) == 0)
+        return fail(p, t, "protocols: missing value (h1, h2, h2c)");
+    bool h1 = false, h2 = false, h2c = false;
+    for (size_t i = 0; i < nargs(ln); i++) {
+        const char *v = arg(p, ln, i);
+        if (strcmp(v, "h1") == 0)
+            h1 = true;
+        else if (strcmp(v, "h2") == 0)
+            h2 = true;
+        else if (strcmp(v, "h2c") == 0)
+            h2c = true;
+        else if (strcmp(v, "h3") == 0)
+            return failval(p, ltok(p, ln, 1 + i), v, "protocols: HTTP/3 is not supported");
+        else
+            return failval(p, ltok(p, ln, 1 + i), v, "protocols: unknown protocol (h1, h2, h2c)");
+    }
+    if (p->protocols_idx != NO_TOK) {
+        if (h1 == cfg->proto_h1 && h2 == cfg->proto_h2 && h2c == cfg->proto_h2c)
+            return 0;
+        const struct tok *first = &p->toks[p->protocols_idx];
+        return fail(p, t,
+                    "protocols: differs from the protocols at %s:%d (one setting applies to "
+                    "every listener)",
+                    first->source, first->line);
+    }
+    cfg->proto_h1 = h1;
+    cfg->proto_h2 = h2;
+    cfg->proto_h2c = h2c;
+    p->protocols_idx = ln->first;
+    return 0;
+}
+
+/* Inside `servers [LISTENER] { … }`: protocols is read (for every listener, whatever the
+ * LISTENER argument says); Caddy's other server options are ignored. */
+static int servers_line(struct parser *p, const struct line *ln, void *ud)
+{
+    if (strcmp(ltok(p, ln, 0)->text, "protocols") == 0)
+        return global_protocols(p, ln);
+    return skip_line(p, ln, ud);
+}
+
 static int global_line(struct parser *p, const struct line *ln, void *ud)
 {
-    /* Caddy options that concern only Caddy (admin API, TLS, ports it would pick…). */
-    static const char *const ignored[] = {
-        "admin",   "auto_https",   "http_port",     "https_port",  "order",
-        "servers", "log",          "email",         "local_certs", "skip_install_trust",
-        "metrics", "grace_period", "shutdown_delay"};
+    /* Caddy options that concern only Caddy (admin API, certificates, ports it would pick…). */
+    static const char *const ignored[] = {"admin",      "auto_https",   "http_port",
+                                          "https_port", "order",        "log",
+                                          "email",      "local_certs",  "skip_install_trust",
+                                          "metrics",    "grace_period", "shutdown_delay"};
     const struct tok *t = ltok(p, ln, 0);
     if (strcmp(t->text, "debug") == 0) {
         if (want_args(p, ln, 0, 0) < 0)
@@ -1495,6 +1738,10 @@ static int global_line(struct parser *p, const struct line *ln, void *ud)
         p->cfg->debug = true;
         return 0;
     }
+    if (strcmp(t->text, "protocols") == 0)
+        return global_protocols(p, ln);
+    if (strcmp(t->text, "servers") == 0)
+        return ln->block ? walk_block(p, ln->open, servers_line, ud) : 0;
     if (in_list(t->text, ignored, QS_ARRAY_LEN(ignored)))
         return skip_line(p, ln, ud);
     return failval(p, t, t->text, "unknown global option");
@@ -1565,7 +1812,9 @@ static int parse_top(struct parser *p)
         if (addr[0] == '(' || (addr[0] == '&' && addr[1] == '(')) {
             rc = failval(p, t, addr, "snippets and named routes are not supported");
         } else if (p->have_site) {
-            rc = failval(p, t, addr, "only one site block is supported; found another site");
+            rc = failval(p, t, addr,
+                         "only one site block is supported: list every address before the "
+                         "first block's '{' (\":80, :443 {\"); found another site");
         } else if (n_addr == 1 && block && strcmp(addr, "mercure") == 0 &&
                    !block_has_mercure(p, p->pos)) {
             /* A bare `mercure { … }` file: listen where SERVER_NAME says. */
@@ -1574,16 +1823,20 @@ static int parse_top(struct parser *p)
             struct line ln = {.first = first, .n = 1, .block = true, .open = i};
             const char *sn = env_get(p, "SERVER_NAME");
             struct tok snt = {.source = "SERVER_NAME", .line = 1};
-            if (sn && *sn)
-                rc = set_site_addresses(p, &snt, sn);
-            else
-                rc = set_site_address(p, t, "localhost");
+            rc = add_site_addresses(p, sn && *sn ? &snt : t, sn && *sn ? sn : "localhost");
+            if (rc == 0 && p->n_addrs == 0)
+                rc = fail(p, &snt, "site address: empty site address");
             if (rc == 0)
                 rc = mercure_block(p, &ln);
         } else {
             p->have_site = true;
             p->site_idx = first;
-            rc = set_site_addresses(p, t, addr);
+            p->site_text = qs_xstrdup(addr);
+            rc = 0;
+            for (size_t k = first; k < first + n_addr && rc == 0; k++)
+                rc = add_site_addresses(p, &p->toks[k], p->toks[k].text);
+            if (rc == 0 && p->n_addrs == 0)
+                rc = fail(p, t, "site address: empty site address");
             /* Without braces, the rest of the file is the body of the only site (Caddy). */
             if (rc == 0)
                 rc = walk_block(p, block ? i : NO_TOK, site_line, NULL);
@@ -1595,8 +1848,8 @@ static int parse_top(struct parser *p)
     if (!p->have_site)
         return fail(p, NULL, "no site block and no mercure block");
     if (!p->have_mercure)
-        return failval(p, &p->toks[p->site_idx], p->cfg->site_address, "no mercure block in site");
-    return 0;
+        return failval(p, &p->toks[p->site_idx], p->site_text, "no mercure block in site");
+    return resolve_listeners(p);
 }
 
 /*-------- Validation and defaults --------*/
@@ -1661,6 +1914,12 @@ static void parser_free(struct parser *p)
         free(p->text);
     }
     free(p->segs);
+    for (size_t i = 0; i < p->n_addrs; i++) {
+        free(p->addrs[i].address);
+        free(p->addrs[i].host);
+    }
+    free(p->addrs);
+    free(p->site_text);
     for (size_t i = 0; i < p->n_names; i++)
         free(p->names[i]);
     free(p->names);
@@ -1683,6 +1942,8 @@ int qs_config_parse(qs_config *cfg, const char *text, size_t len, const char *so
         .sub_idx = NO_TOK,
         .transport_idx = NO_TOK,
         .transport_url_idx = NO_TOK,
+        .tls_idx = NO_TOK,
+        .protocols_idx = NO_TOK,
     };
     qs_config_defaults(cfg);
     if (err)

@@ -9,6 +9,10 @@
  *    {env.MERCURE_PUBLISHER_JWT_KEY} {env.MERCURE_PUBLISHER_JWT_ALG}; subscriber_jwt …;
  *    {$MERCURE_EXTRA_DIRECTIVES} } }, plus MERCURE_TRANSPORT_URL and GLOBAL_OPTIONS.
  *
+ * The site block lists one or more addresses (`:80, :443 { … }`, or several in SERVER_NAME);
+ * they become `listeners` (see qs_config_listener for which use TLS). A second site block is
+ * an error: Quicksilver serves one hub.
+ *
  * `{$VAR}` / `{$VAR:default}` are replaced in the text before tokenizing (so one variable can
  * hold several directive lines); `{env.VAR}` is replaced after tokenizing and stays a single
  * token (so a multi-line PEM key works). Every error names the source (file name or
@@ -40,29 +44,47 @@ typedef struct qs_config_transport {
     int line;
 } qs_config_transport;
 
-/** One address the hub listens on (a site address). */
+/*
+ * One address of the site block (or of SERVER_NAME), all serving the same hub.
+ *
+ * Which addresses use TLS: `https://` → TLS (port 443 when none is written); `http://` →
+ * plain (port 80); no scheme: port 443 → TLS, port 80 → plain, any other port or no port →
+ * TLS when the site has a `tls` directive, else plain (no port: 443 with `tls`, 80 without).
+ * A TLS address needs `tls CERT_FILE KEY_FILE` or `tls internal` (no ACME).
+ *
+ * Several entries may bind the same (host, port): `a.example.com, b.example.com` are two
+ * names on every interface, port 80. Entries on one port (other than 0) agree on `tls`.
+ */
 typedef struct qs_config_listener {
     char *address; /* as written: ":443", "https://example.com:8443", "localhost" */
-    char *host;    /* bind address; NULL = every interface */
+    char *host;    /* bind address; NULL = every interface (a host name is a virtual-host
+                      name, not a bind address, except IP literals and "localhost" with an
+                      explicit port) */
     int port;
-    bool tls; /* served over TLS */
-    char *source;
+    bool tls;     /* served over TLS */
+    char *source; /* where it was written (file or variable) and its line, for errors */
     int line;
 } qs_config_listener;
 
 typedef struct qs_config {
-    /* Where to listen (from the site address / SERVER_NAME). */
+    /* Where to listen: the site's addresses, in the order written (at least one). */
+    qs_config_listener *listeners;
+    size_t n_listeners;
+    /* The first listener again, for code that reads only one (to be removed). */
     char *site_address; /* as written, e.g. ":3000", "localhost", "http://0.0.0.0:3000" */
     char *listen_host;  /* NULL = every interface */
     int listen_port;
 
-    qs_config_listener *listeners;
-    size_t n_listeners;
-    char *tls_cert_file, *tls_key_file; /* `tls CERT_FILE KEY_FILE` (site level) */
-    bool tls_internal;                  /* `tls internal` */
-    char *tls_source;
+    /* The site's `tls` directive: certificate and key files, or `tls internal` (a local CA
+     * issues the certificate). All NULL/false without `tls`. */
+    char *tls_cert_file, *tls_key_file;
+    bool tls_internal;
+    char *tls_source; /* where `tls` was given */
     int tls_line;
-    bool proto_h1, proto_h2, proto_h2c; /* global `protocols`; default h1 and h2 */
+
+    /* Global `protocols` (or `servers { protocols … }`), for every listener: h1; h2 on TLS
+     * listeners (ALPN); h2c on plain ones (prior knowledge). Default h1 and h2. */
+    bool proto_h1, proto_h2, proto_h2c;
 
     /* JWT: key material and algorithm name (NULL alg = HS256). */
     char *publisher_key;

@@ -621,8 +621,8 @@ TEST(block_structure_errors)
               "Caddyfile:6: mercure: more than one mercure block (the first is at "
               "Caddyfile:2)");
     must_fail(":80 {\n mercure {\n  publisher_jwt k\n  anonymous\n }\n}\n:81 {\n}\n", no_env,
-              "Caddyfile:7: only one site block is supported; found another site "
-              "\":81\"");
+              "Caddyfile:7: only one site block is supported: list every address before the "
+              "first block's '{' (\":80, :443 {\"); found another site \":81\"");
     must_fail("(snip) {\n encode gzip\n}\n:80 {\n mercure {\n }\n}\n", no_env,
               "Caddyfile:1: snippets and named routes are not supported \"(snip)\"");
     must_fail(":80 {\n reverse_proxy localhost:9000\n}\n", no_env,
@@ -756,11 +756,20 @@ TEST(bare_mercure_block)
     ASSERT_EQ_INT(3000, cfg.listen_port);
     qs_config_free(&cfg);
 
+    /* There is no site block to hold a tls directive. */
     must_fail(text, ENV("SERVER_NAME", "https://example.com"),
-              "SERVER_NAME:1: site address: https is not supported: terminate TLS in front of "
-              "the hub or use http:// \"https://example.com\"");
-    must_fail(text, ENV("SERVER_NAME", "a:1, b:2"),
-              "SERVER_NAME:1: site address: only one site address is supported \"a:1, b:2\"");
+              "SERVER_NAME:1: site address: https:// is served over TLS, which needs a "
+              "certificate: add tls CERT_FILE KEY_FILE or tls internal to the site block "
+              "(Quicksilver cannot get certificates from ACME) \"https://example.com\"");
+    must_parse(&cfg, text, ENV("SERVER_NAME", "a:1, b:2"));
+    ASSERT_EQ_INT(2, cfg.n_listeners);
+    ASSERT_EQ_STR("a:1", cfg.listeners[0].address);
+    ASSERT_EQ_STR("b:2", cfg.listeners[1].address);
+    ASSERT_EQ_INT(2, cfg.listeners[1].port);
+    ASSERT_EQ_STR("SERVER_NAME", cfg.listeners[1].source);
+    ASSERT_EQ_INT(1, cfg.listeners[1].line);
+    qs_config_free(&cfg);
+    must_fail(text, ENV("SERVER_NAME", " , "), "SERVER_NAME:1: site address: empty site address");
 
     /* With a global block in front. */
     must_parse(&cfg, "{\n debug\n}\nmercure {\n publisher_jwt k\n anonymous\n}\n", no_env);
@@ -823,6 +832,11 @@ TEST(site_address_forms)
             qs_test_fail(__FILE__, __LINE__, "%s: expected every interface, got %s", cases[i].addr,
                          cfg.listen_host);
         ASSERT_EQ_INT(cases[i].port, cfg.listen_port);
+        /* One plain listener, the same as the old fields. */
+        ASSERT_EQ_INT(1, cfg.n_listeners);
+        ASSERT(!cfg.listeners[0].tls);
+        ASSERT_EQ_INT(cases[i].port, cfg.listeners[0].port);
+        ASSERT_EQ_STR(cfg.site_address, cfg.listeners[0].address);
         free(text);
         qs_config_free(&cfg);
     }
@@ -834,10 +848,7 @@ TEST(site_address_errors)
         const char *addr;
         const char *err;
     } cases[] = {
-        {"https://example.com",
-         "Caddyfile:1: site address: https is not supported: terminate TLS in front of the hub "
-         "or use http:// \"https://example.com\""},
-        {"ws://x", "Caddyfile:1: site address: unsupported scheme (only http:// is supported) "
+        {"ws://x", "Caddyfile:1: site address: unsupported scheme (http:// or https://) "
                    "\"ws://x\""},
         {":65536", "Caddyfile:1: site address: invalid port (0 to 65535) \":65536\""},
         {":-1", "Caddyfile:1: site address: invalid port (0 to 65535) \":-1\""},
@@ -851,10 +862,6 @@ TEST(site_address_errors)
         {"exa$mple.com", "Caddyfile:1: site address: invalid host name \"exa$mple.com\""},
         {"localhost/path", "Caddyfile:1: site address: paths in site addresses are not "
                            "supported \"localhost/path\""},
-        {"a.com, b.com", "Caddyfile:1: site address: only one site address is supported "
-                         "\"a.com, b.com\""},
-        {"a.com b.com", "Caddyfile:1: site address: only one site address is supported "
-                        "\"a.com b.com\""},
         {"\"\"", "Caddyfile:1: site address: empty site address"},
     };
     for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
@@ -863,14 +870,501 @@ TEST(site_address_errors)
         must_fail(text, no_env, cases[i].err);
         free(text);
     }
-    /* Addresses continued on the next line after a comma. */
-    must_fail("a.com,\nb.com {\n}\n", no_env,
-              "Caddyfile:1: site address: only one site address is supported \"a.com, b.com\"");
-    /* https from SERVER_NAME names the variable. */
+    /* Errors from SERVER_NAME name the variable. */
     must_fail("{$SERVER_NAME:localhost} {\n mercure {\n }\n}\n",
-              ENV("SERVER_NAME", "https://mercure.example.com"),
-              "SERVER_NAME:1: site address: https is not supported: terminate TLS in front of "
-              "the hub or use http:// \"https://mercure.example.com\"");
+              ENV("SERVER_NAME", "localhost:3000 mercure.example.com:x"),
+              "SERVER_NAME:1: site address: invalid port (0 to 65535) "
+              "\"mercure.example.com:x\"");
+}
+
+/*-------- Several addresses, TLS, protocols --------*/
+
+/* A site with these addresses and site-level lines (e.g. "tls c.pem k.pem"). */
+static char *site_with(const char *addrs, const char *site_lines)
+{
+    return qs_xasprintf("%s {\n"
+                        "\t%s\n"
+                        "\tmercure {\n"
+                        "\t\tpublisher_jwt k\n"
+                        "\t\tanonymous\n"
+                        "\t}\n"
+                        "}\n",
+                        addrs, site_lines);
+}
+
+static void site_ok(qs_config *cfg, const char *addrs, const char *site_lines)
+{
+    char *text = site_with(addrs, site_lines);
+    must_parse(cfg, text, no_env);
+    free(text);
+}
+
+static void site_err(const char *addrs, const char *site_lines, const char *expected)
+{
+    char *text = site_with(addrs, site_lines);
+    must_fail(text, no_env, expected);
+    free(text);
+}
+
+static void assert_listener(const qs_config_listener *l, const char *address, const char *host,
+                            int port, bool tls)
+{
+    ASSERT_EQ_STR(address, l->address);
+    if (host)
+        ASSERT_EQ_STR(host, l->host);
+    else if (l->host)
+        qs_test_fail(__FILE__, __LINE__, "%s: expected every interface, got %s", address, l->host);
+    ASSERT_EQ_INT(port, l->port);
+    if (l->tls != tls)
+        qs_test_fail(__FILE__, __LINE__, "%s: expected tls=%d", address, tls);
+}
+
+TEST(several_site_addresses)
+{
+    qs_config cfg;
+    site_ok(&cfg, ":80, :443", "tls cert.pem key.pem");
+    ASSERT_EQ_INT(2, cfg.n_listeners);
+    assert_listener(&cfg.listeners[0], ":80", NULL, 80, false);
+    assert_listener(&cfg.listeners[1], ":443", NULL, 443, true);
+    ASSERT_EQ_STR("Caddyfile", cfg.listeners[1].source);
+    ASSERT_EQ_INT(1, cfg.listeners[1].line);
+    /* The old fields describe the first listener. */
+    ASSERT_EQ_STR(":80", cfg.site_address);
+    ASSERT(cfg.listen_host == NULL);
+    ASSERT_EQ_INT(80, cfg.listen_port);
+    qs_config_free(&cfg);
+
+    /* Space-separated, continued on the next line after a comma, mixed forms. */
+    must_parse(&cfg,
+               "127.0.0.1:8080 https://example.com:8443,\n"
+               "  [::1]:9000 {\n"
+               " tls internal\n"
+               " mercure {\n  publisher_jwt k\n  anonymous\n }\n}\n",
+               no_env);
+    ASSERT_EQ_INT(3, cfg.n_listeners);
+    assert_listener(&cfg.listeners[0], "127.0.0.1:8080", "127.0.0.1", 8080, true);
+    assert_listener(&cfg.listeners[1], "https://example.com:8443", NULL, 8443, true);
+    assert_listener(&cfg.listeners[2], "[::1]:9000", "::1", 9000, true);
+    ASSERT_EQ_INT(1, cfg.listeners[1].line);
+    ASSERT_EQ_INT(2, cfg.listeners[2].line);
+    ASSERT_EQ_STR("127.0.0.1", cfg.listen_host);
+    ASSERT_EQ_INT(8080, cfg.listen_port);
+    qs_config_free(&cfg);
+
+    /* Several names on one port share a bind: not duplicates. */
+    site_ok(&cfg, "a.example.com, b.example.com", "");
+    ASSERT_EQ_INT(2, cfg.n_listeners);
+    assert_listener(&cfg.listeners[0], "a.example.com", NULL, 80, false);
+    assert_listener(&cfg.listeners[1], "b.example.com", NULL, 80, false);
+    qs_config_free(&cfg);
+
+    /* Port 0 picks a free port for each listener: never a duplicate or a conflict. */
+    site_ok(&cfg, "127.0.0.1:0 http://127.0.0.1:0 https://127.0.0.1:0", "tls internal");
+    ASSERT_EQ_INT(3, cfg.n_listeners);
+    assert_listener(&cfg.listeners[0], "127.0.0.1:0", "127.0.0.1", 0, true);
+    assert_listener(&cfg.listeners[1], "http://127.0.0.1:0", "127.0.0.1", 0, false);
+    assert_listener(&cfg.listeners[2], "https://127.0.0.1:0", "127.0.0.1", 0, true);
+    qs_config_free(&cfg);
+}
+
+TEST(several_site_addresses_from_server_name)
+{
+    qs_config cfg;
+    char *err = NULL;
+    const char **env =
+        ENV("SERVER_NAME", ":80 :443", "MERCURE_PUBLISHER_JWT_KEY", "k", "MERCURE_EXTRA_DIRECTIVES",
+            "anonymous", "CADDY_SERVER_EXTRA_DIRECTIVES", "tls /etc/certs/c.pem /etc/certs/k.pem");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_INT(2, cfg.n_listeners);
+    assert_listener(&cfg.listeners[0], ":80", NULL, 80, false);
+    assert_listener(&cfg.listeners[1], ":443", NULL, 443, true);
+    ASSERT_EQ_STR("SERVER_NAME", cfg.listeners[0].source);
+    ASSERT_EQ_INT(1, cfg.listeners[0].line);
+    ASSERT_EQ_STR("SERVER_NAME", cfg.listeners[1].source);
+    ASSERT_EQ_STR("/etc/certs/c.pem", cfg.tls_cert_file);
+    ASSERT_EQ_STR("/etc/certs/k.pem", cfg.tls_key_file);
+    ASSERT(!cfg.tls_internal);
+    ASSERT_EQ_STR("CADDY_SERVER_EXTRA_DIRECTIVES", cfg.tls_source);
+    ASSERT_EQ_INT(1, cfg.tls_line);
+    qs_config_free(&cfg);
+
+    /* The README's example. */
+    env = ENV("SERVER_NAME", "https://example.com:8443", "MERCURE_PUBLISHER_JWT_KEY", "k",
+              "MERCURE_SUBSCRIBER_JWT_KEY", "s", "CADDY_SERVER_EXTRA_DIRECTIVES",
+              "tls /etc/certs/c.pem /etc/certs/k.pem");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_INT(1, cfg.n_listeners);
+    assert_listener(&cfg.listeners[0], "https://example.com:8443", NULL, 8443, true);
+    qs_config_free(&cfg);
+
+    /* A comma-separated SERVER_NAME in the default Caddyfile, and its errors. */
+    env = ENV("SERVER_NAME", "localhost:3000, 127.0.0.1:3001", "MERCURE_PUBLISHER_JWT_KEY", "k",
+              "MERCURE_EXTRA_DIRECTIVES", "anonymous");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_INT(2, cfg.n_listeners);
+    assert_listener(&cfg.listeners[0], "localhost:3000", "localhost", 3000, false);
+    assert_listener(&cfg.listeners[1], "127.0.0.1:3001", "127.0.0.1", 3001, false);
+    qs_config_free(&cfg);
+
+    env = ENV("SERVER_NAME", ":80 :443", "MERCURE_PUBLISHER_JWT_KEY", "k",
+              "MERCURE_EXTRA_DIRECTIVES", "anonymous");
+    ASSERT_EQ_INT(-1, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_STR("SERVER_NAME:1: site address: port 443 is served over TLS, which needs a "
+                  "certificate: add tls CERT_FILE KEY_FILE or tls internal to the site block "
+                  "(Quicksilver cannot get certificates from ACME) \":443\"",
+                  err);
+    free(err);
+    qs_config_free(&cfg);
+
+    env = ENV("SERVER_NAME", ":80 :80", "MERCURE_PUBLISHER_JWT_KEY", "k",
+              "MERCURE_EXTRA_DIRECTIVES", "anonymous");
+    ASSERT_EQ_INT(-1, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_STR("SERVER_NAME:1: site address: same host and port as \":80\" (SERVER_NAME:1) "
+                  "\":80\"",
+                  err);
+    free(err);
+    qs_config_free(&cfg);
+}
+
+TEST(which_addresses_use_tls)
+{
+    static const struct {
+        const char *addr;
+        const char *tls_line; /* the site's tls directive, or "" */
+        const char *host;     /* NULL: every interface */
+        int port;
+        bool tls;
+    } cases[] = {
+        {"https://example.com", "tls c.pem k.pem", NULL, 443, true},
+        {"https://example.com:8443", "tls c.pem k.pem", NULL, 8443, true},
+        {"HTTPS://example.com", "tls internal", NULL, 443, true},
+        {"https://:8443", "tls internal", NULL, 8443, true},
+        {"https://127.0.0.1", "tls internal", "127.0.0.1", 443, true},
+        {"http://example.com", "tls c.pem k.pem", NULL, 80, false},
+        {"http://example.com:8443", "tls c.pem k.pem", NULL, 8443, false},
+        {"http://:3000", "tls internal", NULL, 3000, false},
+        {":443", "tls internal", NULL, 443, true},
+        {"example.com:443", "tls internal", NULL, 443, true},
+        {":80", "tls internal", NULL, 80, false},
+        {":80", "", NULL, 80, false},
+        {":8443", "tls internal", NULL, 8443, true},
+        {":8443", "", NULL, 8443, false},
+        {"example.com", "tls internal", NULL, 443, true},
+        {"example.com", "", NULL, 80, false},
+        {"localhost", "tls internal", NULL, 443, true},
+        {"localhost", "", NULL, 80, false},
+        {"localhost:8443", "tls internal", "localhost", 8443, true},
+        {"127.0.0.1", "tls internal", "127.0.0.1", 443, true},
+        {"127.0.0.1", "", "127.0.0.1", 80, false},
+        {"[::1]:8443", "tls internal", "::1", 8443, true},
+        {":0", "tls internal", NULL, 0, true},
+        {":0", "", NULL, 0, false},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        qs_config cfg;
+        site_ok(&cfg, cases[i].addr, cases[i].tls_line);
+        ASSERT_EQ_INT(1, cfg.n_listeners);
+        assert_listener(&cfg.listeners[0], cases[i].addr, cases[i].host, cases[i].port,
+                        cases[i].tls);
+        ASSERT_EQ_INT(cases[i].port, cfg.listen_port);
+        qs_config_free(&cfg);
+    }
+}
+
+TEST(tls_address_without_tls_directive)
+{
+    site_err("https://example.com", "",
+             "Caddyfile:1: site address: https:// is served over TLS, which needs a certificate: "
+             "add tls CERT_FILE KEY_FILE or tls internal to the site block (Quicksilver cannot "
+             "get certificates from ACME) \"https://example.com\"");
+    site_err("https://:8443", "",
+             "Caddyfile:1: site address: https:// is served over TLS, which needs a certificate: "
+             "add tls CERT_FILE KEY_FILE or tls internal to the site block (Quicksilver cannot "
+             "get certificates from ACME) \"https://:8443\"");
+    site_err("localhost:443", "",
+             "Caddyfile:1: site address: port 443 is served over TLS, which needs a certificate: "
+             "add tls CERT_FILE KEY_FILE or tls internal to the site block (Quicksilver cannot "
+             "get certificates from ACME) \"localhost:443\"");
+    /* The second address, on the second line, is the one named. */
+    site_err(":80,\n:443", "",
+             "Caddyfile:2: site address: port 443 is served over TLS, which needs a certificate: "
+             "add tls CERT_FILE KEY_FILE or tls internal to the site block (Quicksilver cannot "
+             "get certificates from ACME) \":443\"");
+    /* A tls directive with only plain addresses does nothing, and is no error. */
+    qs_config cfg;
+    site_ok(&cfg, ":80, http://example.com:8080", "tls internal");
+    ASSERT_EQ_INT(2, cfg.n_listeners);
+    ASSERT(!cfg.listeners[0].tls && !cfg.listeners[1].tls);
+    ASSERT(cfg.tls_internal);
+    qs_config_free(&cfg);
+}
+
+TEST(scheme_and_port_must_agree)
+{
+    site_err("https://example.com:80", "tls internal",
+             "Caddyfile:1: site address: https:// on port 80, the plain HTTP port "
+             "\"https://example.com:80\"");
+    site_err("http://:443", "tls internal",
+             "Caddyfile:1: site address: http:// on port 443, the TLS port \"http://:443\"");
+}
+
+TEST(duplicate_site_addresses)
+{
+    site_err(":80, :80", "",
+             "Caddyfile:1: site address: same host and port as \":80\" (Caddyfile:1) \":80\"");
+    /* The same port written or implied, host names compared without case. */
+    site_err("localhost, LOCALHOST:80", "",
+             "Caddyfile:1: site address: same host and port as \"localhost\" (Caddyfile:1) "
+             "\"LOCALHOST:80\"");
+    site_err("https://example.com, example.com:443", "tls internal",
+             "Caddyfile:1: site address: same host and port as \"https://example.com\" "
+             "(Caddyfile:1) \"example.com:443\"");
+    site_err("example.com, https://example.com", "tls internal",
+             "Caddyfile:1: site address: same host and port as \"example.com\" (Caddyfile:1) "
+             "\"https://example.com\"");
+    site_err("[::1]:8080,\n[::1]:8080", "",
+             "Caddyfile:2: site address: same host and port as \"[::1]:8080\" (Caddyfile:1) "
+             "\"[::1]:8080\"");
+    /* One port cannot be TLS for one address and plain for another. */
+    site_err(":8443, http://example.com:8443", "tls internal",
+             "Caddyfile:1: site address: port 8443 is TLS for \":8443\" (Caddyfile:1): one port "
+             "cannot serve both TLS and plain HTTP \"http://example.com:8443\"");
+    site_err("http://a.example.com:8443 https://b.example.com:8443", "tls internal",
+             "Caddyfile:1: site address: port 8443 is plain HTTP for "
+             "\"http://a.example.com:8443\" (Caddyfile:1): one port cannot serve both TLS and "
+             "plain HTTP \"https://b.example.com:8443\"");
+}
+
+TEST(site_addresses_are_bounded)
+{
+    qs_buf b = QS_BUF_INIT;
+    for (int i = 1; i <= 257; i++)
+        qs_buf_appendf(&b, ":%d ", i);
+    char *text = site_with(qs_buf_cstr(&b), "");
+    must_fail(text, no_env, "Caddyfile:1: site address: more than 256 site addresses \":257\"");
+    free(text);
+    qs_buf_free(&b);
+}
+
+TEST(second_site_block)
+{
+    must_fail(":80 {\n mercure {\n  publisher_jwt k\n  anonymous\n }\n}\nexample.com {\n}\n",
+              no_env,
+              "Caddyfile:7: only one site block is supported: list every address before the "
+              "first block's '{' (\":80, :443 {\"); found another site \"example.com\"");
+}
+
+TEST(tls_directive)
+{
+    qs_config cfg;
+    site_ok(&cfg, ":443", "tls cert.pem key.pem");
+    ASSERT_EQ_STR("cert.pem", cfg.tls_cert_file);
+    ASSERT_EQ_STR("key.pem", cfg.tls_key_file);
+    ASSERT(!cfg.tls_internal);
+    ASSERT_EQ_STR("Caddyfile", cfg.tls_source);
+    ASSERT_EQ_INT(2, cfg.tls_line);
+    qs_config_free(&cfg);
+
+    site_ok(&cfg, ":443", "tls internal");
+    ASSERT(cfg.tls_internal);
+    ASSERT(cfg.tls_cert_file == NULL && cfg.tls_key_file == NULL);
+    ASSERT_EQ_INT(2, cfg.tls_line);
+    qs_config_free(&cfg);
+
+    /* Placeholders and quoting work as everywhere; an empty block is harmless. */
+    must_parse(&cfg,
+               ":443 {\n"
+               " mercure {\n  publisher_jwt k\n  anonymous\n }\n"
+               " tls {env.CERT} \"{$KEY_DIR}/my key.pem\" {\n"
+               " }\n"
+               "}\n",
+               ENV("CERT", "/certs/c.pem", "KEY_DIR", "/keys"));
+    ASSERT_EQ_STR("/certs/c.pem", cfg.tls_cert_file);
+    ASSERT_EQ_STR("/keys/my key.pem", cfg.tls_key_file);
+    ASSERT_EQ_INT(6, cfg.tls_line);
+    qs_config_free(&cfg);
+
+    /* From CADDY_SERVER_EXTRA_DIRECTIVES, which lands in the default Caddyfile's site. */
+    char *err = NULL;
+    const char **env =
+        ENV("SERVER_NAME", ":8443", "MERCURE_PUBLISHER_JWT_KEY", "k", "MERCURE_EXTRA_DIRECTIVES",
+            "anonymous", "CADDY_SERVER_EXTRA_DIRECTIVES", "encode gzip\ntls internal");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT(cfg.tls_internal);
+    ASSERT_EQ_STR("CADDY_SERVER_EXTRA_DIRECTIVES", cfg.tls_source);
+    ASSERT_EQ_INT(2, cfg.tls_line);
+    assert_listener(&cfg.listeners[0], ":8443", NULL, 8443, true);
+    qs_config_free(&cfg);
+
+    /* Without tls, the fields stay empty. */
+    site_ok(&cfg, ":80", "");
+    ASSERT(cfg.tls_cert_file == NULL && cfg.tls_key_file == NULL && !cfg.tls_internal);
+    ASSERT(cfg.tls_source == NULL);
+    ASSERT_EQ_INT(0, cfg.tls_line);
+    qs_config_free(&cfg);
+}
+
+TEST(tls_directive_errors)
+{
+    site_err(":443", "tls admin@example.com",
+             "Caddyfile:2: tls: automatic certificates (ACME) are not supported: use tls "
+             "CERT_FILE KEY_FILE or tls internal \"admin@example.com\"");
+    site_err(":443", "tls force_automate",
+             "Caddyfile:2: tls: automatic certificates (ACME) are not supported: use tls "
+             "CERT_FILE KEY_FILE or tls internal \"force_automate\"");
+    site_err(":443", "tls cert.pem",
+             "Caddyfile:2: tls: a certificate file needs its key file after it (use tls "
+             "CERT_FILE KEY_FILE or tls internal) \"cert.pem\"");
+    site_err(":443", "tls",
+             "Caddyfile:2: tls: missing value (use tls CERT_FILE KEY_FILE or tls internal)");
+    site_err(":443", "tls a.pem b.pem c.pem",
+             "Caddyfile:2: tls: too many values (use tls CERT_FILE KEY_FILE or tls internal) "
+             "\"a.pem b.pem c.pem\"");
+    site_err(":443", "tls {\n\t\tprotocols tls1.3\n\t}",
+             "Caddyfile:3: tls: options blocks are not supported (use tls CERT_FILE KEY_FILE or "
+             "tls internal) \"protocols\"");
+    site_err(":443", "tls internal {\n\t\ton_demand\n\t}",
+             "Caddyfile:3: tls: options blocks are not supported (use tls CERT_FILE KEY_FILE or "
+             "tls internal) \"on_demand\"");
+    site_err(":443", "tls internal\n\ttls c.pem k.pem",
+             "Caddyfile:3: tls: given twice (first at Caddyfile:2)");
+    site_err(":443", "route {\n\t\ttls internal\n\t}",
+             "Caddyfile:3: tls: belongs at the top of the site block, not inside \"route\"");
+    site_err(":443", "tls \"\" k.pem", "Caddyfile:2: tls: empty certificate file");
+    site_err(":443", "tls c.pem {env.KEY_UNSET}",
+             "Caddyfile:2: tls: empty key file (from KEY_UNSET)");
+    site_err(":443", "tls {env.TLS_UNSET}", "Caddyfile:2: tls: empty value (from TLS_UNSET)");
+
+    /* From CADDY_SERVER_EXTRA_DIRECTIVES: the variable and its line are named. */
+    qs_config cfg;
+    char *err = NULL;
+    const char **env =
+        ENV("SERVER_NAME", ":443", "MERCURE_PUBLISHER_JWT_KEY", "k", "MERCURE_EXTRA_DIRECTIVES",
+            "anonymous", "CADDY_SERVER_EXTRA_DIRECTIVES", "encode gzip\ntls me@example.com");
+    ASSERT_EQ_INT(-1, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_STR("CADDY_SERVER_EXTRA_DIRECTIVES:2: tls: automatic certificates (ACME) are not "
+                  "supported: use tls CERT_FILE KEY_FILE or tls internal \"me@example.com\"",
+                  err);
+    free(err);
+    qs_config_free(&cfg);
+}
+
+TEST(protocols_option)
+{
+    qs_config cfg;
+    /* Defaults: h1 and h2, no h2c. */
+    site_ok(&cfg, ":80", "");
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && !cfg.proto_h2c);
+    qs_config_free(&cfg);
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && !cfg.proto_h2c); /* reset by free */
+
+    static const char site[] = ":80, :443 {\n tls internal\n mercure {\n  publisher_jwt k\n"
+                               "  anonymous\n }\n}\n";
+    static const struct {
+        const char *global;
+        bool h1, h2, h2c;
+    } cases[] = {
+        {"protocols h1 h2 h2c", true, true, true},
+        {"protocols h1", true, false, false},
+        {"protocols h2c h2", false, true, true},
+        {"protocols h1 h1 h2c", true, false, true},
+        {"servers {\n\t\tprotocols h1 h2c\n\t}", true, false, true},
+        {"servers :443 {\n\t\tmetrics\n\t\ttimeouts {\n\t\t\tread_body 10s\n\t\t}\n"
+         "\t\tprotocols h2 h1\n\t}",
+         true, true, false},
+        {"servers {\n\t\tmetrics\n\t}", true, true, false},
+        /* The same setting twice is fine. */
+        {"protocols h1 h2c\n\tservers :443 {\n\t\tprotocols h2c h1\n\t}", true, false, true},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        char *text = qs_xasprintf("{\n\t%s\n}\n%s", cases[i].global, site);
+        must_parse(&cfg, text, no_env);
+        if (cfg.proto_h1 != cases[i].h1 || cfg.proto_h2 != cases[i].h2 ||
+            cfg.proto_h2c != cases[i].h2c)
+            qs_test_fail(__FILE__, __LINE__, "%s: got h1=%d h2=%d h2c=%d", cases[i].global,
+                         cfg.proto_h1, cfg.proto_h2, cfg.proto_h2c);
+        free(text);
+        qs_config_free(&cfg);
+    }
+
+    /* h2c alone: plain listeners speak HTTP/2 with prior knowledge only. */
+    must_parse(&cfg,
+               "{\n protocols h2c\n}\n:80 {\n mercure {\n  publisher_jwt k\n  anonymous\n"
+               " }\n}\n",
+               no_env);
+    ASSERT(!cfg.proto_h1 && !cfg.proto_h2 && cfg.proto_h2c);
+    qs_config_free(&cfg);
+
+    /* From GLOBAL_OPTIONS. */
+    char *err = NULL;
+    const char **env = ENV("GLOBAL_OPTIONS", "protocols h1 h2 h2c", "MERCURE_PUBLISHER_JWT_KEY",
+                           "k", "MERCURE_EXTRA_DIRECTIVES", "anonymous");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && cfg.proto_h2c);
+    qs_config_free(&cfg);
+}
+
+TEST(protocols_errors)
+{
+    static const char site[] = ":80, :443 {\n tls internal\n mercure {\n  publisher_jwt k\n"
+                               "  anonymous\n }\n}\n";
+    static const struct {
+        const char *global;
+        const char *err;
+    } cases[] = {
+        {"protocols h1 h3", "Caddyfile:2: protocols: HTTP/3 is not supported \"h3\""},
+        {"protocols h1 http/1.1",
+         "Caddyfile:2: protocols: unknown protocol (h1, h2, h2c) \"http/1.1\""},
+        {"protocols", "Caddyfile:2: protocols: missing value (h1, h2, h2c)"},
+        {"protocols h1 {\n\t}", "Caddyfile:2: protocols: unexpected block"},
+        {"servers {\n\t\tprotocols h1 h2 h3\n\t}",
+         "Caddyfile:3: protocols: HTTP/3 is not supported \"h3\""},
+        {"servers :443 {\n\t\tprotocols\n\t}",
+         "Caddyfile:3: protocols: missing value (h1, h2, h2c)"},
+        {"protocols h1 h2\n\tservers :80 {\n\t\tprotocols h1\n\t}",
+         "Caddyfile:4: protocols: differs from the protocols at Caddyfile:2 (one setting "
+         "applies to every listener)"},
+        /* A listener that could speak nothing. */
+        {"protocols h2", "Caddyfile:2: protocols: the plain HTTP listener \":80\" (Caddyfile:4) "
+                         "needs h1 or h2c"},
+        {"protocols h2c", "Caddyfile:2: protocols: the TLS listener \":443\" (Caddyfile:4) "
+                          "needs h1 or h2"},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        char *text = qs_xasprintf("{\n\t%s\n}\n%s", cases[i].global, site);
+        must_fail(text, no_env, cases[i].err);
+        free(text);
+    }
+    /* From GLOBAL_OPTIONS: the variable and its line are named. */
+    must_fail("{\n\t{$GLOBAL_OPTIONS}\n}\n:80 {\n}\n", ENV("GLOBAL_OPTIONS", "debug\nprotocols h3"),
+              "GLOBAL_OPTIONS:2: protocols: HTTP/3 is not supported \"h3\"");
+}
+
+TEST(listeners_and_tls_are_freed_and_reset)
+{
+    qs_config cfg;
+    site_ok(&cfg, ":80 :443", "tls c.pem k.pem");
+    qs_config_free(&cfg);
+    ASSERT(cfg.listeners == NULL);
+    ASSERT_EQ_INT(0, cfg.n_listeners);
+    ASSERT(cfg.tls_cert_file == NULL && cfg.tls_key_file == NULL && cfg.tls_source == NULL);
+    ASSERT(!cfg.tls_internal);
+    ASSERT(cfg.proto_h1 && cfg.proto_h2 && !cfg.proto_h2c);
+
+    /* An error after some listeners were made leaves nothing behind (run under ASan). */
+    char *err = NULL;
+    char *text = site_with("{$SITES}", "tls c.pem k.pem");
+    ASSERT_EQ_INT(-1, parse_env(&cfg, text, ENV("SITES", ":80 :443 http://:443"), &err));
+    ASSERT_EQ_STR("SITES:1: site address: http:// on port 443, the TLS port \"http://:443\"", err);
+    free(err);
+    ASSERT(cfg.listeners == NULL && cfg.tls_cert_file == NULL);
+    qs_config_free(&cfg);
+    ASSERT_EQ_INT(-1, parse_env(&cfg, text, ENV("SITES", ":80 :443 :8080 :443"), &err));
+    ASSERT_EQ_STR("SITES:1: site address: same host and port as \":443\" (SITES:1) \":443\"", err);
+    free(err);
+    ASSERT(cfg.listeners == NULL && cfg.tls_cert_file == NULL);
+    qs_config_free(&cfg);
+    free(text);
 }
 
 /*-------- Directives --------*/
