@@ -101,6 +101,21 @@ void qs_handle_subscribe(qs_conn *c, qs_request *req)
                                    : "Missing \"topic\" parameter.");
         return;
     }
+    /* Bounded URI templates (issue 11): the work and memory one subscriber can cause. */
+    const qs_selector_limits lim = {cfg->max_selector_length, (size_t)cfg->max_selector_expressions,
+                                    (size_t)cfg->max_selector_states,
+                                    (size_t)cfg->max_subscriber_states};
+    size_t states = 0;
+    char why[QS_SELECTOR_REASON_SIZE];
+    for (size_t i = 0; i < query->n; i++) {
+        const qs_form_pair *p = &query->pairs[i];
+        if (p->key_len == 5 && memcmp(p->key, "topic", 5) == 0 &&
+            qs_selector_check(&lim, p->value, p->value_len, &states, why)) {
+            qs_jwt_claims_free(&claims);
+            qs_hub_send_error(c, req, 400, why);
+            return;
+        }
+    }
 
     qs_slice requested;
     const char *response_last_id = NULL;
