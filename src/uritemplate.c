@@ -56,13 +56,13 @@
  * that no loop leaks out of it.
  *
  * Simulation is bit-parallel (shift-and): the live nodes are a bitmap; a token moves the live
- * nodes whose edge takes it one bit up (edges are "equal" tests against eight bit planes of
- * the edge bytes), keeps those with a loop that takes it, then closes over the blocks: adding
- * the block mask to the live nodes inside it carries from the lowest live node of each run
- * of adjacent blocks to the run's end, and every exit on the way becomes live. A token costs
- * about thirty word operations per 64 nodes whatever the template: no backtracking, no
- * per-state work, no allocation below 4096 nodes. The builder also runs dry (counting only),
- * so the template is one allocation of exact size (header, masks, literals), and
+ * nodes whose edge takes it one bit up (the edges taking byte c are the and of two masks,
+ * one per nibble of c), keeps those with a loop that takes it, then closes over the blocks:
+ * adding the block mask to the live nodes inside it carries from the lowest live node of
+ * each run of adjacent blocks to the run's end, and every exit on the way becomes live. A
+ * token costs about twenty word operations per 64 nodes whatever the template: no
+ * backtracking, no per-state work, no allocation below 4096 nodes. The builder also runs dry
+ * (counting only), so the template is one allocation of exact size (header, masks, literals), and
  * qs_uritemplate_measure() tells a caller the size without building anything (the nodes are
  * what the interface calls states).
  */
@@ -382,19 +382,22 @@ static expr_shape shape_of(const part *e)
 
 /* The masks kept for each word of 64 nodes (bit i of word w is node 64 w + i). */
 enum {
-    M_EDGE_BIT0 = 0,  /* ..7: bit k of the node's edge byte (first digit of a triplet) */
-    M_EDGE2_BIT0 = 8, /* ..15: bit k of the second digit of a triplet edge */
-    M_EDGE_BYTE = 16, /* the node has a byte edge to the next node */
-    M_EDGE_TRIPLET,   /* the node has a triplet edge to the next node */
-    M_SELF_U,         /* a class loop on the node takes CL_U bytes (and triplets) */
-    M_SELF_UN,        /* ... CL_UN bytes */
-    M_SELF_UR,        /* ... CL_UR bytes */
-    M_SELF_ANY,       /* some class loop: takes any triplet */
-    M_SELF_SLASH,     /* an exploded group's separator loops on the node: "/" */
-    M_SELF_SEMI,      /* ... ";" */
-    M_SELF_AMP,       /* ... "&" */
-    M_BLOCK,          /* the node lies in an expression's block [start, exit) */
-    M_EXIT,           /* the node is an expression's exit */
+    M_EDGE_HIGH = 0,   /* ..15: the high nibble of the node's edge byte (or first digit of a
+                        * triplet) is k: the nodes whose edge is byte c are then
+                        * HIGH[c >> 4] & LOW[c & 15], two loads and an and */
+    M_EDGE_LOW = 16,   /* ..31: the low nibble is k */
+    M_EDGE2_BIT0 = 32, /* ..39: bit k of the second digit of a triplet edge */
+    M_EDGE_BYTE = 40,  /* the node has a byte edge to the next node */
+    M_EDGE_TRIPLET,    /* the node has a triplet edge to the next node */
+    M_SELF_U,          /* a class loop on the node takes CL_U bytes (and triplets) */
+    M_SELF_UN,         /* ... CL_UN bytes */
+    M_SELF_UR,         /* ... CL_UR bytes */
+    M_SELF_ANY,        /* some class loop: takes any triplet */
+    M_SELF_SLASH,      /* an exploded group's separator loops on the node: "/" */
+    M_SELF_SEMI,       /* ... ";" */
+    M_SELF_AMP,        /* ... "&" */
+    M_BLOCK,           /* the node lies in an expression's block [start, exit) */
+    M_EXIT,            /* the node is an expression's exit */
     MASKS
 };
 
@@ -419,12 +422,11 @@ static uint32_t new_node(builder *b)
 static uint32_t edge(builder *b, uint32_t node, unsigned char c, bool triplet, unsigned char c2)
 {
     set_bit(b, triplet ? M_EDGE_TRIPLET : M_EDGE_BYTE, node);
-    for (unsigned k = 0; k < 8; k++) {
-        if (c & (1u << k))
-            set_bit(b, M_EDGE_BIT0 + k, node);
-        if (triplet && (c2 & (1u << k)))
+    set_bit(b, M_EDGE_HIGH + (c >> 4), node);
+    set_bit(b, M_EDGE_LOW + (c & 15), node);
+    for (unsigned k = 0; triplet && k < 8; k++)
+        if (c2 & (1u << k))
             set_bit(b, M_EDGE2_BIT0 + k, node);
-    }
     return new_node(b);
 }
 
@@ -617,11 +619,11 @@ typedef struct token {
     bool triplet;
 } token;
 
-/* The nodes (of one word) whose edge planes from base differ from byte c somewhere. Written
- * out: compilers do not unroll it at -O2, and this is the innermost loop. */
-static inline uint64_t planes_differ(const uint64_t *m, unsigned base, unsigned c)
+/* The nodes (of one word) whose second-digit planes differ from c somewhere. Written out:
+ * compilers do not unroll it at -O2. */
+static inline uint64_t planes_differ(const uint64_t *m, unsigned c)
 {
-#define PLANE(k) (m[base + (k)] ^ -(uint64_t)((c >> (k)) & 1))
+#define PLANE(k) (m[M_EDGE2_BIT0 + (k)] ^ -(uint64_t)((c >> (k)) & 1))
     return PLANE(0) | PLANE(1) | PLANE(2) | PLANE(3) | PLANE(4) | PLANE(5) | PLANE(6) | PLANE(7);
 #undef PLANE
 }
@@ -629,10 +631,10 @@ static inline uint64_t planes_differ(const uint64_t *m, unsigned base, unsigned 
 /* The nodes (of one word) whose edge takes the token. */
 static inline uint64_t edges_taking(const uint64_t *m, const token *k)
 {
-    uint64_t diff = planes_differ(m, M_EDGE_BIT0, k->c);
+    uint64_t first = m[M_EDGE_HIGH + (k->c >> 4)] & m[M_EDGE_LOW + (k->c & 15)];
     if (!k->triplet)
-        return m[M_EDGE_BYTE] & ~diff;
-    return m[M_EDGE_TRIPLET] & ~(diff | planes_differ(m, M_EDGE2_BIT0, k->c2));
+        return m[M_EDGE_BYTE] & first;
+    return m[M_EDGE_TRIPLET] & first & ~planes_differ(m, k->c2);
 }
 
 /* The nodes (of one word) with a loop that takes the token. */

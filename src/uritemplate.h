@@ -13,7 +13,7 @@
  * first and the last expression, and for each expression at most one per variable plus two
  * (runs of adjacent simple and "+" expressions with one variable need none). Matching a topic
  * costs a few nanoseconds per topic byte and per 64 states, whatever the template's shape;
- * the compiled template is one allocation of 208 bytes per 64 states plus the literals.
+ * the compiled template is one allocation of 408 bytes per 64 states plus the literals.
  */
 #ifndef QS_URITEMPLATE_H
 #define QS_URITEMPLATE_H
