@@ -157,7 +157,7 @@ typedef struct cache_bucket {
 } cache_bucket;
 
 #define PARKED_MAX 256
-/* Only selectors this small are parked (a usual template takes 300 to 600 bytes): a large one
+/* Only selectors this small are parked (a usual template takes 500 to 900 bytes): a large one
  * is expensive to keep and cheap to rebuild compared with what its subscriber sent. This
  * bounds the parked memory at 512 KiB per table. */
 #define PARK_MAX_BYTES 2048
@@ -309,7 +309,7 @@ static void cache_alloc(qs_selector_table *t)
  * out, or when the automaton needs at most this many steps (topic bytes x 64-state words):
  * about what hashing the topic twice and reading a bucket costs. Such answers would only
  * push dearer ones out of the cache. */
-#define DIRECT_MATCH_STEPS 16
+#define DIRECT_MATCH_STEPS 32
 
 bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,
                              size_t len)
