@@ -9,9 +9,10 @@
  * time linear in the topic length: no backtracking, no regex engine.
  *
  * Cost: a template compiles to a literal prefix and suffix (compared with memcmp) and an
- * automaton of qs_uritemplate_states() states: one per literal byte (or %XX) between the
- * first and the last expression, and for each expression at most one per variable plus two
- * (runs of adjacent simple and "+" expressions with one variable need none). Matching a topic
+ * automaton of qs_uritemplate_states() states: one to start, one per literal byte (or %XX)
+ * between the first and the last expression, and for each expression at most one per
+ * variable plus one (runs of adjacent simple and "+" expressions with one variable need
+ * none). Matching a topic
  * costs a few nanoseconds per topic byte and per 64 states, whatever the template's shape;
  * the compiled template is one allocation of 408 bytes per 64 states plus the literals.
  */
