@@ -3,12 +3,15 @@
  *
  * Input: the selector, then "\n", then the topic (without "\n" the input is both). Checks
  * the selector kind rules, that matching is deterministic, that a selector matches its own
- * text, and that matching through a table with a tiny cache (so that entries are evicted
- * and replaced all the time) always agrees with uncached matching.
+ * text, that matching through a table with a tiny cache (so that entries are evicted and
+ * replaced all the time) always agrees with uncached matching, that measuring a template
+ * agrees with compiling it, that the cheap path agrees with the full one, and that the
+ * subscribe handler's check accepts or refuses by the numbers it reports.
  */
 #include "topic.h"
 #include "uritemplate.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +48,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qs_uritemplate *t = qs_uritemplate_compile(in, sel_len, &err);
         check((t != NULL) == (sel->kind == QS_SEL_TEMPLATE));
         check(t || (err && *err));
+        size_t expressions = 0, states = 0;
+        bool measured = qs_uritemplate_measure(in, sel_len, &expressions, &states, NULL);
+        check(measured == (t != NULL));
+        if (t) {
+            check(states == qs_uritemplate_states(t) && states >= 1);
+            check(expressions >= 1 && expressions <= sel_len / 2);
+            bool full = qs_uritemplate_match(t, topic, topic_len);
+            for (size_t steps = 0; steps <= 64; steps += 16) {
+                int q = qs_uritemplate_quick_match(t, topic, topic_len, steps);
+                check(q == -1 || q == full);
+            }
+            check(qs_uritemplate_quick_match(t, topic, topic_len, SIZE_MAX) == full);
+
+            /* The handler's check: inclusive limits on what measure reports. */
+            char why[QS_SELECTOR_REASON_SIZE];
+            size_t total = 0;
+            qs_selector_limits at = {sel_len, expressions, states, (states + 63) / 64 * 64};
+            check(qs_selector_check(&at, in, sel_len, &total, why) == NULL);
+            check(total == (states + 63) / 64 * 64);
+            qs_selector_limits under = {0, expressions - 1, 0, 0};
+            if (expressions > 1)
+                check(qs_selector_check(&under, in, sel_len, &total, why) == why &&
+                      !strchr(why, '\n'));
+        }
         qs_uritemplate_free(t);
     }
 

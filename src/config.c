@@ -1154,6 +1154,15 @@ static const struct directive directives[] = {
      "<duration>: time allowed to receive a whole request"},
     {"idle_timeout", V_MS, F(idle_timeout_ms), 0, 120000, 1, 0, NULL, false,
      "<duration>: keep-alive time between requests"},
+    {"max_selector_length", V_BYTES, F(max_selector_length), 0, 4 * KIB, 0, 0, NULL, false,
+     "<size>: longest URI-template topic selector of a subscriber (0: no limit)"},
+    {"max_selector_expressions", V_LONG, F(max_selector_expressions), 0, 64, 0, LLONG_MAX, NULL,
+     false, "<n>: most {…} expressions in one topic selector (0: no limit)"},
+    {"max_selector_states", V_LONG, F(max_selector_states), 0, 1024, 0, LLONG_MAX, NULL, false,
+     "<n>: largest automaton of one URI-template selector, in states (0: no limit)"},
+    {"max_subscriber_states", V_LONG, F(max_subscriber_states), 0, 4096, 0, LLONG_MAX, NULL, false,
+     "<n>: states of all of a subscriber's URI templates, each rounded up to 64 (0: no "
+     "limit)"},
 };
 
 #define FIELD(cfg, off, type) ((type *)(void *)((char *)(cfg) + (off)))

@@ -125,6 +125,12 @@ typedef struct qs_config {
     uint64_t subscriber_queue_bytes; /* default 16 MiB queued per subscriber */
     uint64_t request_timeout_ms;     /* default 30 s to receive a whole request */
     uint64_t idle_timeout_ms;        /* default 120 s between keep-alive requests */
+    /* A subscriber's URI-template selectors (those with "{"), see qs_selector_check();
+     * 0 = no limit. */
+    uint64_t max_selector_length;  /* default 4 KiB per selector */
+    long max_selector_expressions; /* default 64 {...} per selector */
+    long max_selector_states;      /* default 1024 automaton states per selector */
+    long max_subscriber_states;    /* default 4096 states for all of a request's templates */
 
     bool debug; /* GLOBAL_OPTIONS `debug` */
 } qs_config;

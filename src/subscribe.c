@@ -118,6 +118,21 @@ void qs_subscribe_handle(qs_http_req *req)
             req, 400, n_topics ? "Too many \"topic\" parameters." : "Missing \"topic\" parameter.");
         return;
     }
+    /* URI templates are bounded, so that no subscriber can make matching costly for all. */
+    const qs_selector_limits lim = {cfg->max_selector_length, (size_t)cfg->max_selector_expressions,
+                                    (size_t)cfg->max_selector_states,
+                                    (size_t)cfg->max_subscriber_states};
+    size_t states = 0;
+    char why[QS_SELECTOR_REASON_SIZE];
+    for (size_t i = 0; i < query->n; i++) {
+        const qs_form_pair *p = &query->pairs[i];
+        if (p->key_len == 5 && memcmp(p->key, "topic", 5) == 0 &&
+            qs_selector_check(&lim, p->value, p->value_len, &states, why)) {
+            qs_jwt_claims_free(&claims);
+            qs_endpoint_error(req, 400, why);
+            return;
+        }
+    }
 
     qs_slice requested;
     const char *response_last_id = NULL;

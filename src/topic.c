@@ -24,12 +24,22 @@
  * (CLOCK) within the bucket: hits set the reference bit, the victim is the first way without
  * it, clearing bits on the way. Memory: 16 bytes per entry, allocated on first use; the
  * capacity is cache_entries rounded down to a multiple of 4 (or cache_entries itself below 4).
+ *
+ * Only dear answers are cached: when a template's literal prefix or suffix rules the topic
+ * out (the usual case for an application's templates and topics), or when its automaton is
+ * small and the topic short, matching directly costs about what a lookup does, and caching
+ * the answer would only evict dearer ones.
  */
 #include "topic.h"
 #include "strmap.h"
 
+#include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /* ---- selectors ---- */
 
@@ -84,6 +94,51 @@ bool qs_selector_match(const qs_selector *sel, const char *topic, size_t len)
     return sel->kind == QS_SEL_TEMPLATE && qs_uritemplate_match(sel->tpl, topic, len);
 }
 
+/* ---- limits ---- */
+
+/* The matcher advances 64 states per word operation: a template's cost is its states rounded
+ * up to this. */
+#define STATES_PER_WORD 64
+
+const char *qs_selector_check(const qs_selector_limits *lim, const char *s, size_t len,
+                              size_t *states, char reason[QS_SELECTOR_REASON_SIZE])
+{
+    if (!len || !memchr(s, '{', len))
+        return NULL;
+    if (lim->max_length && len > lim->max_length) {
+        snprintf(reason, QS_SELECTOR_REASON_SIZE,
+                 "Topic selector too long: %zu bytes (max_selector_length %" PRIu64 ").", len,
+                 lim->max_length);
+        return reason;
+    }
+    size_t expressions, n;
+    if (!qs_uritemplate_measure(s, len, &expressions, &n, NULL))
+        return NULL; /* not a template: a plain string, matched by equality */
+    if (lim->max_expressions && expressions > lim->max_expressions) {
+        snprintf(reason, QS_SELECTOR_REASON_SIZE,
+                 "Topic selector has too many expressions: %zu (max_selector_expressions %zu).",
+                 expressions, lim->max_expressions);
+        return reason;
+    }
+    if (lim->max_states && n > lim->max_states) {
+        snprintf(reason, QS_SELECTOR_REASON_SIZE,
+                 "Topic selector too complex: %zu automaton states (max_selector_states %zu).", n,
+                 lim->max_states);
+        return reason;
+    }
+    size_t cost = (n + STATES_PER_WORD - 1) / STATES_PER_WORD * STATES_PER_WORD;
+    if (lim->max_subscriber_states &&
+        (*states > lim->max_subscriber_states || cost > lim->max_subscriber_states - *states)) {
+        snprintf(reason, QS_SELECTOR_REASON_SIZE,
+                 "Topic selectors too complex together: %zu automaton states "
+                 "(max_subscriber_states %zu).",
+                 *states + cost, lim->max_subscriber_states);
+        return reason;
+    }
+    *states += cost;
+    return NULL;
+}
+
 /* ---- table and cache ---- */
 
 #define CACHE_WAYS 4
@@ -102,6 +157,10 @@ typedef struct cache_bucket {
 } cache_bucket;
 
 #define PARKED_MAX 256
+/* Only selectors this small are parked (a usual template takes 500 to 900 bytes): a large one
+ * is expensive to keep and cheap to rebuild compared with what its subscriber sent. This
+ * bounds the parked memory at 512 KiB per table. */
+#define PARK_MAX_BYTES 2048
 
 struct qs_selector_table {
     qs_strmap selectors; /* selector string -> qs_selector */
@@ -165,6 +224,34 @@ qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size
     return sel;
 }
 
+static size_t selector_bytes(const qs_selector *sel)
+{
+    return sizeof(*sel) + sel->len + 1 + (sel->tpl ? qs_uritemplate_size(sel->tpl) : 0);
+}
+
+/* glibc keeps what is freed in its arenas, and the many blocks a crowd of subscribers leaves
+ * behind when it goes (selectors, group keys, connections) are mostly not at the top of a
+ * heap, so they are never returned by themselves: after 1000 subscribers at the limits left,
+ * about 80 % of the memory they had taken stayed resident. malloc_trim() gives the free pages
+ * back (a few milliseconds for such a heap, on the worker that calls it); it runs whenever
+ * tables have freed this many bytes of selectors since the last time, which is rare for an
+ * application whose subscribers come and go with the same small selectors (they are parked
+ * and reused). */
+#define TRIM_AFTER_BYTES ((size_t)4 << 20)
+
+static _Atomic size_t freed_since_trim;
+
+static void count_freed(size_t bytes)
+{
+    size_t before = atomic_fetch_add_explicit(&freed_since_trim, bytes, memory_order_relaxed);
+    if (before < TRIM_AFTER_BYTES && before + bytes >= TRIM_AFTER_BYTES) {
+        atomic_store_explicit(&freed_since_trim, 0, memory_order_relaxed);
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
+    }
+}
+
 /* Frees a selector nobody uses and no parking slot refers to. */
 static void forget_if_unused(qs_selector_table *t, qs_selector *sel)
 {
@@ -173,7 +260,9 @@ static void forget_if_unused(qs_selector_table *t, qs_selector *sel)
     void *v = qs_strmap_remove(&t->selectors, sel->str, sel->len);
     if (v != sel)
         qs_panic("selector released to a table that does not hold it");
+    size_t bytes = selector_bytes(sel);
     selector_free(sel);
+    count_freed(bytes);
 }
 
 void qs_selector_table_release(qs_selector_table *t, qs_selector *sel)
@@ -182,6 +271,10 @@ void qs_selector_table_release(qs_selector_table *t, qs_selector *sel)
         return;
     if (sel->parked) /* already waiting in the FIFO */
         return;
+    if (selector_bytes(sel) > PARK_MAX_BYTES) {
+        forget_if_unused(t, sel);
+        return;
+    }
     if (t->parked_n == PARKED_MAX) {
         qs_selector *old = t->parked[t->parked_head];
         t->parked_head = (t->parked_head + 1) % PARKED_MAX;
@@ -213,6 +306,12 @@ static void cache_alloc(qs_selector_table *t)
     t->buckets = (cache_bucket *)p;
 }
 
+/* Templates are matched without the cache when their literal prefix or suffix rules the topic
+ * out, or when the automaton needs at most this many steps (topic bytes x 64-state words):
+ * about what hashing the topic twice and reading a bucket costs. Such answers would only
+ * push dearer ones out of the cache. */
+#define DIRECT_MATCH_STEPS 32
+
 bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,
                              size_t len)
 {
@@ -220,6 +319,9 @@ bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const
         return qs_selector_match(sel, topic, len);
     if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
         return true;
+    int quick = qs_uritemplate_quick_match(sel->tpl, topic, len, DIRECT_MATCH_STEPS);
+    if (quick >= 0)
+        return quick;
     if (!t->buckets)
         cache_alloc(t);
 

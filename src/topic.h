@@ -9,8 +9,15 @@
  *     interned selectors: string -> qs_selector {kind, str, template, id, refs}
  *     match cache: (selector id, topic) -> bool, bounded, for template selectors only
  *
- * Exact and "*" selectors never touch the cache. Standalone selectors (from a token's
- * claims, compiled per request) can be matched without a table.
+ * Exact and "*" selectors never touch the cache, and neither do templates whose literal
+ * prefix or suffix rules the topic out or whose automaton is cheaper to run than the cache
+ * is to consult. Standalone selectors (from a token's claims, compiled per request) can be
+ * matched without a table.
+ *
+ * What one subscriber can cost is bounded by qs_selector_check() (the subscribe handler's
+ * gate): matching a topic against a template costs a few nanoseconds per topic byte and per
+ * 64 automaton states (see uritemplate.h), so the limits on states bound the work per
+ * update, and the length limit bounds the memory.
  */
 #ifndef QS_TOPIC_H
 #define QS_TOPIC_H
@@ -37,6 +44,42 @@ void qs_selector_release(qs_selector *sel);
 /** Uncached match. */
 bool qs_selector_match(const qs_selector *sel, const char *topic, size_t len);
 
+/** Limits on the topic selectors of one subscribe request (the max_selector_length,
+ *  max_selector_expressions, max_selector_states and max_subscriber_states directives);
+ *  0 means no limit. */
+typedef struct qs_selector_limits {
+    uint64_t max_length;          /* bytes of one URI-template selector */
+    size_t max_expressions;       /* {…} expressions of one selector */
+    size_t max_states;            /* automaton states of one selector */
+    size_t max_subscriber_states; /* of all of a request's templates, each rounded up to 64 */
+} qs_selector_limits;
+
+/** Room for the reason qs_selector_check() writes. */
+#define QS_SELECTOR_REASON_SIZE 160
+
+/**
+ * Checks one `topic` selector of a subscribe request before anything is compiled, so that the
+ * handler refuses the request with 400 and the reason:
+ *
+ *     size_t states = 0;
+ *     char why[QS_SELECTOR_REASON_SIZE];
+ *     for each `topic` selector s of the request:
+ *         if (qs_selector_check(&limits, s, len, &states, why))
+ *             answer 400 with why
+ *
+ * Only selectors containing "{" (the ones that may be URI templates) are limited: "*" and
+ * exact topics cost one hash lookup per update whatever their length. In order: the length;
+ * then, when the selector compiles as a template, its number of expressions, its automaton
+ * states, and the running total *states of the request's templates, each rounded up to 64
+ * states (the matcher's word: a tiny template costs as much as 64 states). A selector with
+ * "{" that is not a valid template is a plain string: only its length is limited.
+ *
+ * Returns NULL when the selector is within the limits, else reason, filled with a one-line
+ * message naming the directive. O(len); builds no automaton.
+ */
+const char *qs_selector_check(const qs_selector_limits *lim, const char *s, size_t len,
+                              size_t *states, char reason[QS_SELECTOR_REASON_SIZE]);
+
 typedef struct qs_selector_table qs_selector_table;
 
 /** cache_entries bounds the (selector, topic) cache; 0 disables caching. */
@@ -45,8 +88,9 @@ qs_selector_table *qs_selector_table_new(size_t cache_entries);
 void qs_selector_table_free(qs_selector_table *t);
 /** Returns the interned selector for s with one more reference. */
 qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size_t len);
-/** Drops a reference. At zero the selector stays interned among the last 256 released,
- *  with its cached answers, and is freed when it leaves that FIFO unused. */
+/** Drops a reference. At zero a small selector (2 KiB at most, automaton included) stays
+ *  interned among the last 256 released, with its cached answers, and is freed when it
+ *  leaves that FIFO unused; a larger one is freed at once. */
 void qs_selector_table_release(qs_selector_table *t, qs_selector *sel);
 /** Match through the cache (template selectors) or directly (others). */
 bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,

@@ -37,13 +37,34 @@
  * regexp size limit (reached only by templates of several hundred KiB, far above what the
  * hub's request limits let a selector be) is not modelled.
  *
- * The automaton: a leading and a trailing literal are compared with memcmp; what lies
- * between is an array of states (consume one given byte / consume one byte of a class /
- * loop over a class and %XX triplets / split / match), built back to front so that every
- * state already knows its successor. It is simulated with the set-of-states method: each
- * topic byte visits each state at most once, there is no backtracking, and the scratch
- * memory is four 32-bit words per state. The automaton has at most about three states per
- * template byte.
+ * Triplets as tokens: "%" is in no class, and a literal "%" is always followed by two hex
+ * digits (the parser requires it), so in any match every "%" of the topic starts a three-byte
+ * unit consumed whole, by a class loop (any %XX) or by a literal triplet (exactly those
+ * bytes). The automaton therefore reads the topic as tokens, a byte or a %XX triplet, and a
+ * "%" not followed by two hex digits ends the match at once.
+ *
+ * The automaton: a leading and a trailing literal are compared with memcmp. What lies between
+ * becomes a chain of nodes (the gaps between consumed tokens), each with at most:
+ *   - an edge to the next node taking one token (a literal byte or triplet, an expression's
+ *     FIRST or SEP);
+ *   - loops that keep it live: class loops (C1, C2; adjacent bare loops such as "{a}{+b}"
+ *     share a node, since C1* C2* = C2* when C1 is within C2 and the classes nest), and the
+ *     separator of an exploded group (after a first SEP, (SEP C2)* is any mix of SEP and C2);
+ * and every expression is a block of consecutive nodes [start, exit) from each of which the
+ * exit is reachable without consuming (the expression is optional, C1 is, every level of
+ * the group is). There are no other empty moves, and each construct gets a fresh exit node so
+ * that no loop leaks out of it.
+ *
+ * Simulation is bit-parallel (shift-and): the live nodes are a bitmap; a token moves the live
+ * nodes whose edge takes it one bit up (the edges taking byte c are the and of two masks,
+ * one per nibble of c), keeps those with a loop that takes it, then closes over the blocks:
+ * adding the block mask to the live nodes inside it carries from the lowest live node of
+ * each run of adjacent blocks to the run's end, and every exit on the way becomes live. A
+ * token costs about twenty word operations per 64 nodes whatever the template: no
+ * backtracking, no per-state work, no allocation below 4096 nodes. The builder also runs dry
+ * (counting only), so the template is one allocation of exact size (header, masks, literals), and
+ * qs_uritemplate_measure() tells a caller the size without building anything (the nodes are
+ * what the interface calls states).
  */
 #include "uritemplate.h"
 
@@ -69,36 +90,22 @@ static const uint8_t byte_class[256] = {
     7,  7,  7,  7,  7,  7,  7,  7,  7,  7,  7, 0, 0, 0, 7, 0, /* 0x70 p-z{|}~ */
 };
 
-enum {
-    NFA_BYTE,  /* consume arg, go to out */
-    NFA_SET,   /* consume a byte of class arg, go to out */
-    NFA_LOOP,  /* ([arg] | %XX)*: consume a byte of class arg and stay, or consume "%" and go
-                * to out1 (two hex digits that lead back here); or leave for out without
-                * consuming. No class contains "%", so the two transitions never overlap. */
-    NFA_SPLIT, /* go to out and out1 without consuming */
-    NFA_MATCH,
-};
-
-typedef struct nfa_state {
-    uint8_t op;
-    uint8_t arg;   /* NFA_BYTE: the byte; NFA_SET, NFA_LOOP: CL_* mask */
-    uint32_t out;  /* successor */
-    uint32_t out1; /* NFA_SPLIT: second branch; NFA_LOOP: first hex digit of a triplet */
-} nfa_state;
-
 struct qs_uritemplate {
-    nfa_state *states;
-    uint32_t nstates;
-    uint32_t start;
+    size_t size; /* bytes of this allocation */
+    uint32_t nodes;
+    uint32_t words;    /* of 64 nodes */
     size_t prefix_len; /* leading literal: lit[0, prefix_len) */
     size_t suffix_len; /* trailing literal: lit[prefix_len, prefix_len + suffix_len) */
-    char *lit;
+    const char *lit;   /* in the same allocation, after the masks */
+    uint64_t masks[];  /* MASKS words for each word of nodes (see below) */
 };
 
 /* ---- parsing (the template grammar accepted by the reference) ---- */
 
+enum part_kind { PART_LITERAL, PART_EXPR };
+
 typedef struct part {
-    bool is_expr;
+    enum part_kind kind;
     char op; /* 0 (simple) or one of + # . / ; ? & */
     bool first_explode, any_explode;
     uint32_t nvars;
@@ -108,6 +115,7 @@ typedef struct part {
 typedef struct parts {
     part *v;
     size_t n, cap;
+    size_t expressions; /* {...} in the template, before merging */
 } parts;
 
 static part *parts_push(parts *ps)
@@ -204,7 +212,8 @@ static const char *parse(const unsigned char *s, size_t n, parts *ps)
             if (r == '{') {
                 push_literal(ps, start, pos - start);
                 e = parts_push(ps);
-                e->is_expr = true;
+                e->kind = PART_EXPR;
+                ps->expressions++;
                 st = ST_OPERATOR;
                 pos++;
             } else if (r == '%') {
@@ -307,41 +316,7 @@ static const char *parse(const unsigned char *s, size_t n, parts *ps)
     return NULL;
 }
 
-/* ---- NFA construction, back to front ---- */
-
-typedef struct builder {
-    nfa_state *s;
-    uint32_t n, cap;
-} builder;
-
-static uint32_t emit(builder *b, uint8_t op, uint8_t arg, uint32_t out, uint32_t out1)
-{
-    if (b->n == b->cap) {
-        if (b->cap > UINT32_MAX / 4)
-            qs_panic("uritemplate: automaton too large");
-        b->cap = b->cap ? b->cap * 2 : 16;
-        b->s = qs_xrealloc(b->s, (size_t)b->cap * sizeof(*b->s));
-    }
-    b->s[b->n] = (nfa_state){op, arg, out, out1};
-    return b->n++;
-}
-
-/* ([mask] | %XX)* followed by next. */
-static uint32_t build_class_loop(builder *b, uint8_t mask, uint32_t next)
-{
-    uint32_t loop = emit(b, NFA_LOOP, mask, next, 0);
-    uint32_t hex2 = emit(b, NFA_SET, CL_HEX, loop, 0);
-    uint32_t hex1 = emit(b, NFA_SET, CL_HEX, hex2, 0);
-    b->s[loop].out1 = hex1;
-    return loop;
-}
-
-static uint32_t build_literal(builder *b, const unsigned char *s, size_t n, uint32_t next)
-{
-    while (n > 0)
-        next = emit(b, NFA_BYTE, s[--n], next, 0);
-    return next;
-}
+/* ---- expression shapes ---- */
 
 static uint8_t class_mask(char op, bool named)
 {
@@ -358,160 +333,427 @@ static bool mask_subset(uint8_t a, uint8_t b)
     return true;
 }
 
-static uint32_t build_expr(builder *b, const part *e, uint32_t next)
+/* What an expression compiles to: [FIRST] C1 [(SEP C2) repeated]. */
+typedef struct expr_shape {
+    char first; /* 0: none */
+    char sep;
+    uint8_t m1, m2; /* classes of C1 and C2 */
+    bool group;     /* the (SEP C2) repetition is present */
+} expr_shape;
+
+static expr_shape shape_of(const part *e)
 {
-    char first = 0, sep = ',';
+    expr_shape sh = {0, ',', 0, 0, false};
     bool named = false;
     switch (e->op) {
     case '#':
-        first = '#';
+        sh.first = '#';
         break;
     case '.':
     case '/':
-        first = sep = e->op;
+        sh.first = sh.sep = e->op;
         break;
     case ';':
-        first = sep = ';';
+        sh.first = sh.sep = ';';
         named = true;
         break;
     case '?':
-        first = '?';
-        sep = '&';
+        sh.first = '?';
+        sh.sep = '&';
         named = true;
         break;
     case '&':
-        first = sep = '&';
+        sh.first = sh.sep = '&';
         named = true;
         break;
     default: /* simple and "+" */
         break;
     }
-    uint8_t m1 = class_mask(e->op, named || e->first_explode);
-    uint8_t m2 = class_mask(e->op, named || e->any_explode);
+    sh.m1 = class_mask(e->op, named || e->first_explode);
+    sh.m2 = class_mask(e->op, named || e->any_explode);
+    /* When SEP is itself in C2 and C2 is within C1, C1 (SEP C2)* is just C1: no group (this
+     * is the case for simple, "+", "#" and "." expressions). */
+    sh.group = (e->nvars > 1 || e->first_explode) &&
+               !((byte_class[(unsigned char)sh.sep] & sh.m2) && mask_subset(sh.m2, sh.m1));
+    return sh;
+}
 
-    uint32_t tail = next;
-    /* When SEP is itself in C2 and C2 is within C1, C1 (SEP C2)* is just C1: skip the
-     * group (this is the case for simple, "+", "#" and "." expressions). */
-    bool group = e->nvars > 1 || e->first_explode;
-    if (group && !((byte_class[(unsigned char)sep] & m2) && mask_subset(m2, m1))) {
-        if (e->any_explode) {
-            uint32_t rep = emit(b, NFA_SPLIT, 0, 0, next);
-            uint32_t body = build_class_loop(b, m2, rep);
-            uint32_t s = emit(b, NFA_BYTE, (uint8_t)sep, body, 0); /* may move b->s */
-            b->s[rep].out = s;
-            tail = rep;
+/* ---- the automaton: nodes in bit-parallel form ---- */
+
+/* The masks kept for each word of 64 nodes (bit i of word w is node 64 w + i). */
+enum {
+    M_EDGE_HIGH = 0,   /* ..15: the high nibble of the node's edge byte (or first digit of a
+                        * triplet) is k: the nodes whose edge is byte c are then
+                        * HIGH[c >> 4] & LOW[c & 15], two loads and an and */
+    M_EDGE_LOW = 16,   /* ..31: the low nibble is k */
+    M_EDGE2_BIT0 = 32, /* ..39: bit k of the second digit of a triplet edge */
+    M_EDGE_BYTE = 40,  /* the node has a byte edge to the next node */
+    M_EDGE_TRIPLET,    /* the node has a triplet edge to the next node */
+    M_SELF_U,          /* a class loop on the node takes CL_U bytes (and triplets) */
+    M_SELF_UN,         /* ... CL_UN bytes */
+    M_SELF_UR,         /* ... CL_UR bytes */
+    M_SELF_ANY,        /* some class loop: takes any triplet */
+    M_SELF_SLASH,      /* an exploded group's separator loops on the node: "/" */
+    M_SELF_SEMI,       /* ... ";" */
+    M_SELF_AMP,        /* ... "&" */
+    M_BLOCK,           /* the node lies in an expression's block [start, exit) */
+    M_EXIT,            /* the node is an expression's exit */
+    MASKS
+};
+
+/* With m == NULL the builder only counts the nodes it would create. */
+typedef struct builder {
+    uint64_t *m;
+    uint32_t n; /* nodes created; the current one is n - 1 */
+} builder;
+
+static void set_bit(builder *b, unsigned mask, uint32_t node)
+{
+    if (b->m)
+        b->m[(size_t)(node / 64) * MASKS + mask] |= (uint64_t)1 << (node % 64);
+}
+
+static uint32_t new_node(builder *b)
+{
+    return b->n++;
+}
+
+/* An edge from node to node + 1 (created here) taking byte c, or the triplet %c c2. */
+static uint32_t edge(builder *b, uint32_t node, unsigned char c, bool triplet, unsigned char c2)
+{
+    set_bit(b, triplet ? M_EDGE_TRIPLET : M_EDGE_BYTE, node);
+    set_bit(b, M_EDGE_HIGH + (c >> 4), node);
+    set_bit(b, M_EDGE_LOW + (c & 15), node);
+    for (unsigned k = 0; triplet && k < 8; k++)
+        if (c2 & (1u << k))
+            set_bit(b, M_EDGE2_BIT0 + k, node);
+    return new_node(b);
+}
+
+static void self_loop(builder *b, uint32_t node, uint8_t mask)
+{
+    if (mask & CL_U)
+        set_bit(b, M_SELF_U, node);
+    if (mask & CL_UN)
+        set_bit(b, M_SELF_UN, node);
+    if (mask & CL_UR)
+        set_bit(b, M_SELF_UR, node);
+    set_bit(b, M_SELF_ANY, node);
+}
+
+static uint32_t build_literal(builder *b, uint32_t node, const unsigned char *s, size_t n)
+{
+    /* The parser only accepts "%" followed by two hex digits. */
+    for (size_t i = 0; i < n;) {
+        if (s[i] == '%') {
+            node = edge(b, node, s[i + 1], true, s[i + 2]);
+            i += 3;
         } else {
-            /* {0,k} as nested options: (SEP C2 (SEP C2 (...)?)?)? */
-            for (uint32_t k = 0; k < e->nvars - 1; k++) {
-                uint32_t body = build_class_loop(b, m2, tail);
-                uint32_t s = emit(b, NFA_BYTE, (uint8_t)sep, body, 0);
-                tail = emit(b, NFA_SPLIT, 0, s, next);
-            }
+            node = edge(b, node, s[i++], false, 0);
         }
     }
-    uint32_t entry = build_class_loop(b, m1, tail);
-    if (first) {
-        uint32_t f = emit(b, NFA_BYTE, (uint8_t)first, entry, 0);
-        entry = emit(b, NFA_SPLIT, 0, f, next);
+    return node;
+}
+
+static uint32_t build_expr(builder *b, uint32_t node, const part *e)
+{
+    expr_shape sh = shape_of(e);
+    if (!sh.first && !sh.group) {
+        /* A bare loop: it shares the node with the loops around it (C1* C2* = C2* when C1 is
+         * within C2, and the classes nest). */
+        self_loop(b, node, sh.m1);
+        return node;
     }
-    return entry;
+    uint32_t start = node;
+    if (sh.first)
+        node = edge(b, node, (unsigned char)sh.first, false, 0);
+    self_loop(b, node, sh.m1);
+    if (sh.group && e->any_explode) {
+        /* (SEP C2)*: after a first SEP, any mix of SEP and C2. */
+        node = edge(b, node, (unsigned char)sh.sep, false, 0);
+        self_loop(b, node, sh.m2);
+        if (!(byte_class[(unsigned char)sh.sep] & sh.m2)) {
+            if (sh.sep == '/')
+                set_bit(b, M_SELF_SLASH, node);
+            else if (sh.sep == ';')
+                set_bit(b, M_SELF_SEMI, node);
+            else if (sh.sep == '&')
+                set_bit(b, M_SELF_AMP, node);
+            else
+                qs_panic("uritemplate: separator %c outside its class", sh.sep);
+        }
+    } else if (sh.group) {
+        /* (SEP C2){0,k}: one node per level, each may stop. */
+        for (uint32_t k = 0; k + 1 < e->nvars; k++) {
+            node = edge(b, node, (unsigned char)sh.sep, false, 0);
+            self_loop(b, node, sh.m2);
+        }
+    }
+    /* Every node from start on can reach the exit without consuming: the expression is
+     * optional as a whole, C1 is, and so is every level of the group. */
+    uint32_t exit = new_node(b);
+    for (uint32_t i = start; i < exit; i++)
+        set_bit(b, M_BLOCK, i);
+    set_bit(b, M_EXIT, exit);
+    return exit;
+}
+
+/* A parsed template: parts [first, last) go into the automaton, the others are the literal
+ * prefix and suffix. */
+typedef struct plan {
+    parts ps;
+    size_t first, last;
+    size_t prefix_len, suffix_len;
+    size_t nodes;
+} plan;
+
+static void build_all(builder *b, const unsigned char *s, const plan *pl)
+{
+    uint32_t node = new_node(b);
+    for (size_t i = pl->first; i < pl->last; i++) {
+        const part *p = &pl->ps.v[i];
+        node = p->kind == PART_EXPR ? build_expr(b, node, p)
+                                    : build_literal(b, node, s + p->off, p->len);
+    }
+}
+
+/* Templates longer than this are refused before parsing: the node count then fits in 32 bits
+ * with room to spare (under two nodes per template byte). */
+#define MAX_TEMPLATE_LEN ((size_t)1 << 28)
+
+static const char *plan_template(const unsigned char *s, size_t len, plan *pl)
+{
+    memset(pl, 0, sizeof(*pl));
+    if (len > MAX_TEMPLATE_LEN)
+        return "template too long";
+    const char *why = parse(s, len, &pl->ps);
+    if (why)
+        return why;
+    pl->last = pl->ps.n;
+    if (pl->first < pl->last && pl->ps.v[pl->first].kind == PART_LITERAL)
+        pl->prefix_len = pl->ps.v[pl->first++].len;
+    if (pl->first < pl->last && pl->ps.v[pl->last - 1].kind == PART_LITERAL)
+        pl->suffix_len = pl->ps.v[--pl->last].len;
+    builder dry = {NULL, 0};
+    build_all(&dry, s, pl);
+    pl->nodes = dry.n;
+    return NULL;
+}
+
+bool qs_uritemplate_measure(const char *tpl, size_t len, size_t *expressions, size_t *states,
+                            const char **err)
+{
+    plan pl;
+    const char *why = plan_template((const unsigned char *)tpl, len, &pl);
+    if (!why) {
+        if (expressions)
+            *expressions = pl.ps.expressions;
+        if (states)
+            *states = pl.nodes;
+    } else if (err) {
+        *err = why;
+    }
+    free(pl.ps.v);
+    return why == NULL;
 }
 
 qs_uritemplate *qs_uritemplate_compile(const char *tpl, size_t len, const char **err)
 {
     const unsigned char *s = (const unsigned char *)tpl;
-    const char *why = NULL;
-    parts ps = {0};
-
-    if (len > ((size_t)1 << 28))
-        why = "template too long";
-    else
-        why = parse(s, len, &ps);
+    plan pl;
+    const char *why = plan_template(s, len, &pl);
     if (why) {
-        free(ps.v);
+        free(pl.ps.v);
         if (err)
             *err = why;
         return NULL;
     }
-
-    qs_uritemplate *t = qs_xcalloc(1, sizeof(*t));
-    size_t first = 0, last = ps.n; /* parts [first, last) go into the automaton */
-    if (first < last && !ps.v[first].is_expr)
-        t->prefix_len = ps.v[first++].len;
-    if (first < last && !ps.v[last - 1].is_expr)
-        t->suffix_len = ps.v[--last].len;
-    if (t->prefix_len + t->suffix_len > 0) {
-        t->lit = qs_xmalloc(t->prefix_len + t->suffix_len);
-        if (t->prefix_len)
-            memcpy(t->lit, s + ps.v[0].off, t->prefix_len);
-        if (t->suffix_len)
-            memcpy(t->lit + t->prefix_len, s + ps.v[ps.n - 1].off, t->suffix_len);
-    }
-
-    builder b = {0};
-    uint32_t next = emit(&b, NFA_MATCH, 0, 0, 0);
-    for (size_t i = last; i > first; i--) {
-        const part *p = &ps.v[i - 1];
-        next = p->is_expr ? build_expr(&b, p, next) : build_literal(&b, s + p->off, p->len, next);
-    }
-    t->states = b.s;
-    t->nstates = b.n;
-    t->start = next;
-    free(ps.v);
+    uint32_t words = (uint32_t)((pl.nodes + 63) / 64);
+    size_t mask_bytes = (size_t)words * MASKS * sizeof(uint64_t);
+    size_t size = sizeof(qs_uritemplate) + mask_bytes + pl.prefix_len + pl.suffix_len;
+    qs_uritemplate *t = qs_xcalloc(1, size);
+    t->size = size;
+    t->nodes = (uint32_t)pl.nodes;
+    t->words = words;
+    t->prefix_len = pl.prefix_len;
+    t->suffix_len = pl.suffix_len;
+    char *lit = (char *)t->masks + mask_bytes;
+    if (pl.prefix_len)
+        memcpy(lit, s + pl.ps.v[0].off, pl.prefix_len);
+    if (pl.suffix_len)
+        memcpy(lit + pl.prefix_len, s + pl.ps.v[pl.ps.n - 1].off, pl.suffix_len);
+    t->lit = lit;
+    builder b = {t->masks, 0};
+    build_all(&b, s, &pl);
+    if (b.n != pl.nodes)
+        qs_panic("uritemplate: %u nodes built, %zu counted", b.n, pl.nodes);
+    free(pl.ps.v);
     return t;
 }
 
 void qs_uritemplate_free(qs_uritemplate *t)
 {
-    if (!t)
-        return;
-    free(t->states);
-    free(t->lit);
     free(t);
+}
+
+size_t qs_uritemplate_states(const qs_uritemplate *t)
+{
+    return t->nodes;
+}
+
+size_t qs_uritemplate_size(const qs_uritemplate *t)
+{
+    return t->size;
 }
 
 /* ---- simulation ---- */
 
-typedef struct sim {
-    const nfa_state *st;
-    uint32_t *mark; /* mark[i] == gen: state i is already in the list being built */
-    uint32_t *stack;
-    uint32_t gen;
-} sim;
-
-static inline void push_unmarked(sim *m, uint32_t i, uint32_t *sp)
+static bool is_hex_byte(unsigned char c)
 {
-    /* Marking on push keeps the stack within nstates entries. */
-    if (m->mark[i] != m->gen) {
-        m->mark[i] = m->gen;
-        m->stack[(*sp)++] = i;
-    }
+    return byte_class[c] & CL_HEX;
 }
 
-/* Adds state i and everything reachable from it without consuming to list (the states that
- * consume, and the match state). */
-static void add_closure(sim *m, uint32_t i, uint32_t *list, uint32_t *n)
+/* The next token: a byte, or a triplet's two digits. */
+typedef struct token {
+    unsigned char c, c2;
+    bool triplet;
+} token;
+
+/* The nodes (of one word) whose second-digit planes differ from c somewhere. Written out:
+ * compilers do not unroll it at -O2. */
+static inline uint64_t planes_differ(const uint64_t *m, unsigned c)
 {
-    uint32_t sp = 0;
-    push_unmarked(m, i, &sp);
-    while (sp > 0) {
-        uint32_t k = m->stack[--sp];
-        const nfa_state *x = &m->st[k];
-        if (x->op == NFA_SPLIT) {
-            push_unmarked(m, x->out1, &sp);
-            push_unmarked(m, x->out, &sp);
-            continue;
-        }
-        list[(*n)++] = k;
-        if (x->op == NFA_LOOP)
-            push_unmarked(m, x->out, &sp);
-    }
+#define PLANE(k) (m[M_EDGE2_BIT0 + (k)] ^ -(uint64_t)((c >> (k)) & 1))
+    return PLANE(0) | PLANE(1) | PLANE(2) | PLANE(3) | PLANE(4) | PLANE(5) | PLANE(6) | PLANE(7);
+#undef PLANE
 }
 
-/* Scratch for small automatons lives on the stack; larger ones use the heap. */
-#define SIM_STACK_STATES 256
+/* The nodes (of one word) whose edge takes the token. */
+static inline uint64_t edges_taking(const uint64_t *m, const token *k)
+{
+    uint64_t first = m[M_EDGE_HIGH + (k->c >> 4)] & m[M_EDGE_LOW + (k->c & 15)];
+    if (!k->triplet)
+        return m[M_EDGE_BYTE] & first;
+    return m[M_EDGE_TRIPLET] & first & ~planes_differ(m, k->c2);
+}
 
-bool qs_uritemplate_match(const qs_uritemplate *t, const char *s, size_t len)
+/* The nodes (of one word) with a loop that takes the token. */
+static inline uint64_t loops_taking(const uint64_t *m, const token *k)
+{
+    if (k->triplet)
+        return m[M_SELF_ANY]; /* every class loop takes any triplet */
+    uint8_t cl = byte_class[k->c];
+    return (m[M_SELF_U] & -(uint64_t)(cl & CL_U)) |
+           (m[M_SELF_UN] & -(uint64_t)((cl & CL_UN) >> 1)) |
+           (m[M_SELF_UR] & -(uint64_t)((cl & CL_UR) >> 2)) |
+           (m[M_SELF_SLASH] & -(uint64_t)(k->c == '/')) |
+           (m[M_SELF_SEMI] & -(uint64_t)(k->c == ';')) | (m[M_SELF_AMP] & -(uint64_t)(k->c == '&'));
+}
+
+/* The closure of one word: adding the block mask to the live nodes inside blocks carries from
+ * the lowest live node of each run of adjacent blocks to the end of the run (into the next
+ * word through *carry); every exit on the way becomes live. */
+static inline uint64_t close_blocks(const uint64_t *m, uint64_t live, uint64_t *carry)
+{
+    uint64_t block = m[M_BLOCK], in_block = live & block;
+    uint64_t sum = in_block + block;
+    uint64_t out = sum < in_block;
+    sum += *carry;
+    out |= sum < *carry;
+    *carry = out;
+    return live | (((sum ^ block) | in_block) & m[M_EXIT]);
+}
+
+/* One token: edges shift their node's bit to the next node, loops keep it, then the closure.
+ * Returns false when no node is live any more. */
+static bool step(const qs_uritemplate *t, uint64_t *live, const token *k)
+{
+    uint64_t shift_carry = 0, add_carry = 0, any = 0;
+    for (uint32_t w = 0; w < t->words; w++) {
+        const uint64_t *m = t->masks + (size_t)w * MASKS;
+        uint64_t d = live[w];
+        uint64_t moving = edges_taking(m, k) & d;
+        uint64_t n = (moving << 1) | shift_carry | (d & loops_taking(m, k));
+        shift_carry = moving >> 63;
+        n = close_blocks(m, n, &add_carry);
+        live[w] = n;
+        any |= n;
+    }
+    return any != 0;
+}
+
+/* The initial closure: node 0 and the exits it reaches. */
+static void start(const qs_uritemplate *t, uint64_t *live)
+{
+    memset(live, 0, t->words * sizeof(uint64_t));
+    live[0] = 1;
+    uint64_t add_carry = 0;
+    for (uint32_t w = 0; w < t->words; w++)
+        live[w] = close_blocks(t->masks + (size_t)w * MASKS, live[w], &add_carry);
+}
+
+/* Live-node words kept on the stack: automatons of up to 4096 nodes. */
+#define SIM_STACK_WORDS 64
+
+/* Reads the token at p[*i] and moves *i past it; false for a "%" that starts no triplet (it
+ * can match nothing). */
+static inline bool next_token(const unsigned char *p, size_t n, size_t *i, token *k)
+{
+    k->c = p[*i];
+    k->c2 = 0;
+    k->triplet = k->c == '%';
+    if (!k->triplet) {
+        ++*i;
+        return true;
+    }
+    if (n - *i < 3 || !is_hex_byte(p[*i + 1]) || !is_hex_byte(p[*i + 2]))
+        return false;
+    k->c = p[*i + 1];
+    k->c2 = p[*i + 2];
+    *i += 3;
+    return true;
+}
+
+/* match_middle for automatons of one word (most templates: up to 64 nodes), with the live
+ * nodes in a register. */
+static bool match_one_word(const qs_uritemplate *t, const unsigned char *p, size_t n)
+{
+    const uint64_t *m = t->masks;
+    uint64_t carry = 0;
+    uint64_t live = close_blocks(m, 1, &carry);
+    for (size_t i = 0; i < n && live;) {
+        token k;
+        if (!next_token(p, n, &i, &k))
+            return false;
+        uint64_t moving = edges_taking(m, &k) & live;
+        carry = 0;
+        live = close_blocks(m, (moving << 1) | (live & loops_taking(m, &k)), &carry);
+    }
+    return live >> (t->nodes - 1) & 1;
+}
+
+/* Runs the automaton over p[0, n) (the topic between the literal prefix and suffix). */
+static bool match_middle(const qs_uritemplate *t, const unsigned char *p, size_t n)
+{
+    if (t->words == 1)
+        return match_one_word(t, p, n);
+    uint64_t local[SIM_STACK_WORDS];
+    uint64_t *live = t->words <= SIM_STACK_WORDS ? local : qs_xmalloc(t->words * sizeof(uint64_t));
+    start(t, live);
+    bool alive = true;
+    for (size_t i = 0; i < n && alive;) {
+        token k;
+        alive = next_token(p, n, &i, &k) && step(t, live, &k);
+    }
+    uint32_t last = t->nodes - 1;
+    bool matched = alive && (live[last / 64] >> (last % 64) & 1);
+    if (live != local)
+        free(live);
+    return matched;
+}
+
+/* The literal prefix and suffix are in place; *n receives the length between them. */
+static bool literals_fit(const qs_uritemplate *t, const char *s, size_t len, size_t *n)
 {
     if (len < t->prefix_len + t->suffix_len)
         return false;
@@ -519,58 +761,24 @@ bool qs_uritemplate_match(const qs_uritemplate *t, const char *s, size_t len)
         return false;
     if (t->suffix_len && memcmp(s + len - t->suffix_len, t->lit + t->prefix_len, t->suffix_len))
         return false;
-    const unsigned char *p = (const unsigned char *)s + t->prefix_len;
-    size_t n = len - t->prefix_len - t->suffix_len;
-    if (t->nstates == 1) /* only the match state: the template was pure literal text */
-        return n == 0;
+    *n = len - t->prefix_len - t->suffix_len;
+    return true;
+}
 
-    uint32_t local[4 * SIM_STACK_STATES];
-    uint32_t *mem = local;
-    if (t->nstates > SIM_STACK_STATES)
-        mem = qs_xmalloc(4 * (size_t)t->nstates * sizeof(uint32_t));
-    sim m = {t->states, mem, mem + t->nstates, 1};
-    uint32_t *cur = mem + 2 * (size_t)t->nstates, *nxt = mem + 3 * (size_t)t->nstates;
-    memset(m.mark, 0, t->nstates * sizeof(uint32_t));
+bool qs_uritemplate_match(const qs_uritemplate *t, const char *s, size_t len)
+{
+    size_t n;
+    if (!literals_fit(t, s, len, &n))
+        return false;
+    return match_middle(t, (const unsigned char *)s + t->prefix_len, n);
+}
 
-    uint32_t ncur = 0;
-    add_closure(&m, t->start, cur, &ncur);
-    for (size_t i = 0; i < n && ncur > 0; i++) {
-        unsigned char c = p[i];
-        if (++m.gen == 0) { /* wrapped: forget every old mark */
-            memset(m.mark, 0, t->nstates * sizeof(uint32_t));
-            m.gen = 1;
-        }
-        uint32_t nnxt = 0;
-        for (uint32_t k = 0; k < ncur; k++) {
-            const nfa_state *x = &t->states[cur[k]];
-            switch (x->op) {
-            case NFA_BYTE:
-                if (x->arg == c)
-                    add_closure(&m, x->out, nxt, &nnxt);
-                break;
-            case NFA_SET:
-                if (byte_class[c] & x->arg)
-                    add_closure(&m, x->out, nxt, &nnxt);
-                break;
-            case NFA_LOOP:
-                if (byte_class[c] & x->arg)
-                    add_closure(&m, cur[k], nxt, &nnxt);
-                else if (c == '%')
-                    add_closure(&m, x->out1, nxt, &nnxt);
-                break;
-            default:
-                break;
-            }
-        }
-        uint32_t *tmp = cur;
-        cur = nxt;
-        nxt = tmp;
-        ncur = nnxt;
-    }
-    bool matched = false;
-    for (uint32_t k = 0; k < ncur && !matched; k++)
-        matched = t->states[cur[k]].op == NFA_MATCH;
-    if (mem != local)
-        free(mem);
-    return matched;
+int qs_uritemplate_quick_match(const qs_uritemplate *t, const char *s, size_t len, size_t max_steps)
+{
+    size_t n;
+    if (!literals_fit(t, s, len, &n))
+        return 0;
+    if (n > max_steps / t->words)
+        return -1;
+    return match_middle(t, (const unsigned char *)s + t->prefix_len, n);
 }

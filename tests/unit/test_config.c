@@ -328,6 +328,10 @@ TEST(default_config_defaults)
     ASSERT_EQ_INT(16777216, cfg.subscriber_queue_bytes);
     ASSERT_EQ_INT(30000, cfg.request_timeout_ms);
     ASSERT_EQ_INT(120000, cfg.idle_timeout_ms);
+    ASSERT_EQ_INT(4096, cfg.max_selector_length);
+    ASSERT_EQ_INT(64, cfg.max_selector_expressions);
+    ASSERT_EQ_INT(1024, cfg.max_selector_states);
+    ASSERT_EQ_INT(4096, cfg.max_subscriber_states);
     qs_config_free(&cfg);
 }
 
@@ -1576,6 +1580,38 @@ TEST(integer_directives)
     directive_err("max_connections 99999999999999999999",
                   "Caddyfile:5: max_connections: invalid integer \"99999999999999999999\"");
     directive_err("max_topics +5", "Caddyfile:5: max_topics: invalid integer \"+5\"");
+}
+
+TEST(selector_limit_directives)
+{
+    qs_config cfg;
+    directive_ok(&cfg, "max_selector_length 16KiB\n\t\tmax_selector_expressions 10\n"
+                       "\t\tmax_selector_states 200\n\t\tmax_subscriber_states 100000");
+    ASSERT_EQ_INT(16384, cfg.max_selector_length);
+    ASSERT_EQ_INT(10, cfg.max_selector_expressions);
+    ASSERT_EQ_INT(200, cfg.max_selector_states);
+    ASSERT_EQ_INT(100000, cfg.max_subscriber_states);
+    qs_config_free(&cfg);
+    /* 0 lifts a limit. */
+    directive_ok(&cfg, "max_selector_length 0\n\t\tmax_selector_expressions 0\n"
+                       "\t\tmax_selector_states 0\n\t\tmax_subscriber_states 0");
+    ASSERT_EQ_INT(0, cfg.max_selector_length);
+    ASSERT_EQ_INT(0, cfg.max_selector_expressions);
+    ASSERT_EQ_INT(0, cfg.max_selector_states);
+    ASSERT_EQ_INT(0, cfg.max_subscriber_states);
+    qs_config_free(&cfg);
+    directive_err("max_selector_length long",
+                  "Caddyfile:5: max_selector_length: invalid size \"long\"");
+    directive_err("max_selector_length", "Caddyfile:5: max_selector_length: missing value");
+    directive_err("max_selector_expressions -1",
+                  "Caddyfile:5: max_selector_expressions: must be at least 0 \"-1\"");
+    directive_err("max_selector_expressions 1e3",
+                  "Caddyfile:5: max_selector_expressions: invalid integer \"1e3\"");
+    directive_err("max_selector_states 1 2",
+                  "Caddyfile:5: max_selector_states: expected 1 value \"1 2\"");
+    directive_err("max_subscriber_states -5",
+                  "Caddyfile:5: max_subscriber_states: must be at least 0 \"-5\"");
+    directive_err("max_selector_state 5", "Caddyfile:5: unknown directive \"max_selector_state\"");
 }
 
 TEST(topic_selector_cache)

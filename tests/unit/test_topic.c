@@ -161,6 +161,12 @@ TEST(table_ids_are_unique_across_churn)
     qs_selector_table_free(t);
 }
 
+/* Topics whose part between a template's literal prefix and suffix is long enough for the
+ * table to consult the cache rather than run the automaton directly. */
+#define BOOK "https://example.com/books/0123456789abcdefghij0123456789abcdefghij"
+#define PAD "-0123456789abcdef0123456789abcdef"
+#define LONG_X "x/0123456789abcdefghij0123456789abcdefghij"
+
 TEST(cache_counts_hits_and_misses)
 {
     qs_selector_table *t = qs_selector_table_new(100);
@@ -170,25 +176,30 @@ TEST(cache_counts_hits_and_misses)
     uint64_t hits, misses;
     size_t entries;
 
-    ASSERT(qs_selector_table_match(t, tpl, S("https://example.com/books/1")));
+    ASSERT(qs_selector_table_match(t, tpl, S(BOOK)));
     qs_selector_table_stats(t, &hits, &misses, &entries);
     ASSERT_EQ_INT(0, hits);
     ASSERT_EQ_INT(1, misses);
     ASSERT_EQ_INT(1, entries);
 
-    ASSERT(qs_selector_table_match(t, tpl, S("https://example.com/books/1")));
-    ASSERT(!qs_selector_table_match(t, tpl, S("https://example.com/books/1/2")));
-    ASSERT(!qs_selector_table_match(t, tpl, S("https://example.com/books/1/2")));
+    ASSERT(qs_selector_table_match(t, tpl, S(BOOK)));
+    ASSERT(!qs_selector_table_match(t, tpl, S(BOOK "/2")));
+    ASSERT(!qs_selector_table_match(t, tpl, S(BOOK "/2")));
     qs_selector_table_stats(t, &hits, &misses, &entries);
     ASSERT_EQ_INT(2, hits);
     ASSERT_EQ_INT(2, misses);
     ASSERT_EQ_INT(2, entries);
 
-    /* Exact and "*" selectors, and a template equal to the topic, bypass the cache. */
+    /* Exact and "*" selectors, a template equal to the topic, a topic that the template's
+     * literal prefix rules out and a short one bypass the cache. */
     ASSERT(qs_selector_table_match(t, exact, S("https://example.com/books/1")));
     ASSERT(!qs_selector_table_match(t, exact, S("https://example.com/books/2")));
     ASSERT(qs_selector_table_match(t, any, S("whatever")));
     ASSERT(qs_selector_table_match(t, tpl, S("https://example.com/books/{id}")));
+    ASSERT(!qs_selector_table_match(
+        t, tpl, S("https://example.org/books/0123456789abcdefghij0123456789abcdefghij")));
+    ASSERT(qs_selector_table_match(t, tpl, S("https://example.com/books/1")));
+    ASSERT(!qs_selector_table_match(t, tpl, S("https://example.com/books/1/2")));
     qs_selector_table_stats(t, &hits, &misses, &entries);
     ASSERT_EQ_INT(2, hits);
     ASSERT_EQ_INT(2, misses);
@@ -196,8 +207,8 @@ TEST(cache_counts_hits_and_misses)
 
     /* Standalone selectors (id 0) are matched directly, never cached. */
     qs_selector *standalone = qs_selector_compile(S("https://example.com/books/{id}"));
-    ASSERT(qs_selector_table_match(t, standalone, S("https://example.com/books/9")));
-    ASSERT(qs_selector_table_match(t, standalone, S("https://example.com/books/9")));
+    ASSERT(qs_selector_table_match(t, standalone, S(BOOK)));
+    ASSERT(qs_selector_table_match(t, standalone, S(BOOK)));
     qs_selector_table_stats(t, &hits, &misses, &entries);
     ASSERT_EQ_INT(2, hits);
     ASSERT_EQ_INT(2, misses);
@@ -212,20 +223,23 @@ TEST(cache_counts_hits_and_misses)
     qs_selector_table_free(t);
 }
 
-TEST(cache_disabled)
+/* Answers that cost less than a lookup are not cached: a topic ruled out by the literal
+ * prefix or suffix whatever its length, a short one, and a long one under a small automaton
+ * up to 32 steps. */
+TEST(cheap_answers_bypass_the_cache)
 {
-    qs_selector_table *t = qs_selector_table_new(0);
-    qs_selector *tpl = qs_selector_table_acquire(t, S("x/{a}"));
-    for (int i = 0; i < 3; i++) {
-        ASSERT(qs_selector_table_match(t, tpl, S("x/1")));
-        ASSERT(!qs_selector_table_match(t, tpl, S("x/1/2")));
-    }
-    uint64_t hits = 1, misses = 1;
-    size_t entries = 1;
-    qs_selector_table_stats(t, &hits, &misses, &entries);
-    ASSERT_EQ_INT(0, hits);
-    ASSERT_EQ_INT(0, misses);
-    ASSERT_EQ_INT(0, entries);
+    qs_selector_table *t = qs_selector_table_new(100);
+    qs_selector *tpl = qs_selector_table_acquire(t, S("x/{a}/y"));
+    ASSERT(!qs_selector_table_match(t, tpl, S("z/" PAD "/y")));
+    ASSERT(!qs_selector_table_match(t, tpl, S("x/" PAD "/z")));
+    ASSERT(qs_selector_table_match(t, tpl, S("x/0123456789abcdef0123456789abcdef/y"))); /* 32 */
+    ASSERT(!qs_selector_table_match(t, tpl, S("x/0123456789abcdef0123456789abc/ef/y")));
+    uint64_t hits, misses;
+    qs_selector_table_stats(t, &hits, &misses, NULL);
+    ASSERT_EQ_INT(0, hits + misses);
+    ASSERT(qs_selector_table_match(t, tpl, S("x/0123456789abcdef0123456789abcdefg/y"))); /* 33 */
+    qs_selector_table_stats(t, &hits, &misses, NULL);
+    ASSERT_EQ_INT(1, misses);
     qs_selector_table_release(t, tpl);
     qs_selector_table_free(t);
 }
@@ -237,7 +251,7 @@ TEST(parked_selectors_keep_their_cached_answers)
     qs_selector_table *t = qs_selector_table_new(1000);
     for (int round = 0; round < 10; round++) {
         qs_selector *sel = qs_selector_table_acquire(t, S("x/{a}"));
-        ASSERT(qs_selector_table_match(t, sel, S("x/1")));
+        ASSERT(qs_selector_table_match(t, sel, S(LONG_X)));
         qs_selector_table_release(t, sel);
     }
     uint64_t hits, misses;
@@ -256,12 +270,12 @@ TEST(cache_forgets_released_selectors)
     for (int round = 0; round < 50; round++) {
         qs_selector_table_stats(t, &hits0, &misses0, &entries);
         qs_selector *yes = qs_selector_table_acquire(t, S("x/{a}"));
-        ASSERT(qs_selector_table_match(t, yes, S("x/1")));
-        ASSERT(qs_selector_table_match(t, yes, S("x/1")));
+        ASSERT(qs_selector_table_match(t, yes, S(LONG_X)));
+        ASSERT(qs_selector_table_match(t, yes, S(LONG_X)));
         qs_selector_table_release(t, yes);
-        qs_selector *no = qs_selector_table_acquire(t, S("y/{a}"));
-        ASSERT(!qs_selector_table_match(t, no, S("x/1")));
-        ASSERT(!qs_selector_table_match(t, no, S("x/1")));
+        qs_selector *no = qs_selector_table_acquire(t, S("x/{a}.{b}"));
+        ASSERT(!qs_selector_table_match(t, no, S(LONG_X)));
+        ASSERT(!qs_selector_table_match(t, no, S(LONG_X)));
         qs_selector_table_release(t, no);
         /* Both were freed by the pushing out: each round starts from scratch. */
         push_out_parked(t);
@@ -274,7 +288,9 @@ TEST(cache_forgets_released_selectors)
 }
 
 /* Many selectors and topics through a small cache, with selectors coming and going: every
- * answer must equal the uncached one, and the cache must stay within its capacity. */
+ * answer must equal the uncached one, and the cache must stay within its capacity. The
+ * padding makes the answers dear enough to be cached. */
+
 static void churn(size_t capacity)
 {
     qs_selector_table *t = qs_selector_table_new(capacity);
@@ -284,7 +300,7 @@ static void churn(size_t capacity)
         "https://ex.com/{a}/{b}", "https://ex.com/x{?q*}", "https://ex.com/b/{id}",
     };
     qs_selector *sel[NSEL] = {0};
-    char s[64], topic[64];
+    char s[64], topic[128];
     unsigned seed = 99;
     uint64_t checks = 0;
     for (int step = 0; step < 60000; step++) {
@@ -303,19 +319,19 @@ static void churn(size_t capacity)
         int n;
         switch (v % 5) {
         case 0:
-            n = snprintf(topic, sizeof(topic), "https://ex.com/%u", v);
+            n = snprintf(topic, sizeof(topic), "https://ex.com/%u" PAD, v);
             break;
         case 1:
-            n = snprintf(topic, sizeof(topic), "https://ex.com/%u/%u/tail", v, v / 3);
+            n = snprintf(topic, sizeof(topic), "https://ex.com/%u" PAD "/%u/tail", v, v / 3);
             break;
         case 2:
-            n = snprintf(topic, sizeof(topic), "https://ex.com/x?q=%u&r=%u", v, v);
+            n = snprintf(topic, sizeof(topic), "https://ex.com/x?q=%u" PAD "&r=%u", v, v);
             break;
         case 3:
-            n = snprintf(topic, sizeof(topic), "https://ex.com/b/%u/tail", v);
+            n = snprintf(topic, sizeof(topic), "https://ex.com/b/%u" PAD "/tail", v);
             break;
         default:
-            n = snprintf(topic, sizeof(topic), "https://ex.com/%u%%2F/tail", v);
+            n = snprintf(topic, sizeof(topic), "https://ex.com/%u%%2F" PAD "/tail", v);
             break;
         }
         bool want = qs_selector_match(sel[k], topic, (size_t)n);
@@ -329,7 +345,8 @@ static void churn(size_t capacity)
     size_t entries;
     qs_selector_table_stats(t, &hits, &misses, &entries);
     ASSERT(entries <= capacity);
-    ASSERT_EQ_INT(checks, hits + misses);
+    ASSERT(hits + misses <= checks);
+    ASSERT(hits + misses >= checks / 4); /* the others were ruled out by prefix or suffix */
     if (capacity >= 100000)
         ASSERT(hits > 5 * misses); /* the working set fits: misses are first sightings */
     else
@@ -360,12 +377,12 @@ TEST(cache_spreads_one_topic_over_selectors)
     qs_selector *sel[N];
     char s[32];
     for (int i = 0; i < N; i++) {
-        int n = snprintf(s, sizeof(s), "https://ex.com/{a}/%d", i);
+        int n = snprintf(s, sizeof(s), "https://ex.com/{a}/%d/{b}", i);
         sel[i] = qs_selector_table_acquire(t, s, (size_t)n);
     }
     for (int round = 0; round < 2; round++)
         for (int i = 0; i < N; i++)
-            ASSERT(!qs_selector_table_match(t, sel[i], S("https://ex.com/x")));
+            ASSERT(!qs_selector_table_match(t, sel[i], S("https://ex.com/" PAD)));
     uint64_t hits, misses;
     size_t entries;
     qs_selector_table_stats(t, &hits, &misses, &entries);
@@ -374,4 +391,168 @@ TEST(cache_spreads_one_topic_over_selectors)
     for (int i = 0; i < N; i++)
         qs_selector_table_release(t, sel[i]);
     qs_selector_table_free(t);
+}
+
+/* Large selectors are freed as soon as nobody uses them: coming back, they are compiled again
+ * (a new id), while a small one is still parked with its id. */
+TEST(large_selectors_are_not_parked)
+{
+    qs_selector_table *t = qs_selector_table_new(100);
+    char big[2100];
+    size_t n = (size_t)snprintf(big, sizeof(big), "{a}");
+    while (n < 2000)
+        big[n++] = 'x';
+    big[n++] = '{';
+    big[n++] = 'b';
+    big[n++] = '}';
+    qs_selector *sel = qs_selector_table_acquire(t, big, n);
+    ASSERT_EQ_INT(QS_SEL_TEMPLATE, sel->kind);
+    uint64_t id = sel->id;
+    qs_selector_table_release(t, sel);
+    sel = qs_selector_table_acquire(t, big, n);
+    ASSERT(sel->id != id);
+    qs_selector_table_release(t, sel);
+
+    /* A long exact selector is not kept either. */
+    qs_selector *exact = qs_selector_table_acquire(t, big + 3, 2100 - 3 - 3 - 16);
+    ASSERT_EQ_INT(QS_SEL_EXACT, exact->kind);
+    id = exact->id;
+    qs_selector_table_release(t, exact);
+    exact = qs_selector_table_acquire(t, big + 3, 2100 - 3 - 3 - 16);
+    ASSERT(exact->id != id);
+    qs_selector_table_release(t, exact);
+
+    qs_selector *small = qs_selector_table_acquire(t, S("https://example.com/{id}"));
+    id = small->id;
+    qs_selector_table_release(t, small);
+    small = qs_selector_table_acquire(t, S("https://example.com/{id}"));
+    ASSERT(small->id == id);
+    qs_selector_table_release(t, small);
+    qs_selector_table_free(t);
+}
+
+static const qs_selector_limits default_limits = {4096, 64, 1024, 4096};
+
+/* Runs qs_selector_check on one selector alone; returns its reason or NULL. */
+static const char *check_one(const qs_selector_limits *lim, const char *s, size_t len)
+{
+    static char why[QS_SELECTOR_REASON_SIZE];
+    size_t states = 0;
+    return qs_selector_check(lim, s, len, &states, why);
+}
+
+static char *repeated(const char *unit, size_t times)
+{
+    size_t u = strlen(unit);
+    char *s = malloc(u * times + 1);
+    for (size_t i = 0; i < times; i++)
+        memcpy(s + i * u, unit, u);
+    s[u * times] = '\0';
+    return s;
+}
+
+TEST(check_accepts_what_applications_send)
+{
+    static const char *const ok[] = {
+        "*",
+        "https://example.com/books/1",
+        "https://example.com/books/{id}",
+        "https://example.com/users/{user}/conversations/{conv}/messages{/message}{?page,limit}",
+        "/.well-known/mercure/subscriptions{/topic}{/subscriber}",
+        "{+base}/api/v2/organizations/{org}/repositories/{repo}/issues/{number}/comments/{id}",
+        "https://example.com/{id", /* "{" but not a template: a plain string */
+        "",
+    };
+    size_t states = 0;
+    char why[QS_SELECTOR_REASON_SIZE];
+    for (size_t i = 0; i < QS_ARRAY_LEN(ok); i++) {
+        const char *r = qs_selector_check(&default_limits, ok[i], strlen(ok[i]), &states, why);
+        if (r)
+            qs_test_fail(__FILE__, __LINE__, "\"%s\" refused: %s", ok[i], r);
+    }
+    /* Four templates, each within one word of 64 states. */
+    ASSERT_EQ_INT(4 * 64, states);
+
+    /* An exact topic of any length is not limited. */
+    char *exact = repeated("x", 100000);
+    ASSERT(check_one(&default_limits, exact, 100000) == NULL);
+    free(exact);
+}
+
+TEST(check_refuses_the_attack)
+{
+    /* The selector of issue 11: "{+a}" ten thousand times. */
+    char *attack = repeated("{+a}", 10000);
+    const char *r = check_one(&default_limits, attack, strlen(attack));
+    ASSERT(r != NULL);
+    ASSERT_EQ_STR("Topic selector too long: 40000 bytes (max_selector_length 4096).", r);
+    ASSERT(!strchr(r, '\n'));
+    free(attack);
+
+    /* The same within the length: too many expressions. */
+    attack = repeated("{+a}", 1000);
+    ASSERT_EQ_STR("Topic selector has too many expressions: 1000 (max_selector_expressions 64).",
+                  check_one(&default_limits, attack, strlen(attack)));
+    free(attack);
+
+    /* Few expressions, many states. */
+    attack = repeated("{?a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q,r,s,t,u,v,w,x,y,z}", 60);
+    ASSERT_EQ_STR("Topic selector too complex: 1621 automaton states (max_selector_states 1024).",
+                  check_one(&default_limits, attack, strlen(attack)));
+    free(attack);
+
+    /* A string with "{" that is not a template is only limited by its length. */
+    char *broken = repeated("{", 4096);
+    ASSERT(check_one(&default_limits, broken, 4096) == NULL);
+    free(broken);
+    broken = repeated("{", 4097);
+    ASSERT_EQ_STR("Topic selector too long: 4097 bytes (max_selector_length 4096).",
+                  check_one(&default_limits, broken, 4097));
+    free(broken);
+}
+
+TEST(check_limits_are_inclusive_and_zero_is_none)
+{
+    qs_selector_limits lim = {16, 2, 3, 0};
+    ASSERT(check_one(&lim, S("{a}/{b}/12345678")) == NULL); /* 16 bytes, 2 expressions */
+    ASSERT(check_one(&lim, S("{a}/{b}/123456789")) != NULL);
+    ASSERT(check_one(&lim, S("{a}{b}{c}")) != NULL);
+    ASSERT(check_one(&lim, S("{a}/{b}/{c}")) != NULL); /* 3 expressions */
+    ASSERT(check_one(&lim, S("{/a}")) == NULL);        /* 3 states */
+    ASSERT(check_one(&lim, S("{/a,b}")) != NULL);      /* 4 */
+    lim.max_expressions = 0;
+    ASSERT(check_one(&lim, S("{/a}{b}{c}")) == NULL); /* 3 states, 3 expressions */
+    ASSERT(check_one(&lim, S("{/a}{/b}")) != NULL);
+    lim = (qs_selector_limits){0, 0, 0, 0};
+    char *huge = repeated("{/a}", 5000);
+    ASSERT(check_one(&lim, huge, strlen(huge)) == NULL);
+    free(huge);
+}
+
+TEST(check_totals_a_subscribers_templates)
+{
+    qs_selector_limits lim = {4096, 64, 1024, 256};
+    size_t states = 0;
+    char why[QS_SELECTOR_REASON_SIZE];
+    /* Exact selectors are free; each template counts at least 64 states. */
+    for (int i = 0; i < 10; i++)
+        ASSERT(qs_selector_check(&lim, S("https://example.com/1"), &states, why) == NULL);
+    for (int i = 0; i < 4; i++)
+        ASSERT(qs_selector_check(&lim, S("https://example.com/{id}"), &states, why) == NULL);
+    ASSERT_EQ_INT(256, states);
+    const char *r = qs_selector_check(&lim, S("https://example.com/{id}"), &states, why);
+    ASSERT_EQ_STR("Topic selectors too complex together: 320 automaton states "
+                  "(max_subscriber_states 256).",
+                  r);
+    ASSERT(r == why);
+    ASSERT_EQ_INT(256, states); /* a refused selector adds nothing */
+
+    /* 65 states take two words. */
+    states = 0;
+    char *tpl = repeated("/", 63);
+    char sel[80];
+    int n = snprintf(sel, sizeof(sel), "{a}%s{b}/{c}", tpl);
+    ASSERT(qs_selector_check(&lim, sel, (size_t)n, &states, why) == NULL);
+    ASSERT_EQ_INT(128, states);
+    free(tpl);
 }

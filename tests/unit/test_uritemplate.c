@@ -10,7 +10,10 @@
 #include "uritemplate.h"
 #include "uritemplate_vectors.h"
 
+#include <stdint.h>
 #include <stdio.h>
+
+#define S_(lit) lit, sizeof(lit) - 1
 
 static bool ut_compiles(const char *tpl)
 {
@@ -61,6 +64,21 @@ static void check_vectors(const struct qs_ut_vector *v, size_t n, const char *se
             (v[i].sel_len == v[i].topic_len && memcmp(v[i].sel, v[i].topic, v[i].topic_len) == 0) ||
             (t && qs_uritemplate_match(t, v[i].topic, v[i].topic_len));
         bool is_tpl = t != NULL;
+        /* Measuring agrees with compiling, and the cheap path with the full one. */
+        size_t states = 0;
+        bool measured = memchr(v[i].sel, '{', v[i].sel_len) &&
+                        qs_uritemplate_measure(v[i].sel, v[i].sel_len, NULL, &states, NULL);
+        if (measured != is_tpl || (t && states != qs_uritemplate_states(t)))
+            qs_test_fail(__FILE__, __LINE__, "%s[%zu]: measured %d/%zu, compiled %d", set, i,
+                         measured, states, is_tpl);
+        if (t) {
+            bool full = qs_uritemplate_match(t, v[i].topic, v[i].topic_len);
+            int q = qs_uritemplate_quick_match(t, v[i].topic, v[i].topic_len, SIZE_MAX);
+            int q0 = qs_uritemplate_quick_match(t, v[i].topic, v[i].topic_len, 0);
+            if (q != full || (q0 != -1 && q0 != full))
+                qs_test_fail(__FILE__, __LINE__, "%s[%zu]: quick %d/%d, full %d", set, i, q, q0,
+                             full);
+        }
         qs_uritemplate_free(t);
 
         /* The selector module must agree with the direct computation. */
@@ -319,5 +337,132 @@ TEST(matching_is_linear)
     topic[n] = '!';
     ASSERT(qs_uritemplate_match(t, topic, n + 1));
     free(topic);
+    qs_uritemplate_free(t);
+}
+
+static size_t ut_states(const char *tpl)
+{
+    qs_uritemplate *t = qs_uritemplate_compile(tpl, strlen(tpl), NULL);
+    if (!t)
+        qs_test_fail(__FILE__, __LINE__, "\"%s\" does not compile", tpl);
+    size_t n = qs_uritemplate_states(t);
+    size_t measured = 0, expressions = 0;
+    ASSERT(qs_uritemplate_measure(tpl, strlen(tpl), &expressions, &measured, NULL));
+    ASSERT_EQ_INT(n, measured);
+    qs_uritemplate_free(t);
+    return n;
+}
+
+static char *repeat(const char *unit, size_t times, const char *tail)
+{
+    size_t u = strlen(unit), n = strlen(tail);
+    char *s = malloc(u * times + n + 1);
+    for (size_t i = 0; i < times; i++)
+        memcpy(s + i * u, unit, u);
+    memcpy(s + u * times, tail, n + 1);
+    return s;
+}
+
+/* The sizes the limits of the subscribe handler are expressed in. */
+TEST(states_count_what_matching_costs)
+{
+    ASSERT_EQ_INT(1, ut_states("https://example.com/books/{id}")); /* literals are memcmp'd */
+    ASSERT_EQ_INT(1, ut_states("{a}{+b}{c}"));                     /* adjacent loops merge */
+    ASSERT_EQ_INT(3, ut_states("{/a}"));                           /* start, after "/", exit */
+    ASSERT_EQ_INT(3, ut_states("{a}/{b}/{c}"));                    /* one per literal byte... */
+    ASSERT_EQ_INT(3, ut_states("{a}%2F{b}/{c}"));                  /* ...or triplet */
+    ASSERT_EQ_INT(5, ut_states("{?a,b,c}"));                       /* levels of the group */
+    ASSERT_EQ_INT(4, ut_states("{?a,b*,c}"));                      /* (SEP C2)* is one node */
+    ASSERT_EQ_INT(201, ut_states("{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"
+                                 "{/a}{/b}{/c}{/d}{/e}{/f}{/g}{/h}{/i}{/j}"));
+
+    size_t expressions = 0, states = 0;
+    const char *err = NULL;
+    ASSERT(qs_uritemplate_measure(S_("x{a}y{/b,c}{?d}z"), &expressions, &states, &err));
+    ASSERT_EQ_INT(3, expressions);
+    ASSERT(!qs_uritemplate_measure(S_("x{a"), &expressions, &states, &err));
+    ASSERT(err && *err);
+}
+
+/* "{+a}" ten thousand times is the language of "{+a}": one state, matched in the time of one. */
+TEST(repeated_loops_are_one_state)
+{
+    char *tpl = repeat("{+a}", 10000, "");
+    qs_uritemplate *t = qs_uritemplate_compile(tpl, strlen(tpl), NULL);
+    ASSERT(t != NULL);
+    ASSERT_EQ_INT(1, qs_uritemplate_states(t));
+    ASSERT(qs_uritemplate_match(t, S_("https://example.com/a/b?c=d#e")));
+    ASSERT(!qs_uritemplate_match(t, S_("https://example.com/a b")));
+    qs_uritemplate_free(t);
+    free(tpl);
+}
+
+/* Automatons of several 64-state words: a chain of optional expressions crosses words both
+ * through the edges (shifts) and through the closure (carries). */
+TEST(chains_cross_words)
+{
+    enum { N = 100 };
+    char *tpl = repeat("{/a}", N, "!");
+    qs_uritemplate *t = qs_uritemplate_compile(tpl, strlen(tpl), NULL);
+    ASSERT(t != NULL);
+    ASSERT_EQ_INT(2 * N + 1, qs_uritemplate_states(t));
+    char topic[4 * N + 8];
+    size_t n = 0;
+    for (int k = 0; k <= N + 1; k++) {
+        topic[n] = '!';
+        ASSERT(qs_uritemplate_match(t, topic, n + 1) == (k <= N));
+        ASSERT(!qs_uritemplate_match(t, topic, n)); /* the "!" is required */
+        topic[n++] = '/';
+        if (k % 3)
+            topic[n++] = (char)('a' + k % 26);
+    }
+    qs_uritemplate_free(t);
+    free(tpl);
+
+    /* Literal bytes across words, after a loop that can start anywhere. */
+    tpl = repeat("ab", 70, "{x}");
+    char *full = malloc(4 * N);
+    for (int lead = 0; lead < 3; lead++) {
+        char *pre = repeat("{+p}", 1, tpl);
+        qs_uritemplate *u = qs_uritemplate_compile(pre, strlen(pre), NULL);
+        ASSERT(u != NULL);
+        ASSERT_EQ_INT(141, qs_uritemplate_states(u));
+        size_t m = 0;
+        for (int i = 0; i < lead; i++)
+            full[m++] = "ab"[i % 2];
+        for (int i = 0; i < 140; i++)
+            full[m++] = "ab"[i % 2];
+        ASSERT(qs_uritemplate_match(u, full, m));
+        full[m++] = 'z';
+        ASSERT(qs_uritemplate_match(u, full, m));
+        full[m - 1] = '/';
+        ASSERT(!qs_uritemplate_match(u, full, m));
+        ASSERT(!qs_uritemplate_match(u, full, 139));
+        qs_uritemplate_free(u);
+        free(pre);
+    }
+    free(full);
+    free(tpl);
+}
+
+TEST(quick_match_answers_only_when_cheap)
+{
+    qs_uritemplate *t = qs_uritemplate_compile(S_("x/{a}/y"), NULL);
+    ASSERT(t != NULL);
+    ASSERT_EQ_INT(0, qs_uritemplate_quick_match(t, S_("z/12345/y"), 0)); /* prefix */
+    ASSERT_EQ_INT(0, qs_uritemplate_quick_match(t, S_("x/12345/z"), 0)); /* suffix */
+    ASSERT_EQ_INT(0, qs_uritemplate_quick_match(t, S_("x//"), 0));       /* too short */
+    ASSERT_EQ_INT(-1, qs_uritemplate_quick_match(t, S_("x/12345/y"), 4));
+    ASSERT_EQ_INT(1, qs_uritemplate_quick_match(t, S_("x/12345/y"), 5));
+    ASSERT_EQ_INT(0, qs_uritemplate_quick_match(t, S_("x/12/45/y"), 5));
+    ASSERT_EQ_INT(1, qs_uritemplate_quick_match(t, S_("x//y"), 0));
     qs_uritemplate_free(t);
 }
