@@ -289,10 +289,11 @@ bool qs_index_wants(qs_index *x, const qs_index_member *m, const qs_update *u)
         (!m->claims ||
          !(m->claims->all || qs_can_receive(x->selectors, m->claims->sels, m->claims->n, u))))
         return false;
+    /* Uncached: history's topics are mostly ones live updates will not bring again, and
+     * must not push the live answers out of the cache. */
     for (uint32_t e = 0; e < m->n_entries; e++)
         for (size_t i = 0; i < u->n_topics; i++)
-            if (qs_selector_table_match(x->selectors, m->entries[e].group->sel, u->topics[i],
-                                        u->topic_lens[i]))
+            if (qs_selector_match(m->entries[e].group->sel, u->topics[i], u->topic_lens[i]))
                 return true;
     return false;
 }
