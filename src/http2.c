@@ -9,6 +9,8 @@
  */
 #include "http2.h"
 
+#include "http2_request.h"
+
 #include <nghttp2/nghttp2.h>
 #include <stdlib.h>
 
@@ -60,10 +62,7 @@ typedef struct h2stream {
     int32_t id;
     qs_list node; /* in c->streams */
     /* the request as it arrives */
-    qs_buf fields;   /* header names and values, NUL-separated */
-    size_t *offsets; /* per field: name offset, value offset, value length */
-    size_t n_fields, cap_fields;
-    size_t field_bytes; /* as HTTP/2 counts a header list */
+    qs_http2_request fields;
     qs_buf body;
     uint64_t started_ms;
     int refuse; /* status to answer instead of routing (413, 431) */
@@ -114,8 +113,7 @@ static void stream_free(h2stream *st)
 {
     qs_list_unlink(&st->node);
     qs_http_req_finish(&st->req);
-    qs_buf_free(&st->fields);
-    free(st->offsets);
+    qs_http2_request_free(&st->fields);
     qs_buf_free(&st->body);
     qs_buf_free(&st->res_body);
     qs_buf_free(&st->out);
@@ -568,110 +566,68 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     st->c = c;
     st->id = frame->hd.stream_id;
     st->started_ms = qs_now_ms();
+    qs_http2_request_init(&st->fields, c->srv->ctx->hub->cfg->max_header_size);
     qs_list_push_back(&c->streams, &st->node);
     c->n_open++;
     nghttp2_session_set_stream_user_data(session, st->id, st);
     return 0;
 }
 
-static void field_add(h2stream *st, const uint8_t *name, size_t nlen, const uint8_t *value,
-                      size_t vlen)
-{
-    if (st->n_fields == st->cap_fields) {
-        st->cap_fields = st->cap_fields ? st->cap_fields * 2 : 16;
-        st->offsets = qs_xrealloc(st->offsets, st->cap_fields * 3 * sizeof(*st->offsets));
-    }
-    size_t *o = &st->offsets[st->n_fields++ * 3];
-    o[0] = st->fields.len;
-    qs_buf_append(&st->fields, name, nlen);
-    qs_buf_append_char(&st->fields, '\0');
-    o[1] = st->fields.len;
-    o[2] = vlen;
-    qs_buf_append(&st->fields, value, vlen);
-    qs_buf_append_char(&st->fields, '\0');
-}
-
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *user)
 {
     QS_UNUSED(flags);
-    h2conn *c = user;
+    QS_UNUSED(user);
     h2stream *st = stream_of(session, frame->hd.stream_id);
     if (!st || st->dispatched)
         return 0;
-    /* The header list's size as HTTP/2 counts it (RFC 9113 §6.5.2), bounded like an HTTP/1
-     * head: past the limit the fields are dropped and the request refused with 431. */
-    st->field_bytes += nlen + vlen + 32;
-    if (st->field_bytes > c->srv->ctx->hub->cfg->max_header_size) {
+    /* Bounded like an HTTP/1 head: past the limit the request is refused with 431. */
+    if (!qs_http2_request_add(&st->fields, (const char *)name, nlen, (const char *)value, vlen))
         st->refuse = 431;
-        return 0;
-    }
-    field_add(st, name, nlen, value, vlen);
     return 0;
-}
-
-/* The request's slices, once its fields stop moving. */
-static void build_request(h2conn *c, h2stream *st)
-{
-    const qs_config *cfg = c->srv->ctx->hub->cfg;
-    qs_header *headers = qs_xcalloc(st->n_fields + 1, sizeof(*headers));
-    size_t n = 0;
-    qs_slice method = {"", 0}, path = {"", 0};
-    for (size_t i = 0; i < st->n_fields; i++) {
-        const size_t *o = &st->offsets[i * 3];
-        qs_slice name = {st->fields.p + o[0], o[1] - o[0] - 1};
-        qs_slice value = {st->fields.p + o[1], o[2]};
-        if (name.n && name.p[0] == ':') {
-            if (qs_slice_eq(name, ":method"))
-                method = value;
-            else if (qs_slice_eq(name, ":path"))
-                path = value;
-            continue;
-        }
-        headers[n++] = (qs_header){name, value};
-    }
-    const char *q = memchr(path.p, '?', path.n);
-    st->req = (qs_http_req){
-        .ops = &req_ops,
-        .ctx = c->srv->ctx,
-        .method = method,
-        .target = path,
-        .path = {path.p, q ? (size_t)(q - path.p) : path.n},
-        .query_string =
-            q ? (qs_slice){q + 1, path.n - (size_t)(q - path.p) - 1} : (qs_slice){"", 0},
-        .headers = headers,
-        .n_headers = n,
-        .body = {st->body.p ? st->body.p : "", st->body.len},
-        .peer = c->sock->peer,
-        .over_limit = c->over_limit,
-        .head = qs_slice_eq(method, "HEAD"),
-        .max_query_pairs = (size_t)cfg->max_topics + 64,
-    };
 }
 
 static void dispatch(h2conn *c, h2stream *st)
 {
     st->dispatched = true;
-    build_request(c, st);
+    const qs_config *cfg = c->srv->ctx->hub->cfg;
+    qs_http2_request_parts parts;
+    const char *reason = NULL;
+    if (qs_http2_request_finish(&st->fields, &parts, &reason) < 0 && !st->refuse)
+        st->refuse = 400;
+    st->req = (qs_http_req){
+        .ops = &req_ops,
+        .ctx = c->srv->ctx,
+        .method = parts.method,
+        .target = parts.target,
+        .path = parts.path,
+        .query_string = parts.query,
+        .headers = parts.headers,
+        .n_headers = parts.n_headers,
+        .body = {st->body.p ? st->body.p : "", st->body.len},
+        .peer = c->sock->peer,
+        .over_limit = c->over_limit,
+        .head = qs_slice_eq(parts.method, "HEAD"),
+        .max_query_pairs = (size_t)cfg->max_topics + 64,
+    };
     qs_metric_add(&qs_metrics_global.requests_total, 1);
     if (st->refuse) {
         if (st->refuse == 413)
             c->srv->router->refused(st->req.method, st->req.path, 413);
         qs_http_error(&st->req, st->refuse,
-                      st->refuse == 413 ? "request body too large" : "request head too large",
+                      st->refuse == 413   ? "request body too large"
+                      : st->refuse == 431 ? "request head too large"
+                                          : reason,
                       NULL);
     } else {
         qs_http_dispatch(c->srv->router, &st->req);
     }
     /* The request's slices are gone with the call: its fields are no longer needed. */
-    free((void *)st->req.headers);
+    free(parts.headers);
     st->req.headers = NULL;
     st->req.n_headers = 0;
     qs_http_req_finish(&st->req);
-    qs_buf_free(&st->fields);
-    free(st->offsets);
-    st->offsets = NULL;
-    st->n_fields = st->cap_fields = 0;
+    qs_http2_request_free(&st->fields);
     qs_buf_free(&st->body);
 }
 
