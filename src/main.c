@@ -11,6 +11,7 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
 
 extern char **environ;
 
@@ -189,6 +190,14 @@ static int cmd_validate(const options *o)
             break;
         }
         qs_jwt_key_free(k);
+    }
+    /* Certificates too (`tls internal` is only parsed: checking it would make the CA). */
+    bool tls = false;
+    for (size_t i = 0; i < cfg.n_listeners; i++)
+        tls |= cfg.listeners[i].tls;
+    if (!err && tls && !cfg.tls_internal) {
+        qs_tls *t = qs_tls_new(&cfg, ".", &err);
+        qs_tls_free(t);
     }
     if (err) {
         fprintf(stderr, "mercure: %s\n", err);

@@ -149,6 +149,12 @@ static int use_files(SSL_CTX *ctx, const char *cert_file, const char *key_file, 
         return -1;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+        if (ERR_GET_REASON(ERR_peek_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            ERR_clear_error();
+            *err = qs_xasprintf("tls: the key %s does not match the certificate %s", key_file,
+                                cert_file);
+            return -1;
+        }
         *err = qs_xasprintf("tls: %s is not a PEM private key (%s)", key_file,
                             ssl_error_text(why, sizeof(why)));
         return -1;
