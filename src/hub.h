@@ -4,11 +4,13 @@
  * Built by server.c before the workers start, then immutable: the configuration, the JWT
  * keys, the transport (thread-safe behind its own interface) and the workers' contexts
  * (read only for their relaxed counters, by /metrics). Handlers reach it through their
- * worker's context (ctx->hub).
+ * worker's context (ctx->hub). One flag changes, atomically: `draining`, set once when the
+ * hub begins to shut down.
  */
 #ifndef QS_HUB_H
 #define QS_HUB_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -24,7 +26,8 @@ typedef struct qs_hub {
     qs_transport *transport;
     struct qs_ctx **contexts; /* one per worker */
     int n_workers;
-    uint64_t max_conns; /* over this many open connections, new ones are closed at once */
+    uint64_t max_conns;   /* over this many open connections, new ones are closed at once */
+    atomic_bool draining; /* shutting down: not ready for new clients */
 } qs_hub;
 
 #endif
