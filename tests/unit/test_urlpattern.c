@@ -152,8 +152,8 @@ TEST(invalid_patterns)
         "https://exa mple.com/",            /* not a hostname */
         "http://[::1]:8080/*",              /* the reference refuses this one too */
         "https://example.com/:caf\xc3\xa9", /* non-ASCII group names are not supported */
-        "https://b\xc3\xbc"
-        "cher.example/", /* nor non-ASCII hostnames */
+        ("https://b\xc3\xbc"
+         "cher.example/"), /* nor non-ASCII hostnames */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (up(FALLBACK, bad[i], "https://example.com/") != -1)

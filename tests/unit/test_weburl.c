@@ -72,8 +72,8 @@ TEST(unparsable)
                          "https://h:x/",
                          "https://a b/",
                          "http://[::1/",
-                         "https://b\xc3\xbc"
-                         "cher/",
+                         ("https://b\xc3\xbc"
+                          "cher/"),
                          "https://256.256.256.256/",
                          "https://@/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
