@@ -758,6 +758,51 @@ out:
     return st;
 }
 
+/* Splits a token at its two dots; false unless there are exactly two. */
+static bool split_token(const char *token, size_t len, const char **dot1, const char **dot2)
+{
+    const char *end = token + len;
+    *dot1 = memchr(token, '.', len);
+    *dot2 = *dot1 ? memchr(*dot1 + 1, '.', (size_t)(end - *dot1 - 1)) : NULL;
+    return *dot2 && !memchr(*dot2 + 1, '.', (size_t)(end - *dot2 - 1));
+}
+
+enum qs_jwt_status qs_jwt_decode(const char *token, size_t len, json_t **header, json_t **claims)
+{
+    *header = *claims = NULL;
+    const char *dot1, *dot2;
+    if (!token || len > MAX_TOKEN_LEN || !split_token(token, len, &dot1, &dot2))
+        return QS_JWT_E_MALFORMED;
+    json_t *h = segment_object(token, (size_t)(dot1 - token));
+    json_t *c = h ? segment_object(dot1 + 1, (size_t)(dot2 - dot1 - 1)) : NULL;
+    if (!c) {
+        json_decref(h);
+        return QS_JWT_E_MALFORMED;
+    }
+    *header = h;
+    *claims = c;
+    return QS_JWT_OK;
+}
+
+enum qs_jwt_status qs_jwt_check_signature(const qs_jwt_key *key, const char *token, size_t len,
+                                          json_t *header)
+{
+    const char *dot1, *dot2;
+    if (!token || len > MAX_TOKEN_LEN || !split_token(token, len, &dot1, &dot2))
+        return QS_JWT_E_MALFORMED;
+    json_t *alg = json_object_get(header, "alg");
+    if (!json_is_string(alg) || strcmp(json_string_value(alg), algs[key->alg].name) != 0)
+        return QS_JWT_E_ALG;
+    unsigned char *sig = NULL;
+    size_t sig_len = 0;
+    const char *end = token + len;
+    if (qs_base64url_decode(dot2 + 1, (size_t)(end - dot2 - 1), &sig, &sig_len) != 0)
+        return QS_JWT_E_MALFORMED;
+    bool ok = signature_valid(key, token, (size_t)(dot2 - token), sig, sig_len);
+    free(sig);
+    return ok ? QS_JWT_OK : QS_JWT_E_SIGNATURE;
+}
+
 static void free_list(char **list, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -805,6 +850,11 @@ static int dump_to_buf(const char *p, size_t n, void *data)
 
 char *qs_jwt_sign(const qs_jwt_key *key, json_t *claims, const char **err)
 {
+    return qs_jwt_sign_typ(key, claims, "JWT", err);
+}
+
+char *qs_jwt_sign_typ(const qs_jwt_key *key, json_t *claims, const char *typ, const char **err)
+{
     const char *dummy;
     if (!err)
         err = &dummy;
@@ -824,7 +874,8 @@ char *qs_jwt_sign(const qs_jwt_key *key, json_t *claims, const char **err)
     }
 
     qs_buf b = QS_BUF_INIT;
-    char *header = qs_xasprintf("{\"alg\":\"%s\",\"typ\":\"JWT\"}", algs[key->alg].name);
+    char *header = typ ? qs_xasprintf("{\"alg\":\"%s\",\"typ\":\"%s\"}", algs[key->alg].name, typ)
+                       : qs_xasprintf("{\"alg\":\"%s\"}", algs[key->alg].name);
     char *part = qs_base64url_encode(header, strlen(header));
     qs_buf_append_str(&b, part);
     free(part);
