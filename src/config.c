@@ -31,10 +31,12 @@
 
 #define DEFAULT_SOURCE "built-in default"
 
-/* The reference's own Caddyfile (0.x), minus what only Caddy can serve (log filter, encode,
+/* The reference's own Caddyfile, minus what only Caddy can serve (log filter, encode,
  * respond): CADDY_EXTRA_CONFIG and CADDY_SERVER_EXTRA_DIRECTIVES are kept so that a
  * deployment setting them gets an error for what Quicksilver cannot do instead of having it
- * silently dropped. Line numbers in errors refer to this text. */
+ * silently dropped. It holds the keys as the reference's 0.x Caddyfile does (publisher_jwt,
+ * subscriber_jwt) and as its 1.0 Caddyfile does (an issuer block); finish() keeps what the
+ * configured protocols use. Line numbers in errors refer to this text. */
 static const char default_caddyfile[] =
     "{\n"
     "\t{$GLOBAL_OPTIONS}\n"
@@ -46,6 +48,14 @@ static const char default_caddyfile[] =
     "\tmercure {\n"
     "\t\tpublisher_jwt {env.MERCURE_PUBLISHER_JWT_KEY} {env.MERCURE_PUBLISHER_JWT_ALG}\n"
     "\t\tsubscriber_jwt {env.MERCURE_SUBSCRIBER_JWT_KEY} {env.MERCURE_SUBSCRIBER_JWT_ALG}\n"
+    "\t\tissuer {$MERCURE_TRUSTED_ISSUERS:https://localhost} {\n"
+    "\t\t\tpublisher {\n"
+    "\t\t\t\tjwt {env.MERCURE_PUBLISHER_JWT_KEY} {env.MERCURE_PUBLISHER_JWT_ALG}\n"
+    "\t\t\t}\n"
+    "\t\t\tsubscriber {\n"
+    "\t\t\t\tjwt {env.MERCURE_SUBSCRIBER_JWT_KEY} {env.MERCURE_SUBSCRIBER_JWT_ALG}\n"
+    "\t\t\t}\n"
+    "\t\t}\n"
     "\t\t{$MERCURE_EXTRA_DIRECTIVES}\n"
     "\t}\n"
     "\n"
@@ -100,6 +110,7 @@ struct parser {
     size_t n_toks, cap_toks;
 
     const char *source; /* the interned main source name */
+    bool builtin;       /* the source is the built-in default Caddyfile */
     size_t pos;
     int depth;
 
@@ -108,9 +119,11 @@ struct parser {
 
     struct site_addr *addrs; /* the site's addresses, until resolve_listeners() */
     size_t n_addrs;
-    char *site_text;                /* the site's address list as written, for errors */
-    size_t tls_idx, protocols_idx;  /* the `tls` and first `protocols` lines */
-    const struct tok *inside_route; /* the route-like directive being walked, if any */
+    char *site_text;                   /* the site's address list as written, for errors */
+    size_t tls_idx, protocols_idx;     /* the `tls` and first `protocols` lines */
+    size_t protocol_idx, resource_idx; /* the `protocol` and `resource_identifier` lines */
+    bool *issuer_builtin;              /* per issuer: written by the built-in default Caddyfile */
+    const struct tok *inside_route;    /* the route-like directive being walked, if any */
 };
 
 #define NO_TOK ((size_t)-1)
@@ -1093,6 +1106,10 @@ static int h_transport(struct parser *p, const struct directive *d, const struct
 static int h_transport_url(struct parser *p, const struct directive *d, const struct line *ln);
 static int h_tsc(struct parser *p, const struct directive *d, const struct line *ln);
 static int h_workers(struct parser *p, const struct directive *d, const struct line *ln);
+static int h_generations(struct parser *p, const struct directive *d, const struct line *ln);
+static int h_issuer(struct parser *p, const struct directive *d, const struct line *ln);
+static int h_resource(struct parser *p, const struct directive *d, const struct line *ln);
+static int h_tmc(struct parser *p, const struct directive *d, const struct line *ln);
 
 #define KIB 1024LL
 #define MIB (1024LL * 1024)
@@ -1120,8 +1137,20 @@ static const struct directive directives[] = {
     {"demo", V_BOOL, F(demo), 0, 0, 0, 0, NULL, false, "serve the UI and the demo endpoints"},
     {"name", V_STR, F(hub_name), 0, 0, 0, 0, NULL, false,
      "<name>: hub name for health endpoints (default \"default\")"},
-    {"protocol_version_compatibility", V_INT, F(protocol_version_compatibility), 0, 0, 7, 7,
-     h_protocol, false, "7: accept the protocol's version 7 (draft-07) clients"},
+    {"protocol_version_compatibility", V_INT, F(protocol_version_compatibility), 0, 0, 7, 8,
+     h_protocol, false,
+     "7|8: serve protocol 0.x clients beside 1.0 ones (7: also public publishing to topics "
+     "not granted, and the Last-Event-ID query parameter)"},
+    {"protocol", V_NONE, 0, 0, 0, 0, 0, h_generations, false,
+     "0.x | 1.0 | 0.x 1.0: the protocol generations served (default 0.x)"},
+    {"issuer", V_NONE, 0, 0, 0, 0, 0, h_issuer, true,
+     "<id> { authorization_server; publisher { jwt <key> [alg] } subscriber { … } }: a "
+     "trusted issuer of protocol 1.0 access tokens"},
+    {"resource_identifier", V_NONE, 0, 0, 0, 0, 0, h_resource, false,
+     "<url>: the audience protocol 1.0 access tokens must name (default: derived from each "
+     "request)"},
+    {"topic_matcher_cache", V_NONE, 0, 0, 0, 0, 0, h_tmc, false,
+     "<entries>: the topic-matching cache, as the reference's 1.0 directive (<= 0 disables)"},
     {"heartbeat", V_MS, F(heartbeat_ms), 0, 40000, 0, 0, NULL, false,
      "<duration>: comment sent after this idle time (0 disables)"},
     {"write_timeout", V_MS, F(write_timeout_ms), 0, 600000, 0, 0, NULL, false,
@@ -1188,6 +1217,7 @@ void qs_config_defaults(qs_config *cfg)
         }
     }
     cfg->proto_h1 = cfg->proto_h2 = true;
+    cfg->protocol_0x = true;
 }
 
 static void free_strv(char **v, size_t n)
@@ -1203,6 +1233,24 @@ static void free_secret(char *s)
         OPENSSL_cleanse(s, strlen(s));
         free(s);
     }
+}
+
+static void verifier_clear(qs_config_verifier *v)
+{
+    free_secret(v->key);
+    free(v->alg);
+    free(v->jwks_uri);
+    free_strv(v->jwks_algs, v->n_jwks_algs);
+    memset(v, 0, sizeof(*v));
+}
+
+static void issuer_clear(qs_config_issuer *is)
+{
+    free(is->identifier);
+    verifier_clear(&is->publisher);
+    verifier_clear(&is->subscriber);
+    free(is->source);
+    memset(is, 0, sizeof(*is));
 }
 
 static void transport_clear(qs_config_transport *t)
@@ -1241,6 +1289,11 @@ void qs_config_free(qs_config *cfg)
     free_strv(cfg->publish_origins, cfg->n_publish_origins);
     free_strv(cfg->cors_origins, cfg->n_cors_origins);
     free(cfg->cookie_name);
+    free(cfg->cookie_name_fallback);
+    for (size_t i = 0; i < cfg->n_issuers; i++)
+        issuer_clear(&cfg->issuers[i]);
+    free(cfg->issuers);
+    free(cfg->resource_identifier);
     free(cfg->hub_name);
     transport_clear(&cfg->transport);
     qs_config_defaults(cfg);
@@ -1423,10 +1476,190 @@ static int h_protocol(struct parser *p, const struct directive *d, const struct 
 {
     if (want_args(p, ln, 1, 1) < 0)
         return -1;
-    if (strcmp(arg(p, ln, 0), "7") != 0)
-        return failval(p, ltok(p, ln, 1), arg(p, ln, 0), "%s: only version 7 is supported",
-                       d->name);
-    p->cfg->protocol_version_compatibility = 7;
+    const char *v = arg(p, ln, 0);
+    if (strcmp(v, "7") != 0 && strcmp(v, "8") != 0)
+        return failval(p, ltok(p, ln, 1), v, "%s: only versions 7 and 8 are supported", d->name);
+    p->cfg->protocol_version_compatibility = v[0] - '0';
+    return 0;
+}
+
+/* `protocol 0.x`, `protocol 1.0` or both, in any order. */
+static int h_generations(struct parser *p, const struct directive *d, const struct line *ln)
+{
+    if (want_args(p, ln, 1, 2) < 0)
+        return -1;
+    bool v0 = false, v1 = false;
+    for (size_t i = 0; i < nargs(ln); i++) {
+        const char *v = arg(p, ln, i);
+        bool *which = strcmp(v, "0.x") == 0 ? &v0 : strcmp(v, "1.0") == 0 ? &v1 : NULL;
+        if (!which)
+            return failval(p, ltok(p, ln, 1 + i), v, "%s: expected 0.x, 1.0 or both", d->name);
+        if (*which)
+            return failval(p, ltok(p, ln, 1 + i), v, "%s: given twice", d->name);
+        *which = true;
+    }
+    p->cfg->protocol_0x = v0;
+    p->cfg->protocol_1 = v1;
+    p->protocol_idx = ln->first;
+    return 0;
+}
+
+/* Where a verifier's lines go while an issuer block is read. */
+struct verifier_ctx {
+    qs_config_verifier *v;
+    const char *role;
+    const char *issuer;
+};
+
+static int verifier_line(struct parser *p, const struct line *ln, void *ud)
+{
+    struct verifier_ctx *vc = ud;
+    qs_config_verifier *v = vc->v;
+    const struct tok *t = ltok(p, ln, 0);
+    if (ln->block)
+        return fail(p, &p->toks[ln->open], "issuer \"%s\": %s: %s: unexpected block", vc->issuer,
+                    vc->role, t->text);
+    bool jwt = strcmp(t->text, "jwt") == 0;
+    if (!jwt && strcmp(t->text, "jwks_uri") != 0)
+        return failval(p, t, t->text, "issuer \"%s\": %s: unknown directive (jwt or jwks_uri)",
+                       vc->issuer, vc->role);
+    if ((jwt && v->jwks_uri) || (!jwt && v->key))
+        return fail(p, t, "issuer \"%s\": %s: \"jwt\" and \"jwks_uri\" are mutually exclusive",
+                    vc->issuer, vc->role);
+    if (nargs(ln) == 0)
+        return fail(p, t, "issuer \"%s\": %s: %s: missing value", vc->issuer, vc->role, t->text);
+    if (jwt) {
+        if (nargs(ln) > 2)
+            return fail(p, ltok(p, ln, 3),
+                        "issuer \"%s\": %s: jwt: too many arguments (expected a key and an "
+                        "optional algorithm; quote a key that contains spaces)",
+                        vc->issuer, vc->role);
+        const char *alg = nargs(ln) == 2 ? arg(p, ln, 1) : "";
+        if (*alg && !valid_alg(alg))
+            return alg_printable(alg)
+                       ? failval(p, ltok(p, ln, 2), alg,
+                                 "issuer \"%s\": %s: jwt: unsupported algorithm", vc->issuer,
+                                 vc->role)
+                       : fail(p, ltok(p, ln, 2),
+                              "issuer \"%s\": %s: jwt: unsupported algorithm (value not shown: "
+                              "quote a key that contains spaces)",
+                              vc->issuer, vc->role);
+        free_secret(v->key);
+        free(v->alg);
+        /* An empty key (an unset {env.…}) configures nothing, as in the reference. */
+        v->key = *arg(p, ln, 0) ? qs_xstrdup(arg(p, ln, 0)) : NULL;
+        v->alg = *alg ? qs_xstrdup(alg) : NULL;
+        return 0;
+    }
+    free(v->jwks_uri);
+    free_strv(v->jwks_algs, v->n_jwks_algs);
+    v->jwks_uri = qs_xstrdup(arg(p, ln, 0));
+    v->n_jwks_algs = nargs(ln) - 1;
+    v->jwks_algs = qs_xcalloc(v->n_jwks_algs + 1, sizeof(char *));
+    for (size_t i = 0; i < v->n_jwks_algs; i++) {
+        const char *alg = arg(p, ln, 1 + i);
+        if (!valid_alg(alg) || strncmp(alg, "HS", 2) == 0)
+            return failval(p, ltok(p, ln, 2 + i), alg,
+                           "issuer \"%s\": %s: jwks_uri: unsupported algorithm (a JWK Set "
+                           "takes RS*, PS*, ES* or EdDSA)",
+                           vc->issuer, vc->role);
+        v->jwks_algs[i] = qs_xstrdup(alg);
+    }
+    return 0;
+}
+
+static int issuer_line(struct parser *p, const struct line *ln, void *ud)
+{
+    qs_config_issuer *is = ud;
+    const struct tok *t = ltok(p, ln, 0);
+    if (strcmp(t->text, "authorization_server") == 0) {
+        if (ln->block)
+            return fail(p, &p->toks[ln->open],
+                        "issuer \"%s\": authorization_server: unexpected "
+                        "block",
+                        is->identifier);
+        if (nargs(ln))
+            return failval(p, ltok(p, ln, 1), arg(p, ln, 0),
+                           "issuer \"%s\": authorization_server: takes no value", is->identifier);
+        is->authorization_server = true;
+        return 0;
+    }
+    bool publisher = strcmp(t->text, "publisher") == 0;
+    if (!publisher && strcmp(t->text, "subscriber") != 0)
+        return failval(p, t, t->text,
+                       "issuer \"%s\": unknown directive (authorization_server, publisher or "
+                       "subscriber)",
+                       is->identifier);
+    if (nargs(ln))
+        return failval(p, ltok(p, ln, 1), arg(p, ln, 0), "issuer \"%s\": %s: takes a block",
+                       is->identifier, t->text);
+    if (!ln->block)
+        return fail(p, t, "issuer \"%s\": %s: missing block { jwt KEY [ALG] }", is->identifier,
+                    t->text);
+    qs_config_verifier *v = publisher ? &is->publisher : &is->subscriber;
+    verifier_clear(v);
+    struct verifier_ctx vc = {v, t->text, is->identifier};
+    return walk_block(p, ln->open, verifier_line, &vc);
+}
+
+static int h_issuer(struct parser *p, const struct directive *d, const struct line *ln)
+{
+    if (want_args(p, ln, 1, 1) < 0)
+        return -1;
+    qs_config *cfg = p->cfg;
+    cfg->issuers = qs_xrealloc(cfg->issuers, (cfg->n_issuers + 1) * sizeof(*cfg->issuers));
+    p->issuer_builtin = qs_xrealloc(p->issuer_builtin, (cfg->n_issuers + 1) * sizeof(bool));
+    qs_config_issuer *is = &cfg->issuers[cfg->n_issuers];
+    memset(is, 0, sizeof(*is));
+    const struct tok *t = ltok(p, ln, 0);
+    is->identifier = qs_xstrdup(arg(p, ln, 0));
+    is->source = qs_xstrdup(t->source);
+    is->line = t->line;
+    /* The default's own block (its identifier may come from MERCURE_TRUSTED_ISSUERS). */
+    p->issuer_builtin[cfg->n_issuers] = p->builtin && t->source == p->source;
+    cfg->n_issuers++;
+    QS_UNUSED(d);
+    return ln->block ? walk_block(p, ln->open, issuer_line, is) : 0;
+}
+
+/* An absolute URL with a host and no fragment (the reference's rule); the server parses it
+ * again as a URL to resolve patterns against it. */
+static bool absolute_url_without_fragment(const char *s)
+{
+    size_t i = 0;
+    if (!isalpha((unsigned char)s[0]))
+        return false;
+    while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
+        i++;
+    if (strncmp(s + i, "://", 3) != 0)
+        return false;
+    const char *host = s + i + 3;
+    return strcspn(host, "/?#") > 0 && !strchr(s, '#');
+}
+
+static int h_resource(struct parser *p, const struct directive *d, const struct line *ln)
+{
+    if (want_args(p, ln, 1, 1) < 0)
+        return -1;
+    const char *v = arg(p, ln, 0);
+    if (!absolute_url_without_fragment(v))
+        return failval(p, ltok(p, ln, 1), v,
+                       "%s: must be an absolute URL with a host and without a fragment", d->name);
+    free(p->cfg->resource_identifier);
+    p->cfg->resource_identifier = qs_xstrdup(v);
+    p->resource_idx = ln->first;
+    return 0;
+}
+
+/* The reference's 1.0 name for the cache: one number, <= 0 disables it. */
+static int h_tmc(struct parser *p, const struct directive *d, const struct line *ln)
+{
+    if (want_args(p, ln, 1, 1) < 0)
+        return -1;
+    long long n;
+    if (parse_ll(arg(p, ln, 0), &n) < 0)
+        return failval(p, ltok(p, ln, 1), arg(p, ln, 0), "%s: invalid integer", d->name);
+    p->cfg->topic_selector_cache = n <= 0 ? 0 : n > LONG_MAX ? LONG_MAX : (long)n;
     return 0;
 }
 
@@ -1529,11 +1762,10 @@ static int h_transport(struct parser *p, const struct directive *d, const struct
 /* Mercure 1.0 directives get a hint instead of a bare "unknown directive". */
 static const char *v1_hint(const char *name)
 {
-    static const char *const v1[] = {"issuer",      "playground",          "debugger",
-                                     "public_urls", "resource_identifier", "topic_matcher_cache"};
+    static const char *const v1[] = {"playground", "debugger", "public_urls"};
     for (size_t i = 0; i < QS_ARRAY_LEN(v1); i++)
         if (strcmp(name, v1[i]) == 0)
-            return " (a Mercure 1.0 directive; Quicksilver implements the 0.x configuration)";
+            return " (a Mercure 1.0 directive Quicksilver does not implement)";
     return "";
 }
 
@@ -1935,6 +2167,149 @@ static int parse_top(struct parser *p)
 
 /*-------- Validation and defaults --------*/
 
+/* Drops the issuer at index i. */
+static void drop_issuer(struct parser *p, size_t i)
+{
+    qs_config *cfg = p->cfg;
+    issuer_clear(&cfg->issuers[i]);
+    memmove(&cfg->issuers[i], &cfg->issuers[i + 1],
+            (cfg->n_issuers - i - 1) * sizeof(*cfg->issuers));
+    memmove(&p->issuer_builtin[i], &p->issuer_builtin[i + 1],
+            (cfg->n_issuers - i - 1) * sizeof(*p->issuer_builtin));
+    cfg->n_issuers--;
+}
+
+static bool verifier_set(const qs_config_verifier *v)
+{
+    return v->key || v->jwks_uri;
+}
+
+/* A PEM key must name an algorithm that is not HMAC (else anyone holding the public key
+ * could sign tokens); a raw secret defaults to HS256. As the reference normalizes keys. */
+static int check_verifier(struct parser *p, const qs_config_issuer *is, qs_config_verifier *v,
+                          const char *role)
+{
+    struct tok at = {.source = is->source, .line = is->line};
+    if (!v->key)
+        return 0;
+    const char *k = v->key;
+    while (*k == ' ' || *k == '\t' || *k == '\n' || *k == '\r')
+        k++;
+    if (strncmp(k, "-----BEGIN", 10) == 0) {
+        if (!v->alg)
+            return fail(p, &at,
+                        "issuer \"%s\": %s: the JWT key is PEM-encoded, so its signing algorithm "
+                        "must be set explicitly (for example RS256, ES256 or EdDSA)",
+                        is->identifier, role);
+        if (strncmp(v->alg, "HS", 2) == 0)
+            return fail(p, &at,
+                        "issuer \"%s\": %s: the JWT key is PEM-encoded but %s would use the "
+                        "public key as a shared secret, letting anyone holding it forge tokens",
+                        is->identifier, role, v->alg);
+    } else if (!v->alg) {
+        v->alg = qs_xstrdup("HS256");
+    }
+    return 0;
+}
+
+/* What the protocols served make of the keys and issuers: the built-in default's key lines
+ * or issuer block are dropped when unused, user ones are refused; then every kept issuer is
+ * checked. */
+static int finish_protocols(struct parser *p)
+{
+    qs_config *cfg = p->cfg;
+    if (p->protocol_idx == NO_TOK && cfg->protocol_version_compatibility) {
+        /* The reference's compatibility mode: 1.0 clients, and 0.x ones beside them. */
+        cfg->protocol_0x = cfg->protocol_1 = true;
+    }
+    const char *const legacy_dirs[] = {"publisher_jwt", "subscriber_jwt"};
+    size_t legacy_idx[] = {p->pub_idx, p->sub_idx};
+    if (!cfg->protocol_0x) {
+        for (size_t i = 0; i < 2; i++) {
+            size_t k = legacy_idx[i];
+            if (k == NO_TOK)
+                continue;
+            if (p->builtin && p->toks[k].source == p->source)
+                continue; /* the default's 0.x lines: dropped below */
+            return fail(p, &p->toks[k],
+                        "%s: works only when protocol 0.x is served: move the key into an "
+                        "issuer block, or serve both generations (protocol 0.x 1.0)",
+                        legacy_dirs[i]);
+        }
+        if (cfg->publisher_jwks_url || cfg->subscriber_jwks_url)
+            return fail(p, &p->toks[p->mercure_idx],
+                        "publisher_jwks_url/subscriber_jwks_url: work only when protocol 0.x is "
+                        "served: use jwks_uri in an issuer block");
+        free_secret(cfg->publisher_key);
+        free_secret(cfg->subscriber_key);
+        free(cfg->publisher_alg);
+        free(cfg->subscriber_alg);
+        cfg->publisher_key = cfg->subscriber_key = cfg->publisher_alg = cfg->subscriber_alg = NULL;
+        p->pub_idx = p->sub_idx = NO_TOK;
+    }
+    for (size_t i = cfg->n_issuers; i-- > 0;) {
+        const qs_config_issuer *is = &cfg->issuers[i];
+        bool keyless = !verifier_set(&is->publisher) && !verifier_set(&is->subscriber);
+        if (p->issuer_builtin[i] && (!cfg->protocol_1 || keyless)) {
+            drop_issuer(p, i);
+            continue;
+        }
+        struct tok at = {.source = is->source, .line = is->line};
+        if (!cfg->protocol_1)
+            return fail(p, &at,
+                        "issuer \"%s\": access tokens need protocol 1.0 (protocol 1.0, or "
+                        "protocol 0.x 1.0 to serve both generations)",
+                        is->identifier);
+        if (!*is->identifier)
+            return fail(p, &at, "issuer: an empty identifier matches no token's \"iss\"");
+        if (keyless)
+            return fail(p, &at,
+                        "issuer \"%s\": no publisher or subscriber key (jwt KEY [ALG] or "
+                        "jwks_uri URL)",
+                        is->identifier);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(cfg->issuers[k].identifier, is->identifier) == 0)
+                return fail(p, &at, "issuer \"%s\": configured twice", is->identifier);
+    }
+    for (size_t i = 0; i < cfg->n_issuers; i++) {
+        qs_config_issuer *is = &cfg->issuers[i];
+        if (check_verifier(p, is, &is->publisher, "publisher") < 0 ||
+            check_verifier(p, is, &is->subscriber, "subscriber") < 0)
+            return -1;
+    }
+    if (!cfg->protocol_1 && p->resource_idx != NO_TOK)
+        return fail(p, &p->toks[p->resource_idx],
+                    "resource_identifier: needs protocol 1.0 (protocol 1.0, or protocol 0.x 1.0 "
+                    "to serve both generations)");
+    return 0;
+}
+
+/* With protocol 1.0, keys come from issuers (and, beside 0.x, from the legacy lines). */
+static int finish_keys_1(struct parser *p)
+{
+    qs_config *cfg = p->cfg;
+    const struct tok *mt = &p->toks[p->mercure_idx];
+    bool has_pub = cfg->protocol_0x && (cfg->publisher_key || cfg->publisher_jwks_url);
+    bool has_sub = cfg->protocol_0x && (cfg->subscriber_key || cfg->subscriber_jwks_url);
+    for (size_t i = 0; i < cfg->n_issuers; i++) {
+        has_pub |= verifier_set(&cfg->issuers[i].publisher);
+        has_sub |= verifier_set(&cfg->issuers[i].subscriber);
+    }
+    const char *hint = cfg->protocol_0x ? ", or publisher_jwt" : "";
+    if (!has_pub)
+        return fail(p, mt,
+                    "mercure: a key for publishers must be provided: an issuer block with a "
+                    "publisher key%s%s",
+                    hint, p->builtin ? " (MERCURE_PUBLISHER_JWT_KEY)" : "");
+    hint = cfg->protocol_0x ? ", subscriber_jwt" : "";
+    if (!has_sub && !cfg->anonymous)
+        return fail(p, mt,
+                    "mercure: a key for subscribers must be provided: an issuer block with a "
+                    "subscriber key%s or anonymous%s",
+                    hint, p->builtin ? " (MERCURE_SUBSCRIBER_JWT_KEY)" : "");
+    return 0;
+}
+
 static int finish(struct parser *p)
 {
     qs_config *cfg = p->cfg;
@@ -1948,7 +2323,12 @@ static int finish(struct parser *p)
         cfg->transport.line = 1;
     }
 
-    if (!cfg->publisher_key && !cfg->publisher_jwks_url) {
+    if (finish_protocols(p) < 0)
+        return -1;
+    if (cfg->protocol_1) {
+        if (finish_keys_1(p) < 0)
+            return -1;
+    } else if (!cfg->publisher_key && !cfg->publisher_jwks_url) {
         if (p->pub_idx == NO_TOK)
             return fail(p, mt,
                         "mercure: a JWT key for publishers must be provided (publisher_jwt or "
@@ -1960,7 +2340,7 @@ static int finish(struct parser *p)
         return fail(p, &p->toks[p->pub_idx],
                     "publisher_jwt: a JWT key for publishers must be provided (empty key)");
     }
-    if (!cfg->subscriber_key && !cfg->subscriber_jwks_url && !cfg->anonymous) {
+    if (!cfg->protocol_1 && !cfg->subscriber_key && !cfg->subscriber_jwks_url && !cfg->anonymous) {
         if (p->sub_idx == NO_TOK)
             return fail(p, mt,
                         "mercure: a JWT key for subscribers must be provided (subscriber_jwt, "
@@ -1974,7 +2354,12 @@ static int finish(struct parser *p)
     }
     /* Filled here so that users of a parsed configuration never see NULL for these. */
     if (!cfg->cookie_name)
-        cfg->cookie_name = qs_xstrdup("mercureAuthorization");
+        cfg->cookie_name =
+            qs_xstrdup(cfg->protocol_1 ? "__Secure-mercure_access_token" : "mercureAuthorization");
+    /* Serving both generations, the 0.x cookie is still read after the configured one, as
+     * the reference's compatibility mode reads it. */
+    if (cfg->protocol_0x && cfg->protocol_1 && strcmp(cfg->cookie_name, "mercureAuthorization"))
+        cfg->cookie_name_fallback = qs_xstrdup("mercureAuthorization");
     if (!cfg->hub_name)
         cfg->hub_name = qs_xstrdup("default");
     return 0;
@@ -2001,6 +2386,7 @@ static void parser_free(struct parser *p)
     }
     free(p->addrs);
     free(p->site_text);
+    free(p->issuer_builtin);
     for (size_t i = 0; i < p->n_names; i++)
         free(p->names[i]);
     free(p->names);
@@ -2025,11 +2411,14 @@ int qs_config_parse(qs_config *cfg, const char *text, size_t len, const char *so
         .transport_url_idx = NO_TOK,
         .tls_idx = NO_TOK,
         .protocols_idx = NO_TOK,
+        .protocol_idx = NO_TOK,
+        .resource_idx = NO_TOK,
     };
     qs_config_defaults(cfg);
     if (err)
         *err = NULL;
     p.source = intern(&p, source ? source : "config", strlen(source ? source : "config"));
+    p.builtin = strcmp(p.source, DEFAULT_SOURCE) == 0;
 
     int rc = -1;
     const char *nul = memchr(text, '\0', len);

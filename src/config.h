@@ -7,7 +7,11 @@
  *  - no --config: ./Caddyfile when it exists, else the built-in default Caddyfile, which is
  *    the reference's own:  {$SERVER_NAME:localhost} { mercure { publisher_jwt
  *    {env.MERCURE_PUBLISHER_JWT_KEY} {env.MERCURE_PUBLISHER_JWT_ALG}; subscriber_jwt …;
- *    {$MERCURE_EXTRA_DIRECTIVES} } }, plus MERCURE_TRANSPORT_URL and GLOBAL_OPTIONS.
+ *    issuer {$MERCURE_TRUSTED_ISSUERS:https://localhost} { publisher { jwt … } subscriber
+ *    { jwt … } }; {$MERCURE_EXTRA_DIRECTIVES} } }, plus MERCURE_TRANSPORT_URL and
+ *    GLOBAL_OPTIONS. It holds the keys twice, as the reference's 0.x and 1.0 Caddyfiles
+ *    hold them: the legacy key lines serve protocol 0.x, the issuer block protocol 1.0, and
+ *    the one the configured protocols do not use is dropped.
  *
  * The site block lists one or more addresses (`:80, :443 { … }`, or several in SERVER_NAME);
  * they become `listeners` (see qs_config_listener for which use TLS). A second site block is
@@ -66,6 +70,29 @@ typedef struct qs_config_listener {
     int line;
 } qs_config_listener;
 
+/** One role's verification material in an `issuer` block: a static key (`jwt KEY [ALG]`)
+ *  or a JWK Set (`jwks_uri URL [ALG…]`), never both. */
+typedef struct qs_config_verifier {
+    char *key;      /* NULL: no static key (an empty key, e.g. an unset {env.…}, is none) */
+    char *alg;      /* the key's algorithm: as written, "HS256" for a raw secret without one */
+    char *jwks_uri; /* NULL: no JWK Set */
+    char **jwks_algs;
+    size_t n_jwks_algs;
+} qs_config_verifier;
+
+/**
+ * A trusted issuer of protocol 1.0 access tokens: `issuer ID { authorization_server;
+ * publisher { … } subscriber { … } }`, as the reference parses it. A token is verified only
+ * with the keys of the issuer its "iss" names.
+ */
+typedef struct qs_config_issuer {
+    char *identifier;          /* the exact "iss" value */
+    bool authorization_server; /* listed in the protected-resource metadata */
+    qs_config_verifier publisher, subscriber;
+    char *source; /* where the block was written, for errors */
+    int line;
+} qs_config_issuer;
+
 typedef struct qs_config {
     /* Where to listen: the site's addresses, in the order written (at least one). */
     qs_config_listener *listeners;
@@ -99,12 +126,25 @@ typedef struct qs_config {
     size_t n_publish_origins;
     char **cors_origins;
     size_t n_cors_origins;
-    char *cookie_name; /* default "mercureAuthorization" */
+    char *cookie_name; /* default "mercureAuthorization" (0.x), "__Secure-mercure_access_token"
+                          when 1.0 is served */
     bool subscriptions;
     bool ui;                            /* accepted */
     bool demo;                          /* accepted */
     char *hub_name;                     /* `name`, default "default" */
-    int protocol_version_compatibility; /* 0 or 7 */
+    int protocol_version_compatibility; /* 0, 7 or 8 */
+
+    /* The protocol generations served (`protocol 0.x`, `protocol 1.0` or both). Default:
+     * 0.x alone; `protocol_version_compatibility` without `protocol` means both. */
+    bool protocol_0x, protocol_1;
+    /* Protocol 1.0: the trusted issuers (`issuer` blocks, in order) and the pinned resource
+     * identifier (`resource_identifier`, NULL: derived from each request). */
+    qs_config_issuer *issuers;
+    size_t n_issuers;
+    char *resource_identifier;
+    /* A second cookie name tried when cookie_name is absent: "mercureAuthorization" when both
+     * generations are served and no cookie_name was given; NULL otherwise. */
+    char *cookie_name_fallback;
 
     uint64_t heartbeat_ms;        /* default 40 s; 0 disables */
     uint64_t write_timeout_ms;    /* default 600 s; 0 disables */
@@ -112,7 +152,8 @@ typedef struct qs_config {
 
     qs_config_transport transport;
 
-    long topic_selector_cache;       /* default 100000 entries; 0 disables */
+    long topic_selector_cache;       /* default 100000 entries; 0 disables; also set by
+                                        topic_matcher_cache (one cache serves both) */
     long subscriber_list_cache_size; /* accepted for compatibility */
 
     /* Quicksilver additions. */

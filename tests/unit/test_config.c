@@ -408,7 +408,7 @@ TEST(extra_directives_errors_name_the_variable_and_its_line)
               "MERCURE_EXTRA_DIRECTIVES", "playground");
     ASSERT_EQ_INT(-1, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
     ASSERT_EQ_STR("MERCURE_EXTRA_DIRECTIVES:1: unknown directive \"playground\" (a Mercure 1.0 "
-                  "directive; Quicksilver implements the 0.x configuration)",
+                  "directive Quicksilver does not implement)",
                   err);
     free(err);
     qs_config_free(&cfg);
@@ -1493,9 +1493,22 @@ TEST(protocol_version_compatibility)
     directive_ok(&cfg, "protocol_version_compatibility 7");
     ASSERT_EQ_INT(7, cfg.protocol_version_compatibility);
     qs_config_free(&cfg);
-    directive_err("protocol_version_compatibility 8",
-                  "Caddyfile:5: protocol_version_compatibility: only version 7 is supported "
-                  "\"8\"");
+    /* Without `protocol`, compatibility means both generations, as in the reference. */
+    directive_ok(&cfg, "protocol_version_compatibility 8");
+    ASSERT_EQ_INT(8, cfg.protocol_version_compatibility);
+    ASSERT(cfg.protocol_0x && cfg.protocol_1);
+    ASSERT_EQ_STR("pub", cfg.publisher_key);
+    ASSERT_EQ_STR("__Secure-mercure_access_token", cfg.cookie_name);
+    ASSERT_EQ_STR("mercureAuthorization", cfg.cookie_name_fallback);
+    qs_config_free(&cfg);
+    directive_ok(&cfg, "protocol_version_compatibility 7\n\t\tprotocol 0.x");
+    ASSERT(cfg.protocol_0x && !cfg.protocol_1);
+    ASSERT_EQ_STR("mercureAuthorization", cfg.cookie_name);
+    ASSERT(cfg.cookie_name_fallback == NULL);
+    qs_config_free(&cfg);
+    directive_err("protocol_version_compatibility 6",
+                  "Caddyfile:5: protocol_version_compatibility: only versions 7 and 8 are "
+                  "supported \"6\"");
     directive_err("protocol_version_compatibility",
                   "Caddyfile:5: protocol_version_compatibility: missing value");
 }
@@ -1767,8 +1780,11 @@ TEST(unknown_directive_errors)
 {
     directive_err("frobnicate 1", "Caddyfile:5: unknown directive \"frobnicate\"");
     directive_err("issuer https://x {\n\t\t}",
-                  "Caddyfile:5: unknown directive \"issuer\" (a Mercure 1.0 directive; "
-                  "Quicksilver implements the 0.x configuration)");
+                  "Caddyfile:5: issuer \"https://x\": access tokens need protocol 1.0 (protocol "
+                  "1.0, or protocol 0.x 1.0 to serve both generations)");
+    directive_err("public_urls https://x",
+                  "Caddyfile:5: unknown directive \"public_urls\" (a Mercure 1.0 directive "
+                  "Quicksilver does not implement)");
     directive_err("\"bad\\\"name\"", "Caddyfile:5: unknown directive \"bad\\\"name\"");
 }
 
@@ -2063,4 +2079,250 @@ TEST(drain_and_log_errors)
     text = qs_xasprintf("{\n\tlog {\n\t\toutput file /tmp/x\n\t}\n}\n%s", site);
     must_fail(text, no_env, "Caddyfile:3: output: expected 1 value \"file /tmp/x\"");
     free(text);
+}
+
+/*-------- Protocol 1.0: protocol, issuer, resource_identifier --------*/
+
+/* A configuration with only the given lines in its mercure block (line 3 on). */
+static char *mercure_only(const char *lines)
+{
+    return qs_xasprintf(":3000 {\n\tmercure {\n\t\t%s\n\t}\n}\n", lines);
+}
+
+static void v1_ok(qs_config *cfg, const char *lines)
+{
+    char *text = mercure_only(lines);
+    must_parse(cfg, text, no_env);
+    free(text);
+}
+
+static void v1_err(const char *lines, const char *expected)
+{
+    char *text = mercure_only(lines);
+    must_fail(text, no_env, expected);
+    free(text);
+}
+
+TEST(protocol_directive)
+{
+    qs_config cfg;
+    directive_ok(&cfg, "anonymous");
+    ASSERT(cfg.protocol_0x && !cfg.protocol_1);
+    qs_config_free(&cfg);
+    directive_ok(&cfg, "protocol 0.x");
+    ASSERT(cfg.protocol_0x && !cfg.protocol_1);
+    qs_config_free(&cfg);
+    directive_ok(&cfg, "protocol 1.0 0.x");
+    ASSERT(cfg.protocol_0x && cfg.protocol_1);
+    ASSERT_EQ_STR("__Secure-mercure_access_token", cfg.cookie_name);
+    ASSERT_EQ_STR("mercureAuthorization", cfg.cookie_name_fallback);
+    qs_config_free(&cfg);
+    directive_ok(&cfg, "protocol 0.x 1.0\n\t\tcookie_name c");
+    ASSERT_EQ_STR("c", cfg.cookie_name);
+    ASSERT_EQ_STR("mercureAuthorization", cfg.cookie_name_fallback);
+    qs_config_free(&cfg);
+    directive_ok(&cfg, "protocol 0.x 1.0\n\t\tcookie_name mercureAuthorization");
+    ASSERT(cfg.cookie_name_fallback == NULL);
+    qs_config_free(&cfg);
+    directive_err("protocol", "Caddyfile:5: protocol: missing value");
+    directive_err("protocol 2.0", "Caddyfile:5: protocol: expected 0.x, 1.0 or both \"2.0\"");
+    directive_err("protocol 1.0 1.0", "Caddyfile:5: protocol: given twice \"1.0\"");
+    directive_err("protocol 0.x 1.0 0.x", "Caddyfile:5: protocol: expected at most 2 values "
+                                          "\"0.x 1.0 0.x\"");
+    /* The legacy key lines are 0.x's. */
+    directive_err("protocol 1.0",
+                  "Caddyfile:3: publisher_jwt: works only when protocol 0.x is served: move the "
+                  "key into an issuer block, or serve both generations (protocol 0.x 1.0)");
+}
+
+TEST(issuer_blocks)
+{
+    qs_config cfg;
+    v1_ok(&cfg, "protocol 1.0\n"
+                "\t\tissuer https://a.example {\n"
+                "\t\t\tauthorization_server\n"
+                "\t\t\tpublisher {\n\t\t\t\tjwt secret\n\t\t\t}\n"
+                "\t\t\tsubscriber {\n\t\t\t\tjwt other HS512\n\t\t\t}\n"
+                "\t\t}\n"
+                "\t\tissuer https://b.example {\n"
+                "\t\t\tsubscriber {\n\t\t\t\tjwks_uri https://b.example/jwks ES256 EdDSA\n"
+                "\t\t\t}\n"
+                "\t\t}\n"
+                "\t\tresource_identifier https://hub.example/.well-known/mercure");
+    ASSERT(!cfg.protocol_0x && cfg.protocol_1);
+    ASSERT_EQ_INT(2, cfg.n_issuers);
+    ASSERT_EQ_STR("https://a.example", cfg.issuers[0].identifier);
+    ASSERT(cfg.issuers[0].authorization_server);
+    ASSERT_EQ_STR("secret", cfg.issuers[0].publisher.key);
+    ASSERT_EQ_STR("HS256", cfg.issuers[0].publisher.alg); /* a raw secret's default */
+    ASSERT_EQ_STR("other", cfg.issuers[0].subscriber.key);
+    ASSERT_EQ_STR("HS512", cfg.issuers[0].subscriber.alg);
+    ASSERT(!cfg.issuers[1].authorization_server);
+    ASSERT(cfg.issuers[1].publisher.key == NULL && cfg.issuers[1].publisher.jwks_uri == NULL);
+    ASSERT_EQ_STR("https://b.example/jwks", cfg.issuers[1].subscriber.jwks_uri);
+    ASSERT_EQ_INT(2, cfg.issuers[1].subscriber.n_jwks_algs);
+    ASSERT_EQ_STR("EdDSA", cfg.issuers[1].subscriber.jwks_algs[1]);
+    ASSERT_EQ_STR("https://hub.example/.well-known/mercure", cfg.resource_identifier);
+    ASSERT_EQ_STR("__Secure-mercure_access_token", cfg.cookie_name);
+    ASSERT(cfg.cookie_name_fallback == NULL);
+    ASSERT(cfg.publisher_key == NULL);
+    ASSERT_EQ_STR("Caddyfile", cfg.issuers[0].source);
+    ASSERT_EQ_INT(4, cfg.issuers[0].line);
+    qs_config_free(&cfg);
+
+    /* Both generations: legacy keys for 0.x tokens, issuers for access tokens. */
+    v1_ok(&cfg, "protocol 0.x 1.0\n\t\tpublisher_jwt p\n\t\tanonymous\n"
+                "\t\tissuer i {\n\t\t\tsubscriber {\n\t\t\t\tjwt s\n\t\t\t}\n\t\t}");
+    ASSERT_EQ_STR("p", cfg.publisher_key);
+    ASSERT_EQ_INT(1, cfg.n_issuers);
+    qs_config_free(&cfg);
+}
+
+TEST(issuer_errors)
+{
+    const char *pem = "-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----";
+    char *line =
+        qs_xasprintf("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tjwt \"%s\"\n"
+                     "\t\t\t}\n\t\t}\n\t\tanonymous",
+                     pem);
+    v1_err(line, "Caddyfile:4: issuer \"i\": publisher: the JWT key is PEM-encoded, so its "
+                 "signing algorithm must be set explicitly (for example RS256, ES256 or EdDSA)");
+    free(line);
+    line = qs_xasprintf("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tjwt \"%s\" "
+                        "HS384\n\t\t\t}\n\t\t}\n\t\tanonymous",
+                        pem);
+    v1_err(line, "Caddyfile:4: issuer \"i\": publisher: the JWT key is PEM-encoded but HS384 "
+                 "would use the public key as a shared secret, letting anyone holding it forge "
+                 "tokens");
+    free(line);
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tjwt k\n"
+           "\t\t\t\tjwks_uri https://x\n\t\t\t}\n\t\t}",
+           "Caddyfile:7: issuer \"i\": publisher: \"jwt\" and \"jwks_uri\" are mutually "
+           "exclusive");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tkey k\n\t\t\t}\n\t\t}",
+           "Caddyfile:6: issuer \"i\": publisher: unknown directive (jwt or jwks_uri) \"key\"");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tjwt k HS999\n\t\t\t}\n\t\t}",
+           "Caddyfile:6: issuer \"i\": publisher: jwt: unsupported algorithm \"HS999\"");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tjwks_uri u HS256\n"
+           "\t\t\t}\n\t\t}",
+           "Caddyfile:6: issuer \"i\": publisher: jwks_uri: unsupported algorithm (a JWK Set "
+           "takes RS*, PS*, ES* or EdDSA) \"HS256\"");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\towner {\n\t\t\t}\n\t\t}",
+           "Caddyfile:5: issuer \"i\": unknown directive (authorization_server, publisher or "
+           "subscriber) \"owner\"");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher\n\t\t}",
+           "Caddyfile:5: issuer \"i\": publisher: missing block { jwt KEY [ALG] }");
+    v1_err("protocol 1.0\n\t\tissuer i\n\t\tanonymous",
+           "Caddyfile:4: issuer \"i\": no publisher or subscriber key (jwt KEY [ALG] or "
+           "jwks_uri URL)");
+    v1_err("protocol 1.0\n\t\tissuer \"\" {\n\t\t\tpublisher {\n\t\t\t\tjwt k\n\t\t\t}\n\t\t}"
+           "\n\t\tanonymous",
+           "Caddyfile:4: issuer: an empty identifier matches no token's \"iss\"");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tjwt k\n\t\t\t}\n\t\t}"
+           "\n\t\tissuer i {\n\t\t\tsubscriber {\n\t\t\t\tjwt k\n\t\t\t}\n\t\t}",
+           "Caddyfile:9: issuer \"i\": configured twice");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tsubscriber {\n\t\t\t\tjwt k\n\t\t\t}\n\t\t}",
+           "Caddyfile:2: mercure: a key for publishers must be provided: an issuer block with "
+           "a publisher key");
+    v1_err("protocol 1.0\n\t\tissuer i {\n\t\t\tpublisher {\n\t\t\t\tjwt k\n\t\t\t}\n\t\t}",
+           "Caddyfile:2: mercure: a key for subscribers must be provided: an issuer block with "
+           "a subscriber key or anonymous");
+    v1_err("protocol 1.0\n\t\tresource_identifier /.well-known/mercure",
+           "Caddyfile:4: resource_identifier: must be an absolute URL with a host and without a "
+           "fragment \"/.well-known/mercure\"");
+    v1_err("protocol 1.0\n\t\tresource_identifier https://h/x#f",
+           "Caddyfile:4: resource_identifier: must be an absolute URL with a host and without a "
+           "fragment \"https://h/x#f\"");
+    directive_err("resource_identifier https://h/.well-known/mercure",
+                  "Caddyfile:5: resource_identifier: needs protocol 1.0 (protocol 1.0, or "
+                  "protocol 0.x 1.0 to serve both generations)");
+    v1_err("protocol 1.0\n\t\tpublisher_jwks_url file:///k.json\n\t\tanonymous",
+           "Caddyfile:2: publisher_jwks_url/subscriber_jwks_url: work only when protocol 0.x is "
+           "served: use jwks_uri in an issuer block");
+}
+
+TEST(topic_matcher_cache)
+{
+    qs_config cfg;
+    directive_ok(&cfg, "topic_matcher_cache 42");
+    ASSERT_EQ_INT(42, cfg.topic_selector_cache);
+    qs_config_free(&cfg);
+    directive_ok(&cfg, "topic_matcher_cache -1"); /* <= 0 disables, as the reference */
+    ASSERT_EQ_INT(0, cfg.topic_selector_cache);
+    qs_config_free(&cfg);
+    directive_err("topic_matcher_cache x", "Caddyfile:5: topic_matcher_cache: invalid integer "
+                                           "\"x\"");
+}
+
+/* The built-in default holds both kinds of key lines; the protocols served pick. */
+TEST(default_caddyfile_by_protocol)
+{
+    qs_config cfg;
+    char *err = NULL;
+    const char **env = ENV("MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_SUBSCRIBER_JWT_KEY", "sk",
+                           "SERVER_NAME", ":3000");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT(cfg.protocol_0x && !cfg.protocol_1);
+    ASSERT_EQ_STR("pk", cfg.publisher_key);
+    ASSERT_EQ_INT(0, cfg.n_issuers);
+    qs_config_free(&cfg);
+
+    env = ENV("MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_SUBSCRIBER_JWT_KEY", "sk",
+              "MERCURE_EXTRA_DIRECTIVES", "protocol 1.0");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT(!cfg.protocol_0x && cfg.protocol_1);
+    ASSERT(cfg.publisher_key == NULL && cfg.subscriber_key == NULL);
+    ASSERT_EQ_INT(1, cfg.n_issuers);
+    ASSERT_EQ_STR("https://localhost", cfg.issuers[0].identifier);
+    ASSERT_EQ_STR("pk", cfg.issuers[0].publisher.key);
+    ASSERT_EQ_STR("HS256", cfg.issuers[0].publisher.alg);
+    ASSERT_EQ_STR("sk", cfg.issuers[0].subscriber.key);
+    qs_config_free(&cfg);
+
+    env = ENV("MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_SUBSCRIBER_JWT_KEY", "sk",
+              "MERCURE_TRUSTED_ISSUERS", "https://issuer.example", "MERCURE_EXTRA_DIRECTIVES",
+              "protocol 0.x 1.0");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT(cfg.protocol_0x && cfg.protocol_1);
+    ASSERT_EQ_STR("pk", cfg.publisher_key);
+    ASSERT_EQ_INT(1, cfg.n_issuers);
+    ASSERT_EQ_STR("https://issuer.example", cfg.issuers[0].identifier);
+    qs_config_free(&cfg);
+
+    /* A user's own legacy line is refused with protocol 1.0 alone. */
+    env = ENV("MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_SUBSCRIBER_JWT_KEY", "sk",
+              "MERCURE_EXTRA_DIRECTIVES", "protocol 1.0\nsubscriber_jwt other");
+    ASSERT_EQ_INT(-1, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_STR("MERCURE_EXTRA_DIRECTIVES:2: subscriber_jwt: works only when protocol 0.x is "
+                  "served: move the key into an issuer block, or serve both generations "
+                  "(protocol 0.x 1.0)",
+                  err);
+    free(err);
+    qs_config_free(&cfg);
+
+    /* No key at all, 1.0: the variable is named. */
+    env = ENV("MERCURE_SUBSCRIBER_JWT_KEY", "sk", "MERCURE_EXTRA_DIRECTIVES", "protocol 1.0");
+    ASSERT_EQ_INT(-1, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_STR("built-in default:8: mercure: a key for publishers must be provided: an issuer "
+                  "block with a publisher key (MERCURE_PUBLISHER_JWT_KEY)",
+                  err);
+    free(err);
+    qs_config_free(&cfg);
+
+    /* A PEM key without an algorithm is fine for 0.x (a warning at start), refused for 1.0. */
+    env =
+        ENV("MERCURE_PUBLISHER_JWT_KEY", "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----",
+            "MERCURE_SUBSCRIBER_JWT_KEY", "sk");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    qs_config_free(&cfg);
+    env =
+        ENV("MERCURE_PUBLISHER_JWT_KEY", "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----",
+            "MERCURE_SUBSCRIBER_JWT_KEY", "sk", "MERCURE_EXTRA_DIRECTIVES", "protocol 1.0");
+    ASSERT_EQ_INT(-1, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT_EQ_STR("built-in default:11: issuer \"https://localhost\": publisher: the JWT key is "
+                  "PEM-encoded, so its signing algorithm must be set explicitly (for example "
+                  "RS256, ES256 or EdDSA)",
+                  err);
+    free(err);
+    qs_config_free(&cfg);
 }
