@@ -13,6 +13,7 @@
 #include "routes.h"
 #include "subscriptions.h"
 #include "tls.h"
+#include "urlpattern.h"
 #include "worker.h"
 
 static int load_key(const char *directive, const char *material, const char *alg_name,
@@ -71,6 +72,25 @@ static void deliver(void *ctx, qs_update *u)
         qs_ctx_post_update(s->hub.contexts[i], u);
 }
 
+/* Protocol 1.0's part of the hub: the trusted issuers and the base URL. */
+static int qs_server_init_v1(qs_hub *hub, const qs_config *cfg, char **err)
+{
+    if (qs_issuers_load(&hub->issuers, cfg, err) < 0)
+        return -1;
+    hub->publishers_verified = hub->publisher_key != NULL;
+    hub->subscribers_verified = hub->subscriber_key != NULL;
+    for (size_t i = 0; i < hub->issuers.n; i++) {
+        hub->publishers_verified |= hub->issuers.v[i].publisher != NULL;
+        hub->subscribers_verified |= hub->issuers.v[i].subscriber != NULL;
+    }
+    const char *base = qs_urlpattern_base_for(cfg->resource_identifier);
+    if (qs_weburl_parse(base, strlen(base), NULL, &hub->base) < 0 || !hub->base.has_host) {
+        *err = qs_xasprintf("resource_identifier: \"%s\" is not an absolute URL", base);
+        return -1;
+    }
+    return 0;
+}
+
 int qs_server_init(qs_server *s, qs_config *cfg, char **err)
 {
     memset(s, 0, sizeof(*s));
@@ -88,6 +108,8 @@ int qs_server_init(qs_server *s, qs_config *cfg, char **err)
     if (cfg->subscriber_key && *cfg->subscriber_key &&
         load_key("subscriber_jwt", cfg->subscriber_key, cfg->subscriber_alg, &hub->subscriber_key,
                  err) < 0)
+        return -1;
+    if (qs_server_init_v1(hub, cfg, err) < 0)
         return -1;
     lowercase_all(cfg->cors_origins, cfg->n_cors_origins);
     lowercase_all(cfg->publish_origins, cfg->n_publish_origins);
@@ -185,5 +207,7 @@ void qs_server_destroy(qs_server *s)
         qs_jwt_key_free(hub->publisher_key);
     if (hub->subscriber_key)
         qs_jwt_key_free(hub->subscriber_key);
+    qs_issuers_free(&hub->issuers);
+    qs_weburl_free(&hub->base);
     memset(s, 0, sizeof(*s));
 }

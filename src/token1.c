@@ -400,6 +400,8 @@ enum qs_token1_status qs_token1_verify(const qs_token1_params *p, const char *to
     for (size_t i = 0; i < p->n_issuers && !issuer; i++)
         if (strcmp(p->issuers[i].identifier, iss ? iss : "") == 0)
             issuer = &p->issuers[i];
+    if (!issuer && p->sole_issuer_any_iss && p->n_issuers == 1)
+        issuer = &p->issuers[0];
     st = QS_TOKEN1_E_ISSUER;
     if (!issuer)
         goto out;

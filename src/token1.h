@@ -101,6 +101,9 @@ typedef struct qs_token1_params {
     const qs_weburl *base; /* URL patterns in grants are compiled against it (it must outlive
                               the claims) */
     size_t max_states;     /* bound on each grant pattern's automaton (0: none) */
+    /* The reference's compatibility mode: a sole issuer verifies tokens whatever their "iss"
+     * says (its implicit issuer, made of the legacy keys, has no identifier to match). */
+    bool sole_issuer_any_iss;
 } qs_token1_params;
 
 /** Validates a token (len bytes) and fills *out on QS_TOKEN1_OK; otherwise *out is left

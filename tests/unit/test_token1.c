@@ -68,7 +68,7 @@ static enum qs_token1_status verify(const char *typ, const char *claims, bool pu
 {
     setup();
     char *t = mint(typ, claims);
-    qs_token1_params p = {&issuer, 1, publish, AUD, NOW, &base, 0};
+    qs_token1_params p = {&issuer, 1, publish, AUD, NOW, &base, 0, false};
     enum qs_token1_status st = qs_token1_verify(&p, t, strlen(t), out);
     free(t);
     return st;
@@ -144,7 +144,7 @@ TEST(keys_and_roles)
     char *t = mint("at+jwt", ALL);
     qs_token1_claims c;
     qs_token1_issuer only_sub = {"https://localhost", NULL, hub_key, false};
-    qs_token1_params p = {&only_sub, 1, true, AUD, NOW, &base, 0};
+    qs_token1_params p = {&only_sub, 1, true, AUD, NOW, &base, 0, false};
     ASSERT_EQ_INT(QS_TOKEN1_E_ROLE, qs_token1_verify(&p, t, strlen(t), &c));
     p.publish = false;
     ASSERT_EQ_INT(QS_TOKEN1_OK, qs_token1_verify(&p, t, strlen(t), &c));
@@ -153,7 +153,7 @@ TEST(keys_and_roles)
     qs_jwt_key *hs384 = qs_jwt_key_new(QS_JWT_HS384, KEY, strlen(KEY), NULL);
     qs_token1_issuer two[] = {{"https://a.example", hs384, hs384, false},
                               {"https://localhost", other, other, false}};
-    qs_token1_params q = {two, 2, true, AUD, NOW, &base, 0};
+    qs_token1_params q = {two, 2, true, AUD, NOW, &base, 0, false};
     ASSERT_EQ_INT(QS_TOKEN1_E_SIGNATURE, qs_token1_verify(&q, t, strlen(t), &c));
     two[1].publisher = hs384;
     ASSERT_EQ_INT(QS_TOKEN1_E_ALG, qs_token1_verify(&q, t, strlen(t), &c));
@@ -162,6 +162,25 @@ TEST(keys_and_roles)
     ASSERT_EQ_INT(QS_TOKEN1_E_MALFORMED, qs_token1_verify(&p, "a.b", 3, &c));
     qs_jwt_key_free(other);
     qs_jwt_key_free(hs384);
+    free(t);
+}
+
+/* The reference's compatibility mode: its implicit issuer (no identifier) verifies tokens of
+ * any "iss" when it is the only one; with another issuer beside it, "iss" must match. */
+TEST(sole_implicit_issuer)
+{
+    setup();
+    char *t = mint("at+jwt", ALL);
+    qs_token1_claims c;
+    qs_token1_issuer implicit[] = {{"", hub_key, hub_key, false},
+                                   {"https://other.example", hub_key, hub_key, false}};
+    qs_token1_params p = {implicit, 1, true, AUD, NOW, &base, 0, false};
+    ASSERT_EQ_INT(QS_TOKEN1_E_ISSUER, qs_token1_verify(&p, t, strlen(t), &c));
+    p.sole_issuer_any_iss = true;
+    ASSERT_EQ_INT(QS_TOKEN1_OK, qs_token1_verify(&p, t, strlen(t), &c));
+    qs_token1_claims_free(&c);
+    p.n_issuers = 2;
+    ASSERT_EQ_INT(QS_TOKEN1_E_ISSUER, qs_token1_verify(&p, t, strlen(t), &c));
     free(t);
 }
 
