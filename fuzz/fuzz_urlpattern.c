@@ -6,7 +6,8 @@
  * that the URL parser writes only ASCII and agrees with itself, that compiling is
  * deterministic and honours the bound on states exactly (a pattern that needed N states
  * compiles with the bound N and not with N - 1), that matching a topic parsed once agrees
- * with matching its text, and that the pattern's text, taken as a Go regular expression,
+ * with matching its text, that the quick rejection never refuses a matching topic, and
+ * that the pattern's text, taken as a Go regular expression,
  * compiles or not the same way twice and matches deterministically.
  */
 #include "regex.h"
@@ -84,6 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(qs_urlpattern_match(q, topic, topic_len) == m);
         check(r1 != 0 || qs_urlpattern_match_url(p, &t1) == m);
         check(r1 == 0 || !m); /* an unparsable topic never matches */
+        check(!m || !qs_urlpattern_quick_reject(p, topic, topic_len)); /* never wrong */
         if (states > 0) {
             qs_urlpattern *at = qs_urlpattern_compile(in, pat_len, base, states, NULL, NULL);
             qs_urlpattern *under = qs_urlpattern_compile(in, pat_len, base, states - 1, NULL, NULL);

@@ -570,8 +570,26 @@ typedef struct component {
     enum comp_kind kind;
     char *text; /* C_EXACT */
     size_t len;
-    qs_regex *re; /* C_REGEX */
+    qs_regex *re;   /* C_REGEX */
+    char *lit;      /* C_REGEX: the fixed text every matching value starts with */
+    size_t lit_len; /* (0: none) */
 } component;
+
+/* The fixed text every value matching the parts starts with: the leading fixed parts, then
+ * the prefix of the first variable part when that part cannot be absent. */
+static void literal_prefix(const parts *ps, qs_buf *out)
+{
+    for (size_t i = 0; i < ps->n; i++) {
+        const part *pt = &ps->v[i];
+        if (pt->type == P_FIXED && pt->modifier == M_NONE) {
+            qs_buf_append(out, pt->value.p, pt->value.len);
+            continue;
+        }
+        if (pt->type != P_FIXED && (pt->modifier == M_NONE || pt->modifier == M_ONE_OR_MORE))
+            qs_buf_append(out, pt->prefix.p, pt->prefix.len);
+        return;
+    }
+}
 
 /* The standard's "compile a component". budget: states still allowed (0: no bound, else
  * at least 1); *used receives the states this component took. */
@@ -616,10 +634,16 @@ static const char *compile_component(const char *in, size_t n, canon_fn canon, o
         const char *rerr = NULL;
         out->re = qs_regex_compile(re.p, re.len, budget, used, &rerr);
         qs_buf_free(&re);
-        if (!out->re)
+        if (!out->re) {
             why = rerr ? rerr : "invalid regular expression";
-        else
+        } else {
             out->kind = C_REGEX;
+            qs_buf lit = QS_BUF_INIT;
+            literal_prefix(&p.ps, &lit);
+            out->lit_len = lit.len;
+            out->lit = lit.len ? qs_buf_steal(&lit) : NULL;
+            qs_buf_free(&lit);
+        }
     }
 done:
     free(p.tk.v);
@@ -633,6 +657,7 @@ done:
 static void component_free(component *c)
 {
     free(c->text);
+    free(c->lit);
     qs_regex_free(c->re);
     memset(c, 0, sizeof(*c));
 }
@@ -938,7 +963,43 @@ struct qs_urlpattern {
     const qs_weburl *base;
     size_t states;
     size_t size;
+    /* What every matching URL's serialization starts with, "<scheme>://<host>[:<port>]" and
+     * the path's fixed beginning, when the scheme, the host and the port are fixed and the
+     * scheme is special (NULL otherwise): qs_urlpattern_quick_reject compares it with a topic
+     * written in canonical form without parsing it. */
+    char *prefix;
+    size_t prefix_len;
 };
+
+/* The prefix above, once the components are compiled. */
+static void set_prefix(qs_urlpattern *p)
+{
+    const component *proto = &p->c[PROTOCOL], *host = &p->c[HOSTNAME], *port = &p->c[PORT];
+    const component *path = &p->c[PATHNAME];
+    if (proto->kind != C_EXACT || host->kind != C_EXACT || port->kind != C_EXACT || !host->len ||
+        path->kind == C_ANY)
+        return;
+    bool special = false;
+    for (size_t i = 0; i < QS_ARRAY_LEN(special_schemes); i++)
+        special |= proto->len == strlen(special_schemes[i]) &&
+                   memcmp(proto->text, special_schemes[i], proto->len) == 0;
+    if (!special)
+        return;
+    qs_buf b = QS_BUF_INIT;
+    qs_buf_append(&b, proto->text, proto->len);
+    qs_buf_append_str(&b, "://");
+    qs_buf_append(&b, host->text, host->len);
+    if (port->len) {
+        qs_buf_append_char(&b, ':');
+        qs_buf_append(&b, port->text, port->len);
+    }
+    if (path->kind == C_EXACT)
+        qs_buf_append(&b, path->text, path->len);
+    else if (path->lit_len)
+        qs_buf_append(&b, path->lit, path->lit_len);
+    p->prefix_len = b.len;
+    p->prefix = qs_buf_steal(&b);
+}
 
 static bool absolute_pathname(qs_slice s)
 {
@@ -1106,9 +1167,10 @@ done:
         return NULL;
     }
     p->states = total;
-    p->size = sizeof(*p);
+    set_prefix(p);
+    p->size = sizeof(*p) + p->prefix_len;
     for (int i = 0; i < NCOMP; i++) {
-        p->size += p->c[i].len + (p->c[i].text ? 1 : 0);
+        p->size += p->c[i].len + (p->c[i].text ? 1 : 0) + p->c[i].lit_len;
         if (p->c[i].re)
             p->size += 16 + 40 * qs_regex_states(p->c[i].re);
     }
@@ -1144,6 +1206,76 @@ bool qs_urlpattern_match(const qs_urlpattern *p, const char *topic, size_t len)
     return m;
 }
 
+/* True for a byte that parsing leaves as it is in a special URL's path (no percent-encoding,
+ * no backslash turned into a slash, no whitespace or control dropped). */
+static bool canonical_path_byte(unsigned char c)
+{
+    if (c <= 0x20 || c >= 0x7F)
+        return false;
+    return !strchr("\"%<>\\^`{|}", c);
+}
+
+/* True when topic[0, len), an absolute URL of a special scheme, is already in the form URL
+ * parsing gives it up to its query: a lower-case scheme, "//", a host of lower-case letters,
+ * digits, dots and hyphens that is not an IPv4 address, no userinfo or port, then a path of
+ * canonical bytes without dot segments. Then the parsed URL serializes to the same bytes. */
+static bool canonical_topic(const char *t, size_t len)
+{
+    size_t i = 0;
+    while (i < len && ((t[i] >= 'a' && t[i] <= 'z') || (i && t[i] >= '0' && t[i] <= '9') ||
+                       (i && (t[i] == '+' || t[i] == '-' || t[i] == '.'))))
+        i++;
+    if (i == 0 || len - i < 3 || memcmp(t + i, "://", 3) != 0)
+        return false;
+    i += 3;
+    size_t host = i, label = i;
+    while (i < len && ((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') ||
+                       t[i] == '-' || t[i] == '.')) {
+        if (t[i] == '.')
+            label = i + 1;
+        i++;
+    }
+    if (i == host || i == len || t[i] != '/')
+        return false;
+    /* A last label that is a number (decimal or 0x…) makes the host an IPv4 address. */
+    bool digits = true;
+    for (size_t k = label; k < i; k++)
+        digits &= t[k] >= '0' && t[k] <= '9';
+    if (digits || (i - label >= 2 && t[label] == '0' && t[label + 1] == 'x'))
+        return false;
+    size_t seg = i + 1; /* start of the current segment */
+    for (i++; i <= len; i++) {
+        bool end = i == len || t[i] == '?' || t[i] == '#';
+        if (end || t[i] == '/') {
+            size_t n = i - seg;
+            if ((n == 1 && t[seg] == '.') || (n == 2 && t[seg] == '.' && t[seg + 1] == '.'))
+                return false;
+            if (end)
+                return true;
+            seg = i + 1;
+        } else if (!canonical_path_byte((unsigned char)t[i])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool qs_urlpattern_quick_reject(const qs_urlpattern *p, const char *topic, size_t len)
+{
+    if (!p->prefix)
+        return false;
+    if (len >= p->prefix_len && memcmp(topic, p->prefix, p->prefix_len) == 0)
+        return false;
+    /* Different bytes: a mismatch only when the topic is already canonical (else parsing may
+     * still turn it into the prefix, e.g. HTTPS://EXAMPLE.COM/a). */
+    return canonical_topic(topic, len);
+}
+
+const qs_weburl *qs_urlpattern_base(const qs_urlpattern *p)
+{
+    return p->base;
+}
+
 size_t qs_urlpattern_states(const qs_urlpattern *p)
 {
     return p->states;
@@ -1160,5 +1292,6 @@ void qs_urlpattern_free(qs_urlpattern *p)
         return;
     for (int i = 0; i < NCOMP; i++)
         component_free(&p->c[i]);
+    free(p->prefix);
     free(p);
 }

@@ -64,6 +64,16 @@ qs_urlpattern *qs_urlpattern_compile(const char *pattern, size_t len, const qs_w
 bool qs_urlpattern_match(const qs_urlpattern *p, const char *topic, size_t len);
 /** Matches a topic already parsed against the same base (qs_weburl_parse). */
 bool qs_urlpattern_match_url(const qs_urlpattern *p, const qs_weburl *topic);
+/**
+ * True when the topic certainly does not match, decided without parsing it: the pattern
+ * fixes a special scheme, the host and the port (and maybe the path's beginning), the topic
+ * is written in canonical form and does not start with what every matching URL starts
+ * with. False means "parse and match". O(len); the common case of an application's
+ * patterns and topics (https://example.com/books/:id against https://example.com/users/1).
+ */
+bool qs_urlpattern_quick_reject(const qs_urlpattern *p, const char *topic, size_t len);
+/** The base the pattern was compiled against. */
+const qs_weburl *qs_urlpattern_base(const qs_urlpattern *p);
 /** Regex automaton states of all components (0 when no component needs one). */
 size_t qs_urlpattern_states(const qs_urlpattern *p);
 /** Bytes the compiled pattern occupies. */

@@ -23,6 +23,10 @@ static int up(const char *base, const char *pattern, const char *topic)
     int r = -1;
     if (p) {
         r = qs_urlpattern_match(p, topic, strlen(topic));
+        /* The quick rejection is never wrong: it only answers for topics that do not match. */
+        if (qs_urlpattern_quick_reject(p, topic, strlen(topic)) && r)
+            qs_test_fail(__FILE__, __LINE__, "%s quickly rejected under %s, yet it matches", topic,
+                         pattern);
         qs_urlpattern_free(p);
     } else if (!err || !*err) {
         qs_test_fail(__FILE__, __LINE__, "no reason for refusing %s", pattern);
@@ -204,5 +208,52 @@ TEST(one_parse_many_patterns)
         qs_urlpattern_free(p);
     }
     qs_weburl_free(&t);
+    qs_weburl_free(&b);
+}
+
+/* A pattern fixing scheme, host and port rules out canonical topics that do not start like it,
+ * without parsing them; anything written otherwise is left to the parser. */
+TEST(quick_rejection)
+{
+    qs_weburl b;
+    ASSERT_EQ_INT(0, qs_weburl_parse(HUB, strlen(HUB), NULL, &b));
+    static const struct {
+        const char *pattern, *topic;
+        bool rejected, matches;
+    } cases[] = {
+        {"https://example.com/books/:id", "https://example.com/users/1", true, false},
+        {"https://example.com/books/:id", "https://example.com/books/1", false, true},
+        {"https://example.com/books/:id", "https://example.org/books/1", true, false},
+        {"https://example.com/books/:id", "HTTPS://EXAMPLE.COM/books/1", false, true},
+        {"https://example.com/books/:id", "https://example.com:443/books/1", false, true},
+        {"https://example.com/books/:id", "https://example.com/x/../books/1", false, true},
+        {"https://example.com/books/:id", "https://example.com/%62ooks/1", false, false},
+        {"https://example.com/books/:id", "https://u@example.com/books/1", false, true},
+        {"https://example.com/books/:id", "https://example.com", false, false},
+        {"https://example.com/*", "https://example.com", false, true},
+        {"https://example.com/books/:id", "http://example.com/books/1", true, false},
+        {"https://example.com/books/:id", "/books/1", false, false},
+        {"https://127.0.0.1/a/:id", "https://0x7f.0.0.1/a/1", false, true},
+        {"https://example.com/books/:id", "https://example.com/books\\1", false, true},
+        {"https://example.com/{books/}?:id", "https://example.com/7", false, true},
+        {"https://example.com/:kind/1", "https://example.com/b/2", false, false},
+        {"/books/:id", "https://hub.example.com/users/1", true, false},
+        {"/books/:id", "/users/1", false, false},
+        {"urn\\:isbn\\::n", "urn:isbn:1", false, false},
+        {"https://example.com:8080/a", "https://example.com/a", true, false},
+        {"https://example.com:8080/a", "https://example.com:8080/a", false, true},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        qs_urlpattern *p =
+            qs_urlpattern_compile(cases[i].pattern, strlen(cases[i].pattern), &b, 0, NULL, NULL);
+        if (!p)
+            qs_test_fail(__FILE__, __LINE__, "%s does not compile", cases[i].pattern);
+        const char *t = cases[i].topic;
+        if (qs_urlpattern_quick_reject(p, t, strlen(t)) != cases[i].rejected)
+            qs_test_fail(__FILE__, __LINE__, "%s under %s: rejected %d", t, cases[i].pattern,
+                         !cases[i].rejected);
+        ASSERT_EQ_INT(cases[i].matches, qs_urlpattern_match(p, t, strlen(t)));
+        qs_urlpattern_free(p);
+    }
     qs_weburl_free(&b);
 }
