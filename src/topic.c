@@ -41,28 +41,72 @@
 #include <malloc.h>
 #endif
 
+/* ---- topics parsed on demand ---- */
+
+void qs_topics_free(qs_topics *v)
+{
+    if (v->urls)
+        for (size_t i = 0; i < v->n; i++)
+            if (v->state[i] == 1)
+                qs_weburl_free(&v->urls[i]);
+    free(v->urls);
+    free(v->state);
+    v->urls = NULL;
+    v->state = NULL;
+}
+
+const qs_weburl *qs_topics_url(qs_topics *v, size_t i, const qs_weburl *base)
+{
+    if (!v->urls) {
+        v->urls = qs_xcalloc(v->n, sizeof(*v->urls));
+        v->state = qs_xcalloc(v->n, 1);
+    }
+    if (v->state[i] == 0)
+        v->state[i] = qs_weburl_parse(v->topics[i], v->lens[i], base, &v->urls[i]) == 0 ? 1 : 2;
+    return v->state[i] == 1 ? &v->urls[i] : NULL;
+}
+
 /* ---- selectors ---- */
 
 static _Atomic uint64_t selector_ids = 1;
 
-static qs_selector *selector_new(const char *s, size_t len)
+/* The namespace a selector lives in: a 1.0 exact matcher without "{", and "*" of any syntax,
+ * read exactly as the 0.x selector of the same text. */
+static enum qs_selector_syntax normalized(enum qs_selector_syntax syntax, const char *s, size_t len)
+{
+    if (len == 1 && s[0] == '*')
+        return QS_SYNTAX_TOPIC;
+    if (syntax == QS_SYNTAX_EXACT && !memchr(s, '{', len))
+        return QS_SYNTAX_TOPIC;
+    return syntax;
+}
+
+static qs_selector *selector_new(enum qs_selector_syntax syntax, const char *s, size_t len,
+                                 const qs_weburl *base, size_t max_states)
 {
     qs_selector *sel = qs_xmalloc(sizeof(*sel) + len + 1);
     sel->refs = 1;
     sel->parked = false;
     sel->id = 0;
     sel->tpl = NULL;
+    sel->pat = NULL;
+    sel->syntax = (uint8_t)normalized(syntax, s, len);
     sel->len = len;
     if (len)
         memcpy(sel->str, s, len);
     sel->str[len] = '\0';
     if (len == 1 && s[0] == '*') {
         sel->kind = QS_SEL_ANY;
-    } else if (len && memchr(s, '{', len) && (sel->tpl = qs_uritemplate_compile(s, len, NULL))) {
+    } else if (sel->syntax == QS_SYNTAX_URLPATTERN) {
+        sel->kind = QS_SEL_URLPATTERN;
+        if (base && len <= QS_URLPATTERN_MAX_LENGTH)
+            sel->pat = qs_urlpattern_compile(s, len, base, max_states, NULL, NULL);
+    } else if (sel->syntax == QS_SYNTAX_TOPIC && len && memchr(s, '{', len) &&
+               (sel->tpl = qs_uritemplate_compile(s, len, NULL))) {
         sel->kind = QS_SEL_TEMPLATE;
     } else {
         /* Without "{" the reference does not even try; with one that does not parse, the
-         * selector is a plain string. */
+         * selector is a plain string (and a 1.0 exact matcher is one anyway). */
         sel->kind = QS_SEL_EXACT;
     }
     return sel;
@@ -71,12 +115,13 @@ static qs_selector *selector_new(const char *s, size_t len)
 static void selector_free(qs_selector *sel)
 {
     qs_uritemplate_free(sel->tpl);
+    qs_urlpattern_free(sel->pat);
     free(sel);
 }
 
 qs_selector *qs_selector_compile(const char *s, size_t len)
 {
-    return selector_new(s, len);
+    return selector_new(QS_SYNTAX_TOPIC, s, len, NULL, 0);
 }
 
 void qs_selector_release(qs_selector *sel)
@@ -87,11 +132,40 @@ void qs_selector_release(qs_selector *sel)
 
 bool qs_selector_match(const qs_selector *sel, const char *topic, size_t len)
 {
-    if (sel->kind == QS_SEL_ANY)
+    char *topics[1] = {(char *)topic};
+    qs_topics v;
+    qs_topics_init(&v, topics, &len, 1);
+    bool m = qs_selector_match_in(sel, &v, 0);
+    qs_topics_free(&v);
+    return m;
+}
+
+/* A URL pattern's answer for topic i, computed (the cache is the caller's business). */
+static bool pattern_match(const qs_selector *sel, qs_topics *v, size_t i)
+{
+    const qs_weburl *u = qs_topics_url(v, i, qs_urlpattern_base(sel->pat));
+    return u && qs_urlpattern_match_url(sel->pat, u);
+}
+
+bool qs_selector_match_in(const qs_selector *sel, qs_topics *v, size_t i)
+{
+    const char *topic = v->topics[i];
+    size_t len = v->lens[i];
+    switch (sel->kind) {
+    case QS_SEL_ANY:
         return true;
-    if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
-        return true;
-    return sel->kind == QS_SEL_TEMPLATE && qs_uritemplate_match(sel->tpl, topic, len);
+    case QS_SEL_EXACT:
+        return len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0);
+    case QS_SEL_TEMPLATE:
+        if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
+            return true;
+        return qs_uritemplate_match(sel->tpl, topic, len);
+    case QS_SEL_URLPATTERN:
+        if (!sel->pat || qs_urlpattern_quick_reject(sel->pat, topic, len))
+            return false;
+        return pattern_match(sel, v, i);
+    }
+    return false;
 }
 
 /* ---- limits ---- */
@@ -163,7 +237,9 @@ typedef struct cache_bucket {
 #define PARK_MAX_BYTES 2048
 
 struct qs_selector_table {
-    qs_strmap selectors; /* selector string -> qs_selector */
+    qs_strmap selectors[QS_SYNTAXES]; /* per syntax: selector string -> qs_selector */
+    const qs_weburl *base;            /* URL patterns resolve against it */
+    size_t max_states;                /* per URL pattern (0: no bound) */
     cache_bucket *buckets;
     void *buckets_mem; /* what calloc returned; buckets is aligned to 64 bytes within it */
     size_t nbuckets;
@@ -182,7 +258,8 @@ struct qs_selector_table {
 qs_selector_table *qs_selector_table_new(size_t cache_entries)
 {
     qs_selector_table *t = qs_xcalloc(1, sizeof(*t));
-    qs_strmap_init(&t->selectors);
+    for (int i = 0; i < QS_SYNTAXES; i++)
+        qs_strmap_init(&t->selectors[i]);
     if (cache_entries > 0) {
         t->ways = cache_entries < CACHE_WAYS ? (unsigned)cache_entries : CACHE_WAYS;
         t->nbuckets = cache_entries / t->ways;
@@ -200,17 +277,27 @@ void qs_selector_table_free(qs_selector_table *t)
     if (!t)
         return;
     /* Parked selectors (and stragglers never released) are freed with the table. */
-    const qs_strmap_entry *e;
-    for (size_t i = 0; qs_strmap_next(&t->selectors, &i, &e);)
-        selector_free(e->value);
-    qs_strmap_free(&t->selectors);
+    for (int k = 0; k < QS_SYNTAXES; k++) {
+        const qs_strmap_entry *e;
+        for (size_t i = 0; qs_strmap_next(&t->selectors[k], &i, &e);)
+            selector_free(e->value);
+        qs_strmap_free(&t->selectors[k]);
+    }
     free(t->buckets_mem);
     free(t);
 }
 
-qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size_t len)
+void qs_selector_table_set_base(qs_selector_table *t, const qs_weburl *base, size_t max_states)
 {
-    void **slot = qs_strmap_upsert(&t->selectors, s, len);
+    t->base = base;
+    t->max_states = max_states;
+}
+
+qs_selector *qs_selector_table_acquire_as(qs_selector_table *t, enum qs_selector_syntax syntax,
+                                          const char *s, size_t len)
+{
+    syntax = normalized(syntax, s, len);
+    void **slot = qs_strmap_upsert(&t->selectors[syntax], s, len);
     qs_selector *sel = *slot;
     if (sel) {
         if (sel->refs == UINT32_MAX)
@@ -218,15 +305,21 @@ qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size
         sel->refs++;
         return sel;
     }
-    sel = selector_new(s, len);
+    sel = selector_new(syntax, s, len, t->base, t->max_states);
     sel->id = atomic_fetch_add_explicit(&selector_ids, 1, memory_order_relaxed);
     *slot = sel;
     return sel;
 }
 
+qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size_t len)
+{
+    return qs_selector_table_acquire_as(t, QS_SYNTAX_TOPIC, s, len);
+}
+
 static size_t selector_bytes(const qs_selector *sel)
 {
-    return sizeof(*sel) + sel->len + 1 + (sel->tpl ? qs_uritemplate_size(sel->tpl) : 0);
+    return sizeof(*sel) + sel->len + 1 + (sel->tpl ? qs_uritemplate_size(sel->tpl) : 0) +
+           (sel->pat ? qs_urlpattern_size(sel->pat) : 0);
 }
 
 /* glibc keeps what is freed in its arenas, and the many blocks a crowd of subscribers leaves
@@ -257,7 +350,7 @@ static void forget_if_unused(qs_selector_table *t, qs_selector *sel)
 {
     if (sel->refs || sel->parked)
         return;
-    void *v = qs_strmap_remove(&t->selectors, sel->str, sel->len);
+    void *v = qs_strmap_remove(&t->selectors[sel->syntax], sel->str, sel->len);
     if (v != sel)
         qs_panic("selector released to a table that does not hold it");
     size_t bytes = selector_bytes(sel);
@@ -315,13 +408,34 @@ static void cache_alloc(qs_selector_table *t)
 bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,
                              size_t len)
 {
-    if (sel->kind != QS_SEL_TEMPLATE || t->capacity == 0 || sel->id == 0)
-        return qs_selector_match(sel, topic, len);
-    if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
-        return true;
-    int quick = qs_uritemplate_quick_match(sel->tpl, topic, len, DIRECT_MATCH_STEPS);
-    if (quick >= 0)
-        return quick;
+    char *topics[1] = {(char *)topic};
+    qs_topics v;
+    qs_topics_init(&v, topics, &len, 1);
+    bool m = qs_selector_table_match_in(t, sel, &v, 0);
+    qs_topics_free(&v);
+    return m;
+}
+
+bool qs_selector_table_match_in(qs_selector_table *t, const qs_selector *sel, qs_topics *v,
+                                size_t i)
+{
+    const char *topic = v->topics[i];
+    size_t len = v->lens[i];
+    if (sel->kind == QS_SEL_URLPATTERN) {
+        if (!sel->pat || qs_urlpattern_quick_reject(sel->pat, topic, len))
+            return false;
+    } else if (sel->kind == QS_SEL_TEMPLATE) {
+        if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
+            return true;
+        if (t->capacity) {
+            int quick = qs_uritemplate_quick_match(sel->tpl, topic, len, DIRECT_MATCH_STEPS);
+            if (quick >= 0)
+                return quick;
+        }
+    }
+    if ((sel->kind != QS_SEL_TEMPLATE && sel->kind != QS_SEL_URLPATTERN) || t->capacity == 0 ||
+        sel->id == 0)
+        return qs_selector_match_in(sel, v, i);
     if (!t->buckets)
         cache_alloc(t);
 
@@ -338,7 +452,8 @@ bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const
         }
     }
     t->misses++;
-    bool result = qs_uritemplate_match(sel->tpl, topic, len);
+    bool result = sel->kind == QS_SEL_TEMPLATE ? qs_uritemplate_match(sel->tpl, topic, len)
+                                               : pattern_match(sel, v, i);
 
     unsigned victim = t->ways;
     for (unsigned w = 0; w < t->ways && victim == t->ways; w++)

@@ -1,18 +1,26 @@
 /* SPDX-License-Identifier: MIT
- * topic.h - topic selectors: "*", exact strings and URI templates, and their matching.
+ * topic.h - topic selectors of both protocol generations, and their matching.
  *
- * A selector matches a topic when (in order): the selector is "*"; the selector equals the
- * topic byte for byte; the selector contains "{", compiles as a URI template, and the
- * topic matches it. A selector with "{" that does not compile is a plain string.
+ * A protocol 0.x selector (QS_SYNTAX_TOPIC) matches a topic when (in order): the selector
+ * is "*"; the selector equals the topic byte for byte; the selector contains "{", compiles
+ * as a URI template, and the topic matches it. A selector with "{" that does not compile is
+ * a plain string. Protocol 1.0 matchers are "*" (every topic, whatever the type), exact
+ * (QS_SYNTAX_EXACT: bytes) or URL patterns (QS_SYNTAX_URLPATTERN: a WHATWG URL pattern
+ * resolved against the table's base, matched against the topic parsed as a URL, see
+ * urlpattern.h; a topic that is not a URL never matches).
  *
  *   qs_selector_table (one per worker thread, not thread-safe)
- *     interned selectors: string -> qs_selector {kind, str, template, id, refs}
- *     match cache: (selector id, topic) -> bool, bounded, for template selectors only
+ *     interned selectors, one namespace per syntax: string -> qs_selector {kind, str,
+ *       template or pattern, id, refs}; a 1.0 exact matcher without "{" (or "*" of any
+ *       syntax) means what the same 0.x selector means, and is that selector
+ *     match cache: (selector id, topic) -> bool, bounded, for templates and URL patterns
  *
  * Exact and "*" selectors never touch the cache, and neither do templates whose literal
  * prefix or suffix rules the topic out or whose automaton is cheaper to run than the cache
- * is to consult. Standalone selectors (from a token's claims, compiled per request) can be
- * matched without a table.
+ * is to consult, nor URL patterns whose fixed beginning rules a canonical topic out. A
+ * topic is parsed as a URL only on a cache miss, and once per update however many patterns
+ * need it (qs_topics). Standalone selectors (from a token's claims, compiled per request)
+ * can be matched without a table.
  *
  * What one subscriber can cost is bounded by qs_selector_check() (the subscribe handler's
  * gate): matching a topic against a template costs a few nanoseconds per topic byte and per
@@ -23,26 +31,63 @@
 #define QS_TOPIC_H
 
 #include "uritemplate.h"
+#include "urlpattern.h"
 #include "util.h"
 
-enum qs_selector_kind { QS_SEL_ANY, QS_SEL_EXACT, QS_SEL_TEMPLATE };
+enum qs_selector_kind { QS_SEL_ANY, QS_SEL_EXACT, QS_SEL_TEMPLATE, QS_SEL_URLPATTERN };
+
+/** How a selector's text is read (see above). */
+enum qs_selector_syntax { QS_SYNTAX_TOPIC, QS_SYNTAX_EXACT, QS_SYNTAX_URLPATTERN };
+#define QS_SYNTAXES 3
+
+/** A selector as a request or a token gives it: its syntax and its text. */
+typedef struct qs_selector_spec {
+    enum qs_selector_syntax syntax;
+    const char *s;
+    size_t len;
+} qs_selector_spec;
 
 typedef struct qs_selector {
     enum qs_selector_kind kind;
+    uint8_t syntax; /* the namespace it is interned in (normalized, see above) */
     uint32_t refs;
     bool parked;         /* released, kept interned for a while by its table */
     uint64_t id;         /* unique within its table (0 for standalone selectors) */
     qs_uritemplate *tpl; /* QS_SEL_TEMPLATE only */
+    qs_urlpattern *pat;  /* QS_SEL_URLPATTERN only; NULL: an invalid pattern, matches nothing */
     size_t len;
     char str[]; /* NUL-terminated copy of the selector */
 } qs_selector;
 
-/** Compiles a standalone selector (refs = 1). */
+/**
+ * The topics of one update, each parsed as a URL the first time a URL pattern needs it, so
+ * that one update is parsed once however many patterns it meets. On the stack of whoever
+ * matches an update; qs_topics_free releases the parses.
+ */
+typedef struct qs_topics {
+    char *const *topics;
+    const size_t *lens;
+    size_t n;
+    qs_weburl *urls; /* allocated on first need */
+    uint8_t *state;  /* per topic: 0 not parsed yet, 1 parsed, 2 not a URL */
+} qs_topics;
+
+static inline void qs_topics_init(qs_topics *v, char *const *topics, const size_t *lens, size_t n)
+{
+    *v = (qs_topics){topics, lens, n, NULL, NULL};
+}
+void qs_topics_free(qs_topics *v);
+/** Topic i parsed against base, or NULL when it is not a URL. */
+const qs_weburl *qs_topics_url(qs_topics *v, size_t i, const qs_weburl *base);
+
+/** Compiles a standalone 0.x selector (refs = 1). */
 qs_selector *qs_selector_compile(const char *s, size_t len);
 /** Drops a reference to a standalone selector. */
 void qs_selector_release(qs_selector *sel);
-/** Uncached match. */
+/** Uncached match (a URL pattern parses the topic against the base it was compiled with). */
 bool qs_selector_match(const qs_selector *sel, const char *topic, size_t len);
+/** Uncached match of topic i of v (a URL pattern uses v's parse). */
+bool qs_selector_match_in(const qs_selector *sel, qs_topics *v, size_t i);
 
 /** Limits on the topic selectors of one subscribe request (the max_selector_length,
  *  max_selector_expressions, max_selector_states and max_subscriber_states directives);
@@ -84,17 +129,27 @@ typedef struct qs_selector_table qs_selector_table;
 
 /** cache_entries bounds the (selector, topic) cache; 0 disables caching. */
 qs_selector_table *qs_selector_table_new(size_t cache_entries);
+/** URL patterns are resolved against base (a parsed absolute URL that outlives the table),
+ *  their automata bounded by max_states each (0: no bound). Without a base, URL patterns
+ *  match nothing. Set before the first acquire. */
+void qs_selector_table_set_base(qs_selector_table *t, const qs_weburl *base, size_t max_states);
 /** Frees the table; every acquired selector must have been released. */
 void qs_selector_table_free(qs_selector_table *t);
-/** Returns the interned selector for s with one more reference. */
+/** Returns the interned 0.x selector for s with one more reference. */
 qs_selector *qs_selector_table_acquire(qs_selector_table *t, const char *s, size_t len);
+/** The same for a selector of any syntax. */
+qs_selector *qs_selector_table_acquire_as(qs_selector_table *t, enum qs_selector_syntax syntax,
+                                          const char *s, size_t len);
 /** Drops a reference. At zero a small selector (2 KiB at most, automaton included) stays
  *  interned among the last 256 released, with its cached answers, and is freed when it
  *  leaves that FIFO unused; a larger one is freed at once. */
 void qs_selector_table_release(qs_selector_table *t, qs_selector *sel);
-/** Match through the cache (template selectors) or directly (others). */
+/** Match through the cache (templates and URL patterns) or directly (others). */
 bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,
                              size_t len);
+/** The same for topic i of v: a URL pattern that misses the cache uses v's parse. */
+bool qs_selector_table_match_in(qs_selector_table *t, const qs_selector *sel, qs_topics *v,
+                                size_t i);
 /** Counters for metrics: cache hits, misses, entries. */
 void qs_selector_table_stats(const qs_selector_table *t, uint64_t *hits, uint64_t *misses,
                              size_t *entries);

@@ -556,3 +556,136 @@ TEST(check_totals_a_subscribers_templates)
     ASSERT_EQ_INT(128, states);
     free(tpl);
 }
+
+/*-------- Protocol 1.0 matchers --------*/
+
+static qs_weburl *parse_base(const char *s)
+{
+    qs_weburl *u = qs_xmalloc(sizeof(*u));
+    ASSERT_EQ_INT(0, qs_weburl_parse(s, strlen(s), NULL, u));
+    return u;
+}
+
+static void free_base(qs_weburl *u)
+{
+    qs_weburl_free(u);
+    free(u);
+}
+
+/* Each syntax has its namespace, except where two texts mean the same thing. */
+TEST(syntaxes_intern_apart)
+{
+    qs_weburl *base = parse_base("http://mercure.invalid");
+    qs_selector_table *t = qs_selector_table_new(100);
+    qs_selector_table_set_base(t, base, 0);
+    qs_selector *topic = qs_selector_table_acquire(t, S("https://e.com/{id}"));
+    qs_selector *exact = qs_selector_table_acquire_as(t, QS_SYNTAX_EXACT, S("https://e.com/{id}"));
+    qs_selector *pat =
+        qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("https://e.com/:id"));
+    qs_selector *plain = qs_selector_table_acquire_as(t, QS_SYNTAX_EXACT, S("https://e.com/1"));
+    qs_selector *plain0 = qs_selector_table_acquire(t, S("https://e.com/1"));
+    qs_selector *star = qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("*"));
+    qs_selector *star0 = qs_selector_table_acquire(t, S("*"));
+    ASSERT_EQ_INT(QS_SEL_TEMPLATE, topic->kind);
+    ASSERT_EQ_INT(QS_SEL_EXACT, exact->kind); /* 1.0 exact: never a template */
+    ASSERT(topic != exact);
+    ASSERT_EQ_INT(QS_SYNTAX_EXACT, exact->syntax);
+    ASSERT_EQ_INT(QS_SEL_URLPATTERN, pat->kind);
+    ASSERT(pat->pat != NULL);
+    ASSERT(plain == plain0); /* the same meaning, one selector */
+    ASSERT_EQ_INT(QS_SYNTAX_TOPIC, plain->syntax);
+    ASSERT(star == star0);
+    ASSERT_EQ_INT(QS_SEL_ANY, star->kind);
+
+    ASSERT(qs_selector_table_match(t, topic, S("https://e.com/1")));
+    ASSERT(!qs_selector_table_match(t, exact, S("https://e.com/1")));
+    ASSERT(qs_selector_table_match(t, exact, S("https://e.com/{id}")));
+    ASSERT(qs_selector_table_match(t, pat, S("https://e.com/1")));
+    ASSERT(qs_selector_table_match(t, pat, S("HTTPS://E.COM:443/1"))); /* parsed as a URL */
+    ASSERT(!qs_selector_table_match(t, pat, S("https://e.com/1/2")));
+    ASSERT(!qs_selector_table_match(t, pat, S("not a url")));
+
+    qs_selector *all[] = {topic, exact, pat, plain, plain0, star, star0};
+    for (size_t i = 0; i < QS_ARRAY_LEN(all); i++)
+        qs_selector_table_release(t, all[i]);
+    qs_selector_table_free(t);
+    free_base(base);
+}
+
+/* Relative patterns and topics resolve against the base: with the synthetic one, relative
+ * meets relative only; with a real one, both spellings of a URL meet. */
+TEST(urlpattern_base)
+{
+    qs_weburl *synthetic = parse_base("http://mercure.invalid");
+    qs_weburl *real = parse_base("https://hub.example/.well-known/mercure");
+    qs_selector_table *t = qs_selector_table_new(0);
+    qs_selector_table_set_base(t, synthetic, 0);
+    qs_selector *rel = qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("/books/:id"));
+    ASSERT(qs_selector_table_match(t, rel, S("/books/1")));
+    ASSERT(!qs_selector_table_match(t, rel, S("https://hub.example/books/1")));
+    qs_selector_table_release(t, rel);
+    qs_selector_table_free(t);
+
+    t = qs_selector_table_new(0);
+    qs_selector_table_set_base(t, real, 0);
+    rel = qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("/books/:id"));
+    ASSERT(qs_selector_table_match(t, rel, S("/books/1")));
+    ASSERT(qs_selector_table_match(t, rel, S("https://hub.example/books/1")));
+    ASSERT(!qs_selector_table_match(t, rel, S("https://other.example/books/1")));
+    qs_selector_table_release(t, rel);
+    qs_selector_table_free(t);
+
+    /* Without a base, or invalid, a pattern matches nothing. */
+    t = qs_selector_table_new(0);
+    qs_selector *none = qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("/books/:id"));
+    ASSERT(none->pat == NULL);
+    ASSERT(!qs_selector_table_match(t, none, S("/books/1")));
+    qs_selector_table_release(t, none);
+    qs_selector_table_set_base(t, real, 0);
+    qs_selector *bad = qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("https://e.com/("));
+    ASSERT_EQ_INT(QS_SEL_URLPATTERN, bad->kind);
+    ASSERT(!qs_selector_table_match(t, bad, S("https://e.com/(")));
+    qs_selector_table_release(t, bad);
+    qs_selector_table_free(t);
+    free_base(synthetic);
+    free_base(real);
+}
+
+/* URL patterns go through the cache; a canonical topic their fixed beginning rules out does
+ * not, and a topic is parsed once for the patterns of one update. */
+TEST(urlpattern_cache_and_parses)
+{
+    qs_weburl *base = parse_base("http://mercure.invalid");
+    qs_selector_table *t = qs_selector_table_new(100);
+    qs_selector_table_set_base(t, base, 0);
+    qs_selector *a =
+        qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("https://e.com/a/:id"));
+    qs_selector *b =
+        qs_selector_table_acquire_as(t, QS_SYNTAX_URLPATTERN, S("https://e.com/:kind/1"));
+    uint64_t hits, misses;
+    char *topics[] = {"https://e.com/a/1", "https://e.com/b/2"};
+    size_t lens[] = {strlen(topics[0]), strlen(topics[1])};
+    qs_topics v;
+    qs_topics_init(&v, topics, lens, 2);
+    ASSERT(qs_selector_table_match_in(t, a, &v, 0));
+    ASSERT(!qs_selector_table_match_in(t, a, &v, 1)); /* ruled out by https://e.com/a/ */
+    ASSERT(v.state[1] == 0);                          /* not parsed */
+    ASSERT(qs_selector_table_match_in(t, b, &v, 0));
+    ASSERT(!qs_selector_table_match_in(t, b, &v, 1));
+    ASSERT(v.state[0] == 1 && v.state[1] == 1);
+    qs_selector_table_stats(t, &hits, &misses, NULL);
+    ASSERT_EQ_INT(0, hits);
+    ASSERT_EQ_INT(3, misses);
+    ASSERT(qs_selector_table_match_in(t, a, &v, 0));
+    ASSERT(!qs_selector_table_match_in(t, b, &v, 1));
+    qs_selector_table_stats(t, &hits, &misses, NULL);
+    ASSERT_EQ_INT(2, hits);
+    qs_topics_free(&v);
+    /* A topic that is not canonical is parsed, and matches. */
+    ASSERT(qs_selector_table_match(t, a, S("https://E.com/a/1")));
+    ASSERT(qs_selector_table_match(t, a, S("https://e.com/b/../a/1")));
+    qs_selector_table_release(t, a);
+    qs_selector_table_release(t, b);
+    qs_selector_table_free(t);
+    free_base(base);
+}
