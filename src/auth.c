@@ -70,6 +70,33 @@ static size_t referer_origin(const char *ref, size_t len, char *out, size_t cap)
     return n + host_len;
 }
 
+bool qs_cookie_post_allowed(const qs_header *headers, size_t n_headers, char *const *origins,
+                            size_t n_origins, const char **reason)
+{
+    char buf[512];
+    const char *origin;
+    size_t origin_len;
+    const qs_header *o = qs_headers_find(headers, n_headers, "Origin");
+    if (o && o->value.n) {
+        origin = o->value.p;
+        origin_len = o->value.n;
+    } else {
+        const qs_header *r = qs_headers_find(headers, n_headers, "Referer");
+        if (!r || !r->value.n) {
+            *reason = "an \"Origin\" or a \"Referer\" HTTP header must be present to use the "
+                      "cookie-based authorization mechanism";
+            return false;
+        }
+        origin_len = referer_origin(r->value.p, r->value.n, buf, sizeof(buf));
+        origin = buf;
+    }
+    if (!qs_origin_allowed(origin, origin_len, origins, n_origins)) {
+        *reason = "origin not allowed to post updates";
+        return false;
+    }
+    return true;
+}
+
 struct qs_token_cache {
     qs_strmap map; /* key pointer + token bytes -> qs_jwt_claims* */
     size_t max;
@@ -176,31 +203,12 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_header *heade
         from_cookie = true;
     }
 
-    if (from_cookie && p->is_post) {
-        /* Cookies travel with cross-site requests: a cookie-authenticated publish must come
-         * from an allowed origin. */
-        char buf[512];
-        const char *origin;
-        size_t origin_len;
-        const qs_header *o = qs_headers_find(headers, n_headers, "Origin");
-        if (o && o->value.n) {
-            origin = o->value.p;
-            origin_len = o->value.n;
-        } else {
-            const qs_header *r = qs_headers_find(headers, n_headers, "Referer");
-            if (!r || !r->value.n) {
-                *reason = "an \"Origin\" or a \"Referer\" HTTP header must be present to use "
-                          "the cookie-based authorization mechanism";
-                return QS_AUTH_INVALID;
-            }
-            origin_len = referer_origin(r->value.p, r->value.n, buf, sizeof(buf));
-            origin = buf;
-        }
-        if (!qs_origin_allowed(origin, origin_len, p->publish_origins, p->n_publish_origins)) {
-            *reason = "origin not allowed to post updates";
-            return QS_AUTH_INVALID;
-        }
-    }
+    /* Cookies travel with cross-site requests: a cookie-authenticated publish must come from
+     * an allowed origin. */
+    if (from_cookie && p->is_post &&
+        !qs_cookie_post_allowed(headers, n_headers, p->publish_origins, p->n_publish_origins,
+                                reason))
+        return QS_AUTH_INVALID;
 
     enum qs_jwt_status st = verify(p, token, token_len, claims);
     if (st != QS_JWT_OK) {

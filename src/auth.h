@@ -50,6 +50,11 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_header *heade
                                  size_t n_headers, const qs_form *query, qs_jwt_claims *claims,
                                  const char **reason);
 
+/** The CSRF rule of a cookie-authenticated POST: its Origin (else the origin of its Referer)
+ *  must be allowed by publish_origins. False with *reason set otherwise. */
+bool qs_cookie_post_allowed(const qs_header *headers, size_t n_headers, char *const *origins,
+                            size_t n_origins, const char **reason);
+
 /** True when origin is allowed by the publish_origins list ("*", exact, one-"*" pattern). */
 bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, size_t n);
 

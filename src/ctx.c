@@ -19,7 +19,11 @@ void qs_ctx_init(qs_ctx *ctx, const qs_hub *hub, int index, uv_async_cb on_wakeu
     uv_async_init(&ctx->loop, &ctx->wakeup, on_wakeup);
     ctx->wakeup.data = data;
     ctx->selectors = qs_selector_table_new((size_t)QS_MAX(hub->cfg->topic_selector_cache, 0));
+    if (hub->cfg->protocol_1)
+        qs_selector_table_set_base(ctx->selectors, &hub->base,
+                                   (size_t)QS_MAX(hub->cfg->max_selector_states, 0));
     ctx->tokens = qs_token_cache_new(1024);
+    ctx->tokens1 = qs_token1_cache_new(1024);
     ctx->read_buf_size = 64 * 1024;
     ctx->read_buf = qs_xmalloc(ctx->read_buf_size);
 }
@@ -38,6 +42,7 @@ void qs_ctx_destroy(qs_ctx *ctx)
     qs_ctx_inbox_free(&ctx->inbox);
     uv_mutex_destroy(&ctx->inbox_mu);
     qs_token_cache_free(ctx->tokens);
+    qs_token1_cache_free(ctx->tokens1);
     qs_selector_table_free(ctx->selectors);
     free(ctx->read_buf);
 }

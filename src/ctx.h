@@ -4,7 +4,7 @@
  *   qs_ctx (one per worker thread)
  *     ├── its libuv loop, and the inbox other threads post to (committed updates, tasks)
  *     ├── async_pending: operations in flight that the worker waits for before exiting
- *     ├── the selector table, the token cache, the delivery counters, the read buffer
+ *     ├── the selector table, the token caches, the delivery counters, the read buffer
  *     └── the worker's subscriber index and streams (index.c, stream.c), for the handlers
  *         that create subscribers
  *
@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "auth.h"
+#include "auth1.h"
 #include "hub.h"
 #include "metrics.h"
 #include "topic.h"
@@ -54,7 +55,8 @@ typedef struct qs_ctx {
     bool stopping;          /* the hub is shutting down: responses close their connection */
 
     qs_selector_table *selectors;
-    qs_token_cache *tokens; /* verified tokens of this worker's clients */
+    qs_token_cache *tokens;   /* verified tokens of this worker's clients */
+    qs_token1_cache *tokens1; /* the same for protocol 1.0 access tokens */
     qs_worker_counters counters;
     char *read_buf; /* every connection's reads land here, one read at a time */
     size_t read_buf_size;
