@@ -607,6 +607,8 @@ static void dispatch(h2conn *c, h2stream *st)
         .body = {st->body.p ? st->body.p : "", st->body.len},
         .peer = c->sock->peer,
         .proto = "HTTP/2.0",
+        .authority = parts.authority,
+        .secure = qs_sock_is_tls(c->sock),
         .over_limit = c->over_limit,
         .head = qs_slice_eq(parts.method, "HEAD"),
         .max_query_pairs = (size_t)cfg->max_topics + 64,

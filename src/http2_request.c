@@ -50,8 +50,10 @@ int qs_http2_request_finish(qs_http2_request *r, qs_http2_request_parts *out, co
             } else if (qs_slice_eq(name, ":path") && !have_path) {
                 out->target = value;
                 have_path = true;
+            } else if (qs_slice_eq(name, ":authority") && !out->authority.p) {
+                out->authority = value; /* protocol 1.0's resource identifier needs it */
             }
-            continue; /* :scheme, :authority: nothing the hub needs */
+            continue; /* :scheme: nothing the hub needs */
         }
         out->headers[out->n_headers++] = (qs_header){name, value};
     }

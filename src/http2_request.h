@@ -24,7 +24,7 @@ typedef struct qs_http2_request {
 
 /** What a handler sees; slices into the qs_http2_request, valid until it is freed. */
 typedef struct qs_http2_request_parts {
-    qs_slice method, target, path, query;
+    qs_slice method, target, path, query, authority;
     qs_header *headers; /* the regular fields, in order (malloc'd: free it) */
     size_t n_headers;
 } qs_http2_request_parts;
