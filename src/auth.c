@@ -236,12 +236,11 @@ bool qs_can_publish(qs_selector_table *t, char *const *selectors, size_t n, cons
     return true;
 }
 
-bool qs_can_receive(qs_selector_table *t, qs_selector *const *selectors, size_t n,
-                    const qs_update *u)
+bool qs_can_receive(qs_selector_table *t, qs_selector *const *selectors, size_t n, qs_topics *v)
 {
     for (size_t i = 0; i < n; i++)
-        for (size_t k = 0; k < u->n_topics; k++)
-            if (qs_selector_table_match(t, selectors[i], u->topics[k], u->topic_lens[k]))
+        for (size_t k = 0; k < v->n; k++)
+            if (qs_selector_table_match_in(t, selectors[i], v, k))
                 return true;
     return false;
 }

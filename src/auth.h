@@ -61,8 +61,7 @@ bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, siz
 /** Publish rule: every topic of u matches some selector of the claim ("*" short-circuits). */
 bool qs_can_publish(qs_selector_table *t, char *const *selectors, size_t n, const qs_update *u);
 
-/** Receive rule: some topic of u matches some selector. */
-bool qs_can_receive(qs_selector_table *t, qs_selector *const *selectors, size_t n,
-                    const qs_update *u);
+/** Receive rule: some topic (of an update's, v) matches some selector. */
+bool qs_can_receive(qs_selector_table *t, qs_selector *const *selectors, size_t n, qs_topics *v);
 
 #endif

@@ -16,14 +16,15 @@
 struct qs_history {
     qs_async async;
     qs_ctx *ctx;
-    qs_index_member *m; /* NULL once the subscriber is gone */
-    qs_replay pull;     /* the pull in flight, or the last one */
-    bool in_flight;     /* a pull, or the matching of its batch, is under way */
-    bool first;         /* the first answer is awaited: the head is not sent yet */
-    uint64_t until;     /* the subscriber's bus position when it registered */
-    uint64_t cursor;    /* seq of the last stored update read */
-    size_t pos;         /* updates of the pull's batch matched so far */
-    char *id;           /* the requested Last-Event-ID */
+    qs_index_member *m;        /* NULL once the subscriber is gone */
+    qs_replay pull;            /* the pull in flight, or the last one */
+    bool in_flight;            /* a pull, or the matching of its batch, is under way */
+    bool first;                /* the first answer is awaited: the head is not sent yet */
+    uint64_t until;            /* the subscriber's bus position when it registered */
+    uint64_t cursor;           /* seq of the last stored update read */
+    size_t pos;                /* updates of the pull's batch matched so far */
+    char *id;                  /* the requested Last-Event-ID */
+    const char *cursor_header; /* the response header that names the cursor */
     qs_http_response head;
 };
 
@@ -45,7 +46,7 @@ static void pull_done(qs_replay *r)
 /* The answer to the first pull: the head names the cursor. */
 static void send_head(qs_history *h)
 {
-    qs_http_response_header(&h->head, "Last-Event-Id", h->pull.id_found ? h->id : "earliest");
+    qs_http_response_header(&h->head, h->cursor_header, h->pull.id_found ? h->id : "earliest");
     qs_stream_open(h->m->stream, &h->head);
     h->first = false;
 }
@@ -161,10 +162,11 @@ static void pull(qs_history *h)
 }
 
 void qs_history_start(qs_ctx *ctx, qs_index_member *m, const char *last_event_id,
-                      qs_http_response *head, qs_history **out)
+                      const char *cursor_header, qs_http_response *head, qs_history **out)
 {
     qs_history *h = qs_xcalloc(1, sizeof(*h));
     h->ctx = ctx;
+    h->cursor_header = cursor_header;
     h->m = m;
     h->first = true;
     h->id = qs_xstrdup(last_event_id);

@@ -20,10 +20,11 @@
 typedef struct qs_history qs_history;
 
 /** Starts the replay after last_event_id ("earliest": everything kept) to m's stream; head
- *  (taken) is sent with the first answer. *out is set before the first pull starts (it may
- *  complete inside the call, and the stream may then ask for the next one). */
+ *  (taken) is sent with the first answer, the cursor in the header named cursor_header
+ *  (0.x: Last-Event-Id, 1.0: Mercure-Last-Event-Id). *out is set before the first pull starts
+ *  (it may complete inside the call, and the stream may then ask for the next one). */
 void qs_history_start(qs_ctx *ctx, qs_index_member *m, const char *last_event_id,
-                      qs_http_response *head, qs_history **out);
+                      const char *cursor_header, qs_http_response *head, qs_history **out);
 /** The stream wrote the history fetched so far: pull the next batch, or end the replay
  *  when the stream is ending. */
 void qs_history_next(qs_history *h);

@@ -2,9 +2,9 @@
  * index.c - the per-worker subscriber index and fan-out.
  *
  * Fan-out touches only subscribers an update can match: the group of each topic (a hash
- * lookup), the "*" group, and the template groups whose selector matches (through the
- * selector cache). Each matching subscriber's stream gets a reference to the update's
- * frame.
+ * lookup), the "*" group, and the groups of templates and URL patterns whose selector
+ * matches (through the selector cache, the update's topics parsed as URLs at most once).
+ * Each matching subscriber's stream gets a reference to the update's frame.
  */
 #include "index.h"
 
@@ -20,7 +20,7 @@ typedef struct qs_sub_group {
     struct member_slot *members;
     uint32_t n;
     uint32_t cap;
-    uint32_t template_idx; /* position in x->templates (template selectors) */
+    uint32_t template_idx; /* position in x->templates (templates and URL patterns) */
 } qs_sub_group;
 
 typedef struct member_slot {
@@ -44,8 +44,8 @@ typedef struct qs_claimset {
 struct qs_index {
     qs_ctx *ctx;
     qs_selector_table *selectors;
-    qs_strmap groups; /* selector string → qs_sub_group */
-    qs_sub_group **templates;
+    qs_strmap groups[QS_SYNTAXES]; /* per interned syntax: selector string → qs_sub_group */
+    qs_sub_group **templates;      /* the groups matched one by one */
     uint32_t n_templates, cap_templates;
     qs_strmap claimsets; /* joined claims → qs_claimset */
     uint64_t bus_seq;    /* seq of the last update fanned out here */
@@ -56,7 +56,8 @@ qs_index *qs_index_new(qs_ctx *ctx)
     qs_index *x = qs_xcalloc(1, sizeof(*x));
     x->ctx = ctx;
     x->selectors = ctx->selectors;
-    qs_strmap_init(&x->groups);
+    for (int i = 0; i < QS_SYNTAXES; i++)
+        qs_strmap_init(&x->groups[i]);
     qs_strmap_init(&x->claimsets);
     return x;
 }
@@ -64,7 +65,8 @@ qs_index *qs_index_new(qs_ctx *ctx)
 void qs_index_free(qs_index *x)
 {
     /* Every member was removed with its subscriber, so the maps are empty. */
-    qs_strmap_free(&x->groups);
+    for (int i = 0; i < QS_SYNTAXES; i++)
+        qs_strmap_free(&x->groups[i]);
     qs_strmap_free(&x->claimsets);
     free(x->templates);
     free(x);
@@ -82,15 +84,25 @@ void qs_index_set_position(qs_index *x, uint64_t seq)
 
 /* --------------------------------------------------------------- groups */
 
-static void group_add(qs_index *x, qs_index_member *m, uint32_t entry, const char *sel, size_t len)
+static bool scanned(const qs_selector *sel)
 {
-    void **slot = qs_strmap_upsert(&x->groups, sel, len);
+    return sel->kind == QS_SEL_TEMPLATE || sel->kind == QS_SEL_URLPATTERN;
+}
+
+static void group_add(qs_index *x, qs_index_member *m, uint32_t entry, const qs_selector_spec *spec)
+{
+    /* The selector decides the group's map: the same text under another syntax may be
+     * another selector (a 1.0 exact "{…}" is not a template). */
+    qs_selector *sel = qs_selector_table_acquire_as(x->selectors, spec->syntax, spec->s, spec->len);
+    void **slot = qs_strmap_upsert(&x->groups[sel->syntax], spec->s, spec->len);
     qs_sub_group *g = *slot;
-    if (!g) {
+    if (g) {
+        qs_selector_table_release(x->selectors, sel);
+    } else {
         g = qs_xcalloc(1, sizeof(*g));
-        g->sel = qs_selector_table_acquire(x->selectors, sel, len);
+        g->sel = sel;
         *slot = g;
-        if (g->sel->kind == QS_SEL_TEMPLATE) {
+        if (scanned(g->sel)) {
             if (x->n_templates == x->cap_templates) {
                 x->cap_templates = x->cap_templates ? x->cap_templates * 2 : 8;
                 x->templates = qs_xrealloc(x->templates, x->cap_templates * sizeof(*x->templates));
@@ -104,7 +116,7 @@ static void group_add(qs_index *x, qs_index_member *m, uint32_t entry, const cha
         g->members = qs_xrealloc(g->members, g->cap * sizeof(*g->members));
     }
     g->members[g->n] = (member_slot){m, entry};
-    m->entries[entry] = (qs_index_entry){g, g->n};
+    m->entries[entry] = (qs_index_entry){g, g->n, (uint8_t)spec->syntax};
     g->n++;
 }
 
@@ -121,8 +133,8 @@ static void group_remove(qs_index *x, qs_index_entry *e)
     }
     if (g->n)
         return;
-    qs_strmap_remove(&x->groups, g->sel->str, g->sel->len);
-    if (g->sel->kind == QS_SEL_TEMPLATE) {
+    qs_strmap_remove(&x->groups[g->sel->syntax], g->sel->str, g->sel->len);
+    if (scanned(g->sel)) {
         uint32_t t = g->template_idx;
         x->n_templates--;
         if (t != x->n_templates) {
@@ -139,14 +151,13 @@ static void group_remove(qs_index *x, qs_index_entry *e)
 
 /* Subscribers with the same subscribe claims share a claim set, so a private update is
  * authorized once per distinct claim list rather than once per subscriber. */
-static qs_claimset *claimset_acquire(qs_index *x, char *const *claims, size_t n)
+static qs_claimset *claimset_acquire(qs_index *x, const qs_selector_spec *claims, size_t n)
 {
     qs_buf key = QS_BUF_INIT;
     for (size_t i = 0; i < n; i++) {
-        size_t len = strlen(claims[i]);
-        qs_buf_append_u64(&key, len);
-        qs_buf_append_char(&key, ':');
-        qs_buf_append(&key, claims[i], len);
+        qs_buf_append_u64(&key, claims[i].len);
+        qs_buf_append_char(&key, (char)('a' + claims[i].syntax));
+        qs_buf_append(&key, claims[i].s, claims[i].len);
     }
     void **slot = qs_strmap_upsert(&x->claimsets, key.p ? key.p : "", key.len);
     qs_claimset *cs = *slot;
@@ -155,7 +166,8 @@ static qs_claimset *claimset_acquire(qs_index *x, char *const *claims, size_t n)
         cs->sels = qs_xcalloc(n, sizeof(*cs->sels));
         cs->n = (uint32_t)n;
         for (size_t i = 0; i < n; i++) {
-            cs->sels[i] = qs_selector_table_acquire(x->selectors, claims[i], strlen(claims[i]));
+            cs->sels[i] = qs_selector_table_acquire_as(x->selectors, claims[i].syntax, claims[i].s,
+                                                       claims[i].len);
             if (cs->sels[i]->kind == QS_SEL_ANY)
                 cs->all = true;
         }
@@ -180,28 +192,28 @@ static void claimset_release(qs_index *x, qs_claimset *cs)
     free(cs);
 }
 
-/* The claim set's decision for u, computed once per update. */
-static bool claimset_allows(qs_index *x, qs_claimset *cs, const qs_update *u)
+/* The claim set's decision for u (whose topics are v), computed once per update. */
+static bool claimset_allows(qs_index *x, qs_claimset *cs, const qs_update *u, qs_topics *v)
 {
     if (cs->all)
         return true;
     if (cs->memo_seq != u->seq) {
         cs->memo_seq = u->seq;
-        cs->memo = qs_can_receive(x->selectors, cs->sels, cs->n, u);
+        cs->memo = qs_can_receive(x->selectors, cs->sels, cs->n, v);
     }
     return cs->memo;
 }
 
 /* -------------------------------------------------------------- members */
 
-void qs_index_add(qs_index *x, qs_index_member *m, const qs_slice *selectors, size_t n,
-                  char *const *claims, size_t n_claims)
+void qs_index_add(qs_index *x, qs_index_member *m, const qs_selector_spec *selectors, size_t n,
+                  const qs_selector_spec *claims, size_t n_claims)
 {
     m->last_seq = x->bus_seq;
     m->entries = qs_xcalloc(n ? n : 1, sizeof(*m->entries));
     m->n_entries = 0;
     for (size_t i = 0; i < n; i++)
-        group_add(x, m, m->n_entries++, selectors[i].p, selectors[i].n);
+        group_add(x, m, m->n_entries++, &selectors[i]);
     m->claims = n_claims ? claimset_acquire(x, claims, n_claims) : NULL;
 }
 
@@ -224,7 +236,26 @@ const char *qs_index_selector(const qs_index_member *m, uint32_t i, size_t *len)
     return sel->str;
 }
 
+enum qs_selector_syntax qs_index_selector_syntax(const qs_index_member *m, uint32_t i)
+{
+    return (enum qs_selector_syntax)m->entries[i].syntax;
+}
+
 /* -------------------------------------------------------------- fan-out */
+
+/* Which presence events an update is: none, the 0.x format, or 1.0's (typed "mercure").
+ * Only the hub publishes topics under the subscriptions path: both generations refuse them
+ * to publishers. */
+enum presence_format { NOT_PRESENCE, PRESENCE_0X, PRESENCE_1 };
+
+static enum presence_format presence_format(const qs_update *u)
+{
+    static const char prefix[] = "/.well-known/mercure/subscriptions/";
+    if (!u->is_private || u->n_topics != 1 || u->topic_lens[0] < sizeof(prefix) - 1 ||
+        memcmp(u->topics[0], prefix, sizeof(prefix) - 1) != 0)
+        return NOT_PRESENCE;
+    return u->type && strcmp(u->type, "mercure") == 0 ? PRESENCE_1 : PRESENCE_0X;
+}
 
 /* True for a subscription event about m itself: as in the reference, a subscriber never
  * sees its own arrival (its events are published before it is registered there). The
@@ -241,8 +272,26 @@ static bool own_presence_event(const qs_update *u, const qs_index_member *m)
            memcmp(end + sizeof(tail) - 1, m->id + 9, uuid_len) == 0;
 }
 
-static void deliver_group(qs_index *x, qs_sub_group *g, qs_update *u)
+/* The update being fanned out, with what is computed once for it. */
+typedef struct fanout {
+    qs_update *u;
+    qs_topics topics;
+    enum presence_format presence;
+} fanout;
+
+/* Whether m may receive a presence event of that format (for any other update: yes). */
+static bool presence_allowed(enum presence_format f, const qs_update *u, const qs_index_member *m)
 {
+    if (f == NOT_PRESENCE)
+        return true;
+    if (f == PRESENCE_1)
+        return m->v1;
+    return !m->v1 && !own_presence_event(u, m);
+}
+
+static void deliver_group(qs_index *x, qs_sub_group *g, fanout *f)
+{
+    qs_update *u = f->u;
     for (uint32_t i = 0; i < g->n; i++) {
         qs_index_member *m = g->members[i].m;
         if (m->last_seq >= u->seq)
@@ -250,8 +299,8 @@ static void deliver_group(qs_index *x, qs_sub_group *g, qs_update *u)
         m->last_seq = u->seq;
         if (m->stream->closing)
             continue;
-        if (u->is_private &&
-            (!m->claims || !claimset_allows(x, m->claims, u) || own_presence_event(u, m)))
+        if (u->is_private && (!m->claims || !claimset_allows(x, m->claims, u, &f->topics) ||
+                              !presence_allowed(f->presence, u, m)))
             continue;
         if (!qs_stream_push(m->stream, u->frame)) {
             qs_stream_drop(m->stream, QS_DROP_QUEUE_FULL);
@@ -264,36 +313,52 @@ static void deliver_group(qs_index *x, qs_sub_group *g, qs_update *u)
 void qs_index_fanout(qs_index *x, qs_update *u)
 {
     x->bus_seq = u->seq;
+    fanout f = {.u = u, .presence = presence_format(u)};
+    qs_topics_init(&f.topics, u->topics, u->topic_lens, u->n_topics);
+    bool exact1 = qs_strmap_count(&x->groups[QS_SYNTAX_EXACT]) > 0;
     for (size_t i = 0; i < u->n_topics; i++) {
-        qs_sub_group *g = qs_strmap_get(&x->groups, u->topics[i], u->topic_lens[i]);
+        qs_sub_group *g =
+            qs_strmap_get(&x->groups[QS_SYNTAX_TOPIC], u->topics[i], u->topic_lens[i]);
         if (g)
-            deliver_group(x, g, u);
+            deliver_group(x, g, &f);
+        /* 1.0 exact matchers with "{" (rare) have their own map: the 0.x selector of the same
+         * text is a template. */
+        g = exact1 ? qs_strmap_get(&x->groups[QS_SYNTAX_EXACT], u->topics[i], u->topic_lens[i])
+                   : NULL;
+        if (g)
+            deliver_group(x, g, &f);
     }
-    qs_sub_group *any = qs_strmap_get(&x->groups, "*", 1);
+    qs_sub_group *any = qs_strmap_get(&x->groups[QS_SYNTAX_TOPIC], "*", 1);
     if (any)
-        deliver_group(x, any, u);
+        deliver_group(x, any, &f);
     for (uint32_t t = 0; t < x->n_templates; t++) {
         qs_sub_group *g = x->templates[t];
         for (size_t i = 0; i < u->n_topics; i++) {
-            if (qs_selector_table_match(x->selectors, g->sel, u->topics[i], u->topic_lens[i])) {
-                deliver_group(x, g, u);
+            if (qs_selector_table_match_in(x->selectors, g->sel, &f.topics, i)) {
+                deliver_group(x, g, &f);
                 break;
             }
         }
     }
+    qs_topics_free(&f.topics);
 }
 
 bool qs_index_wants(qs_index *x, const qs_index_member *m, const qs_update *u)
 {
+    qs_topics v;
+    qs_topics_init(&v, u->topics, u->topic_lens, u->n_topics);
+    bool wants = false;
     if (u->is_private &&
         (!m->claims ||
-         !(m->claims->all || qs_can_receive(x->selectors, m->claims->sels, m->claims->n, u))))
-        return false;
+         !(m->claims->all || qs_can_receive(x->selectors, m->claims->sels, m->claims->n, &v)) ||
+         !presence_allowed(presence_format(u), u, m)))
+        goto out;
     /* Uncached: history's topics are mostly ones live updates will not bring again, and
      * must not push the live answers out of the cache. */
-    for (uint32_t e = 0; e < m->n_entries; e++)
-        for (size_t i = 0; i < u->n_topics; i++)
-            if (qs_selector_match(m->entries[e].group->sel, u->topics[i], u->topic_lens[i]))
-                return true;
-    return false;
+    for (uint32_t e = 0; e < m->n_entries && !wants; e++)
+        for (size_t i = 0; i < u->n_topics && !wants; i++)
+            wants = qs_selector_match_in(m->entries[e].group->sel, &v, i);
+out:
+    qs_topics_free(&v);
+    return wants;
 }

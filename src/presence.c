@@ -23,6 +23,17 @@ void qs_presence_entry_copy(qs_presence_entry *out, const qs_presence_entry *e)
         out->topics[i] = qs_xstrdup(e->topics[i]);
     out->payload = e->payload ? qs_xstrdup(e->payload) : NULL;
     out->order = e->order;
+    out->syntaxes = NULL;
+    out->payloads = NULL;
+    if (e->syntaxes) {
+        out->syntaxes = qs_xmalloc(e->n_topics ? e->n_topics : 1);
+        memcpy(out->syntaxes, e->syntaxes, e->n_topics);
+    }
+    if (e->payloads) {
+        out->payloads = qs_xcalloc(e->n_topics ? e->n_topics : 1, sizeof(char *));
+        for (size_t i = 0; i < e->n_topics; i++)
+            out->payloads[i] = e->payloads[i] ? qs_xstrdup(e->payloads[i]) : NULL;
+    }
 }
 
 void qs_presence_entry_clear(qs_presence_entry *e)
@@ -32,6 +43,11 @@ void qs_presence_entry_clear(qs_presence_entry *e)
         free(e->topics[i]);
     free(e->topics);
     free(e->payload);
+    if (e->payloads)
+        for (size_t i = 0; i < e->n_topics; i++)
+            free(e->payloads[i]);
+    free(e->payloads);
+    free(e->syntaxes);
     memset(e, 0, sizeof(*e));
 }
 

@@ -17,6 +17,11 @@ typedef struct qs_presence_entry {
     size_t n_topics;
     char *payload;  /* the token's mercure.payload as compact JSON, NULL when absent */
     uint64_t order; /* registration order (set by the registry) */
+    /* Protocol 1.0 subscribers: each selector's syntax (enum qs_selector_syntax; NULL: all
+     * 0.x topic selectors) and its own payload (compact JSON, NULL: payload; a NULL array:
+     * payload for all), resolved from the token's grants when it arrived. */
+    uint8_t *syntaxes;
+    char **payloads;
 } qs_presence_entry;
 
 /** Deep copy of e into out. */

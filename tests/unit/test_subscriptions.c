@@ -73,8 +73,8 @@ TEST(registry_keeps_registration_order_and_forgets)
 {
     qs_presence *p = qs_presence_new();
     char *topics_a[] = {"t1", "t2"}, *topics_b[] = {"t3"};
-    qs_presence_entry a = {"urn:uuid:a", topics_a, 2, "{\"u\":1}", 0};
-    qs_presence_entry b = {"urn:uuid:b", topics_b, 1, NULL, 0};
+    qs_presence_entry a = {"urn:uuid:a", topics_a, 2, "{\"u\":1}", 0, NULL, NULL};
+    qs_presence_entry b = {"urn:uuid:b", topics_b, 1, NULL, 0, NULL, NULL};
     qs_presence_add(p, &a);
     qs_presence_add(p, &b);
     size_t n;
@@ -100,7 +100,7 @@ static void churn(void *arg)
     char *topics[] = {"t"};
     for (int i = 0; i < 2000; i++) {
         snprintf(id, sizeof(id), "urn:uuid:%p-%d", (void *)&id, i);
-        qs_presence_entry e = {id, topics, 1, NULL, 0};
+        qs_presence_entry e = {id, topics, 1, NULL, 0, NULL, NULL};
         qs_presence_add(p, &e);
         if (i % 2)
             qs_presence_remove(p, id);
