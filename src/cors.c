@@ -32,9 +32,18 @@ static bool allows_all(const qs_config *cfg)
     return false;
 }
 
-static bool method_allowed(qs_slice m)
+/* GET, HEAD, POST; and QUERY, 1.0's subscription method, when 1.0 is served. */
+static bool method_allowed(const qs_config *cfg, qs_slice m)
 {
-    return qs_slice_ieq(m, "GET") || qs_slice_ieq(m, "POST") || qs_slice_ieq(m, "HEAD");
+    return qs_slice_ieq(m, "GET") || qs_slice_ieq(m, "POST") || qs_slice_ieq(m, "HEAD") ||
+           (cfg->protocol_1 && qs_slice_ieq(m, "QUERY"));
+}
+
+/* The 0.x reference always allows credentials (browsers ignore it beside "*"); the 1.0
+ * reference only with an explicit list of origins. Serving both, 0.x's header stays. */
+static bool credentials(const qs_config *cfg)
+{
+    return cfg->protocol_0x || !allows_all(cfg);
 }
 
 static void allow_origin(const qs_config *cfg, qs_slice origin, qs_buf *out)
@@ -54,11 +63,14 @@ void qs_cors_headers(const qs_config *cfg, qs_slice method, const qs_header *h, 
         return;
     qs_buf_append_str(out, "Vary: Origin\r\n");
     const qs_header *o = qs_headers_find(h, n, "Origin");
-    if (!o || !o->value.n || !origin_allowed(cfg, o->value) || !method_allowed(method))
+    if (!o || !o->value.n || !origin_allowed(cfg, o->value) || !method_allowed(cfg, method))
         return;
     allow_origin(cfg, o->value, out);
-    /* The reference enables credentials unconditionally (browsers ignore it with "*"). */
-    qs_buf_append_str(out, "Access-Control-Allow-Credentials: true\r\n");
+    if (credentials(cfg))
+        qs_buf_append_str(out, "Access-Control-Allow-Credentials: true\r\n");
+    /* 1.0's subscription API carries its cursor in Link, which scripts must be able to read. */
+    if (cfg->protocol_1)
+        qs_buf_append_str(out, "Access-Control-Expose-Headers: Link\r\n");
 }
 
 bool qs_cors_is_preflight(const qs_config *cfg, qs_slice method, const qs_header *h, size_t n)
@@ -101,7 +113,7 @@ void qs_cors_preflight(const qs_config *cfg, const qs_header *h, size_t n, qs_bu
     const qs_header *o = qs_headers_find(h, n, "Origin");
     const qs_header *m = qs_headers_find(h, n, "Access-Control-Request-Method");
     const qs_header *rh = qs_headers_find(h, n, "Access-Control-Request-Headers");
-    bool method_ok = m && (method_allowed(m->value) || qs_slice_ieq(m->value, "OPTIONS"));
+    bool method_ok = m && (method_allowed(cfg, m->value) || qs_slice_ieq(m->value, "OPTIONS"));
     if (!o || !o->value.n || !origin_allowed(cfg, o->value) || !method_ok ||
         (rh && !headers_allowed(rh->value)))
         return;
@@ -117,5 +129,6 @@ void qs_cors_preflight(const qs_config *cfg, const qs_header *h, size_t n, qs_bu
         qs_buf_append(out, rh->value.p, rh->value.n);
         qs_buf_append_str(out, "\r\n");
     }
-    qs_buf_append_str(out, "Access-Control-Allow-Credentials: true\r\n");
+    if (credentials(cfg))
+        qs_buf_append_str(out, "Access-Control-Allow-Credentials: true\r\n");
 }

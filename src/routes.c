@@ -13,6 +13,7 @@
 #include "publish.h"
 #include "subscribe.h"
 #include "subscriptions.h"
+#include "token1.h"
 
 #define HUB_PATH "/.well-known/mercure"
 
@@ -54,17 +55,53 @@ static bool answered_preflight(qs_http_req *req)
     return true;
 }
 
-/* /.well-known/mercure: the method chooses the endpoint. */
+/* /.well-known/mercure: the method chooses the endpoint (QUERY subscribes in 1.0). */
 static void hub_endpoint(qs_http_req *req)
 {
     if (answered_preflight(req))
         return;
-    if (is_get(req))
+    bool v1 = req->ctx->hub->cfg->protocol_1;
+    if (is_get(req) || (v1 && qs_slice_eq(req->method, "QUERY")))
         qs_subscribe_handle(req);
     else if (qs_slice_eq(req->method, "POST"))
         qs_publish_handle(req);
     else
-        qs_endpoint_method_not_allowed(req, "GET, HEAD, POST");
+        qs_endpoint_method_not_allowed(req, v1 ? "GET, HEAD, POST, QUERY" : "GET, HEAD, POST");
+}
+
+/* Protocol 1.0's RFC 9728 protected-resource metadata, as the reference writes it (served
+ * when 1.0 is). */
+static void resource_metadata(qs_http_req *req)
+{
+    const qs_hub *hub = req->ctx->hub;
+    const qs_config *cfg = hub->cfg;
+    if (answered_preflight(req))
+        return;
+    if (!cfg->protocol_1) {
+        not_found(req);
+        return;
+    }
+    if (!is_get(req)) {
+        qs_endpoint_method_not_allowed(req, "GET, HEAD");
+        return;
+    }
+    char *identifier, *metadata_url;
+    qs_endpoint_identity(req, &identifier, &metadata_url);
+    qs_resource_metadata m = {
+        .resource = identifier,
+        .authorization_servers = hub->issuers.authorization_servers,
+        .n_authorization_servers = hub->issuers.n_authorization_servers,
+        .cookie_name = cfg->cookie_name,
+        .subscriptions = cfg->subscriptions,
+    };
+    qs_http_response r;
+    qs_http_response_init(&r, 200);
+    r.content_type = "application/json";
+    qs_endpoint_headers(req, &r.headers);
+    qs_resource_metadata_json(&m, &r.body);
+    free(identifier);
+    free(metadata_url);
+    qs_http_respond(req, &r);
 }
 
 static void subscriptions_endpoint(qs_http_req *req)
@@ -200,6 +237,7 @@ static const qs_http_route routes[] = {
     {HUB_PATH, QS_HTTP_EXACT, hub_endpoint, false},
     {HUB_PATH "/subscriptions", QS_HTTP_TREE, subscriptions_endpoint, false},
     {HUB_PATH, QS_HTTP_PREFIX, hub_not_found, false},
+    {QS_RESOURCE_METADATA_PATH, QS_HTTP_EXACT, resource_metadata, false},
     {"/healthz", QS_HTTP_EXACT, healthz, true},
     {"/metrics", QS_HTTP_EXACT, metrics, true},
     {"/mercure/health", QS_HTTP_BELOW, health, true},
