@@ -2247,10 +2247,17 @@ static int finish_protocols(struct parser *p)
         cfg->publisher_key = cfg->subscriber_key = cfg->publisher_alg = cfg->subscriber_alg = NULL;
         p->pub_idx = p->sub_idx = NO_TOK;
     }
+    /* Under compatibility the default's legacy key lines are the implicit issuer (as in
+     * the reference, whose compatibility Caddyfile has no issuer block), which then verifies
+     * access tokens whatever their "iss": the default's issuer block would only duplicate it
+     * and take that away. */
+    bool builtin_legacy = p->builtin && p->pub_idx != NO_TOK &&
+                          p->toks[p->pub_idx].source == p->source && cfg->protocol_0x;
+    bool drop_builtin = !cfg->protocol_1 || (cfg->protocol_version_compatibility && builtin_legacy);
     for (size_t i = cfg->n_issuers; i-- > 0;) {
         const qs_config_issuer *is = &cfg->issuers[i];
         bool keyless = !verifier_set(&is->publisher) && !verifier_set(&is->subscriber);
-        if (p->issuer_builtin[i] && (!cfg->protocol_1 || keyless)) {
+        if (p->issuer_builtin[i] && (drop_builtin || keyless)) {
             drop_issuer(p, i);
             continue;
         }

@@ -79,8 +79,9 @@ int qs_issuers_load(qs_issuers *out, const qs_config *cfg, char **err)
             qs_issuers_free(out);
             return -1;
         }
-        out->sole_any_iss = out->n == 1;
     }
+    /* The reference's compatibility mode falls back to the sole issuer, whichever it is. */
+    out->sole_any_iss = cfg->protocol_version_compatibility && out->n == 1;
     return 0;
 }
 

@@ -4,8 +4,9 @@
  *
  * Each `issuer` block becomes one issuer with its publisher and subscriber keys. Under
  * `protocol_version_compatibility`, the legacy publisher_jwt/subscriber_jwt keys become one
- * more issuer without an identifier, as the reference builds its implicit issuer; when it is
- * the only one, it verifies access tokens whatever their "iss" (sole_any_iss). JWK Sets
+ * more issuer without an identifier, as the reference builds its implicit issuer; under
+ * compatibility the only issuer verifies access tokens whatever their "iss" (sole_any_iss),
+ * as the reference falls back to it. JWK Sets
  * (`jwks_uri`) are refused for now with a message saying so.
  */
 #ifndef QS_ISSUERS_H

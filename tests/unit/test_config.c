@@ -2289,6 +2289,15 @@ TEST(default_caddyfile_by_protocol)
     ASSERT_EQ_STR("https://issuer.example", cfg.issuers[0].identifier);
     qs_config_free(&cfg);
 
+    /* Compatibility: the legacy lines are the implicit issuer, the default's block goes. */
+    env = ENV("MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_SUBSCRIBER_JWT_KEY", "sk",
+              "MERCURE_EXTRA_DIRECTIVES", "protocol_version_compatibility 8");
+    ASSERT_EQ_INT(0, qs_config_load_default(&cfg, fake_getenv, (void *)env, &err));
+    ASSERT(cfg.protocol_0x && cfg.protocol_1);
+    ASSERT_EQ_STR("pk", cfg.publisher_key);
+    ASSERT_EQ_INT(0, cfg.n_issuers);
+    qs_config_free(&cfg);
+
     /* A user's own legacy line is refused with protocol 1.0 alone. */
     env = ENV("MERCURE_PUBLISHER_JWT_KEY", "pk", "MERCURE_SUBSCRIBER_JWT_KEY", "sk",
               "MERCURE_EXTRA_DIRECTIVES", "protocol 1.0\nsubscriber_jwt other");
