@@ -618,6 +618,99 @@ async function scenarioPresence(browser, hub) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Protocol 1.0 beside 0.x
+
+/** A protocol 1.0 access token (RFC 9068 header typ, RFC 9396 grants) for this hub. */
+function accessToken(hub, details) {
+  const head = b64url(JSON.stringify({ alg: 'HS256', typ: 'at+jwt' }));
+  const claims = {
+    iss: 'https://localhost',
+    aud: `http://127.0.0.1:${hub.port}${HUB_PATH}`,
+    exp: Math.floor(Date.now() / 1000) + 3600,
+    authorization_details: details.map(([actions, topics]) => ({
+      type: 'https://mercure.rocks/authorization-detail',
+      actions,
+      topics: topics.map((t) => (typeof t === 'string' ? { match: t } : t)),
+    })),
+  };
+  const body = b64url(JSON.stringify(claims));
+  const sig = crypto.createHmac('sha256', KEY).update(`${head}.${body}`).digest('base64url');
+  return `${head}.${body}.${sig}`;
+}
+
+/** POSTs an update with a 1.0 access token; returns the id. */
+async function publish1(hub, token, fields) {
+  const form = new URLSearchParams();
+  form.append('topic', fields.topic);
+  form.append('data', fields.data);
+  if (fields.private) form.append('private', 'on');
+  const res = await fetch(`http://127.0.0.1:${hub.port}${HUB_PATH}`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: form.toString(),
+    signal: AbortSignal.timeout(5_000),
+  });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`publish ${JSON.stringify(fields)} -> HTTP ${res.status}: ${text}`);
+  return text;
+}
+
+async function scenarioProtocol1(browser, hub) {
+  const pattern = 'https://example.com/books/:id';
+  const reader = accessToken(hub, [[['subscribe'], [{ match: pattern, match_type: 'urlpattern' }]]]);
+  const writer = accessToken(hub, [[['publish'], ['*']]]);
+  const v1 = await newHubPage(browser, hub);
+  const v0 = await newHubPage(browser, hub);
+  try {
+    // The 1.0 cookie: "__Secure-" names need Secure, which a loopback origin allows.
+    await v1.context.addCookies([{
+      name: '__Secure-mercure_access_token', value: reader, domain: '127.0.0.1', path: HUB_PATH,
+      httpOnly: true, secure: true, sameSite: 'Strict',
+    }]);
+    const responses = [];
+    v1.page.on('response', (r) => { if (r.url().includes(HUB_PATH)) responses.push(r); });
+    const url1 = `${HUB_PATH}?match_urlpattern=${encodeURIComponent(pattern)}`;
+    await openEventSource(v1.page, 'v1', url1, { withCredentials: true });
+    await openEventSource(v0.page, 'v0', esUrl('https://example.com/books/{id}'));
+    await waitLog(v1.page, 'v1', 'log.opens === 1', 'onopen (1.0)');
+    await waitLog(v0.page, 'v0', 'log.opens === 1', 'onopen (0.x)');
+
+    const a = await publish1(hub, writer, { topic: 'https://example.com/books/1', data: 'private 1', private: true });
+    const b = await publish(hub, { topic: 'https://example.com/books/2', data: 'public 2' });
+    await waitLog(v1.page, 'v1', 'log.messages.length >= 2', 'two messages (1.0)');
+    await waitLog(v0.page, 'v0', 'log.messages.length >= 1', 'one message (0.x)');
+    assertEq((await esLog(v1.page, 'v1')).messages, [
+      { type: 'message', data: 'private 1', lastEventId: a },
+      { type: 'message', data: 'public 2', lastEventId: b },
+    ], '1.0 EventSource: the private update through the cookie, then the 0.x publisher\'s');
+    assertEq((await esLog(v0.page, 'v0')).messages, [{ type: 'message', data: 'public 2', lastEventId: b }],
+      '0.x EventSource: the public update only');
+
+    // The 1.0 client leaves, misses two updates, and comes back with the discovery cursor.
+    await closeEs(v1.page, 'v1');
+    const c = await publish1(hub, writer, { topic: 'https://example.com/books/3', data: 'missed private', private: true });
+    const d = await publish1(hub, writer, { topic: 'https://example.com/books/4', data: 'missed public' });
+    await waitLog(v0.page, 'v0', 'log.messages.length >= 2', 'the public update (0.x, live)');
+    await openEventSource(v1.page, 'again', `${url1}&last_event_id=${encodeURIComponent(b)}`,
+      { withCredentials: true });
+    await waitLog(v1.page, 'again', 'log.messages.length >= 2', 'the replayed updates (1.0)');
+    assertEq((await esLog(v1.page, 'again')).messages, [
+      { type: 'message', data: 'missed private', lastEventId: c },
+      { type: 'message', data: 'missed public', lastEventId: d },
+    ], '1.0 EventSource after last_event_id: the missed updates, in order');
+    const resp = responses[responses.length - 1];
+    assertEq((await resp.allHeaders())['mercure-last-event-id'], b, 'Mercure-Last-Event-ID of the resumed stream');
+    assertEq((await esLog(v0.page, 'v0')).messages.map((m) => m.data), ['public 2', 'missed public'],
+      '0.x EventSource: live public updates of both publishers');
+    await closeEs(v1.page, 'again');
+    await closeEs(v0.page, 'v0');
+  } finally {
+    await v1.context.close();
+    await v0.context.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Runner
 
 const SCENARIOS = [
@@ -627,6 +720,8 @@ const SCENARIOS = [
   ['topic URI template https://example.com/books/{id}', scenarioUriTemplate],
   ['presence: subscription events and the subscriptions API', scenarioPresence,
     { directives: ['subscriptions'] }],
+  ['protocol 1.0 beside 0.x: match_urlpattern, access-token cookie, last_event_id', scenarioProtocol1,
+    { directives: ['protocol 0.x 1.0'] }],
 ];
 
 async function main() {
