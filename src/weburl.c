@@ -405,6 +405,7 @@ typedef struct url_b {
     qs_buf path;               /* segments' bytes */
     size_t *seg, nseg, capseg; /* segment i is path[seg[i], seg[i + 1] or path.len) */
     bool has_host, has_query, has_fragment, opaque_path;
+    bool special; /* the scheme is special: kept in step with `scheme` (set_scheme) */
 } url_b;
 
 static void url_b_free(url_b *u)
@@ -447,7 +448,14 @@ static void set_buf(qs_buf *b, const char *s, size_t n)
 
 static bool is_special(const url_b *u)
 {
-    return special_index(u->scheme.p ? u->scheme.p : "", u->scheme.len) >= 0;
+    return u->special;
+}
+
+/* Sets the scheme; whether it is special is decided once here, not at every byte. */
+static void set_scheme(url_b *u, const char *s, size_t n)
+{
+    set_buf(&u->scheme, s, n);
+    u->special = special_index(s ? s : "", n) >= 0;
 }
 
 static bool scheme_is(const url_b *u, const char *name)
@@ -614,7 +622,7 @@ static int run(url_b *u, const char *in, size_t n, const qs_weburl *base)
             if (is_alpha(c) || is_digit(c) || c == '+' || c == '-' || c == '.') {
                 qs_buf_append_char(&buf, lower((char)c));
             } else if (c == ':') {
-                set_buf(&u->scheme, buf.p, buf.len);
+                set_scheme(u, buf.p, buf.len);
                 qs_buf_reset(&buf);
                 const char *rest = in + i + 1;
                 size_t rest_n = n - (size_t)i - 1;
@@ -646,7 +654,7 @@ static int run(url_b *u, const char *in, size_t n, const qs_weburl *base)
                 goto out;
             if (base->opaque_path && c == '#') {
                 qs_slice s = qs_weburl_get(base, QS_WEBURL_PROTOCOL);
-                set_buf(&u->scheme, s.p, s.n);
+                set_scheme(u, s.p, s.n);
                 copy_base_path(u, base);
                 copy_base_query(u, base);
                 u->has_fragment = true;
@@ -676,7 +684,7 @@ static int run(url_b *u, const char *in, size_t n, const qs_weburl *base)
             break;
         case S_RELATIVE: {
             qs_slice s = qs_weburl_get(base, QS_WEBURL_PROTOCOL);
-            set_buf(&u->scheme, s.p, s.n);
+            set_scheme(u, s.p, s.n);
             special = is_special(u);
             if (c == '/' || (special && c == '\\')) {
                 state = S_RELATIVE_SLASH;
@@ -810,7 +818,7 @@ static int run(url_b *u, const char *in, size_t n, const qs_weburl *base)
             }
             break;
         case S_FILE:
-            set_buf(&u->scheme, "file", 4);
+            set_scheme(u, "file", 4);
             qs_buf_reset(&u->host);
             u->has_host = true;
             if (c == '/' || c == '\\') {
@@ -976,7 +984,139 @@ static void put_part(qs_buf *t, qs_weburl *out, enum qs_weburl_part part, const 
     qs_buf_append_char(t, '\0');
 }
 
+/* ---- the fast path ---- */
+
+/* A path byte the path state keeps as it is, for special URLs ("%" included: it is never
+ * re-encoded; dot segments written with it are looked for apart). */
+static bool plain_path_byte(unsigned char c)
+{
+    return c > 0x20 && c < 0x7F && !strchr("\"#<>?`{}\\", c);
+}
+
+static bool plain_query_byte(unsigned char c)
+{
+    return c > 0x20 && c < 0x7F && !strchr("\"#<>'", c);
+}
+
+static bool plain_fragment_byte(unsigned char c)
+{
+    return c > 0x20 && c < 0x7F && !strchr("\"<>`", c);
+}
+
+/*
+ * The URLs topics usually are, parsed without the state machine: "<special scheme>://<host>
+ * /path[?query][#fragment]" already in canonical form (a lower-case scheme other than file;
+ * a host of lower-case letters, digits and hyphens in non-empty labels that is not an IPv4
+ * address; no userinfo, no port; a path, query and fragment of bytes parsing keeps as they
+ * are, without dot segments), or "/path[?query][#fragment]" of the same kind against a base
+ * with a host. Their parts are then substrings of the input (and of the base), written in
+ * one buffer. Returns false when the input is anything else: the state machine parses it.
+ */
+static bool fast_parse(const char *s, size_t n, const qs_weburl *base, qs_weburl *out)
+{
+    qs_slice scheme, host;
+    size_t i = 0;
+    if (n && s[0] == '/') {
+        if ((n > 1 && s[1] == '/') || !base || !base->special || !base->has_host ||
+            base->opaque_path || base->len[QS_WEBURL_PORT] || base->len[QS_WEBURL_USERNAME] ||
+            base->len[QS_WEBURL_PASSWORD])
+            return false;
+        scheme = qs_weburl_get(base, QS_WEBURL_PROTOCOL);
+        host = qs_weburl_get(base, QS_WEBURL_HOSTNAME);
+        if (scheme.n == 4 && memcmp(scheme.p, "file", 4) == 0)
+            return false;
+    } else {
+        while (i < n &&
+               ((s[i] >= 'a' && s[i] <= 'z') ||
+                (i && ((s[i] >= '0' && s[i] <= '9') || s[i] == '+' || s[i] == '-' || s[i] == '.'))))
+            i++;
+        scheme = (qs_slice){s, i};
+        int k = special_index(s, i);
+        if (k < 0 || (i == 4 && memcmp(s, "file", 4) == 0) || n - i < 3 ||
+            memcmp(s + i, "://", 3) != 0)
+            return false;
+        i += 3;
+        size_t h = i, label = i;
+        for (; i < n && s[i] != '/'; i++) {
+            char c = s[i];
+            if (c == '.') {
+                if (i == label)
+                    return false; /* an empty label */
+                label = i + 1;
+            } else if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+                return false; /* a port, userinfo, upper case, an end without a path… */
+            }
+        }
+        if (i == h || i == n || label == i)
+            return false;
+        bool digits = true; /* a numeric last label makes the host an IPv4 address */
+        for (size_t k2 = label; k2 < i; k2++)
+            digits &= s[k2] >= '0' && s[k2] <= '9';
+        if (digits || (i - label >= 2 && s[label] == '0' && s[label + 1] == 'x'))
+            return false;
+        host = (qs_slice){s + h, i - h};
+    }
+    /* The path: from i (a "/") to "?", "#" or the end. */
+    size_t path = i, seg = i + 1;
+    for (i++;; i++) {
+        bool end = i == n || s[i] == '?' || s[i] == '#';
+        if (end || s[i] == '/') {
+            if (single_dot(s + seg, i - seg) || double_dot(s + seg, i - seg))
+                return false;
+            if (end)
+                break;
+            seg = i + 1;
+        } else if (!plain_path_byte((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    size_t path_end = i, query = n, query_end = n, frag = n;
+    bool has_query = false, has_fragment = false;
+    if (i < n && s[i] == '?') {
+        has_query = true;
+        query = ++i;
+        while (i < n && s[i] != '#' && plain_query_byte((unsigned char)s[i]))
+            i++;
+        if (i < n && s[i] != '#')
+            return false;
+        query_end = i;
+    }
+    if (i < n) { /* "#" */
+        has_fragment = true;
+        frag = ++i;
+        while (i < n && plain_fragment_byte((unsigned char)s[i]))
+            i++;
+        if (i < n)
+            return false;
+    }
+    qs_buf t = QS_BUF_INIT;
+    qs_buf_reserve(&t, scheme.n + host.n + n + 8);
+    put_part(&t, out, QS_WEBURL_PROTOCOL, scheme.p, scheme.n);
+    put_part(&t, out, QS_WEBURL_USERNAME, "", 0);
+    put_part(&t, out, QS_WEBURL_PASSWORD, "", 0);
+    put_part(&t, out, QS_WEBURL_HOSTNAME, host.p, host.n);
+    put_part(&t, out, QS_WEBURL_PORT, "", 0);
+    put_part(&t, out, QS_WEBURL_PATHNAME, s + path, path_end - path);
+    put_part(&t, out, QS_WEBURL_SEARCH, s + query, query_end - query);
+    put_part(&t, out, QS_WEBURL_HASH, s + frag, n - frag);
+    out->text = qs_buf_steal(&t);
+    out->special = out->has_host = true;
+    out->has_query = has_query;
+    out->has_fragment = has_fragment;
+    return true;
+}
+
 int qs_weburl_parse(const char *s, size_t n, const qs_weburl *base, qs_weburl *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (n > QS_WEBURL_MAX_INPUT)
+        return -1;
+    if (fast_parse(s, n, base, out))
+        return 0;
+    return qs_weburl_parse_general(s, n, base, out);
+}
+
+int qs_weburl_parse_general(const char *s, size_t n, const qs_weburl *base, qs_weburl *out)
 {
     memset(out, 0, sizeof(*out));
     if (n > QS_WEBURL_MAX_INPUT)

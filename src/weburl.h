@@ -52,8 +52,12 @@ typedef struct qs_weburl {
 #define QS_WEBURL_MAX_INPUT (1u << 20)
 
 /** Parses s (n bytes) against base (NULL: none; a relative input then fails). Returns 0 and
- *  fills *out, or -1 when the input is not a URL (then *out needs no freeing). */
+ *  fills *out, or -1 when the input is not a URL (then *out needs no freeing). URLs already
+ *  in canonical form (what topics usually are) take a fast path: one pass, one buffer. */
 int qs_weburl_parse(const char *s, size_t n, const qs_weburl *base, qs_weburl *out);
+/** The same without the fast path: the standard's state machine for every input (tests and
+ *  the fuzz target check that both agree). */
+int qs_weburl_parse_general(const char *s, size_t n, const qs_weburl *base, qs_weburl *out);
 void qs_weburl_free(qs_weburl *u);
 
 static inline qs_slice qs_weburl_get(const qs_weburl *u, enum qs_weburl_part part)

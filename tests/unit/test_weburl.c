@@ -114,3 +114,104 @@ TEST(canonicalizers)
     ASSERT_EQ_STR("a=%22b%22%23", canon(qs_weburl_canon_search, "a=\"b\"#", o));
     ASSERT_EQ_STR("%60x%60", canon(qs_weburl_canon_hash, "`x`", o));
 }
+
+/* The fast path for canonical URLs gives what the state machine gives, part for part, for
+ * inputs it takes and inputs it must leave to the state machine. */
+TEST(fast_path_agrees_with_the_state_machine)
+{
+    static const char *const bases[] = {"http://mercure.invalid",
+                                        "https://hub.example/.well-known/mercure",
+                                        "http://h:8080/a/b", "urn:isbn:1", "file:///x/y"};
+    static const char *const inputs[] = {
+        "https://example.com/books/1",
+        "https://example.com/books/1?x=1&y=%20#frag",
+        "https://example.com/",
+        "https://example.com",
+        "https://example.com/?",
+        "https://example.com/#",
+        "https://example.com/a?#",
+        "https://EXAMPLE.com/a",
+        "HTTPS://example.com/a",
+        "https://example.com:443/a",
+        "https://example.com:8443/a",
+        "https://u:p@example.com/a",
+        "https://example..com/a",
+        "https://.example.com/a",
+        "https://example.com./a",
+        "https://127.0.0.1/a",
+        "https://0x7f.1/a",
+        "https://a.0x/a",
+        "https://xn--caf-dma.example/a",
+        "https://example.com/a/../b",
+        "https://example.com/a/./b",
+        "https://example.com/a/%2e%2E/b",
+        "https://example.com/a/.%2e",
+        "https://example.com/a/..",
+        "https://example.com/.a/..b/...",
+        "https://example.com/a\\b",
+        "https://example.com/a b",
+        "https://example.com/a\"b",
+        "https://example.com/a{b}",
+        "https://example.com/a%7Bb",
+        "https://example.com/a?it's",
+        "https://example.com/a?x\"y",
+        "https://example.com/a#x`y",
+        "https://example.com/a#x'y",
+        "https://example.com/caf\xc3\xa9",
+        " https://example.com/a",
+        "https://example.com/a\t",
+        "https://exa\tmple.com/a",
+        "ws://example.com/a",
+        "wss://example.com/a",
+        "ftp://example.com/a",
+        "file:///a/b",
+        "file://host/a",
+        "urn:isbn:123",
+        "mailto:a@b.c",
+        "git://example.com/a",
+        "https:example.com/a",
+        "https:/example.com/a",
+        "/books/1",
+        "/books/1?x#y",
+        "//other.example/a",
+        "/.well-known/mercure/subscriptions/exact/https%3A%2F%2Fe.com/urn%3Auuid%3A1",
+        "/a/../b",
+        "/a\\b",
+        "books/1",
+        "?x",
+        "#y",
+        "",
+        "/",
+    };
+    for (size_t b = 0; b < QS_ARRAY_LEN(bases); b++) {
+        qs_weburl base;
+        ASSERT_EQ_INT(0, qs_weburl_parse(bases[b], strlen(bases[b]), NULL, &base));
+        for (size_t i = 0; i < QS_ARRAY_LEN(inputs); i++) {
+            for (int with_base = 0; with_base < 2; with_base++) {
+                const qs_weburl *bp = with_base ? &base : NULL;
+                qs_weburl f, g;
+                const char *in = inputs[i];
+                int rf = qs_weburl_parse(in, strlen(in), bp, &f);
+                int rg = qs_weburl_parse_general(in, strlen(in), bp, &g);
+                if (rf != rg)
+                    qs_test_fail(__FILE__, __LINE__, "%s (base %s): %d vs %d", in,
+                                 bp ? bases[b] : "none", rf, rg);
+                if (rf != 0)
+                    continue;
+                for (int k = 0; k < QS_WEBURL_PARTS; k++) {
+                    qs_slice x = qs_weburl_get(&f, (enum qs_weburl_part)k),
+                             y = qs_weburl_get(&g, (enum qs_weburl_part)k);
+                    if (x.n != y.n || memcmp(x.p, y.p, x.n) != 0)
+                        qs_test_fail(__FILE__, __LINE__, "%s (base %s), part %d: %.*s vs %.*s", in,
+                                     bp ? bases[b] : "none", k, (int)x.n, x.p, (int)y.n, y.p);
+                }
+                ASSERT(f.special == g.special && f.has_host == g.has_host);
+                ASSERT(f.opaque_path == g.opaque_path && f.has_query == g.has_query);
+                ASSERT(f.has_fragment == g.has_fragment);
+                qs_weburl_free(&f);
+                qs_weburl_free(&g);
+            }
+        }
+        qs_weburl_free(&base);
+    }
+}
