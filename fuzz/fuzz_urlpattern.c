@@ -91,6 +91,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(r1 != 0 || qs_urlpattern_match_url(p, &t1) == m);
         check(r1 == 0 || !m); /* an unparsable topic never matches */
         check(!m || !qs_urlpattern_quick_reject(p, topic, topic_len)); /* never wrong */
+        check(r1 != 0 || !m || !qs_urlpattern_quick_reject_url(p, &t1));
         if (states > 0) {
             qs_urlpattern *at = qs_urlpattern_compile(in, pat_len, base, states, NULL, NULL);
             qs_urlpattern *under = qs_urlpattern_compile(in, pat_len, base, states - 1, NULL, NULL);

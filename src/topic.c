@@ -424,6 +424,11 @@ bool qs_selector_table_match_in(qs_selector_table *t, const qs_selector *sel, qs
     if (sel->kind == QS_SEL_URLPATTERN) {
         if (!sel->pat || qs_urlpattern_quick_reject(sel->pat, topic, len))
             return false;
+        /* Parsed already (for another pattern of this update): the fixed texts of the
+         * components may settle it for less than a cache lookup. */
+        if (v->state && v->state[i] != 0 &&
+            (v->state[i] == 2 || qs_urlpattern_quick_reject_url(sel->pat, &v->urls[i])))
+            return false;
     } else if (sel->kind == QS_SEL_TEMPLATE) {
         if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
             return true;

@@ -573,7 +573,23 @@ typedef struct component {
     qs_regex *re;   /* C_REGEX */
     char *lit;      /* C_REGEX: the fixed text every matching value starts with */
     size_t lit_len; /* (0: none) */
+    char *sfx;      /* C_REGEX: the fixed text every matching value ends with */
+    size_t sfx_len;
 } component;
+
+/* The fixed text every value matching the parts ends with: the trailing fixed parts, then
+ * the suffix of the last variable part when that part cannot be absent. */
+static void literal_suffix(const parts *ps, qs_buf *out)
+{
+    size_t i = ps->n;
+    while (i > 0 && ps->v[i - 1].type == P_FIXED && ps->v[i - 1].modifier == M_NONE)
+        i--;
+    if (i > 0 && ps->v[i - 1].type != P_FIXED &&
+        (ps->v[i - 1].modifier == M_NONE || ps->v[i - 1].modifier == M_ONE_OR_MORE))
+        qs_buf_append(out, ps->v[i - 1].suffix.p, ps->v[i - 1].suffix.len);
+    for (; i < ps->n; i++)
+        qs_buf_append(out, ps->v[i].value.p, ps->v[i].value.len);
+}
 
 /* The fixed text every value matching the parts starts with: the leading fixed parts, then
  * the prefix of the first variable part when that part cannot be absent. */
@@ -643,6 +659,11 @@ static const char *compile_component(const char *in, size_t n, canon_fn canon, o
             out->lit_len = lit.len;
             out->lit = lit.len ? qs_buf_steal(&lit) : NULL;
             qs_buf_free(&lit);
+            qs_buf sfx = QS_BUF_INIT;
+            literal_suffix(&p.ps, &sfx);
+            out->sfx_len = sfx.len;
+            out->sfx = sfx.len ? qs_buf_steal(&sfx) : NULL;
+            qs_buf_free(&sfx);
         }
     }
 done:
@@ -658,11 +679,14 @@ static void component_free(component *c)
 {
     free(c->text);
     free(c->lit);
+    free(c->sfx);
     qs_regex_free(c->re);
     memset(c, 0, sizeof(*c));
 }
 
-static bool component_match(const component *c, qs_slice s)
+/* False when the value cannot match: not the fixed text, or without the fixed beginning or
+ * end every match has. A few comparisons, no automaton. */
+static bool component_may_match(const component *c, qs_slice s)
 {
     switch (c->kind) {
     case C_ANY:
@@ -670,9 +694,18 @@ static bool component_match(const component *c, qs_slice s)
     case C_EXACT:
         return s.n == c->len && (s.n == 0 || memcmp(s.p, c->text, s.n) == 0);
     case C_REGEX:
-        return qs_regex_match(c->re, s.p, s.n);
+        return s.n >= c->lit_len && s.n >= c->sfx_len &&
+               (!c->lit_len || memcmp(s.p, c->lit, c->lit_len) == 0) &&
+               (!c->sfx_len || memcmp(s.p + s.n - c->sfx_len, c->sfx, c->sfx_len) == 0);
     }
     return false;
+}
+
+static bool component_match(const component *c, qs_slice s)
+{
+    if (!component_may_match(c, s))
+        return false;
+    return c->kind != C_REGEX || qs_regex_match(c->re, s.p, s.n);
 }
 
 static const char *const special_schemes[] = {"ftp", "http", "https", "ws", "wss"};
@@ -1170,24 +1203,36 @@ done:
     set_prefix(p);
     p->size = sizeof(*p) + p->prefix_len;
     for (int i = 0; i < NCOMP; i++) {
-        p->size += p->c[i].len + (p->c[i].text ? 1 : 0) + p->c[i].lit_len;
+        p->size += p->c[i].len + (p->c[i].text ? 1 : 0) + p->c[i].lit_len + p->c[i].sfx_len;
         if (p->c[i].re)
             p->size += 16 + 40 * qs_regex_states(p->c[i].re);
     }
     return p;
 }
 
+/* The path first: it is where patterns differ most. */
+static const enum comp_index match_order[NCOMP] = {PATHNAME, HOSTNAME, PROTOCOL, PORT,
+                                                   SEARCH,   HASH,     USERNAME, PASSWORD};
+static const enum qs_weburl_part part_of[NCOMP] = {
+    [PROTOCOL] = QS_WEBURL_PROTOCOL, [USERNAME] = QS_WEBURL_USERNAME,
+    [PASSWORD] = QS_WEBURL_PASSWORD, [HOSTNAME] = QS_WEBURL_HOSTNAME,
+    [PORT] = QS_WEBURL_PORT,         [PATHNAME] = QS_WEBURL_PATHNAME,
+    [SEARCH] = QS_WEBURL_SEARCH,     [HASH] = QS_WEBURL_HASH,
+};
+
+bool qs_urlpattern_quick_reject_url(const qs_urlpattern *p, const qs_weburl *topic)
+{
+    for (int k = 0; k < NCOMP; k++) {
+        enum comp_index i = match_order[k];
+        if (!component_may_match(&p->c[i], qs_weburl_get(topic, part_of[i])))
+            return true;
+    }
+    return false;
+}
+
 bool qs_urlpattern_match_url(const qs_urlpattern *p, const qs_weburl *topic)
 {
-    /* The path first: it is where patterns differ most. */
-    static const enum comp_index order[NCOMP] = {PATHNAME, HOSTNAME, PROTOCOL, PORT,
-                                                 SEARCH,   HASH,     USERNAME, PASSWORD};
-    static const enum qs_weburl_part part_of[NCOMP] = {
-        [PROTOCOL] = QS_WEBURL_PROTOCOL, [USERNAME] = QS_WEBURL_USERNAME,
-        [PASSWORD] = QS_WEBURL_PASSWORD, [HOSTNAME] = QS_WEBURL_HOSTNAME,
-        [PORT] = QS_WEBURL_PORT,         [PATHNAME] = QS_WEBURL_PATHNAME,
-        [SEARCH] = QS_WEBURL_SEARCH,     [HASH] = QS_WEBURL_HASH,
-    };
+    const enum comp_index *order = match_order;
     for (int k = 0; k < NCOMP; k++) {
         enum comp_index i = order[k];
         if (!component_match(&p->c[i], qs_weburl_get(topic, part_of[i])))

@@ -72,6 +72,9 @@ bool qs_urlpattern_match_url(const qs_urlpattern *p, const qs_weburl *topic);
  * patterns and topics (https://example.com/books/:id against https://example.com/users/1).
  */
 bool qs_urlpattern_quick_reject(const qs_urlpattern *p, const char *topic, size_t len);
+/** True when a topic already parsed certainly does not match: a component without its
+ *  pattern's fixed text, fixed beginning or fixed end. A few comparisons, no automaton. */
+bool qs_urlpattern_quick_reject_url(const qs_urlpattern *p, const qs_weburl *topic);
 /** The base the pattern was compiled against. */
 const qs_weburl *qs_urlpattern_base(const qs_urlpattern *p);
 /** Regex automaton states of all components (0 when no component needs one). */
