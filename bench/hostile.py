@@ -14,6 +14,12 @@ shared between them):
           a leading "{+h}" (so that no literal prefix rules a topic out and the automaton
           never dies) then 31 "{/a,b,...}" expressions of 32 variables
   many    at the default limits, the most templates: 64 tiny ones, "{+h}I-K{+t}"
+  pwide   protocol 1.0 URL patterns, at the default limits the largest automatons: 4
+          patterns of about 1 020 states, "*://*/*:x(.{0,500}zIkK)" (no fixed text outside
+          the regexp group, so that no topic is ruled out without running them)
+  pmany   protocol 1.0, the most URL patterns: 64 tiny ones, "*://*/*:x(-I-K)"
+With the p kinds the normal subscriber is a URL pattern too, https://bench.example/t/:id (the
+hub must serve protocol 1.0).
 
 Standard library only."""
 import argparse
@@ -41,6 +47,12 @@ def jwt(key, claims):
 
 
 def hostile_query(kind, i):
+    if kind in ("pwide", "pmany"):
+        if kind == "pwide":
+            pats = ["*://*/*:x(.{0,500}z%dk%d)" % (i, k) for k in range(4)]
+        else:
+            pats = ["*://*/*:x(-%d-%d)" % (i, k) for k in range(64)]
+        return "&".join("match_urlpattern=" + urllib.parse.quote(p, safe="") for p in pats)
     if kind == "attack":
         return "topic=" + "{%2Ba}" * 9999 + "{%2Bv" + str(i) + "}"
     if kind == "wide":
@@ -81,7 +93,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--key", required=True)
-    ap.add_argument("--hostile", default="none", choices=["none", "attack", "wide", "many"])
+    ap.add_argument("--hostile", default="none",
+                    choices=["none", "attack", "wide", "many", "pnone", "pwide", "pmany"])
     ap.add_argument("--count", type=int, default=100)
     ap.add_argument("--updates", type=int, default=200)
     ap.add_argument("--gap-ms", type=float, default=20)
@@ -89,7 +102,7 @@ def main():
     a = ap.parse_args()
 
     hostile, statuses = [], {}
-    if a.hostile != "none":
+    if a.hostile not in ("none", "pnone"):
         for i in range(a.count):
             s, status, _ = open_subscriber(a.port, hostile_query(a.hostile, i))
             statuses[status] = statuses.get(status, 0) + 1
@@ -99,8 +112,12 @@ def main():
             else:
                 s.close()
 
-    normal, status, buf = open_subscriber(
-        a.port, "topic=" + urllib.parse.quote("https://bench.example/t/{id}", safe=""))
+    if a.hostile.startswith("p"):
+        normal_query = "match_urlpattern=" + urllib.parse.quote("https://bench.example/t/:id",
+                                                                safe="")
+    else:
+        normal_query = "topic=" + urllib.parse.quote("https://bench.example/t/{id}", safe="")
+    normal, status, buf = open_subscriber(a.port, normal_query)
     assert status == 200, status
     normal.setblocking(False)
     pub = socket.create_connection((HOST, a.port))

@@ -5,6 +5,9 @@
 # the largest automatons; at the limits, the most templates), for this tree and, in the same
 # run, for the code before the selector limits (BASE, built from git; "none" skips it).
 # Each row is a fresh hub with the `local` transport; bench/hostile.py is the client.
+# KINDS picks the rows (default: none wide many attack); the URL-pattern kinds of protocol
+# 1.0 (pnone pwide pmany) run on a hub serving both generations, for this tree only
+# (KINDS="pnone pwide pmany" BASE=none).
 #
 #   bench/hostile.sh [UPDATES] [COUNT] [BASE]
 #
@@ -35,7 +38,7 @@ start_binary() {
     mkdir -p "$dir"
     (cd "$dir" && XDG_DATA_HOME="$dir/data" SERVER_NAME=127.0.0.1:0 \
         MERCURE_PUBLISHER_JWT_KEY="$key" MERCURE_SUBSCRIBER_JWT_KEY="$key" \
-        MERCURE_TRANSPORT_URL="local://" MERCURE_EXTRA_DIRECTIVES="anonymous" \
+        MERCURE_TRANSPORT_URL="local://" MERCURE_EXTRA_DIRECTIVES="${3:-anonymous}" \
         exec "$bin" run >"$dir/out" 2>"$dir/log") &
     pid=$!
     pids+=("$pid")
@@ -53,19 +56,21 @@ echo "| code | $count hostile subscribers | accepted | p50 | p90 | p99 | max | /
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for b in "${!binaries[@]}"; do
     base_p50=""
-    for kind in none wide many attack; do
+    for kind in ${KINDS:-none wide many attack}; do
         n=$updates
         # The issue's selector takes seconds per update on the old code: fewer updates.
         [ "$kind" = attack ] && n=$(( updates / 10 > 10 ? updates / 10 : 10 ))
-        start_binary "h$b-$kind" "${binaries[$b]}"
+        extra=anonymous
+        [[ "$kind" == p* ]] && extra=$'anonymous\nprotocol 0.x 1.0'
+        start_binary "h$b-$kind" "${binaries[$b]}" "$extra"
         r=$(python3 bench/hostile.py --port "$port" --key "$key" --hostile "$kind" \
             --count "$count" --updates "$n" --label "$kind")
         kill "$pid"
         wait "$pid" 2>/dev/null || true
         p50=$(echo "$r" | field p50_ms)
-        [ "$kind" = none ] && base_p50=$p50
+        [[ "$kind" == none || "$kind" == pnone ]] && base_p50=$p50
         accepted=$(echo "$r" | field accepted)
-        [ "$kind" = none ] && accepted="-"
+        [[ "$kind" == none || "$kind" == pnone ]] && accepted="-"
         echo "| ${names[$b]} | $kind | $accepted | $p50 ms | $(echo "$r" | field p90_ms) ms | $(echo "$r" | field p99_ms) ms | $(echo "$r" | field max_ms) ms | $(echo "$r" | field healthz_p50_ms) ms | $(echo "$r" | field healthz_max_ms) ms | $(awk "BEGIN{printf \"%.2f\", $p50/$base_p50}") |"
     done
 done

@@ -41,7 +41,8 @@ static struct options {
     enum profile profile;
     int subscribers;
     int topics;
-    bool templates; /* subscribe with URI templates matching several topics */
+    bool templates;   /* subscribe with URI templates matching several topics */
+    bool urlpatterns; /* subscribe (protocol 1.0) with URL patterns of the same shape */
     int publishers;
     long updates;
     double rate;
@@ -289,12 +290,19 @@ static void sub_connected(uv_connect_t *c, int status)
         if (opt.templates) /* one template per topic group: .../{kind}/N matches .../t/N */
             snprintf(topic, sizeof(topic), "https://bench.example/%%7Bkind%%7D/%d",
                      s->index % opt.topics);
+        else if (opt.urlpatterns) /* the same with a URL pattern: .../:kind/N */
+            snprintf(topic, sizeof(topic), "https://bench.example/%%3Akind/%d",
+                     s->index % opt.topics);
         else
             topic_name(topic, sizeof(topic), s->index);
         len = snprintf(s->request, sizeof(s->request),
-                       "GET /.well-known/mercure?topic=%s%s HTTP/1.1\r\nHost: %s\r\n"
+                       "GET /.well-known/mercure?%s=%s%s HTTP/1.1\r\nHost: %s\r\n"
                        "Authorization: Bearer %s\r\n\r\n",
-                       topic, opt.replay ? "&lastEventID=earliest" : "", opt.host, sub_token);
+                       opt.urlpatterns ? "match_urlpattern" : "topic", topic,
+                       opt.replay
+                           ? (opt.urlpatterns ? "&last_event_id=earliest" : "&lastEventID=earliest")
+                           : "",
+                       opt.host, sub_token);
     }
     uv_buf_t b = uv_buf_init(s->request, (unsigned)len);
     s->write_req.data = s;
@@ -701,7 +709,8 @@ static void usage(void)
 {
     fputs("usage: loadgen [--host H] [--port P] [--key K] [--profile mercure|nchan]\n"
           "  [--pub-port P (publishers' hub, default --port)]\n"
-          "  [--subscribers N] [--topics T] [--templates] [--procs K] [--sources S]\n"
+          "  [--subscribers N] [--topics T] [--templates | --urlpatterns] [--procs K]\n"
+          "  [--sources S]\n"
           "  [--publishers P] [--updates M] [--rate R] [--size B] [--churn]\n"
           "  [--hub-pid PID] [--drain S] [--replay] [--json] [--label L]\n"
           "  [--sub-churn PER_S --duration S]\n",
@@ -760,14 +769,31 @@ static int read_report(int fd, report *r)
 int main(int argc, char **argv)
 {
     static struct option longopts[] = {
-        {"host", 1, 0, 'H'},      {"port", 1, 0, 'p'},        {"key", 1, 0, 'k'},
-        {"profile", 1, 0, 'f'},   {"subscribers", 1, 0, 's'}, {"topics", 1, 0, 't'},
-        {"templates", 0, 0, 'T'}, {"publishers", 1, 0, 'P'},  {"updates", 1, 0, 'm'},
-        {"rate", 1, 0, 'r'},      {"size", 1, 0, 'b'},        {"churn", 0, 0, 'c'},
-        {"procs", 1, 0, 'K'},     {"hub-pid", 1, 0, 'h'},     {"drain", 1, 0, 'd'},
-        {"replay", 0, 0, 'R'},    {"sources", 1, 0, 'S'},     {"json", 0, 0, 'j'},
-        {"label", 1, 0, 'l'},     {"sub-churn", 1, 0, 'C'},   {"duration", 1, 0, 'D'},
-        {"pub-port", 1, 0, 'o'},  {"publish-for", 1, 0, 'F'}, {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},
+        {"port", 1, 0, 'p'},
+        {"key", 1, 0, 'k'},
+        {"profile", 1, 0, 'f'},
+        {"subscribers", 1, 0, 's'},
+        {"topics", 1, 0, 't'},
+        {"templates", 0, 0, 'T'},
+        {"urlpatterns", 0, 0, 'U'},
+        {"publishers", 1, 0, 'P'},
+        {"updates", 1, 0, 'm'},
+        {"rate", 1, 0, 'r'},
+        {"size", 1, 0, 'b'},
+        {"churn", 0, 0, 'c'},
+        {"procs", 1, 0, 'K'},
+        {"hub-pid", 1, 0, 'h'},
+        {"drain", 1, 0, 'd'},
+        {"replay", 0, 0, 'R'},
+        {"sources", 1, 0, 'S'},
+        {"json", 0, 0, 'j'},
+        {"label", 1, 0, 'l'},
+        {"sub-churn", 1, 0, 'C'},
+        {"duration", 1, 0, 'D'},
+        {"pub-port", 1, 0, 'o'},
+        {"publish-for", 1, 0, 'F'},
+        {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -795,6 +821,9 @@ int main(int argc, char **argv)
             break;
         case 'T':
             opt.templates = true;
+            break;
+        case 'U':
+            opt.urlpatterns = true;
             break;
         case 'P':
             opt.publishers = atoi(optarg);
