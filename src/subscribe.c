@@ -55,8 +55,11 @@ static bool requested_last_event_id(const qs_config *cfg, const qs_http_req *req
 }
 
 /* When the stream ends (cleanly, before the write deadline): at write_timeout with jitter,
- * or before the token expires (exp in seconds; has_exp false: no token expiry); 0 = never. */
-static uint64_t stream_deadline(const qs_config *cfg, bool has_exp, int64_t exp)
+ * or before the token expires (exp in seconds; has_exp false: no token expiry); 0 = never.
+ * One dispatch_timeout before that deadline; when that is already past, 0.x ends the stream
+ * at once, as its reference does, and 1.0 keeps the deadline itself, as its reference does
+ * (a token expiring within dispatch_timeout still gets the time it grants). */
+static uint64_t stream_deadline(const qs_config *cfg, bool has_exp, int64_t exp, bool v1)
 {
     uint64_t now_ms = qs_now_ms();
     uint64_t deadline = 0;
@@ -76,7 +79,8 @@ static uint64_t stream_deadline(const qs_config *cfg, bool has_exp, int64_t exp)
     if (deadline) {
         deadline = deadline > cfg->dispatch_timeout_ms + now_ms
                        ? deadline - cfg->dispatch_timeout_ms
-                       : now_ms;
+                   : v1 ? deadline
+                        : now_ms;
         if (deadline == 0)
             deadline = 1;
     }
@@ -200,7 +204,7 @@ static void start(qs_http_req *req, const who *w, const qs_selector_spec *sel, s
         .payload = w->has_claims && !w->claims1 ? w->claims0.payload : NULL,
         .payloads = payloads,
         .v1 = v1,
-        .deadline_ms = stream_deadline(cfg, w->has_claims && has_exp, exp),
+        .deadline_ms = stream_deadline(cfg, w->has_claims && has_exp, exp, v1),
     };
     qs_subscriber *s = qs_subscriber_new(ctx, req, &p);
     free(private);

@@ -479,3 +479,13 @@ def test_0x_directives_are_refused_with_1_0_alone(tmp_path):
         "MERCURE_EXTRA_DIRECTIVES": "protocol 1.0\npublisher_jwt other"})
     assert p.returncode != 0
     assert "publisher_jwt: works only when protocol 0.x is served" in p.stderr
+
+
+def test_a_token_expiring_within_dispatch_timeout_keeps_its_time(start_hub):
+    # 1.0's reference falls back to the token's own deadline (0.x's ends the stream at once).
+    hub = qs1.start(start_hub, extra=["dispatch_timeout 5s"])
+    tok = qs1.access_token(hub.aud, [qs1.detail(["subscribe"], ["*"])], exp=3)
+    with qs1.open_matchers(hub, [("match", "a")], tok) as s:
+        t0 = time.monotonic()
+        s.wait_end(T(6))
+        assert 1.0 < time.monotonic() - t0 < 3.5
