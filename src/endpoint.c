@@ -179,6 +179,7 @@ void qs_endpoint_access(qs_http_req *req, bool publish, enum qs_token_rules rule
         access_0x(req, publish, f.cookie, out);
         return;
     }
+    out->v1_token = true; /* whatever follows is answered as 1.0 answers it */
     if (f.where == QS_TOKEN_COOKIE && publish &&
         !qs_cookie_post_allowed(req->headers, req->n_headers, cfg->publish_origins,
                                 cfg->n_publish_origins, &out->reason)) {
@@ -201,7 +202,6 @@ void qs_endpoint_access(qs_http_req *req, bool publish, enum qs_token_rules rule
         qs_auth1_verify(ctx->tokens1, &p, f.token.p, f.token.n, &out->claims1);
     free(audience);
     free(metadata);
-    out->v1_token = true;
     if (st != QS_TOKEN1_OK) {
         out->status = QS_ACCESS_INVALID;
         out->reason = qs_token1_status_str(st);

@@ -128,6 +128,13 @@ def test_token_transports_in_each_generation(hub):
         pass
     with qs1.open_matchers(hub, [("match", "a")], cookie="__Secure-mercure_access_token=" + t1):
         pass
+    # A cookie on a POST without an allowed origin: each token's generation answers.
+    r = qs1.publish(hub, "a", "x", headers=[("Cookie", "__Secure-mercure_access_token=" + t1)])
+    assert r.status == 400
+    assert r.header("WWW-Authenticate") == qs1.challenge(hub, "invalid_request")
+    r = qs1.publish(hub, "a", "x", headers=[("Cookie", "mercureAuthorization=" +
+                                               legacy(publish=["*"]))])
+    assert (r.status, r.body) == (401, b"Unauthorized\n")
     # 1.0 requests never read a token from the URL.
     r = qs1.request(hub, "GET", qs1.matcher_target([("match", "a"), ("authorization", t0)]))
     assert r.status == 401 and r.header("WWW-Authenticate") == qs1.challenge(hub)
@@ -297,3 +304,24 @@ def test_protocol_version_compatibility_7(start_hub):
         assert s.response.header("Mercure-Last-Event-Id") == "earliest"
         s.wait_for(lambda: len(s.events) >= 2, T(5), "the two public updates")
         assert [e.data for e in s.events] == ["x", "x"]
+
+
+def test_subscribe_methods_and_reserved_topics_side_by_side(hub):
+    t0 = legacy(publish=["*"], subscribe=["*"])
+    t1 = qs1.all_token(hub)
+    # HEAD in both generations; QUERY speaks 1.0 (its matchers in the body).
+    r = qs1.request(hub, "HEAD", qs.subscribe_target(["a"]), token=t0)
+    assert r.status == 200 and r.header("Content-Type") == "text/event-stream"
+    r = qs1.request(hub, "HEAD", qs1.matcher_target([("match", "a")]), token=t1)
+    assert r.status == 200 and r.header("Content-Type") == "text/event-stream"
+    with qs1.open_matchers(hub, [], t1, method="QUERY", body=b"match=q",
+                           headers=[("Content-Type", "application/x-www-form-urlencoded")]) as s:
+        qs1.publish_ok(hub, "q", "via QUERY", token=t0, id="qq")
+        assert s.next_event().id == "qq"
+    # Reserved topics: 0.x refuses any topic containing the hub's path (403), 1.0 those whose
+    # path is under it (400) and "*".
+    r = qs1.publish(hub, "https://e.com/x/.well-known/mercure/y", "x", token=t0)
+    assert r.status == 403
+    assert qs1.publish(hub, "https://e.com/x/.well-known/mercure/y", "x", token=t1).status == 200
+    assert qs1.publish(hub, "*", "x", token=t1).status == 400
+    assert qs1.publish(hub, "*", "x", token=t0).status == 200  # 0.x had no such rule
