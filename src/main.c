@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "issuers.h"
 #include "log.h"
 #include "server.h"
 #include "tls.h"
@@ -192,6 +193,10 @@ static int cmd_validate(const options *o)
         }
         qs_jwt_key_free(k);
     }
+    /* Protocol 1.0's issuers and their keys. */
+    qs_issuers issuers;
+    if (!err && qs_issuers_load(&issuers, &cfg, &err) == 0)
+        qs_issuers_free(&issuers);
     /* Certificates too (`tls internal` is only parsed: checking it would make the CA). */
     bool tls = false;
     for (size_t i = 0; i < cfg.n_listeners; i++)

@@ -489,3 +489,17 @@ def test_a_token_expiring_within_dispatch_timeout_keeps_its_time(start_hub):
         t0 = time.monotonic()
         s.wait_end(T(6))
         assert 1.0 < time.monotonic() - t0 < 3.5
+
+
+def test_validate_checks_the_issuers_keys(tmp_path):
+    bad = ('protocol 1.0\nissuer https://x {\npublisher {\njwt "-----BEGIN PUBLIC KEY-----\\n'
+           'AAAA\\n-----END PUBLIC KEY-----" RS256\n}\n}')
+    p = qs.run_mercure(["validate"], tmp_path, env={
+        "MERCURE_PUBLISHER_JWT_KEY": qs1.KEY, "MERCURE_SUBSCRIBER_JWT_KEY": qs1.KEY,
+        "MERCURE_EXTRA_DIRECTIVES": bad})
+    assert p.returncode != 0
+    assert 'issuer "https://x": publisher: the RS256 key cannot be used' in p.stderr
+    p = qs.run_mercure(["validate"], tmp_path, env={
+        "MERCURE_PUBLISHER_JWT_KEY": qs1.KEY, "MERCURE_SUBSCRIBER_JWT_KEY": qs1.KEY,
+        "MERCURE_EXTRA_DIRECTIVES": "protocol 1.0"})
+    assert p.returncode == 0, p.stderr
