@@ -45,25 +45,27 @@
 
 void qs_topics_free(qs_topics *v)
 {
-    if (v->urls)
+    if (v->ts)
         for (size_t i = 0; i < v->n; i++)
-            if (v->state[i] == 1)
-                qs_weburl_free(&v->urls[i]);
-    free(v->urls);
-    free(v->state);
-    v->urls = NULL;
-    v->state = NULL;
+            if (v->ts[i].parse == 1)
+                qs_weburl_free(&v->ts[i].url);
+    free(v->ts);
+    v->ts = NULL;
+}
+
+static qs_topic_state *topic_state(qs_topics *v, size_t i)
+{
+    if (!v->ts)
+        v->ts = qs_xcalloc(v->n, sizeof(*v->ts));
+    return &v->ts[i];
 }
 
 const qs_weburl *qs_topics_url(qs_topics *v, size_t i, const qs_weburl *base)
 {
-    if (!v->urls) {
-        v->urls = qs_xcalloc(v->n, sizeof(*v->urls));
-        v->state = qs_xcalloc(v->n, 1);
-    }
-    if (v->state[i] == 0)
-        v->state[i] = qs_weburl_parse(v->topics[i], v->lens[i], base, &v->urls[i]) == 0 ? 1 : 2;
-    return v->state[i] == 1 ? &v->urls[i] : NULL;
+    qs_topic_state *ts = topic_state(v, i);
+    if (ts->parse == 0)
+        ts->parse = qs_weburl_parse(v->topics[i], v->lens[i], base, &ts->url) == 0 ? 1 : 2;
+    return ts->parse == 1 ? &ts->url : NULL;
 }
 
 /* ---- selectors ---- */
@@ -405,6 +407,11 @@ static void cache_alloc(qs_selector_table *t)
  * push dearer ones out of the cache. */
 #define DIRECT_MATCH_STEPS 32
 
+/* A topic is parsed for URL patterns once it has needed this many cache lookups in one
+ * update: a parse of a canonical URL costs about as much as four lookups, and then each
+ * pattern's fixed texts rule most topics out without one. */
+#define EAGER_PARSE_LOOKUPS 4
+
 bool qs_selector_table_match(qs_selector_table *t, const qs_selector *sel, const char *topic,
                              size_t len)
 {
@@ -424,10 +431,13 @@ bool qs_selector_table_match_in(qs_selector_table *t, const qs_selector *sel, qs
     if (sel->kind == QS_SEL_URLPATTERN) {
         if (!sel->pat || qs_urlpattern_quick_reject(sel->pat, topic, len))
             return false;
-        /* Parsed already (for another pattern of this update): the fixed texts of the
-         * components may settle it for less than a cache lookup. */
-        if (v->state && v->state[i] != 0 &&
-            (v->state[i] == 2 || qs_urlpattern_quick_reject_url(sel->pat, &v->urls[i])))
+        /* A topic that has met a few patterns already is parsed now: each pattern's fixed
+         * texts then settle most of them for less than a cache lookup. */
+        qs_topic_state *ts = topic_state(v, i);
+        if (ts->parse == 0 && ts->lookups >= EAGER_PARSE_LOOKUPS)
+            qs_topics_url(v, i, qs_urlpattern_base(sel->pat));
+        if (ts->parse == 2 ||
+            (ts->parse == 1 && qs_urlpattern_quick_reject_url(sel->pat, &ts->url)))
             return false;
     } else if (sel->kind == QS_SEL_TEMPLATE) {
         if (len == sel->len && (len == 0 || memcmp(topic, sel->str, len) == 0))
@@ -444,8 +454,17 @@ bool qs_selector_table_match_in(qs_selector_table *t, const qs_selector *sel, qs
     if (!t->buckets)
         cache_alloc(t);
 
-    uint64_t lo = qs_siphash13(t->key1, topic, len) ^ mix_id(sel->id);
-    uint64_t hi = (qs_siphash13(t->key2, topic, len) & ~(FP_FLAGS | FP_USED)) | FP_USED;
+    /* The topic's fingerprints do not depend on the selector: hashed once per update. */
+    qs_topic_state *ts = topic_state(v, i);
+    if (!ts->hashed) {
+        ts->h1 = qs_siphash13(t->key1, topic, len);
+        ts->h2 = qs_siphash13(t->key2, topic, len);
+        ts->hashed = true;
+    }
+    if (ts->lookups < UINT16_MAX)
+        ts->lookups++;
+    uint64_t lo = ts->h1 ^ mix_id(sel->id);
+    uint64_t hi = (ts->h2 & ~(FP_FLAGS | FP_USED)) | FP_USED;
     /* Lemire's multiply-shift maps the top 32 bits onto [0, nbuckets) without a division. */
     cache_bucket *b = &t->buckets[((lo >> 32) * (uint64_t)t->nbuckets) >> 32];
     for (unsigned w = 0; w < t->ways; w++) {

@@ -59,22 +59,32 @@ typedef struct qs_selector {
     char str[]; /* NUL-terminated copy of the selector */
 } qs_selector;
 
+/** What is known of one topic of an update, computed at most once for all its selectors. */
+typedef struct qs_topic_state {
+    uint8_t parse;    /* 0 not parsed yet, 1 parsed (url), 2 not a URL */
+    bool hashed;      /* h1, h2 are set */
+    uint16_t lookups; /* cache lookups made for it so far */
+    uint64_t h1, h2;  /* its SipHash fingerprints under the table's keys */
+    qs_weburl url;
+} qs_topic_state;
+
 /**
- * The topics of one update, each parsed as a URL the first time a URL pattern needs it, so
- * that one update is parsed once however many patterns it meets. On the stack of whoever
- * matches an update; qs_topics_free releases the parses.
+ * The topics of one update, each hashed for the cache and parsed as a URL at most once
+ * however many selectors it meets: hashed on its first cache lookup, parsed on a URL
+ * pattern's cache miss, or at once when it has met more than a few patterns (then each
+ * pattern's fixed texts rule it out without a lookup). On the stack of whoever matches an
+ * update, used with one selector table; qs_topics_free releases the parses.
  */
 typedef struct qs_topics {
     char *const *topics;
     const size_t *lens;
     size_t n;
-    qs_weburl *urls; /* allocated on first need */
-    uint8_t *state;  /* per topic: 0 not parsed yet, 1 parsed, 2 not a URL */
+    qs_topic_state *ts; /* allocated on first need */
 } qs_topics;
 
 static inline void qs_topics_init(qs_topics *v, char *const *topics, const size_t *lens, size_t n)
 {
-    *v = (qs_topics){topics, lens, n, NULL, NULL};
+    *v = (qs_topics){topics, lens, n, NULL};
 }
 void qs_topics_free(qs_topics *v);
 /** Topic i parsed against base, or NULL when it is not a URL. */

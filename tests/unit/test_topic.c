@@ -669,10 +669,10 @@ TEST(urlpattern_cache_and_parses)
     qs_topics_init(&v, topics, lens, 2);
     ASSERT(qs_selector_table_match_in(t, a, &v, 0));
     ASSERT(!qs_selector_table_match_in(t, a, &v, 1)); /* ruled out by https://e.com/a/ */
-    ASSERT(v.state[1] == 0);                          /* not parsed */
+    ASSERT(v.ts[1].parse == 0);                       /* not parsed */
     ASSERT(qs_selector_table_match_in(t, b, &v, 0));
     ASSERT(!qs_selector_table_match_in(t, b, &v, 1));
-    ASSERT(v.state[0] == 1 && v.state[1] == 1);
+    ASSERT(v.ts[0].parse == 1 && v.ts[1].parse == 1);
     qs_selector_table_stats(t, &hits, &misses, NULL);
     ASSERT_EQ_INT(0, hits);
     ASSERT_EQ_INT(3, misses);
