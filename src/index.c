@@ -2,9 +2,13 @@
  * index.c - the per-worker subscriber index and fan-out.
  *
  * Fan-out touches only subscribers an update can match: the group of each topic (a hash
- * lookup), the "*" group, and the groups of templates and URL patterns whose selector
- * matches (through the selector cache, the update's topics parsed as URLs at most once).
- * Each matching subscriber's stream gets a reference to the update's frame.
+ * lookup), the "*" group, the groups of templates and URL patterns whose selector matches
+ * (through the selector cache, the update's topics parsed as URLs at most once), tried one
+ * by one, except URL patterns whose pathname has a fixed end: those are found by looking
+ * that end up in a map, for each length such ends have (`https://e.com/:kind/42` is found by
+ * "/42" for a topic whose path ends so), so that many distinct patterns cost a few lookups
+ * per update instead of one try each. Each matching subscriber's stream gets a reference to
+ * the update's frame.
  */
 #include "index.h"
 
@@ -20,8 +24,17 @@ typedef struct qs_sub_group {
     struct member_slot *members;
     uint32_t n;
     uint32_t cap;
-    uint32_t template_idx; /* position in x->templates (templates and URL patterns) */
+    uint32_t template_idx;        /* position in x->templates, or in its suffix bucket */
+    struct suffix_bucket *bucket; /* a URL pattern found by the fixed end of its path */
 } qs_sub_group;
+
+/** The URL pattern groups whose pathname ends with the same fixed text. */
+typedef struct suffix_bucket {
+    qs_sub_group **v;
+    uint32_t n, cap;
+    size_t key_len;
+    char key[]; /* the fixed text */
+} suffix_bucket;
 
 typedef struct member_slot {
     qs_index_member *m;
@@ -47,8 +60,15 @@ struct qs_index {
     qs_strmap groups[QS_SYNTAXES]; /* per interned syntax: selector string → qs_sub_group */
     qs_sub_group **templates;      /* the groups matched one by one */
     uint32_t n_templates, cap_templates;
-    qs_strmap claimsets; /* joined claims → qs_claimset */
-    uint64_t bus_seq;    /* seq of the last update fanned out here */
+    qs_strmap suffixes; /* a fixed pathname end → suffix_bucket */
+    struct {
+        size_t len;     /* a length fixed ends have */
+        uint32_t count; /* buckets with a key of that length */
+    } suffix_lens[32];
+    uint32_t n_suffix_lens;
+    const qs_weburl *base; /* what URL patterns resolve topics against */
+    qs_strmap claimsets;   /* joined claims → qs_claimset */
+    uint64_t bus_seq;      /* seq of the last update fanned out here */
 };
 
 qs_index *qs_index_new(qs_ctx *ctx)
@@ -59,6 +79,8 @@ qs_index *qs_index_new(qs_ctx *ctx)
     for (int i = 0; i < QS_SYNTAXES; i++)
         qs_strmap_init(&x->groups[i]);
     qs_strmap_init(&x->claimsets);
+    qs_strmap_init(&x->suffixes);
+    x->base = &ctx->hub->base;
     return x;
 }
 
@@ -68,6 +90,7 @@ void qs_index_free(qs_index *x)
     for (int i = 0; i < QS_SYNTAXES; i++)
         qs_strmap_free(&x->groups[i]);
     qs_strmap_free(&x->claimsets);
+    qs_strmap_free(&x->suffixes);
     free(x->templates);
     free(x);
 }
@@ -89,6 +112,67 @@ static bool scanned(const qs_selector *sel)
     return sel->kind == QS_SEL_TEMPLATE || sel->kind == QS_SEL_URLPATTERN;
 }
 
+/* The fixed end of a URL pattern's pathname, when it can index the group (not too many
+ * distinct lengths: past them, groups are tried one by one). */
+static bool suffix_key(qs_index *x, const qs_selector *sel, qs_slice *key)
+{
+    if (sel->kind != QS_SEL_URLPATTERN || !sel->pat)
+        return false;
+    *key = qs_urlpattern_path_suffix(sel->pat);
+    if (!key->n)
+        return false;
+    for (uint32_t i = 0; i < x->n_suffix_lens; i++)
+        if (x->suffix_lens[i].len == key->n)
+            return true;
+    return x->n_suffix_lens < QS_ARRAY_LEN(x->suffix_lens);
+}
+
+static void suffix_add(qs_index *x, qs_sub_group *g, qs_slice key)
+{
+    void **slot = qs_strmap_upsert(&x->suffixes, key.p, key.n);
+    suffix_bucket *b = *slot;
+    if (!b) {
+        b = qs_xcalloc(1, sizeof(*b) + key.n + 1);
+        memcpy(b->key, key.p, key.n);
+        b->key_len = key.n;
+        *slot = b;
+        uint32_t i = 0;
+        while (i < x->n_suffix_lens && x->suffix_lens[i].len != key.n)
+            i++;
+        if (i == x->n_suffix_lens)
+            x->suffix_lens[x->n_suffix_lens++].len = key.n;
+        x->suffix_lens[i].count++;
+    }
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 4;
+        b->v = qs_xrealloc(b->v, b->cap * sizeof(*b->v));
+    }
+    g->bucket = b;
+    g->template_idx = b->n;
+    b->v[b->n++] = g;
+}
+
+static void suffix_remove(qs_index *x, qs_sub_group *g)
+{
+    suffix_bucket *b = g->bucket;
+    uint32_t t = g->template_idx;
+    if (t != --b->n) {
+        b->v[t] = b->v[b->n];
+        b->v[t]->template_idx = t;
+    }
+    if (b->n)
+        return;
+    qs_strmap_remove(&x->suffixes, b->key, b->key_len);
+    for (uint32_t i = 0; i < x->n_suffix_lens; i++) {
+        if (x->suffix_lens[i].len == b->key_len && --x->suffix_lens[i].count == 0) {
+            x->suffix_lens[i] = x->suffix_lens[--x->n_suffix_lens];
+            break;
+        }
+    }
+    free(b->v);
+    free(b);
+}
+
 static void group_add(qs_index *x, qs_index_member *m, uint32_t entry, const qs_selector_spec *spec)
 {
     /* The selector decides the group's map: the same text under another syntax may be
@@ -102,7 +186,10 @@ static void group_add(qs_index *x, qs_index_member *m, uint32_t entry, const qs_
         g = qs_xcalloc(1, sizeof(*g));
         g->sel = sel;
         *slot = g;
-        if (scanned(g->sel)) {
+        qs_slice key;
+        if (suffix_key(x, sel, &key)) {
+            suffix_add(x, g, key);
+        } else if (scanned(g->sel)) {
             if (x->n_templates == x->cap_templates) {
                 x->cap_templates = x->cap_templates ? x->cap_templates * 2 : 8;
                 x->templates = qs_xrealloc(x->templates, x->cap_templates * sizeof(*x->templates));
@@ -134,7 +221,9 @@ static void group_remove(qs_index *x, qs_index_entry *e)
     if (g->n)
         return;
     qs_strmap_remove(&x->groups[g->sel->syntax], g->sel->str, g->sel->len);
-    if (scanned(g->sel)) {
+    if (g->bucket) {
+        suffix_remove(x, g);
+    } else if (scanned(g->sel)) {
         uint32_t t = g->template_idx;
         x->n_templates--;
         if (t != x->n_templates) {
@@ -338,6 +427,22 @@ void qs_index_fanout(qs_index *x, qs_update *u)
                 deliver_group(x, g, &f);
                 break;
             }
+        }
+    }
+    /* URL patterns found by the end of the topic's path, each length of fixed end looked
+     * up once per topic (a group met twice delivers once: last_seq). */
+    for (size_t i = 0; i < u->n_topics && x->n_suffix_lens; i++) {
+        const qs_weburl *url = qs_topics_url(&f.topics, i, x->base);
+        if (!url)
+            continue;
+        qs_slice path = qs_weburl_get(url, QS_WEBURL_PATHNAME);
+        for (uint32_t k = 0; k < x->n_suffix_lens; k++) {
+            size_t n = x->suffix_lens[k].len;
+            suffix_bucket *b =
+                n <= path.n ? qs_strmap_get(&x->suffixes, path.p + path.n - n, n) : NULL;
+            for (uint32_t j = 0; b && j < b->n; j++)
+                if (qs_selector_table_match_in(x->selectors, b->v[j]->sel, &f.topics, i))
+                    deliver_group(x, b->v[j], &f);
         }
     }
     qs_topics_free(&f.topics);

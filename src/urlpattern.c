@@ -1316,6 +1316,16 @@ bool qs_urlpattern_quick_reject(const qs_urlpattern *p, const char *topic, size_
     return canonical_topic(topic, len);
 }
 
+qs_slice qs_urlpattern_path_suffix(const qs_urlpattern *p)
+{
+    const component *c = &p->c[PATHNAME];
+    if (c->kind == C_EXACT)
+        return (qs_slice){c->text ? c->text : "", c->len};
+    if (c->kind == C_REGEX && c->sfx_len)
+        return (qs_slice){c->sfx, c->sfx_len};
+    return (qs_slice){"", 0};
+}
+
 const qs_weburl *qs_urlpattern_base(const qs_urlpattern *p)
 {
     return p->base;

@@ -75,6 +75,9 @@ bool qs_urlpattern_quick_reject(const qs_urlpattern *p, const char *topic, size_
 /** True when a topic already parsed certainly does not match: a component without its
  *  pattern's fixed text, fixed beginning or fixed end. A few comparisons, no automaton. */
 bool qs_urlpattern_quick_reject_url(const qs_urlpattern *p, const qs_weburl *topic);
+/** The fixed text every matching URL's pathname ends with (its whole pathname when fixed):
+ *  a necessary condition an index can look up. Empty when there is none. */
+qs_slice qs_urlpattern_path_suffix(const qs_urlpattern *p);
 /** The base the pattern was compiled against. */
 const qs_weburl *qs_urlpattern_base(const qs_urlpattern *p);
 /** Regex automaton states of all components (0 when no component needs one). */

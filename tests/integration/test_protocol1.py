@@ -503,3 +503,32 @@ def test_validate_checks_the_issuers_keys(tmp_path):
         "MERCURE_PUBLISHER_JWT_KEY": qs1.KEY, "MERCURE_SUBSCRIBER_JWT_KEY": qs1.KEY,
         "MERCURE_EXTRA_DIRECTIVES": "protocol 1.0"})
     assert p.returncode == 0, p.stderr
+
+
+def test_patterns_found_by_the_end_of_their_path(hub):
+    # Patterns whose path has a fixed end are looked up by it; the others are tried one by
+    # one: both kinds, and an update whose two topics match the same pattern (one delivery).
+    tall = qs1.all_token(hub)
+    want = {
+        "https://example.com/:kind/7": ["two"],
+        "https://example.com/:kind/17": ["17"],
+        "https://example.com/a/b": ["ab"],
+        "/rel/:x/end": ["rel"],
+        "https://example.com/:kind/:n(\\d+)": ["two", "17"],
+    }
+    streams = {p: qs1.open_matchers(hub, [("match_urlpattern", p)], tall) for p in want}
+    try:
+        qs1.publish_ok(hub, ["https://example.com/x/7", "https://example.com/y/7"], "two",
+                       token=tall, id="two")
+        qs1.publish_ok(hub, "https://example.com/x/17", "17", token=tall, id="17")
+        qs1.publish_ok(hub, "https://EXAMPLE.com/a/./b", "ab", token=tall, id="ab")
+        qs1.publish_ok(hub, "/rel/1/end", "rel", token=tall, id="rel")
+        qs1.publish_ok(hub, "https://example.com/z/end", "end", token=tall, id="end")
+        for p, ids in want.items():
+            s = streams[p]
+            s.wait_for(lambda: any(e.id == ids[-1] for e in s.events), T(5), ids[-1])
+            s.collect(0.2)
+            assert [e.id for e in s.events if e.type != "mercure"] == ids, p
+    finally:
+        for s in streams.values():
+            s.close()

@@ -257,3 +257,28 @@ TEST(quick_rejection)
     }
     qs_weburl_free(&b);
 }
+
+/* The fixed end of a pattern's path, which the subscriber index looks patterns up by. */
+TEST(path_suffix)
+{
+    qs_weburl b;
+    ASSERT_EQ_INT(0, qs_weburl_parse(HUB, strlen(HUB), NULL, &b));
+    static const struct {
+        const char *pattern, *suffix;
+    } cases[] = {
+        {"https://e.com/:kind/42", "/42"},     {"https://e.com/books/:id", ""},
+        {"https://e.com/books/1", "/books/1"}, {"https://e.com/*", ""},
+        {"https://e.com/:id.json", ".json"},   {"https://e.com/{:id.json}?", ""},
+        {"https://e.com/:x(\\d+)z", "z"},      {"/rel/:x/end", "/end"},
+        {"https://e.com/a/*/b?q=1", "/b"},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++) {
+        qs_urlpattern *p =
+            qs_urlpattern_compile(cases[i].pattern, strlen(cases[i].pattern), &b, 0, NULL, NULL);
+        ASSERT(p != NULL);
+        qs_slice sfx = qs_urlpattern_path_suffix(p);
+        ASSERT_EQ_MEM(cases[i].suffix, strlen(cases[i].suffix), sfx.p, sfx.n);
+        qs_urlpattern_free(p);
+    }
+    qs_weburl_free(&b);
+}
