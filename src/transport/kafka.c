@@ -175,8 +175,13 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     kafka_transport *t = c->t;
     char why[QS_REASON_MAX];
     uv_mutex_lock(&t->base.mu);
-    c->last_err = (rd_kafka_resp_err_t)err;
-    snprintf(c->last_reason, sizeof(c->last_reason), "%s", reason);
+    /* An authentication or TLS failure says more than the loss of brokers it causes. */
+    bool telling = err == RD_KAFKA_RESP_ERR__AUTHENTICATION || err == RD_KAFKA_RESP_ERR__SSL;
+    if (telling || (c->last_err != RD_KAFKA_RESP_ERR__AUTHENTICATION &&
+                    c->last_err != RD_KAFKA_RESP_ERR__SSL)) {
+        c->last_err = (rd_kafka_resp_err_t)err;
+        snprintf(c->last_reason, sizeof(c->last_reason), "%s", reason);
+    }
     switch (err) {
     case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
         snprintf(why, sizeof(why), "kafka unavailable: no broker reachable (%s)", reason);
@@ -421,6 +426,7 @@ static const void *id_header(const rd_kafka_message_t *m, size_t *len)
 static char *connect_error(kafka_transport *t, const char *what)
 {
     qs_kafka_settings *s = &t->s;
+    rd_kafka_poll(t->producer, 0); /* serves the error events queued meanwhile */
     uv_mutex_lock(&t->base.mu);
     rd_kafka_resp_err_t e = t->pctx.last_err;
     char reason[QS_REASON_MAX];

@@ -4,7 +4,7 @@ tests and benchmark, on kernel-chosen loopback ports in a folder of its own.
 The broker's jars are resolved from Maven Central by Maven (tests/kafka/pom.xml) into a
 cache folder kept between runs (.cache/kafka at the repository's root, or $QS_KAFKA_CACHE).
 The broker listens on PLAINTEXT, and optionally on SSL (a PEM key and certificate) and on
-SASL_PLAINTEXT (PLAIN and SCRAM users). It can be killed with SIGKILL and started again on
+SASL_PLAINTEXT (PLAIN users). It can be killed with SIGKILL and started again on
 the same log folder and ports.
 
     python3 tests/integration/kafka_broker.py run DIR   # for bench/kafka.sh: prints the
@@ -29,10 +29,8 @@ CACHE = Path(os.environ.get("QS_KAFKA_CACHE") or REPO / ".cache" / "kafka")
 JAVA = shutil.which("java")
 MVN = shutil.which("mvn")
 
-# SASL users of the SASL_PLAINTEXT listener: PLAIN ones from the JAAS line, SCRAM ones
-# written into the storage when it is formatted.
+# SASL users of the SASL_PLAINTEXT listener (PLAIN, from the JAAS line).
 PLAIN_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
-SCRAM_USERS = {"scram": "scram-secret"}
 
 
 def available():
@@ -91,7 +89,7 @@ def resolve_jars():
 
 class Broker:
     """One broker+controller. ssl: (pem with key and certificate) to add an SSL listener;
-    sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS, SCRAM_USERS)."""
+    sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS)."""
 
     def __init__(self, workdir, ssl=None, sasl=False, flush_every_message=False):
         self.dir = Path(workdir)
@@ -147,14 +145,10 @@ class Broker:
         if self.sasl:
             plain = " ".join('user_%s="%s"' % kv for kv in PLAIN_USERS.items())
             lines += [
-                "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+                "sasl.enabled.mechanisms=PLAIN",
                 "listener.name.sasl_plaintext.plain.sasl.jaas.config="
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
                 'username="admin" password="%s" %s;' % (PLAIN_USERS["admin"], plain),
-                "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config="
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
-                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config="
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
             ]
         return "\n".join(lines) + "\n"
 
@@ -180,10 +174,6 @@ class Broker:
                                   capture_output=True, text=True, check=True,
                                   timeout=120).stdout.strip().splitlines()[-1]
             fmt = ["format", "-t", uuid, "-c", str(props)]
-            if self.sasl:
-                for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
-                    for user, pw in SCRAM_USERS.items():
-                        fmt += ["--add-scram", "%s=[name=%s,password=%s]" % (mech, user, pw)]
             subprocess.run(self._java(libs, "kafka.tools.StorageTool", *fmt),
                            capture_output=True, text=True, check=True, timeout=120)
         self.log = open(self.dir / "stdout.log", "ab")

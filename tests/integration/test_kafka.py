@@ -336,6 +336,7 @@ def test_a_node_started_after_every_node_died_publishes_their_departures(cluster
     s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
     listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
     qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
+    time.sleep(0.5)  # listed at once on its node; in the topic a moment later
     n1.kill()
     s.close()
     (n2,) = cluster(1, extra=extra, query="presence_ttl=1s")
@@ -386,15 +387,15 @@ def test_tls(kafka, start_hub, tmp_path):
     assert "transport kafka: addr" in err, err
 
 
-def test_sasl_plain_scram_and_a_wrong_password(kafka, start_hub, tmp_path):
+def test_sasl_plain_and_a_wrong_password(kafka, start_hub, tmp_path):
     addr = "127.0.0.1:%d" % kafka.sasl_port
     topic = "qs-sasl-" + uuid.uuid4().hex[:8]
     good = start_hub(env={"MERCURE_TRANSPORT_URL": url_for(addr, topic,
                                                            "user=alice&password=alice-secret")})
-    scram = start_hub(extra=["transport kafka {", "addr " + addr, "topic " + topic,
-                             "user scram", "password scram-secret",
-                             "sasl_mechanism SCRAM-SHA-256", "}"])
-    with qs.open_stream(scram, ["urn:sasl"]) as s:
+    block = start_hub(extra=["transport kafka {", "addr " + addr, "topic " + topic,
+                             "user admin", "password admin-secret", "sasl_mechanism PLAIN",
+                             "}"])
+    with qs.open_stream(block, ["urn:sasl"]) as s:
         uid = publish_id(good, "urn:sasl", "authenticated")
         assert s.next_event(T(10)).id == uid
     err = refused(tmp_path / "a", url_for(addr, topic, "user=alice&password=wrong-pw&timeout=5s"))
