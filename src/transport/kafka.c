@@ -53,7 +53,7 @@
 #define POLL_MS 100          /* the threads check for stop at least this often */
 #define PROBE_MS 250         /* a link that is down is probed this often */
 #define PRUNE_EVERY_MS 60000 /* the index forgets offsets removed by retention */
-#define STORE_EVERY 256      /* the bus stores its position for commit this often */
+#define COMMIT_EVERY_MS 1000 /* the bus commits its position at most this often (when idle) */
 #define MAX_CANDIDATES 8     /* offsets read to resolve one Last-Event-ID */
 
 /* ------------------------------------------------------------ types */
@@ -785,36 +785,49 @@ static void writer_main(void *arg)
 
 /* ------------------------------------------------------------ the bus */
 
+/* Commits the bus's position to its consumer group, asynchronously, and only while the
+ * brokers answer: a commit in flight would hold the client's destruction at stop. The group
+ * never has members; its committed offsets only show how far behind the node is. */
 static void bus_store(kafka_transport *t, int64_t offset)
 {
+    uv_mutex_lock(&t->base.mu);
+    bool up = t->blink.up && !t->stopping;
+    uv_mutex_unlock(&t->base.mu);
+    if (!up)
+        return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, t->s.topic, 0)->offset = offset + 1;
-    rd_kafka_offsets_store(t->bus, l);
+    rd_kafka_commit(t->bus, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* The bus's position is outside the topic's retained range. */
+/* The bus's position is outside the topic's retained range. Never blocks (the watermarks
+ * are the client's cached ones): when they are unknown, the bus restarts at the beginning
+ * and delivers only what is past its position. */
 static void bus_reposition(kafka_transport *t, const rd_kafka_message_t *m)
 {
-    int64_t lo = 0, hi = 0;
+    int64_t lo = -1, hi = -1;
     uv_mutex_lock(&t->base.mu);
     int64_t pos = (int64_t)t->base.seq;
     uv_mutex_unlock(&t->base.mu);
-    if (rd_kafka_query_watermark_offsets(t->bus, t->s.topic, 0, &lo, &hi, (int)t->s.timeout_ms)) {
-        qs_warn("kafka %s: bus: %s", t->s.brokers, rd_kafka_message_errstr(m));
-        return;
-    }
-    if (pos < lo) {
+    bool known =
+        !rd_kafka_get_watermark_offsets(t->bus, t->s.topic, 0, &lo, &hi) && lo >= 0 && hi >= lo;
+    if (known && pos < lo) {
         qs_error("kafka %s: bus: updates %" PRId64 " to %" PRId64 " were removed by the topic's "
                  "retention before this node delivered them; resuming at %" PRId64,
                  t->s.brokers, pos, lo - 1, lo);
         assign_at(t->bus, t->s.topic, lo);
-    } else {
+    } else if (known && pos > hi) {
         qs_error("kafka %s: bus: the topic ends at offset %" PRId64 ", before this node's "
                  "position %" PRId64 ": it lost updates (deleted and created again, or its log "
                  "was lost); updates are delivered again once past this node's position",
                  t->s.brokers, hi, pos);
         assign_at(t->bus, t->s.topic, hi);
+    } else {
+        qs_warn("kafka %s: bus: %s; reading the topic again from its start (only updates past "
+                "this node's position are delivered)",
+                t->s.brokers, rd_kafka_message_errstr(m));
+        assign_at(t->bus, t->s.topic, RD_KAFKA_OFFSET_BEGINNING);
     }
 }
 
@@ -823,16 +836,16 @@ static void bus_main(void *arg)
     kafka_transport *t = arg;
     uint64_t next_prune = qs_now_ms() + PRUNE_EVERY_MS;
     int64_t unstored = -1;
-    size_t since_store = 0;
+    uint64_t next_commit = 0;
     while (!is_stopping(t)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(t->bus, POLL_MS);
         if (!m) {
-            if (unstored >= 0) {
+            uint64_t now = qs_now_ms();
+            if (unstored >= 0 && now >= next_commit) {
                 bus_store(t, unstored);
                 unstored = -1;
-                since_store = 0;
+                next_commit = now + COMMIT_EVERY_MS;
             }
-            uint64_t now = qs_now_ms();
             if (now >= next_prune) {
                 next_prune = now + PRUNE_EVERY_MS;
                 int64_t lo = -1, hi = -1;
@@ -877,10 +890,11 @@ static void bus_main(void *arg)
         if (u)
             qs_update_unref(u);
         unstored = m->offset;
-        if (++since_store >= STORE_EVERY) {
+        uint64_t now = qs_now_ms();
+        if (now >= next_commit) {
             bus_store(t, unstored);
             unstored = -1;
-            since_store = 0;
+            next_commit = now + COMMIT_EVERY_MS;
         }
         rd_kafka_message_destroy(m);
     }
@@ -926,7 +940,7 @@ static int reader_next(kafka_transport *t, uint64_t deadline, rd_kafka_message_t
         if (!m)
             continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            bool eof = m->offset >= t->rpos;
+            bool eof = t->rpos == RD_KAFKA_OFFSET_BEGINNING || m->offset >= t->rpos;
             rd_kafka_message_destroy(m);
             if (eof)
                 return R_EOF;
@@ -943,7 +957,7 @@ static int reader_next(kafka_transport *t, uint64_t deadline, rd_kafka_message_t
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (m->offset < t->rpos) { /* from an earlier assignment */
+        if (t->rpos >= 0 && m->offset < t->rpos) { /* from an earlier assignment */
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -1018,12 +1032,7 @@ static void serve_replay(kafka_transport *t, qs_replay *r)
     if (!r->continuation) {
         r->id_found = true;
         if (!strcmp(r->after_id, "earliest")) {
-            int64_t hi = 0;
-            if (rd_kafka_query_watermark_offsets(t->reader, t->s.topic, 0, &from, &hi,
-                                                 (int)t->s.timeout_ms)) {
-                replay_timeout(t, r, "reading the topic's first offset");
-                return;
-            }
+            from = RD_KAFKA_OFFSET_BEGINNING; /* wherever the topic's retention starts */
         } else {
             bool failed = false;
             if (!resolve_id(t, r, deadline, &from, &failed)) {
@@ -1038,11 +1047,12 @@ static void serve_replay(kafka_transport *t, qs_replay *r)
     } else {
         from = (int64_t)r->after_seq; /* the offset after seq s is s */
     }
-    r->next_seq = (uint64_t)from;
-    if ((uint64_t)from >= until) {
+    r->next_seq = from < 0 ? 0 : (uint64_t)from;
+    if (from >= 0 && (uint64_t)from >= until) {
         r->finished = true;
         return;
     }
+    bool restarted = false;
     size_t max_events = r->max_events ? r->max_events : 1024;
     size_t max_bytes = r->max_bytes ? r->max_bytes : (size_t)1 << 20;
     size_t cap = 0, bytes = 0;
@@ -1060,16 +1070,12 @@ static void serve_replay(kafka_transport *t, qs_replay *r)
         }
         if (rc == R_GONE) {
             /* Retention removed what was next: resume at the first retained update. */
-            int64_t lo = 0, hi = 0;
-            if (rd_kafka_query_watermark_offsets(t->reader, t->s.topic, 0, &lo, &hi,
-                                                 (int)t->s.timeout_ms) ||
-                lo <= (int64_t)r->next_seq) {
-                t->rpos = -1;
+            if (restarted) {
                 r->finished = true;
                 break;
             }
-            t->rpos = -1;
-            reader_seek(t, lo);
+            restarted = true;
+            reader_seek(t, RD_KAFKA_OFFSET_BEGINNING);
             continue;
         }
         uint64_t seq = (uint64_t)m->offset + 1;
@@ -1110,7 +1116,7 @@ static void reader_main(void *arg)
             if (!t->jn && !t->stopping) {
                 uv_mutex_unlock(&t->base.mu);
                 /* Idle: stop fetching after a second, and serve the client's events. */
-                if (t->rpos >= 0 && qs_now_ms() - idle_since > 1000) {
+                if (t->rpos != -1 && qs_now_ms() - idle_since > 1000) {
                     reader_drop_held(t);
                     rd_kafka_assign(t->reader, NULL);
                     t->rpos = -1;
@@ -1293,21 +1299,28 @@ static void kafka_presence_list(qs_transport *base, qs_presence_query *q)
     q->done(q);
 }
 
-/* While a link is down: asks the brokers whether they answer again. */
+/* True when a broker answers a metadata request of this client within `ms` (librdkafka
+ * keeps this timeout even when no broker is up, unlike a watermark query). */
+static bool answers(rd_kafka_t *rk, int ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, ms);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* While a link is down: asks the brokers whether they answer again (briefly: the presence
+ * thread must notice stop soon). */
 static void probe(kafka_transport *t)
 {
     uv_mutex_lock(&t->base.mu);
     bool p = !t->plink.up, b = !t->blink.up;
     uv_mutex_unlock(&t->base.mu);
-    int64_t lo, hi;
-    if (b && !rd_kafka_query_watermark_offsets(t->bus, t->s.topic, 0, &lo, &hi, PROBE_MS * 4))
+    if (b && answers(t->bus, PROBE_MS * 2))
         link_up(t, &t->blink);
-    if (p) {
-        char why[QS_REASON_MAX];
-        if (topic_partitions(t, t->s.topic, why, sizeof(why)) > 0 &&
-            !rd_kafka_query_watermark_offsets(t->producer, t->s.topic, 0, &lo, &hi, PROBE_MS * 4))
-            link_up(t, &t->plink);
-    }
+    if (p && answers(t->producer, PROBE_MS * 2))
+        link_up(t, &t->plink);
 }
 
 static void presence_main(void *arg)
@@ -1451,7 +1464,7 @@ static int kafka_create(const qs_config_transport *cfg, const qs_transport_host 
     if (!t->producer || reach_brokers(t, err) < 0 || ensure_topic(t, s.topic, false, err) < 0 ||
         ensure_topic(t, s.presence_topic, true, err) < 0)
         goto fail;
-    t->bus = new_consumer(t, &t->bctx, "bus", "error", true, err);
+    t->bus = new_consumer(t, &t->bctx, "bus", "error", false, err);
     t->reader = t->bus ? new_consumer(t, &t->rctx, "history", "error", false, err) : NULL;
     t->pres = t->reader ? new_consumer(t, &t->prctx, "presence", "earliest", false, err) : NULL;
     if (!t->pres)
