@@ -136,6 +136,7 @@ class Broker:
             "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "log.cleaner.backoff.ms=1000",
+            "log.retention.check.interval.ms=1000",
         ]
         if self.flush:
             lines.append("log.flush.interval.messages=1")
