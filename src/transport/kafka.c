@@ -246,8 +246,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         return;
     if (p->kind == P_PUBLISH) {
         if (!m->err) {
-            if (!t->plink.up) /* racy read: link_up checks again under the lock */
-                link_up(t, &t->plink);
+            link_up(t, &t->plink);
             p->cb(p->arg, 0, NULL);
         } else {
             char why[QS_REASON_MAX];
@@ -868,19 +867,21 @@ static void bus_main(void *arg)
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (!t->blink.up) /* racy read: link_up checks again under the lock */
-            link_up(t, &t->blink);
         size_t id_len;
         const void *id = id_header(m, &id_len);
         qs_update *u = qs_kafka_message_update(m->payload, m->len, id, id_len, m->offset);
         uint64_t seq = (uint64_t)m->offset + 1;
         uv_mutex_lock(&t->base.mu);
+        bool restored = !t->blink.up; /* data flows: the brokers are back */
+        t->blink.up = true;
         if (id)
             qs_kafka_index_add(&t->index, id, id_len, m->offset);
         bool fresh = u && seq > t->base.seq;
         if (fresh)
             qs_transport_set_position(&t->base, seq, u->id);
         uv_mutex_unlock(&t->base.mu);
+        if (restored)
+            qs_info("kafka %s: %s link restored", t->s.brokers, t->blink.name);
         if (!u && t->bus_skipped++ % 1000 == 0)
             qs_warn("kafka %s: skipping message %" PRId64 " of \"%s\": not a Quicksilver update "
                     "(%" PRIu64 " so far)",
