@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_INPUT 8192
+#define MAX_FUZZ_INPUT 8192
 
 static void check(bool cond)
 {
@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!size || size > MAX_INPUT)
+    if (!size || size > MAX_FUZZ_INPUT)
         return 0;
     const char *in = (const char *)data + 1;
     size_t n = size - 1;
