@@ -49,9 +49,10 @@ def free_port():
 
 
 def admin_binary():
-    """The kafka_admin helper built beside the hub (QS_BINARY's folder), else build/."""
+    """The kafka_admin helper of the release build (build/), else the one beside the hub
+    (QS_BINARY's folder): a sanitized helper would report librdkafka's own races."""
     hub = os.environ.get("QS_BINARY")
-    for d in ([Path(hub).parent] if hub else []) + [REPO / "build"]:
+    for d in [REPO / "build"] + ([Path(hub).parent] if hub else []):
         if (d / "kafka_admin").exists():
             return str(d / "kafka_admin")
     raise RuntimeError("kafka_admin not found: build the project first")
