@@ -325,6 +325,7 @@ static rd_kafka_t *new_client(kafka_transport *t, rd_kafka_type_t type, client_c
     KV("reconnect.backoff.max.ms", "2000");
     KV("allow.auto.create.topics", "false");
     KV("log.connection.close", "false");
+    KV("socket.nagle.disable", "true"); /* small requests leave at once: latency */
     KV("api.version.request", "true");
     if (s->user) {
         KV("sasl.mechanisms", s->sasl_mechanism ? s->sasl_mechanism : "PLAIN");
@@ -1443,7 +1444,7 @@ static int kafka_create(const qs_config_transport *cfg, const qs_transport_host 
     t->prctx.link = &t->prlink;
     uint64_t t0 = qs_now_ms();
 
-    char linger[8] = "2", msg_timeout[24];
+    char linger[8] = "0.5", msg_timeout[24];
     snprintf(msg_timeout, sizeof(msg_timeout), "%" PRIu64, t->s.publish_timeout_ms);
     const char *producer_conf[] = {"enable.idempotence",
                                    "true",

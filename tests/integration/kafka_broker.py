@@ -92,7 +92,7 @@ class Broker:
     """One broker+controller. ssl: (pem with key and certificate) to add an SSL listener;
     sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS)."""
 
-    def __init__(self, workdir, ssl=None, sasl=False, flush_every_message=False):
+    def __init__(self, workdir, ssl=None, sasl=False, flush_every_message=False, quick_jit=True):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -102,6 +102,7 @@ class Broker:
         self.ssl = ssl
         self.sasl = sasl
         self.flush = flush_every_message
+        self.quick_jit = quick_jit  # C1 only: starts sooner, runs slower (tests, not benches)
         self.proc = None
         self.log = None
 
@@ -156,7 +157,8 @@ class Broker:
 
     def _java(self, libs, main, *args):
         log4j = self.dir / "log4j2.properties"
-        return [JAVA, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1",
+        jit = ["-XX:TieredStopAtLevel=1"] if self.quick_jit else []
+        return [JAVA, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC"] + jit + [
                 "-Djava.awt.headless=true", "-Dlog4j2.configurationFile=" + str(log4j),
                 "-Dkafka.logs.dir=" + str(self.dir), "-cp", str(libs) + "/*", main] + list(args)
 
@@ -221,7 +223,7 @@ class Broker:
 
 
 def _run(workdir):
-    broker = Broker(workdir).start()
+    broker = Broker(workdir, quick_jit=False).start()
     print(broker.addr, flush=True)
     done = []
     signal.signal(signal.SIGTERM, lambda *_: done.append(1))
