@@ -12,6 +12,7 @@ static const struct {
     {"local", &qs_transport_local_ops}, {"lmdb", &qs_transport_lmdb_ops},
     {"bolt", &qs_transport_lmdb_ops}, /* the reference's default store, by name and scheme */
     {"redis", &qs_transport_redis_ops}, {"rediss", &qs_transport_redis_ops}, /* redis over TLS */
+    {"kafka", &qs_transport_kafka_ops},
 };
 
 void qs_replay_clear(qs_replay *r)
