@@ -342,6 +342,13 @@ def test_unreadable_key_stops_the_hub(tmp_path):
             shutil.rmtree(base, ignore_errors=True)
 
 
+def test_mismatched_key_stops_the_hub(tmp_path):
+    a = qs.TLSFiles(tmp_path / "a")
+    b = qs.TLSFiles(tmp_path / "b")
+    err = _start_fails(tmp_path, "run", a.cert, b.key)
+    assert "the key %s does not match the certificate %s" % (b.key, a.cert) in err, err
+
+
 def test_expired_certificate_stops_the_hub(tmp_path):
     now = datetime.datetime.now(datetime.timezone.utc)
     old = qs.TLSFiles(tmp_path / "old", not_before=now - datetime.timedelta(days=10),
