@@ -124,8 +124,9 @@ class StreamView:
 class H2Client:
     """An HTTP/2 client connection (hyper-h2). tls: an ssl.SSLContext offering "h2", or
     None for h2c with prior knowledge. settings: our SETTINGS ({h2.settings.SettingCodes:
-    value}). auto_ack: acknowledge received DATA at once (False: the test opens the
-    windows itself with ack())."""
+    value}). auto_ack: acknowledge received DATA at once (True), only on the connection's
+    window ("connection": streams' windows stay as the test leaves them), or never (False:
+    the test opens the windows itself with ack())."""
 
     def __init__(self, port, tls=None, timeout=None, settings=None, auto_ack=True, rcvbuf=None,
                  validate=True):
@@ -215,8 +216,11 @@ class H2Client:
                 st.view.buf += ev.data
             else:
                 st.data += ev.data
-            if self.auto_ack and ev.flow_controlled_length:
-                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            n = ev.flow_controlled_length
+            if self.auto_ack == "connection" and n:
+                self.conn.increment_flow_control_window(n)
+            elif self.auto_ack and n:
+                self.conn.acknowledge_received_data(n, ev.stream_id)
         elif isinstance(ev, h2.events.StreamEnded):
             self._state(ev.stream_id).ended = True
         elif isinstance(ev, h2.events.StreamReset):
@@ -429,12 +433,17 @@ class RawH2:
             self.closed = True
         self.buf += data
         out = []
-        while len(self.buf) >= 9:
-            frame, length = hf.Frame.parse_frame_header(memoryview(self.buf[:9]))
-            if len(self.buf) < 9 + length:
+        pos = 0
+        buf = memoryview(self.buf)
+        while len(self.buf) - pos >= 9:
+            try:
+                frame, length = hf.Frame.parse_frame_header(buf[pos:pos + 9])
+            except Exception:
+                break  # not HTTP/2 (an HTTP/1.1 answer): left in buf
+            if len(self.buf) - pos < 9 + length:
                 break
-            frame.parse_body(memoryview(self.buf[9:9 + length]))
-            self.buf = self.buf[9 + length:]
+            frame.parse_body(buf[pos + 9:pos + 9 + length])
+            pos += 9 + length
             if isinstance(frame, (hf.HeadersFrame, hf.PushPromiseFrame)):
                 try:
                     frame.decoded = self.decoder.decode(frame.data, raw=False)
@@ -443,6 +452,8 @@ class RawH2:
             if isinstance(frame, hf.GoAwayFrame) and self.goaway is None:
                 self.goaway = frame
             out.append(frame)
+        buf.release()
+        self.buf = self.buf[pos:]
         self.frames.extend(out)
         return out
 
