@@ -612,6 +612,9 @@ static void dispatch(h2conn *c, h2stream *st)
     };
     qs_metric_add(&qs_metrics_global.requests_total, 1);
     if (st->refuse) {
+        /* Counted as HTTP/1 counts the requests it refuses before routing them. */
+        qs_metric_add(&qs_metrics_global.bad_requests_total, 1);
+        qs_debug("bad HTTP/2 request from %s: %d", c->sock->peer, st->refuse);
         if (st->refuse == 413)
             c->srv->router->refused(st->req.method, st->req.path, 413);
         qs_http_error(&st->req, st->refuse,
