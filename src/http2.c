@@ -693,8 +693,12 @@ static void ev_read(qs_sock *s, const char *data, size_t len)
     ssize_t rv = nghttp2_session_mem_recv(c->session, (const uint8_t *)data, len);
     if (rv < 0) {
         qs_debug("HTTP/2 connection from %s: %s", s->peer, nghttp2_strerror((int)rv));
+        /* A flood is told apart from a broken peer: the GOAWAY says which. */
+        bool flood = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ||
+                     rv == NGHTTP2_ERR_TOO_MANY_SETTINGS;
         if (rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-            nghttp2_session_terminate_session(c->session, NGHTTP2_PROTOCOL_ERROR);
+            nghttp2_session_terminate_session(c->session, flood ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                                : NGHTTP2_PROTOCOL_ERROR);
     }
     conn_flush(c); /* a loop callback: the answers can go now */
 }
