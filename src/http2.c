@@ -696,9 +696,13 @@ static void ev_read(qs_sock *s, const char *data, size_t len)
         /* A flood is told apart from a broken peer: the GOAWAY says which. */
         bool flood = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ||
                      rv == NGHTTP2_ERR_TOO_MANY_SETTINGS;
-        if (rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-            nghttp2_session_terminate_session(c->session, flood ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                                : NGHTTP2_PROTOCOL_ERROR);
+        if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+            /* Not HTTP/2 at all: no frame is owed to such a peer (RFC 9113 §3.4). */
+            conn_close(c);
+            return;
+        }
+        nghttp2_session_terminate_session(c->session, flood ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                            : NGHTTP2_PROTOCOL_ERROR);
     }
     conn_flush(c); /* a loop callback: the answers can go now */
 }

@@ -282,6 +282,17 @@ def test_goaway_at_graceful_shutdown(h2hub):
     assert hub.wait_exit() == 0
 
 
+def test_a_bad_connection_preface_ends_the_connection(h2hub):
+    """ALPN said h2 but the client's first bytes are not the HTTP/2 preface: RFC 9113 §3.4,
+    the connection is ended at once (nothing but the hub's own SETTINGS comes back)."""
+    hub = h2hub()
+    with raw(hub, preface=False) as r:
+        r.send(b"INVALID CONNECTION PREFACE\r\n\r\n")
+        assert r.wait_closed(T(5)), r.frames
+        assert all(isinstance(f, (hf.SettingsFrame, hf.GoAwayFrame)) for f in r.frames), r.frames
+    assert_serves_others(hub)
+
+
 # --------------------------------------------------------------------- limits
 
 def test_concurrent_streams_per_connection_are_limited(h2hub):
