@@ -366,6 +366,7 @@ class RawH2:
         self.buf = b""
         self.frames = []
         self.closed = False
+        self.reset = False       # the connection ended with a TCP reset, not a FIN
         self.goaway = None
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
@@ -426,9 +427,19 @@ class RawH2:
         if self.closed:
             return []
         try:
-            data = _recv(self.sock, timeout if timeout is not None else self.timeout)
-        except socket.timeout:
+            self.sock.settimeout(max(timeout if timeout is not None else self.timeout, 0.001))
+            data = self.sock.recv(65536)
+        except (socket.timeout, ssl.SSLWantReadError):
             return []
+        except (ConnectionResetError, BrokenPipeError):
+            self.reset = True  # the server's kernel answered with a reset
+            data = b""
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            data = b""
+        except ssl.SSLError as e:
+            if "timed out" in str(e):
+                return []
+            data = b""
         if not data:
             self.closed = True
         self.buf += data

@@ -293,6 +293,25 @@ def test_a_bad_connection_preface_ends_the_connection(h2hub):
     assert_serves_others(hub)
 
 
+@pytest.mark.parametrize("transport", ["tls", "h2c"])
+def test_a_connection_the_hub_ends_closes_with_fin_not_reset(start_hub, tls_files, transport):
+    """The hub ends a connection (here a flood of empty DATA frames) while the client is
+    still sending: it sends its GOAWAY, then a FIN, and reads what still comes for a moment,
+    so the client reads the GOAWAY and the end of the connection, never a reset (which
+    could destroy the GOAWAY before the client reads it)."""
+    if transport == "tls":
+        hub = start_hub(tls=tls_files)
+    else:
+        hub = start_hub(env={"GLOBAL_OPTIONS": "protocols h1 h2c"})
+    with h2client.RawH2(hub.port, tls=tls_files.context(("h2",)) if hub.tls else None) as r:
+        r.send(r.request_frame(1, qs.HUB_PATH, method="POST", end_stream=False))
+        r.send([hf.DataFrame(1)] * 20000)  # far past the bound: the hub stops reading early
+        time.sleep(0.3)  # a reset, if the hub's kernel sends one, is here before we read
+        assert r.wait_closed(T(10))
+        assert r.goaway is not None and r.goaway.error_code == ENHANCE_YOUR_CALM, r.goaway
+        assert not r.reset, "the connection was reset"
+
+
 # --------------------------------------------------------------------- limits
 
 def test_concurrent_streams_per_connection_are_limited(h2hub):
