@@ -344,7 +344,7 @@ static nghttp2_nv *response_fields(qs_http_response *res, char *status, char *le
         nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)length, 14, strlen(length),
                                NGHTTP2_NV_FLAG_NO_COPY_NAME};
     }
-    char *p = res->headers.p, *end = p + res->headers.len;
+    char *p = res->headers.p, *end = p ? p + res->headers.len : NULL;
     while (p && p < end) {
         char *eol = memchr(p, '\r', (size_t)(end - p));
         if (!eol)
