@@ -382,8 +382,11 @@ def test_rapid_reset_ends_the_connection(h2hub):
             res.sample()
             if r.closed:
                 break
-        assert_ended(r)
-        assert r.goaway is not None or r.send_failed, "closed without GOAWAY"
+        # nghttp2's reset rate limit (a burst of 1000, then 33 a second) sends its own
+        # GOAWAY, with INTERNAL_ERROR.
+        assert_ended(r, {h2client.INTERNAL_ERROR, ENHANCE_YOUR_CALM})
+        assert r.goaway is not None, "closed without GOAWAY"
+        assert r.goaway.last_stream_id < sid - 2, "every stream was accepted"
     assert hub.metric("mercure_subscribers_connected") == 0
     assert_serves_others(hub)
     res.check()
@@ -495,7 +498,7 @@ def test_empty_data_flood_ends_the_connection(h2hub):
             if r.closed:
                 break
         assert_ended(r, {ENHANCE_YOUR_CALM})
-        assert r.goaway is not None or r.send_failed
+        assert r.goaway is not None
     assert_serves_others(hub)
     res.check()
 
