@@ -92,14 +92,21 @@ static int load_config(const options *o, qs_config *cfg)
 
 static qs_server server;
 
-/* SIGHUP: certificates and keys are read again; streams stay up. */
+/* SIGHUP: certificates and keys are read again, JWK Sets fetched again; streams stay up. */
 static void on_reload(uv_signal_t *sig, int signum)
 {
     QS_UNUSED(sig);
     QS_UNUSED(signum);
     char *err = NULL;
+    bool jwks = (server.hub.publisher_keys && qs_keys_is_jwks(server.hub.publisher_keys)) ||
+                (server.hub.subscriber_keys && qs_keys_is_jwks(server.hub.subscriber_keys));
+    if (jwks) {
+        qs_info("received SIGHUP: fetching the JWK Sets again");
+        qs_server_reload_keys(&server);
+    }
     if (!server.tls) {
-        qs_info("received SIGHUP: nothing to reload (no TLS listener)");
+        if (!jwks)
+            qs_info("received SIGHUP: nothing to reload (no TLS listener, no JWK Set)");
     } else if (qs_server_reload_tls(&server, &err) < 0) {
         qs_error("received SIGHUP: certificates not reloaded: %s (the previous ones stay)", err);
         free(err);
