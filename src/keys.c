@@ -48,34 +48,33 @@ bool qs_keys_is_jwks(const qs_keys *k)
     return !k->key;
 }
 
-/* Fetches and parses the set; returns it, or NULL with *err set. Blocking. */
-static qs_jwks *fetch_set(qs_keys *k, char **err)
+/* Logs the keys a document skipped, one line each. */
+static void log_skipped(const qs_keys *k, qs_buf *warnings)
+{
+    char *line = warnings->p, *end;
+    while (line && (end = strchr(line, '\n'))) {
+        *end = '\0';
+        qs_warn("%s: %s: %s", k->name, k->url, line);
+        line = end + 1;
+    }
+    qs_buf_reset(warnings);
+}
+
+/* Fetches and parses the set; returns it, or NULL with *err set. Keys skipped are described
+ * in `warnings`. Blocking. */
+static qs_jwks *fetch_set(qs_keys *k, qs_buf *warnings, char **err)
 {
     qs_fetch_options fo = {.max_bytes = QS_JWKS_MAX_DOC,
                            .timeout_ms = k->opt.timeout_ms,
                            .ca_file = k->ca_file,
                            .abort = &k->abort};
-    qs_buf doc = QS_BUF_INIT, warnings = QS_BUF_INIT;
+    qs_buf doc = QS_BUF_INIT;
     qs_jwks *set = NULL;
-    char *why = NULL;
-    if (qs_fetch(k->url, &fo, &doc, &why) == 0)
-        set = qs_jwks_parse(doc.p ? doc.p : "", doc.len, &warnings, &why);
+    *err = NULL;
+    qs_buf_reset(warnings);
+    if (qs_fetch(k->url, &fo, &doc, err) == 0)
+        set = qs_jwks_parse(doc.p ? doc.p : "", doc.len, warnings, err);
     qs_buf_free(&doc);
-    if (!set) {
-        *err = why;
-        qs_buf_free(&warnings);
-        return NULL;
-    }
-    /* Skipped keys are worth a line each time the set changes; the caller logs them. */
-    if (warnings.len) {
-        char *line = warnings.p, *end;
-        while ((end = strchr(line, '\n'))) {
-            *end = '\0';
-            qs_warn("%s: %s: %s", k->name, k->url, line);
-            line = end + 1;
-        }
-    }
-    qs_buf_free(&warnings);
     return set;
 }
 
@@ -96,7 +95,10 @@ qs_keys *qs_keys_new_jwks(const char *name, const char *url, const qs_keys_optio
     uv_cond_init(&k->cond);
     atomic_init(&k->abort, false);
     char *why = NULL;
-    k->current = fetch_set(k, &why);
+    qs_buf warnings = QS_BUF_INIT;
+    k->current = fetch_set(k, &warnings, &why);
+    log_skipped(k, &warnings);
+    qs_buf_free(&warnings);
     if (!k->current) {
         *err = qs_xasprintf("%s: the JWK Set at %s cannot be used: %s", name, url, why);
         free(why);
@@ -110,7 +112,7 @@ qs_keys *qs_keys_new_jwks(const char *name, const char *url, const qs_keys_optio
 }
 
 /* Puts a freshly fetched set in use, unless it holds the same keys as the current one. */
-static void publish_set(qs_keys *k, qs_jwks *set)
+static void publish_set(qs_keys *k, qs_jwks *set, qs_buf *warnings)
 {
     uv_mutex_lock(&k->mu);
     qs_jwks *old = k->current;
@@ -127,6 +129,7 @@ static void publish_set(qs_keys *k, qs_jwks *set)
     }
     qs_info("%s: the key set changed: %zu key%s from %s (was %zu)", k->name, qs_jwks_count(set),
             qs_jwks_count(set) == 1 ? "" : "s", k->url, qs_jwks_count(old));
+    log_skipped(k, warnings);
     qs_jwks_unref(old);
 }
 
@@ -137,6 +140,7 @@ static void refresher_main(void *arg)
     uint64_t next = last + k->opt.refresh_ms;
     uint64_t backoff = k->opt.min_refresh_ms;
     bool failing = false;
+    qs_buf warnings = QS_BUF_INIT;
     uv_mutex_lock(&k->mu);
     for (;;) {
         uint64_t now = qs_now_ms();
@@ -158,22 +162,24 @@ static void refresher_main(void *arg)
             qs_debug("%s: fetching %s (%s)", k->name, k->url, why_now);
         last = now;
         char *err = NULL;
-        qs_jwks *set = fetch_set(k, &err);
+        qs_jwks *set = fetch_set(k, &warnings, &err);
         if (set) {
             if (failing)
                 qs_info("%s: %s can be fetched again", k->name, k->url);
             failing = false;
             backoff = k->opt.min_refresh_ms;
             next = qs_now_ms() + k->opt.refresh_ms;
-            publish_set(k, set);
+            publish_set(k, set, &warnings);
         } else if (!atomic_load(&k->abort)) {
             /* Said once per outage at warning level: a server down for hours is one line
              * and a retry every few minutes. */
-            if (!failing)
+            if (!failing) {
                 qs_warn("%s: %s cannot be used: %s; the keys fetched before stay in use", k->name,
                         k->url, err);
-            else
+                log_skipped(k, &warnings);
+            } else {
                 qs_debug("%s: %s still cannot be used: %s", k->name, k->url, err);
+            }
             failing = true;
             next = qs_now_ms() + backoff;
             backoff = QS_MIN(backoff * 2, k->opt.refresh_ms);
@@ -182,6 +188,7 @@ static void refresher_main(void *arg)
         uv_mutex_lock(&k->mu);
     }
     uv_mutex_unlock(&k->mu);
+    qs_buf_free(&warnings);
 }
 
 int qs_keys_start(qs_keys *k, char **err)

@@ -180,11 +180,24 @@ static int cmd_validate(const options *o)
     /* Keys are parsed here too, so a bad PEM is caught without starting. */
     char *err = NULL;
     const struct {
-        const char *directive, *key, *alg;
-    } keys[] = {{"publisher_jwt", cfg.publisher_key, cfg.publisher_alg},
-                {"subscriber_jwt", cfg.subscriber_key, cfg.subscriber_alg}};
-    for (size_t i = 0; i < QS_ARRAY_LEN(keys); i++) {
-        if (!keys[i].key || !*keys[i].key)
+        const char *directive, *key, *alg, *jwks_directive, *jwks_url;
+    } keys[] = {{"publisher_jwt", cfg.publisher_key, cfg.publisher_alg, "publisher_jwks_url",
+                 cfg.publisher_jwks_url},
+                {"subscriber_jwt", cfg.subscriber_key, cfg.subscriber_alg, "subscriber_jwks_url",
+                 cfg.subscriber_jwks_url}};
+    /* JWK Sets are fetched and parsed, as the hub does before it starts. */
+    for (size_t i = 0; i < QS_ARRAY_LEN(keys) && !err; i++) {
+        if (!keys[i].jwks_url)
+            continue;
+        qs_keys_options ko = {.refresh_ms = cfg.jwks_refresh_ms,
+                              .min_refresh_ms = cfg.jwks_min_refresh_ms,
+                              .timeout_ms = QS_JWKS_FETCH_TIMEOUT_MS,
+                              .ca_file = cfg.jwks_ca_file,
+                              .n_slots = 1};
+        qs_keys_free(qs_keys_new_jwks(keys[i].jwks_directive, keys[i].jwks_url, &ko, &err));
+    }
+    for (size_t i = 0; i < QS_ARRAY_LEN(keys) && !err; i++) {
+        if (!keys[i].key || !*keys[i].key || keys[i].jwks_url)
             continue;
         enum qs_jwt_alg alg;
         const char *why = NULL;
