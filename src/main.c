@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * main.c - the `mercure` command: run, validate, version, help.
+ * main.c - the `mercure` command: run, validate, token, version, help.
  */
 #include <openssl/opensslv.h>
 #include <signal.h>
@@ -12,6 +12,7 @@
 #include "log.h"
 #include "server.h"
 #include "tls.h"
+#include "token.h"
 
 extern char **environ;
 
@@ -24,6 +25,9 @@ static const char usage[] =
     "                            the built-in configuration read from the environment)\n"
     "  mercure validate [--config FILE]\n"
     "                            check a configuration and exit\n"
+    "  mercure token (--key KEY | --key-file FILE) [--alg ALG] [--kid KID]\n"
+    "                [--publish TOPIC]... [--subscribe TOPIC]... [--payload JSON] [--exp 1h]\n"
+    "                            print a JWT the hub accepts (mercure token --help)\n"
     "  mercure version           print the version\n"
     "  mercure help              print this help\n"
     "\n"
@@ -247,6 +251,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    if (!strcmp(cmd, "token"))
+        return qs_token_main(argc - 1, argv + 1);
     options o = {0};
     if (!strcmp(cmd, "run") || !strcmp(cmd, "validate")) {
         if (parse_options(argc, argv, &o) < 0)
