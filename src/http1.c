@@ -556,6 +556,7 @@ static void conn_dispatch(conn *c)
         .body = {c->body.p ? c->body.p : "", c->body.len},
         .peer = c->sock->peer,
         .over_limit = c->over_limit,
+        .secure = qs_sock_is_tls(c->sock),
         .head = c->head_method,
         .max_query_pairs = (size_t)cfg->max_topics + 64,
     };

@@ -607,6 +607,7 @@ static void dispatch(h2conn *c, h2stream *st)
         .body = {st->body.p ? st->body.p : "", st->body.len},
         .peer = c->sock->peer,
         .over_limit = c->over_limit,
+        .secure = qs_sock_is_tls(c->sock),
         .head = qs_slice_eq(parts.method, "HEAD"),
         .max_query_pairs = (size_t)cfg->max_topics + 64,
     };
