@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Real-browser tests (EventSource, and the debugging UI): Chromium (Debian's /usr/bin/chromium, or $CHROMIUM) driven by
-# playwright-core against the hub binary ($QS_BINARY, default build/mercure).
+# Real-browser tests (EventSource, and the debugging UI): Chromium (Debian's /usr/bin/chromium,
+# or $CHROMIUM) driven by playwright-core against the hub binary ($QS_BINARY, default
+# build/mercure).
 # Usage: tests/browser/run.sh   (from anywhere; build the hub first)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
