@@ -311,11 +311,14 @@ def test_https_refuses_an_unverified_certificate(tmp_path, jwks_server, family, 
     assert wrong.count() == 0  # the handshake failed: no request was sent
 
 
-def test_rotation_without_restart(start_hub, jwks_server):
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_rotation_without_restart(start_hub, jwks_server, test_ca, scheme):
     old, new = Key("ES256", "old"), Key("ES256", "new")
-    server = jwks_server(jwks(old))
-    hub = jwks_hub(start_hub, pub_url=server.url, server_name="127.0.0.1:0",
-                   extra=["jwks_refresh_interval 1s", "workers 1"])
+    tls = test_ca["good"] if scheme == "https" else None
+    server = jwks_server(jwks(old), tls=tls)
+    hub = jwks_hub(start_hub, pub_url=server.url,
+                   extra=["jwks_refresh_interval 1s", "workers 1",
+                          "jwks_ca_file " + test_ca["ca"]])
     token = old.pub()
     for _ in range(5):  # verified once, then served by the worker's token cache
         assert publish_status(hub, token) == 200
@@ -343,11 +346,13 @@ def test_same_kid_with_new_material(start_hub, jwks_server):
     assert publish_status(hub, second.pub()) == 200
 
 
-def test_unknown_kid_fetches_the_set_again(start_hub, jwks_server):
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_unknown_kid_fetches_the_set_again(start_hub, jwks_server, test_ca, scheme):
     a, b = Key("EdDSA", "a"), Key("EdDSA", "b")
-    server = jwks_server(jwks(a))
+    server = jwks_server(jwks(a), tls=test_ca["good"] if scheme == "https" else None)
     hub = jwks_hub(start_hub, pub_url=server.url,
-                   extra=["jwks_refresh_interval 1h", "jwks_min_refresh_interval 1s"])
+                   extra=["jwks_refresh_interval 1h", "jwks_min_refresh_interval 1s",
+                          "jwks_ca_file " + test_ca["ca"]])
     assert server.count() == 1
     server.set(jwks(a, b))
     # Refused while the set is fetched again in the background, then accepted.
