@@ -139,6 +139,13 @@ typedef struct qs_config {
     long max_subscriber_states;    /* default 4096 states for all of a request's templates */
 
     bool debug; /* GLOBAL_OPTIONS `debug` */
+    /* Global `shutdown_delay`: after SIGTERM the hub reports itself not ready and goes on
+     * serving this long before it stops; `grace_period`: its streams end spread over this
+     * long, each with a retry hint (0: all at once). */
+    uint64_t shutdown_delay_ms;
+    uint64_t grace_period_ms;
+    bool log_json;   /* global `log { format json }`: one JSON object per line */
+    bool access_log; /* a site-level `log`: one line per request answered */
 } qs_config;
 
 /** Looks an environment variable up; returns NULL when unset. */

@@ -112,7 +112,7 @@ static void conn_close(h2conn *c)
 static void stream_free(h2stream *st)
 {
     qs_list_unlink(&st->node);
-    qs_http_req_finish(&st->req);
+    qs_http_req_release(&st->req);
     qs_http2_request_free(&st->fields);
     qs_buf_free(&st->body);
     qs_buf_free(&st->res_body);
@@ -606,6 +606,7 @@ static void dispatch(h2conn *c, h2stream *st)
         .n_headers = parts.n_headers,
         .body = {st->body.p ? st->body.p : "", st->body.len},
         .peer = c->sock->peer,
+        .proto = "HTTP/2.0",
         .over_limit = c->over_limit,
         .secure = qs_sock_is_tls(c->sock),
         .head = qs_slice_eq(parts.method, "HEAD"),

@@ -5,11 +5,13 @@
  * sources (a JWK Set source changes its set behind its own lock, keys.h), the transport
  * (thread-safe behind its own interface) and the workers' contexts (read only for their
  * relaxed counters, by /metrics). Handlers reach it through their worker's context
- * (ctx->hub).
+ * (ctx->hub). One flag changes, atomically: `draining`, set once when the hub begins to
+ * shut down.
  */
 #ifndef QS_HUB_H
 #define QS_HUB_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -26,7 +28,8 @@ typedef struct qs_hub {
     qs_transport *transport;
     struct qs_ctx **contexts; /* one per worker */
     int n_workers;
-    uint64_t max_conns; /* over this many open connections, new ones are closed at once */
+    uint64_t max_conns;   /* over this many open connections, new ones are closed at once */
+    atomic_bool draining; /* shutting down: not ready for new clients */
 } qs_hub;
 
 #endif

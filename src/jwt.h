@@ -133,12 +133,28 @@ int qs_jwt_peek_header(const char *token, size_t len, qs_jwt_header *out);
 void qs_jwt_claims_copy(qs_jwt_claims *out, const qs_jwt_claims *in);
 
 /**
+ * Lower-level pieces for other token profiles (protocol 1.0 access tokens, token1.h), which
+ * read claims the 0.x rules above do not know:
+ *  - qs_jwt_decode: the structure only (three base64url segments, header and claims JSON
+ *    objects, at most 64 KiB), nothing verified. Returns QS_JWT_OK with two new references,
+ *    or QS_JWT_E_MALFORMED.
+ *  - qs_jwt_check_signature: the header's "alg" equals the key's algorithm (QS_JWT_E_ALG)
+ *    and the signature verifies (QS_JWT_E_SIGNATURE, or QS_JWT_E_MALFORMED when it is not
+ *    base64url).
+ */
+enum qs_jwt_status qs_jwt_decode(const char *token, size_t len, json_t **header, json_t **claims);
+enum qs_jwt_status qs_jwt_check_signature(const qs_jwt_key *key, const char *token, size_t len,
+                                          json_t *header);
+
+/**
  * Signs a token: header {"alg":…,"typ":"JWT"} and the given claims object (not stolen).
  * Returns a malloc'd NUL-terminated token, or NULL with *err set. Used by tests, the load
  * generator and tooling.
  */
 char *qs_jwt_sign(const qs_jwt_key *key, json_t *claims, const char **err);
-/** The same with a "kid" (key id) in the header after "alg", when kid is not NULL (UTF-8). */
+/** qs_jwt_sign with a chosen "typ" header value (NULL: no "typ"), e.g. "at+jwt". */
+char *qs_jwt_sign_typ(const qs_jwt_key *key, json_t *claims, const char *typ, const char **err);
+/** qs_jwt_sign with a "kid" (key id) in the header after "alg", when kid is not NULL (UTF-8). */
 char *qs_jwt_sign_kid(const qs_jwt_key *key, const char *kid, json_t *claims, const char **err);
 
 /** base64url without padding. Decode returns -1 on invalid input. */

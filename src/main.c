@@ -133,6 +133,7 @@ static int cmd_run(const options *o)
         return 1;
     if (cfg.debug)
         qs_log_set_level(QS_LOG_DEBUG);
+    qs_log_set_json(cfg.log_json);
     if (o->environ_dump)
         for (char **e = environ; *e; e++)
             puts(*e);

@@ -3,6 +3,7 @@
  */
 #include "server.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -186,6 +187,13 @@ void qs_server_stop(qs_server *s)
 {
     if (atomic_exchange(&s->stopping, true) || !s->started)
         return;
+    /* Not ready at once, so load balancers send no one new; still serving meanwhile. */
+    atomic_store(&s->hub.draining, true);
+    uint64_t delay = s->hub.cfg->shutdown_delay_ms;
+    if (delay) {
+        qs_info("draining: reporting not ready, serving for %" PRIu64 " ms before stopping", delay);
+        uv_sleep((unsigned)QS_MIN(delay, (uint64_t)UINT32_MAX));
+    }
     for (int i = 0; i < s->hub.n_workers; i++)
         qs_worker_request_stop(s->workers[i]);
     for (int i = 0; i < s->hub.n_workers; i++)

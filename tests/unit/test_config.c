@@ -2030,3 +2030,44 @@ TEST(real_environment_when_no_callback)
     ASSERT_EQ_STR("x", cfg.hub_name);
     qs_config_free(&cfg);
 }
+
+/*-------- Shutdown and logs --------*/
+
+TEST(drain_and_log_options)
+{
+    qs_config cfg;
+    must_parse(&cfg,
+               "{\n\tshutdown_delay 5s\n\tgrace_period 1m\n\tlog {\n\t\tformat json\n"
+               "\t\tlevel DEBUG\n\t\toutput stderr\n\t}\n}\n"
+               ":3000 {\n\tlog\n\tmercure {\n\t\tpublisher_jwt pub\n\t\tanonymous\n\t}\n}\n",
+               no_env);
+    ASSERT_EQ_INT(5000, cfg.shutdown_delay_ms);
+    ASSERT_EQ_INT(60000, cfg.grace_period_ms);
+    ASSERT(cfg.log_json && cfg.debug && cfg.access_log);
+    qs_config_free(&cfg);
+    /* Defaults: stop at once, text logs, no access logs; the official Caddyfile's filtered
+     * access log is accepted and turns access logs on. */
+    must_parse(&cfg, official_caddyfile, keys_env);
+    ASSERT_EQ_INT(0, cfg.shutdown_delay_ms);
+    ASSERT_EQ_INT(0, cfg.grace_period_ms);
+    ASSERT(!cfg.log_json && cfg.access_log);
+    qs_config_free(&cfg);
+    must_parse(&cfg, ":3000 {\n\tmercure {\n\t\tpublisher_jwt pub\n\t\tanonymous\n\t}\n}\n",
+               no_env);
+    ASSERT(!cfg.access_log);
+    qs_config_free(&cfg);
+}
+
+TEST(drain_and_log_errors)
+{
+    const char *site = ":3000 {\n\tmercure {\n\t\tpublisher_jwt pub\n\t\tanonymous\n\t}\n}\n";
+    char *text = qs_xasprintf("{\n\tgrace_period soon\n}\n%s", site);
+    must_fail(text, no_env, "Caddyfile:2: grace_period: invalid duration \"soon\"");
+    free(text);
+    text = qs_xasprintf("{\n\tlog {\n\t\tformat yaml\n\t}\n}\n%s", site);
+    must_fail(text, no_env, "Caddyfile:3: log: format: json or console \"yaml\"");
+    free(text);
+    text = qs_xasprintf("{\n\tlog {\n\t\toutput file /tmp/x\n\t}\n}\n%s", site);
+    must_fail(text, no_env, "Caddyfile:3: output: expected 1 value \"file /tmp/x\"");
+    free(text);
+}
