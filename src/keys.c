@@ -138,7 +138,9 @@ static void refresher_main(void *arg)
     qs_keys *k = arg;
     uint64_t last = qs_now_ms(); /* the last fetch started then (the first at start-up) */
     uint64_t next = last + k->opt.refresh_ms;
-    uint64_t backoff = k->opt.min_refresh_ms;
+    /* Retries start at the shorter of the two intervals: never later than a refresh. */
+    const uint64_t first_retry = QS_MIN(k->opt.min_refresh_ms, k->opt.refresh_ms);
+    uint64_t backoff = first_retry;
     bool failing = false;
     qs_buf warnings = QS_BUF_INIT;
     uv_mutex_lock(&k->mu);
@@ -167,7 +169,7 @@ static void refresher_main(void *arg)
             if (failing)
                 qs_info("%s: %s can be fetched again", k->name, k->url);
             failing = false;
-            backoff = k->opt.min_refresh_ms;
+            backoff = first_retry;
             next = qs_now_ms() + k->opt.refresh_ms;
             publish_set(k, set, &warnings);
         } else if (!atomic_load(&k->abort)) {

@@ -4,10 +4,11 @@
  *
  * A JWK Set source owns a refresher thread. It fetches the set every `refresh_ms`, when a
  * token names a kid the set lacks (at most once per `min_refresh_ms`, whatever the tokens
- * say), and on qs_keys_reload; a failed fetch is retried after `min_refresh_ms`, doubling up
- * to `refresh_ms`. A document that cannot be fetched or parsed changes nothing: the last
- * good set stays in use. A set equal to the one in use is dropped, so the workers' caches
- * of verified tokens stay warm; a different one is published with a new serial number.
+ * say), and on qs_keys_reload; a failed fetch is retried after `min_refresh_ms` (or
+ * `refresh_ms` when shorter), doubling up to `refresh_ms`. A document that cannot be fetched or
+ * parsed changes nothing: the last good set stays in use. A set equal to the one in use is dropped,
+ * so the workers' caches of verified tokens stay warm; a different one is published with a new
+ * serial number.
  *
  * Threading: the set in use is an immutable, reference-counted qs_jwks behind a mutex. Each
  * worker keeps its own reference in a slot of its own (its index), refreshed only when the
