@@ -15,6 +15,7 @@
 
 #include "form.h"
 #include "headers.h"
+#include "jwks.h"
 #include "jwt.h"
 #include "topic.h"
 #include "update.h"
@@ -28,21 +29,27 @@ enum qs_auth_status {
 /**
  * A per-thread cache of verified tokens: publishers and subscribers present the same token
  * again and again, and a hit skips base64, JSON and the signature. Keyed by the exact
- * token bytes and the key; an entry is used only while the token's exp and nbf allow it.
- * Invalid tokens are never cached. Bounded: full, it starts over.
+ * token bytes and what verified them: a single key (by address: it lives as long as the
+ * hub) or a key set (by serial number, never reused, so a rotated set never meets the
+ * entries of the set it replaced). An entry is used only while the token's exp and nbf
+ * allow it. Invalid tokens are never cached. Bounded: full, it starts over.
  */
 typedef struct qs_token_cache qs_token_cache;
 qs_token_cache *qs_token_cache_new(size_t max_entries);
 void qs_token_cache_free(qs_token_cache *c);
 
 typedef struct qs_auth_params {
-    const qs_jwt_key *key;
+    const qs_jwt_key *key; /* a single key, or (when NULL) */
+    const qs_jwks *jwks;   /* a key set: the token's "kid" and "alg" choose the key */
     qs_token_cache *cache; /* optional */
     const char *cookie_name;
     bool is_post; /* the CSRF rule applies to cookie-authenticated POSTs */
     char *const *publish_origins;
     size_t n_publish_origins;
     int64_t now;
+    /* Optional: set to true when the token names a kid that the key set lacks (the set may
+     * have rotated: its owner may fetch it again). */
+    bool *unknown_kid;
 } qs_auth_params;
 
 /** Finds and verifies the request's token. query may be NULL (no query string). */

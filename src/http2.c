@@ -633,6 +633,7 @@ static void dispatch(h2conn *c, h2stream *st)
         .peer = c->sock->peer,
         .proto = "HTTP/2.0",
         .over_limit = c->over_limit,
+        .secure = qs_sock_is_tls(c->sock),
         .head = qs_slice_eq(parts.method, "HEAD"),
         .max_query_pairs = (size_t)cfg->max_topics + 64,
     };

@@ -190,3 +190,73 @@ TEST(token_cache_respects_expiry_and_keys)
     qs_jwt_key_free(k1);
     qs_jwt_key_free(k2);
 }
+
+static char *kid_token(const char *secret, const char *kid, const char *claims_json)
+{
+    qs_jwt_key *k = hmac(secret);
+    json_t *claims = json_loads(claims_json, 0, NULL);
+    const char *err = NULL;
+    char *t = qs_jwt_sign_kid(k, kid, claims, &err);
+    json_decref(claims);
+    qs_jwt_key_free(k);
+    ASSERT(t != NULL);
+    return t;
+}
+
+static qs_jwks *oct_set(const char *doc)
+{
+    char *err = NULL;
+    qs_jwks *set = qs_jwks_parse(doc, strlen(doc), NULL, &err);
+    ASSERT(set != NULL);
+    return set;
+}
+
+TEST(key_sets_choose_by_kid_and_rotation_empties_the_cache)
+{
+    /* "one" and "two" in base64url. */
+    qs_jwks *before = oct_set("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"b25l\"}]}");
+    qs_jwks *after = oct_set("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"b\",\"k\":\"dHdv\"}]}");
+    char *tok_a = kid_token("one", "a", "{\"mercure\":{\"subscribe\":[\"s\"]}}");
+    char *tok_b = kid_token("two", "b", "{\"mercure\":{\"subscribe\":[\"s\"]}}");
+    qs_token_cache *cache = qs_token_cache_new(16);
+    bool unknown = false;
+    qs_auth_params ap = {
+        .jwks = before, .cache = cache, .cookie_name = "c", .now = 1000, .unknown_kid = &unknown};
+    char head_a[4096], head_b[4096];
+    snprintf(head_a, sizeof(head_a),
+             "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tok_a);
+    snprintf(head_b, sizeof(head_b),
+             "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tok_b);
+    qs_jwt_claims c;
+    for (int i = 0; i < 3; i++) { /* verified once, then from the cache */
+        ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head_a, &c));
+        qs_jwt_claims_free(&c);
+    }
+    ASSERT(!unknown);
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_b, &c)); /* b is not in the set yet */
+    ASSERT(unknown);
+
+    /* The set rotated: a is gone, b arrived. The cached entry for a's token belongs to the
+     * old set's serial and is never used with the new one. */
+    unknown = false;
+    ap.jwks = after;
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_a, &c));
+    ASSERT(unknown);
+    ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head_b, &c));
+    qs_jwt_claims_free(&c);
+
+    /* A set that is freed and replaced by one reusing its memory still gets a new serial. */
+    qs_jwks_unref(before);
+    qs_jwks *again = oct_set("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"dHdv\"}]}");
+    ap.jwks = again; /* kid a now holds "two": the token signed with "one" must fail */
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_a, &c));
+
+    /* Neither a key nor a set: nothing verifies. */
+    ap.jwks = NULL;
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_b, &c));
+    qs_jwks_unref(again);
+    qs_jwks_unref(after);
+    qs_token_cache_free(cache);
+    free(tok_a);
+    free(tok_b);
+}
