@@ -126,7 +126,8 @@ typedef struct qs_pg_array_reader {
     int32_t left;
 } qs_pg_array_reader;
 
-/** Opens an array whose elements must be of elem_oid: false when malformed. */
+/** Opens an array whose elements must be of elem_oid: false when malformed (r->left, the
+ *  number of elements, is then at most a quarter of the value's bytes). */
 bool qs_pg_array_open(qs_pg_value v, uint32_t elem_oid, qs_pg_array_reader *r);
 /** The next element: 1 (e set; e->len < 0 for NULL), 0 at the end, -1 when malformed. */
 int qs_pg_array_next(qs_pg_array_reader *r, qs_pg_value *e);

@@ -198,7 +198,9 @@ bool qs_pg_array_open(qs_pg_value v, uint32_t elem_oid, qs_pg_array_reader *r)
     if (v.len < 20)
         return false;
     int32_t size = (int32_t)read_u32(v.p + 12);
-    if (size < 0)
+    /* Every element takes 4 bytes at least: a size that cannot fit is a lie (and callers
+     * may allocate by it). */
+    if (size < 0 || size > (v.len - 20) / 4)
         return false;
     r->p = v.p + 20;
     r->left = size;

@@ -355,12 +355,13 @@ TEST(malformed_arrays_are_refused)
         int len;
     } bad[] = {
         {"", 0},
-        {"\0\0\0\1\0\0\0\0\0\0\0\x19", 12},                   /* no dimension */
-        {"\0\0\0\2\0\0\0\0\0\0\0\x19\0\0\0\1\0\0\0\1", 20},   /* two dimensions */
-        {"\xff\xff\xff\xff\0\0\0\0\0\0\0\x19", 12},           /* negative */
-        {"\0\0\0\1\0\0\0\0\0\0\0\x19\x80\0\0\0\0\0\0\1", 20}, /* negative size */
-        {"\0\0\0\0\0\0\0\0\0\0\0\x19x", 13},                  /* bytes after nothing */
-        {NULL, -1},                                           /* NULL */
+        {"\0\0\0\1\0\0\0\0\0\0\0\x19", 12},                         /* no dimension */
+        {"\0\0\0\2\0\0\0\0\0\0\0\x19\0\0\0\1\0\0\0\1", 20},         /* two dimensions */
+        {"\xff\xff\xff\xff\0\0\0\0\0\0\0\x19", 12},                 /* negative */
+        {"\0\0\0\1\0\0\0\0\0\0\0\x19\x80\0\0\0\0\0\0\1", 20},       /* negative size */
+        {"\0\0\0\0\0\0\0\0\0\0\0\x19x", 13},                        /* bytes after nothing */
+        {"\0\0\0\1\0\0\0\0\0\0\0\x19\0\0\0\2\0\0\0\1\0\0\0\0", 24}, /* 2 in 4 bytes */
+        {NULL, -1},                                                 /* NULL */
     };
     for (size_t i = 0; i < QS_ARRAY_LEN(bad); i++) {
         qs_pg_array_reader r;
@@ -368,6 +369,10 @@ TEST(malformed_arrays_are_refused)
         if (qs_pg_array_open((qs_pg_value){bad[i].bytes, bad[i].len}, QS_PG_TEXT, &r))
             ASSERT_EQ_INT(-1, qs_pg_array_next(&r, &e));
     }
+    /* A size the bytes cannot hold is refused at once: callers allocate by it. */
+    static const char huge[] = "\0\0\0\1\0\0\0\0\0\0\0\x19\x7f\0\0\0\0\0\0\1\0\0\0\0";
+    qs_pg_array_reader big;
+    ASSERT(!qs_pg_array_open((qs_pg_value){huge, (int)sizeof(huge) - 1}, QS_PG_TEXT, &big));
     /* Elements that run past the end, or a bad length. */
     static const char past[] = "\0\0\0\1\0\0\0\0\0\0\0\x19\0\0\0\1\0\0\0\1\0\0\0\5ab";
     static const char neg[] = "\0\0\0\1\0\0\0\0\0\0\0\x19\0\0\0\1\0\0\0\1\xff\xff\xff\xfe";
