@@ -547,6 +547,17 @@ static void writer_main(void *arg)
         if (now >= next_refresh)
             next_refresh = now + refresh_ms;
         uv_mutex_unlock(&t->base.mu);
+        if (n && !qs_pg_client_alive(&t->wconn) && !writer_connect(t)) {
+            /* Found dead while idle (the server restarted) and not back: these publishes
+             * were not sent. */
+            char why[QS_REASON_MAX];
+            uv_mutex_lock(&t->base.mu);
+            down_reason(t, why);
+            uv_mutex_unlock(&t->base.mu);
+            for (size_t i = 0; i < n; i++)
+                pitem_finish(&batch[i], -EAGAIN, why);
+            n = 0;
+        }
         if (n)
             run_group(t, batch, n);
         if (pending && qs_pg_client_is_open(&t->wconn) &&

@@ -17,6 +17,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "transport/postgres_client.h"
 
 #define UNAVAILABLE "postgres unavailable: "
@@ -129,6 +130,16 @@ static int fail_wait(qs_pg_client *c, int w, const char *what)
 
 /* ------------------------------------------------------------ connecting */
 
+/* The server's notices and warnings go to the hub's log (libpq would print them on stderr
+ * as they are, on several lines). */
+static void log_notice(void *arg, const char *message)
+{
+    const qs_pg_client_ctx *ctx = arg;
+    char line[QS_REASON_MAX];
+    qs_pg_one_line(line, sizeof(line), message);
+    qs_warn("postgres %s: %s", ctx->display, line);
+}
+
 void qs_pg_client_init(qs_pg_client *c, const qs_pg_client_ctx *ctx)
 {
     memset(c, 0, sizeof(*c));
@@ -145,6 +156,29 @@ void qs_pg_client_close(qs_pg_client *c)
 bool qs_pg_client_is_open(const qs_pg_client *c)
 {
     return c->conn && PQstatus(c->conn) == CONNECTION_OK;
+}
+
+bool qs_pg_client_alive(qs_pg_client *c)
+{
+    if (!qs_pg_client_is_open(c))
+        return false;
+    /* Something on an idle connection is a notice, or the server's goodbye (an error,
+     * then EOF, which a second read sees). */
+    for (int reads = 0; reads < 4; reads++) {
+        struct pollfd p = {.fd = PQsocket(c->conn), .events = POLLIN};
+        if (poll(&p, 1, 0) <= 0)
+            return true; /* nothing (more) to read */
+        bool ok = PQconsumeInput(c->conn) != 0;
+        if (ok) {
+            PQisBusy(c->conn); /* parses what came */
+            ok = PQstatus(c->conn) == CONNECTION_OK;
+        }
+        if (!ok) {
+            fail_conn(c, "connection lost");
+            return false;
+        }
+    }
+    return true;
 }
 
 uint64_t qs_pg_client_deadline(const qs_pg_client *c)
@@ -181,6 +215,7 @@ int qs_pg_client_open(qs_pg_client *c, bool wakeable)
     }
     if (PQsetnonblocking(c->conn, 1) != 0)
         return fail_conn(c, "cannot make the connection non-blocking");
+    PQsetNoticeProcessor(c->conn, log_notice, (void *)c->ctx);
     return 0;
 }
 

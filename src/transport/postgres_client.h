@@ -65,6 +65,9 @@ int qs_pg_client_open(qs_pg_client *c, bool wakeable);
 bool qs_pg_client_server_answered(const qs_pg_client_ctx *ctx);
 void qs_pg_client_close(qs_pg_client *c);
 bool qs_pg_client_is_open(const qs_pg_client *c);
+/** True when an idle open connection still looks usable: the server has not closed it
+ *  (after a restart, say). Otherwise it is closed, with the reason in c->err. */
+bool qs_pg_client_alive(qs_pg_client *c);
 
 /** now + the configured timeout: the deadline of a statement sent now. */
 uint64_t qs_pg_client_deadline(const qs_pg_client *c);

@@ -131,6 +131,12 @@ class Postgres:
             self.pid = int(f.readline())
         return self
 
+    def stop(self):
+        """A clean, fast shutdown: sessions are told and closed."""
+        self._run(AS_PG + [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-m", "fast", "-w",
+                           "stop"])
+        self.pid = None
+
     def pids(self):
         return [self.pid] + _children(self.pid) if self.pid and _alive(self.pid) else []
 
@@ -572,6 +578,29 @@ def test_postgres_killed_during_publishes_and_restarted(pg_factory, start_hub):
         got = [e.id for e in s.events_until(marker, T(20))]
         assert len(got) == len(set(got)), "an update was delivered twice"
         assert got == stored, "a node's deliveries differ from the table's rows"
+        s.close()
+
+
+def test_postgres_stopped_and_started_again(pg_factory, start_hub):
+    """A clean stop of the server: every node notices at once and says why; once the server
+    is back, each node connects again, and the first publish is not refused for a
+    connection that died meanwhile."""
+    server = pg_factory().start()
+    url = server.url("postgres")
+    hubs = [start_hub(env={"MERCURE_TRANSPORT_URL": url}) for _ in range(2)]
+    subs = [qs.open_stream(h, ["urn:restart"]) for h in hubs]
+    before = publish_id(hubs[0], "urn:restart", "before")
+    server.stop()
+    for h in hubs:
+        r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
+                          T(5), what="/healthz 503")
+        assert "postgres unavailable" in r.text, r.text
+    server.start()
+    for h in hubs:
+        qs.wait_until(lambda: healthz(h).status == 200, T(10), what="/healthz 200 again")
+    after = [publish_id(h, "urn:restart", "after-%d" % i) for i, h in enumerate(hubs)]
+    for s in subs:
+        assert [e.id for e in s.events_until(after[-1], T(10))] == [before] + after
         s.close()
 
 
