@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT
  * fuzz_postgres.c - libFuzzer target: what the PostgreSQL transport reads from the server
- * (rows in binary format: an update's columns, a presence entry's columns, arrays) and from
- * its configuration (connection strings: settings and password masking).
+ * (rows in binary format: an update's columns, a presence entry's columns, arrays;
+ * notification payloads) and from its configuration (connection strings: settings and
+ * password masking).
  *
  * Input: a sequence of columns, each a byte (0xff: NULL; else its length) and that many
  * bytes (cut at the end of the input); missing columns are NULL. The same columns are read
  * as an update row and as a presence row, the whole input as a text array, and, as a
- * NUL-terminated string, as a connection string.
+ * NUL-terminated string, as a connection string and as a notification's payload.
  */
 #include <stdlib.h>
 
@@ -85,6 +86,19 @@ static void strings(const uint8_t *data, size_t size)
     if (!qs_pg_text_ok(b.p ? b.p : "", b.len))
         abort();
     qs_buf_free(&b);
+    /* A notification's payload. */
+    uint64_t seq = 0;
+    qs_update **us = NULL;
+    size_t n = 0;
+    int got = qs_pg_notify_parse(s, &seq, &us, &n);
+    if ((got == 1) != (n > 0) || (got == 1 && us[0]->seq != seq))
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        if (us[i]->seq != seq + i || !us[i]->frame)
+            abort();
+        qs_update_unref(us[i]);
+    }
+    free(us);
     char line[128];
     qs_pg_one_line(line, sizeof(line), s);
     if (strchr(line, '\n'))

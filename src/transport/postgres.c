@@ -25,9 +25,12 @@
  *    statement (group commit: one WAL flush for the group), then completes them: 200 only
  *    once the server reported the transaction over. It also writes this node's presence
  *    entries, pushes its lease ahead and reaps dead nodes.
- *  - the bus LISTENs on the channel and, at each notification (and every second anyway,
- *    which also checks the connection), reads the rows after the last one it read, in seq
- *    order, and hands them to host->deliver: the node's own publishes come back this way.
+ *  - the bus LISTENs on the channel and hands every update, in seq order, to
+ *    host->deliver: the node's own publishes come back this way. A group's notification
+ *    carries its updates when they fit in one (the common case): those that come right
+ *    after the last seq delivered are delivered from it. Otherwise (a large group, a gap,
+ *    a reconnection, and every second anyway, which also checks the connection) the bus
+ *    reads the rows after the last one it read.
  *  - the reader serves history pulls and presence reads, and applies retention.
  * The transport's lock (base.mu) guards the queues, the links' states, the bus position and
  * this node's presence entries; no thread holds it during I/O. stop() wakes the threads'
@@ -196,7 +199,10 @@ static void build_statements(pg_transport *t)
         " SELECT head.base + r.ord, r.id, $3[r.tfrom:r.tto], r.private, r.type, r.retry, r.data"
         " FROM head, unnest($2, $4, $5, $6, $7, $8, $9) WITH ORDINALITY"
         " AS r(id, tfrom, tto, private, type, retry, data, ord))"
-        " SELECT base, pg_notify('%1$supdates', (base + $1)::text) FROM head",
+        /* The group's records ride on the notification when they fit ($10): the other
+         * nodes then deliver without reading the table. */
+        " SELECT base, pg_notify('%1$supdates', CASE WHEN $10 = '' THEN (base + $1)::text"
+        " ELSE (base + 1)::text || ' ' || $10 END) FROM head",
         p);
     t->sql_fetch = qs_xasprintf("SELECT %s FROM %supdates WHERE seq > $1::int8 ORDER BY seq"
                                 " LIMIT %d",
@@ -230,7 +236,7 @@ static void build_statements(pg_transport *t)
 
 static const Oid publish_types[QS_PG_PUBLISH_NPARAMS] = {
     QS_PG_INT8,       QS_PG_TEXT_ARRAY, QS_PG_TEXT_ARRAY, QS_PG_INT4_ARRAY, QS_PG_INT4_ARRAY,
-    QS_PG_BOOL_ARRAY, QS_PG_TEXT_ARRAY, QS_PG_INT8_ARRAY, QS_PG_TEXT_ARRAY};
+    QS_PG_BOOL_ARRAY, QS_PG_TEXT_ARRAY, QS_PG_INT8_ARRAY, QS_PG_TEXT_ARRAY, QS_PG_TEXT};
 
 /* "postgres unavailable: x" -> "x", for messages that say it otherwise. */
 static const char *detail(const char *err)
@@ -346,6 +352,49 @@ static int bus_fetch(pg_transport *t)
     return rows;
 }
 
+/* What the notifications of one wait asked for. */
+typedef struct bus_wake {
+    pg_transport *t;
+    bool read; /* rows must be read from the table */
+} bus_wake;
+
+/* A notification: the group's updates when they rode on it and come right after the
+ * cursor, in order, are delivered at once; anything else (only a seq, a gap, something
+ * unreadable) makes the bus read the table after the cursor. Either way the cursor moves
+ * one seq at a time, so nothing is skipped or delivered twice. */
+static void bus_notified(void *arg, const char *payload)
+{
+    bus_wake *w = arg;
+    pg_transport *t = w->t;
+    uint64_t seq = 0;
+    qs_update **us = NULL;
+    size_t n = 0;
+    int rc = qs_pg_notify_parse(payload, &seq, &us, &n);
+    if (rc <= 0) {
+        uv_mutex_lock(&t->base.mu);
+        if (rc < 0 || seq > t->cursor)
+            w->read = true;
+        uv_mutex_unlock(&t->base.mu);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        qs_update *u = us[i];
+        uv_mutex_lock(&t->base.mu);
+        bool next = !w->read && u->seq == t->cursor + 1;
+        if (next) {
+            t->cursor = u->seq;
+            qs_transport_set_position(&t->base, u->seq, u->id);
+        } else if (u->seq > t->cursor) {
+            w->read = true; /* a gap: the table has what came between */
+        }
+        uv_mutex_unlock(&t->base.mu);
+        if (next)
+            t->host.deliver(t->host.ctx, u);
+        qs_update_unref(u);
+    }
+    free(us);
+}
+
 static void bus_main(void *arg)
 {
     pg_transport *t = arg;
@@ -376,21 +425,15 @@ static void bus_main(void *arg)
             if (read_now)
                 continue;
         }
-        int64_t newest = 0;
-        int w = qs_pg_client_wait_notify(c, qs_now_ms() + BUS_POLL_MS, true, &newest);
+        bus_wake wake = {.t = t};
+        int w = qs_pg_client_wait_notify(c, qs_now_ms() + BUS_POLL_MS, true, bus_notified, &wake);
         if (w < 0) {
             if (!is_stopping(t))
                 link_down(t, &t->blink, c->err);
             continue;
         }
-        if (w == 0) {
-            read_now = true; /* a quiet second: read anyway, which checks the connection */
-            continue;
-        }
-        /* Notified: read unless every notification was about rows already read. */
-        uv_mutex_lock(&t->base.mu);
-        read_now = newest <= 0 || (uint64_t)newest > t->cursor;
-        uv_mutex_unlock(&t->base.mu);
+        /* A quiet second: read anyway, which checks the connection. */
+        read_now = w == 0 || wake.read;
     }
     qs_pg_client_close(c);
 }

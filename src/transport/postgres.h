@@ -151,14 +151,38 @@ void qs_pg_params_seal(qs_pg_params *p);
 void qs_pg_params_free(qs_pg_params *p);
 
 /**
- * The parameters of the publish statement (postgres_schema.h) for a group of updates: $1
- * int8 the group's size, then arrays with one element per update: $2 ids, $3 every topic
- * of every update in a row, $4 and $5 the first and last position of the update's topics
- * in $3 (1-based, inclusive), $6 private flags, $7 types (NULL = none), $8 retries (NULL
- * = none), $9 data.
+ * The parameters of the publish statement (postgres.c) for a group of updates: $1 int8 the
+ * group's size, then arrays with one element per update: $2 ids, $3 every topic of every
+ * update in a row, $4 and $5 the first and last position of the update's topics in $3
+ * (1-based, inclusive), $6 private flags, $7 types (NULL = none), $8 retries (NULL =
+ * none), $9 data; and $10 text, the group's records for the notification
+ * (qs_pg_notify_records), or '' when they do not fit in one.
  */
-#define QS_PG_PUBLISH_NPARAMS 9
+#define QS_PG_PUBLISH_NPARAMS 10
 void qs_pg_publish_params(qs_pg_params *p, qs_update *const *updates, size_t n);
+
+/* ------------------------------------------------------------ notifications */
+
+/** The longest notification payload PostgreSQL takes is 7999 bytes; the records of a group
+ *  go in one only when they fit with the seq in front. */
+#define QS_PG_NOTIFY_RECORDS_MAX 7950
+
+/**
+ * The records of a group for its notification: the updates as they are stored (text made
+ * storable, as in the table), each a 4-byte length and a record (record.h), all in
+ * base64url. Leaves out empty when they take more than QS_PG_NOTIFY_RECORDS_MAX bytes. The
+ * statement sends "<seq of the first> <records>", or "<seq of the last>" without them.
+ */
+void qs_pg_notify_records(qs_update *const *updates, size_t n, qs_buf *out);
+
+/**
+ * Reads a notification payload: 1 with the updates it carries (finalized, seq set: the
+ * first's seq, then one more each; *seq = the first's) in *updates (malloc'd, n of them;
+ * unref each and free the array), 0 when it carries only the seq of the last update of its
+ * group (*seq), -1 when malformed. Updates that could not be sent as events (see
+ * qs_pg_update_from_row) make it -1 too: the bus then reads the rows, and skips them there.
+ */
+int qs_pg_notify_parse(const char *payload, uint64_t *seq, qs_update ***updates, size_t *n);
 
 /** Columns of a stored update, in the order the statements select them. */
 enum {

@@ -395,7 +395,7 @@ int qs_pg_client_prepare(qs_pg_client *c, const char *name, const char *sql, int
 /* ------------------------------------------------------------ notifications */
 
 int qs_pg_client_wait_notify(qs_pg_client *c, uint64_t deadline, bool wakeable,
-                             int64_t *max_payload)
+                             void (*on_notify)(void *arg, const char *payload), void *arg)
 {
     if (!c->conn)
         return qs_pg_client_fail(c, UNAVAILABLE "not connected");
@@ -403,10 +403,7 @@ int qs_pg_client_wait_notify(qs_pg_client *c, uint64_t deadline, bool wakeable,
     for (;;) {
         PGnotify *n;
         while ((n = PQnotifies(c->conn)) != NULL) {
-            char *end = NULL;
-            long long v = strtoll(n->extra ? n->extra : "", &end, 10);
-            if (end && end != n->extra && !*end && v > *max_payload)
-                *max_payload = v;
+            on_notify(arg, n->extra ? n->extra : "");
             got = true;
             PQfreemem(n);
         }

@@ -13,6 +13,8 @@
 #include <jansson.h>
 #include <stdlib.h>
 
+#include "jwt.h"
+#include "record.h"
 #include "transport/postgres.h"
 
 /* Seconds between the Unix epoch and PostgreSQL's (2000-01-01). */
@@ -295,10 +297,11 @@ void qs_pg_publish_params(qs_pg_params *p, qs_update *const *updates, size_t n)
     qs_pg_array *all[] = {&ids, &topics, &from, &to, &priv, &type, &retry, &data};
     for (size_t i = 0; i < QS_ARRAY_LEN(all); i++)
         qs_pg_array_end(all[i]);
+    qs_pg_notify_records(updates, n, qs_pg_params_next(p));
     qs_pg_params_seal(p);
 }
 
-/* ------------------------------------------------------------ rows */
+/* ------------------------------------------------------------ notifications */
 
 /* A text value usable as an SSE field (id, event type): no NUL, CR or LF. */
 static bool field_ok(qs_pg_value v)
@@ -308,6 +311,130 @@ static bool field_ok(qs_pg_value v)
             return false;
     return true;
 }
+
+/* The update as the table stores it: itself when every text is storable and its retry
+ * fits a bigint, else a copy with the text made storable (qs_pg_text_append) and no retry.
+ * A reference either way. */
+static qs_update *stored_form(qs_update *u)
+{
+    bool ok = qs_pg_text_ok(u->id, strlen(u->id)) && u->retry <= (uint64_t)INT64_MAX &&
+              (!u->type || qs_pg_text_ok(u->type, strlen(u->type))) &&
+              (!u->data || qs_pg_text_ok(u->data, u->data_len));
+    for (size_t k = 0; ok && k < u->n_topics; k++)
+        ok = qs_pg_text_ok(u->topics[k], u->topic_lens[k]);
+    if (ok)
+        return qs_update_ref(u);
+    qs_update *c = qs_update_new();
+    qs_buf b = QS_BUF_INIT;
+    qs_pg_text_append(&b, u->id, strlen(u->id));
+    qs_update_set_id(c, b.p ? b.p : "", b.len);
+    for (size_t k = 0; k < u->n_topics; k++) {
+        qs_buf_reset(&b);
+        qs_pg_text_append(&b, u->topics[k], u->topic_lens[k]);
+        qs_update_add_topic(c, b.p ? b.p : "", b.len);
+    }
+    if (u->type) {
+        qs_buf_reset(&b);
+        qs_pg_text_append(&b, u->type, strlen(u->type));
+        qs_update_set_type(c, b.p, b.len);
+    }
+    qs_buf_reset(&b);
+    qs_pg_text_append(&b, u->data ? u->data : "", u->data_len);
+    qs_update_set_data(c, b.p ? b.p : "", b.len);
+    qs_buf_free(&b);
+    c->is_private = u->is_private;
+    c->retry = u->retry <= (uint64_t)INT64_MAX ? u->retry : 0;
+    return c;
+}
+
+void qs_pg_notify_records(qs_update *const *updates, size_t n, qs_buf *out)
+{
+    qs_buf raw = QS_BUF_INIT;
+    /* base64 takes 4 bytes for 3: stop as soon as the raw bytes cannot fit any more. */
+    size_t limit = QS_PG_NOTIFY_RECORDS_MAX / 4 * 3;
+    for (size_t i = 0; i < n && raw.len <= limit; i++) {
+        qs_update *s = stored_form(updates[i]);
+        size_t at = raw.len;
+        qs_pg_put_i32(&raw, 0);
+        qs_record_encode(s, &raw);
+        patch_i32(&raw, at, (int32_t)(raw.len - at - 4));
+        qs_update_unref(s);
+    }
+    if (n && raw.len <= limit) {
+        char *text = qs_base64url_encode(raw.p, raw.len);
+        qs_buf_append_str(out, text);
+        free(text);
+    }
+    qs_buf_free(&raw);
+}
+
+int qs_pg_notify_parse(const char *payload, uint64_t *seq, qs_update ***updates, size_t *n)
+{
+    *updates = NULL;
+    *n = 0;
+    uint64_t v = 0;
+    const char *p = payload;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (p == payload || v == 0 || v > (uint64_t)INT64_MAX)
+        return -1;
+    *seq = v;
+    if (!*p)
+        return 0;
+    if (*p != ' ' || !p[1])
+        return -1;
+    unsigned char *raw = NULL;
+    size_t len = 0;
+    if (qs_base64url_decode(p + 1, strlen(p + 1), &raw, &len) != 0)
+        return -1;
+    qs_update **v_out = NULL;
+    size_t k = 0, cap = 0;
+    int rc = 1;
+    for (size_t at = 0; at < len;) {
+        if (len - at < 4) {
+            rc = -1;
+            break;
+        }
+        uint32_t rlen = read_u32((const char *)raw + at);
+        at += 4;
+        qs_update *u = rlen <= len - at ? qs_record_decode(raw + at, rlen) : NULL;
+        at += rlen;
+        /* The same checks as a row's: what the bus delivers from a notification is what
+         * it would have read from the table. */
+        bool ok = u && qs_pg_text_ok(u->id, strlen(u->id)) &&
+                  field_ok((qs_pg_value){u->id, (int)strlen(u->id)}) &&
+                  (!u->type || field_ok((qs_pg_value){u->type, (int)strlen(u->type)})) &&
+                  u->retry <= (uint64_t)INT64_MAX && v + k < (uint64_t)INT64_MAX;
+        if (!ok) {
+            if (u)
+                qs_update_unref(u);
+            rc = -1;
+            break;
+        }
+        u->seq = v + k;
+        qs_update_finalize(u);
+        if (k == cap) {
+            cap = cap ? cap * 2 : 16;
+            v_out = qs_xrealloc(v_out, cap * sizeof(*v_out));
+        }
+        v_out[k++] = u;
+    }
+    free(raw);
+    if (rc < 0 || !k) {
+        for (size_t i = 0; i < k; i++)
+            qs_update_unref(v_out[i]);
+        free(v_out);
+        return -1;
+    }
+    *updates = v_out;
+    *n = k;
+    return 1;
+}
+
+/* ------------------------------------------------------------ rows */
 
 qs_update *qs_pg_update_from_row(const qs_pg_value cols[QS_PG_UPDATE_COLS], uint64_t *seq)
 {

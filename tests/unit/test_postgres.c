@@ -449,6 +449,7 @@ TEST(publish_parameters)
     ASSERT_EQ_INT(-1, element(&p, 7, 1, QS_PG_INT8).len);
     e = element(&p, 8, 1, QS_PG_TEXT);
     ASSERT_EQ_MEM("line1\nline2", 11, e.p, (size_t)e.len);
+    ASSERT(p.lengths[9] > 0); /* the records for the notification */
     /* Parameters are reused for the next group. */
     qs_pg_publish_params(&p, u, 1);
     ASSERT(qs_pg_get_i64((qs_pg_value){p.values[0], p.lengths[0]}, &v) && v == 1);
@@ -636,6 +637,87 @@ TEST(presence_rows_and_their_order)
     ASSERT_EQ_INT(-1, qs_pg_presence_from_row(cols, &bad));
     qs_buf_free(&topics);
     qs_buf_free(&ts);
+}
+
+TEST(notifications_carry_a_group_as_stored)
+{
+    qs_update *u[2] = {sample_update("a", true), sample_update("b\xff", false)};
+    qs_buf rec = QS_BUF_INIT;
+    qs_pg_notify_records(u, 2, &rec);
+    ASSERT(rec.len > 0 && rec.len <= QS_PG_NOTIFY_RECORDS_MAX);
+    char *payload = qs_xasprintf("41 %s", qs_buf_cstr(&rec));
+    uint64_t seq = 0;
+    qs_update **got = NULL;
+    size_t n = 0;
+    ASSERT_EQ_INT(1, qs_pg_notify_parse(payload, &seq, &got, &n));
+    ASSERT_EQ_INT(41, seq);
+    ASSERT_EQ_INT(2, n);
+    ASSERT_EQ_INT(41, got[0]->seq);
+    ASSERT_EQ_INT(42, got[1]->seq);
+    /* What a notification carries is what the row holds: the same frame as the row's. */
+    ASSERT_EQ_MEM(u[0]->frame->data, u[0]->frame->len, got[0]->frame->data, got[0]->frame->len);
+    ASSERT_EQ_STR("b\xef\xbf\xbd", got[1]->id);
+    row r;
+    row_init(&r, 42, "b\xef\xbf\xbd", NULL, 0);
+    qs_buf_reset(&r.priv);
+    qs_buf_append_char(&r.priv, 0);
+    uint64_t rseq = 0;
+    qs_update *from_row = qs_pg_update_from_row(r.cols, &rseq);
+    ASSERT(from_row != NULL);
+    ASSERT_EQ_MEM(from_row->frame->data, from_row->frame->len, got[1]->frame->data,
+                  got[1]->frame->len);
+    qs_update_unref(from_row);
+    row_free(&r);
+    for (size_t i = 0; i < n; i++)
+        qs_update_unref(got[i]);
+    free(got);
+    free(payload);
+
+    /* Only the seq of the last update. */
+    ASSERT_EQ_INT(0, qs_pg_notify_parse("12345", &seq, &got, &n));
+    ASSERT_EQ_INT(12345, seq);
+    ASSERT(got == NULL && n == 0);
+    /* Malformed. */
+    static const char *const bad[] = {"",
+                                      "0",
+                                      "x",
+                                      "12 ",
+                                      "12  AAAA",
+                                      "-1",
+                                      "12x",
+                                      "12 !!!!",
+                                      "12 AAAAAAA",
+                                      "99999999999999999999",
+                                      "9223372036854775808"};
+    for (size_t i = 0; i < QS_ARRAY_LEN(bad); i++)
+        ASSERT_EQ_INT(-1, qs_pg_notify_parse(bad[i], &seq, &got, &n));
+    /* A record with a line break in its id is not delivered from a notification. */
+    qs_update *crlf = qs_update_new();
+    qs_update_add_topic(crlf, "t", 1);
+    qs_update_set_id(crlf, "a\nb", 3);
+    qs_update_finalize(crlf);
+    qs_buf_reset(&rec);
+    qs_pg_notify_records(&crlf, 1, &rec);
+    payload = qs_xasprintf("7 %s", qs_buf_cstr(&rec));
+    ASSERT_EQ_INT(-1, qs_pg_notify_parse(payload, &seq, &got, &n));
+    free(payload);
+    qs_update_unref(crlf);
+
+    /* A group too large for a notification sends none. */
+    qs_update *big = qs_update_new();
+    qs_update_add_topic(big, "t", 1);
+    qs_update_set_id(big, "big", 3);
+    char data[7000];
+    memset(data, 'x', sizeof(data));
+    qs_update_set_data(big, data, sizeof(data));
+    qs_update_finalize(big);
+    qs_buf_reset(&rec);
+    qs_pg_notify_records(&big, 1, &rec);
+    ASSERT_EQ_INT(0, rec.len);
+    qs_update_unref(big);
+    qs_buf_free(&rec);
+    qs_update_unref(u[0]);
+    qs_update_unref(u[1]);
 }
 
 TEST(timestamps)
