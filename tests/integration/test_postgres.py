@@ -395,6 +395,24 @@ def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
         assert [e.id for e in s.events_until(nxt, T(10))] == [nxt]
 
 
+def test_updates_too_large_for_a_notification_come_from_the_table(cluster):
+    """Small groups ride on their notification; a larger one (over the 8000-byte payload
+    limit) is read from the table: both ways interleave in one order on every node."""
+    n1, n2, n3 = cluster(3)
+    subs = [qs.open_stream(h, ["urn:big"]) for h in (n1, n2, n3)]
+    ids = []
+    for i in range(6):
+        hub = (n1, n2)[i % 2]
+        data = ("x" * 9000 + str(i)) if i % 3 == 1 else "small-%d" % i
+        ids.append(publish_id(hub, "urn:big", data))
+    for s in subs:
+        got = s.events_until(ids[-1], T(10))
+        assert [e.id for e in got] == ids
+        assert len(got[1].data) == 9001 and got[1].data.endswith("1")
+        s.close()
+    assert cluster.db.ids() == ids
+
+
 def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
     n1, n2 = cluster(2)
     a = publish_id(n1, "urn:d", "a", id="dup")
