@@ -41,9 +41,10 @@ stop_postgres() {
 trap 'stop_postgres; bench_cleanup' EXIT
 "${as_pg[@]}" "$pgbin/initdb" -D "$pgdir/data" -U postgres -A trust -E UTF8 --no-locale \
     >/dev/null
-"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -t 60 -o \
-    "-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=100" \
-    start >/dev/null
+pgopts="-p $pgport -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=on"
+pgopts+=" -c synchronous_commit=on -c max_connections=100"
+"${as_pg[@]}" "$pgbin/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w -t 60 -o "$pgopts" start \
+    >/dev/null
 psql() { "$pgbin/psql" -X -q -h "$pgdir" -p "$pgport" -U postgres "$@"; }
 for db in bench tput replay; do psql -c "CREATE DATABASE $db"; done
 
