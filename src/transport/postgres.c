@@ -187,9 +187,14 @@ static bool is_stopping(pg_transport *t)
 
 /* ------------------------------------------------------------ statements */
 
-static void build_statements(pg_transport *t)
+/* The statements, once the updates table is known: its notification channel is named
+ * after it and its OID, so that hubs of another table (another schema, same prefix) never
+ * hear of these updates. */
+static void build_statements(pg_transport *t, uint32_t oid)
 {
     const char *p = t->s.prefix;
+    char channel[QS_PG_PREFIX_MAX + 24];
+    snprintf(channel, sizeof(channel), "%supdates_%" PRIu32, p, oid);
     /* See the top of this file: the head row's lock orders the commits. */
     t->sql_publish = qs_xasprintf(
         "WITH head AS ("
@@ -201,9 +206,9 @@ static void build_statements(pg_transport *t)
         " AS r(id, tfrom, tto, private, type, retry, data, ord))"
         /* The group's records ride on the notification when they fit ($10): the other
          * nodes then deliver without reading the table. */
-        " SELECT base, pg_notify('%1$supdates', CASE WHEN $10 = '' THEN (base + $1)::text"
+        " SELECT base, pg_notify('%2$s', CASE WHEN $10 = '' THEN (base + $1)::text"
         " ELSE (base + 1)::text || ' ' || $10 END) FROM head",
-        p);
+        p, channel);
     t->sql_fetch = qs_xasprintf("SELECT %s FROM %supdates WHERE seq > $1::int8 ORDER BY seq"
                                 " LIMIT %d",
                                 update_columns, p, BUS_BATCH);
@@ -215,7 +220,7 @@ static void build_statements(pg_transport *t)
     t->sql_head = qs_xasprintf("SELECT h.last_seq, u.id FROM %1$shead h"
                                " LEFT JOIN %1$supdates u ON u.seq = h.last_seq",
                                p);
-    t->sql_listen = qs_xasprintf("LISTEN %supdates", p);
+    t->sql_listen = qs_xasprintf("LISTEN %s", channel);
     /* Retention: among the oldest rows, those past a limit; one node at a time (the others
      * skip their turn while it holds the lock). */
     qs_buf cond = QS_BUF_INIT;
@@ -890,6 +895,11 @@ static int connect_at_start(pg_transport *t, const qs_config_transport *cfg, cha
         }
         if (rc == 0)
             rc = qs_pg_schema_ensure(c, t->s.prefix);
+        uint32_t oid = 0;
+        if (rc == 0)
+            rc = qs_pg_schema_updates_oid(c, t->s.prefix, &oid);
+        if (rc == 0 && !t->sql_publish)
+            build_statements(t, oid);
         if (rc == 0)
             rc = bus_listen(t, c);
         if (rc == 0)
@@ -942,7 +952,6 @@ static int pg_create(const qs_config_transport *cfg, const qs_transport_host *ho
     t->wlink.name = "publish";
     t->blink.name = "bus";
     t->rlink.name = "history";
-    build_statements(t);
     qs_pg_presence_init(&t->presence, s.prefix, s.presence_ttl_ms, &t->base.mu, t->s.display);
     if (qs_pg_client_ctx_init(&t->ctx, &t->s, err) < 0) {
         pg_destroy(&t->base);

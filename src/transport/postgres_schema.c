@@ -185,3 +185,21 @@ fail:
     }
     return rc;
 }
+
+int qs_pg_schema_updates_oid(qs_pg_client *c, const char *prefix, uint32_t *oid)
+{
+    char *sql = qs_xasprintf("SELECT '%supdates'::regclass::oid", prefix);
+    PGresult *r = NULL;
+    qs_pg_stmt st = {.sql = sql};
+    int rc = qs_pg_client_exec(c, &st, &r, qs_pg_client_deadline(c), true);
+    free(sql);
+    if (rc)
+        return rc;
+    char *end = NULL;
+    unsigned long v = PQntuples(r) == 1 ? strtoul(PQgetvalue(r, 0, 0), &end, 10) : 0;
+    PQclear(r);
+    if (!v || v > UINT32_MAX)
+        return refuse(c, "cannot find the table %supdates", prefix);
+    *oid = (uint32_t)v;
+    return 0;
+}

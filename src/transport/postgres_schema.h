@@ -10,9 +10,10 @@
  *   <prefix>nodes          the hubs that registered subscribers, and their leases
  *   <prefix>subscriptions  the active subscriptions of every node
  *
- * The notification channel is named like the updates table. The prefix is checked to be a
- * plain lower-case identifier (qs_pg_prefix_valid), so statements name tables without
- * quoting.
+ * The notification channel is <prefix>updates_<OID of that table>: hubs of a table of the
+ * same name in another schema of the database never hear of these updates. The prefix is
+ * checked to be a plain lower-case identifier (qs_pg_prefix_valid), so statements name
+ * tables without quoting.
  */
 #ifndef QS_TRANSPORT_POSTGRES_SCHEMA_H
 #define QS_TRANSPORT_POSTGRES_SCHEMA_H
@@ -36,5 +37,9 @@ int64_t qs_pg_lock_key(const char *prefix, const char *purpose);
  * version newer than this release knows); -1 when the connection failed (c->err).
  */
 int qs_pg_schema_ensure(qs_pg_client *c, const char *prefix);
+
+/** The OID of <prefix>updates as the connection's search path finds it: 0, 1 (refused) or
+ *  -1, as qs_pg_schema_ensure. */
+int qs_pg_schema_updates_oid(qs_pg_client *c, const char *prefix, uint32_t *oid);
 
 #endif

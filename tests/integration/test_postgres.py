@@ -797,6 +797,21 @@ def test_the_tables_are_created_once_by_hubs_starting_at_once(pg, start_hub, req
         assert s.next_event(T(10)).id == uid
 
 
+def test_two_schemas_with_the_same_prefix_are_two_clusters(pg, start_hub):
+    """Tables of the same name in two schemas of one database (search_path) are two
+    clusters: notifications name the table, so neither hears of the other's updates."""
+    pg.psql("CREATE SCHEMA tenant_a; CREATE SCHEMA tenant_b")
+    a, b = ([start_hub(env={"MERCURE_TRANSPORT_URL": pg.url(
+        query="options=-csearch_path%%3D%s" % schema)}) for _ in range(2)]
+        for schema in ("tenant_a", "tenant_b"))
+    with qs.open_stream(b[1], ["urn:t"]) as sb, qs.open_stream(a[1], ["urn:t"]) as sa:
+        only_a = [publish_id(a[0], "urn:t", "a%d" % i) for i in range(3)]
+        only_b = publish_id(b[0], "urn:t", "b")
+        assert [e.id for e in sb.events_until(only_b, T(10))] == [only_b]
+        assert [e.id for e in sa.events_until(only_a[-1], T(10))] == only_a
+    assert [r["id"] for r in pg.rows("SELECT id FROM tenant_b.mercure_updates")] == [only_b]
+
+
 def test_every_way_to_configure_it(pg, start_hub):
     """postgres:// and postgresql:// URLs, a libpq key-value string, PG* environment
     variables, and the Caddyfile block (with a URL, or with libpq's parameters as lines)
