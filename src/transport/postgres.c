@@ -28,7 +28,8 @@
  *  - the bus LISTENs on the channel and hands every update, in seq order, to
  *    host->deliver: the node's own publishes come back this way. A group's notification
  *    carries its updates when they fit in one (the common case): those that come right
- *    after the last seq delivered are delivered from it. Otherwise (a large group, a gap,
+ *    after the last seq delivered are delivered from it, when the notification's sender
+ *    may insert into the table (any session may NOTIFY). Otherwise (a large group, a gap,
  *    a reconnection, and every second anyway, which also checks the connection) the bus
  *    reads the rows after the last one it read.
  *  - the reader serves history pulls and presence reads, and applies retention.
@@ -112,7 +113,13 @@ typedef struct pg_transport {
      * delivered update). */
     qs_pg_client bconn;
     link_state blink;
-    uint64_t cursor; /* the last seq read (an unreadable row is skipped, not re-read) */
+    uint64_t cursor;      /* the last seq read (an unreadable row is skipped, not re-read) */
+    uint32_t updates_oid; /* of <prefix>updates: names the channel */
+    struct {
+        int pid;
+        uint64_t until_ms;
+        bool trusted;
+    } senders[32]; /* whose notifications the bus believes (bus thread only) */
 
     /* The reader's jobs and connection. */
     rjob *jobs;
@@ -357,47 +364,115 @@ static int bus_fetch(pg_transport *t)
     return rows;
 }
 
-/* What the notifications of one wait asked for. */
-typedef struct bus_wake {
-    pg_transport *t;
-    bool read; /* rows must be read from the table */
-} bus_wake;
+/* A notification, kept until the wait that brought it is over. */
+typedef struct bus_note {
+    char *payload;
+    int sender; /* the PID of the server process that sent it */
+} bus_note;
 
-/* A notification: the group's updates when they rode on it and come right after the
- * cursor, in order, are delivered at once; anything else (only a seq, a gap, something
- * unreadable) makes the bus read the table after the cursor. Either way the cursor moves
- * one seq at a time, so nothing is skipped or delivered twice. */
-static void bus_notified(void *arg, const char *payload)
+typedef struct bus_notes {
+    bus_note *v;
+    size_t n, cap;
+} bus_notes;
+
+static void bus_collect(void *arg, const char *payload, int sender)
 {
-    bus_wake *w = arg;
-    pg_transport *t = w->t;
-    uint64_t seq = 0;
-    qs_update **us = NULL;
-    size_t n = 0;
-    int rc = qs_pg_notify_parse(payload, &seq, &us, &n);
-    if (rc <= 0) {
-        uv_mutex_lock(&t->base.mu);
-        if (rc < 0 || seq > t->cursor)
-            w->read = true;
-        uv_mutex_unlock(&t->base.mu);
-        return;
+    bus_notes *notes = arg;
+    if (notes->n == notes->cap) {
+        notes->cap = notes->cap ? notes->cap * 2 : 16;
+        notes->v = qs_xrealloc(notes->v, notes->cap * sizeof(*notes->v));
     }
-    for (size_t i = 0; i < n; i++) {
-        qs_update *u = us[i];
-        uv_mutex_lock(&t->base.mu);
-        bool next = !w->read && u->seq == t->cursor + 1;
-        if (next) {
-            t->cursor = u->seq;
-            qs_transport_set_position(&t->base, u->seq, u->id);
-        } else if (u->seq > t->cursor) {
-            w->read = true; /* a gap: the table has what came between */
+    notes->v[notes->n++] = (bus_note){qs_xstrdup(payload), sender};
+}
+
+/* Any session of the database may NOTIFY any channel: updates riding on a notification are
+ * believed only when its sender's role may insert into the updates table (it could then
+ * write them there anyway). The answer for a PID is kept SENDER_TTL_MS (PIDs are reused):
+ * 1 trusted, 0 not, -1 when the connection failed. */
+#define SENDER_TTL_MS 10000
+static int sender_trusted(pg_transport *t, int pid)
+{
+    uint64_t now = qs_now_ms();
+    for (size_t i = 0; i < QS_ARRAY_LEN(t->senders); i++)
+        if (t->senders[i].pid == pid && now < t->senders[i].until_ms)
+            return t->senders[i].trusted;
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "SELECT has_table_privilege(usesysid, %" PRIu32 "::oid, 'INSERT')"
+             " FROM pg_stat_activity WHERE pid = %d",
+             t->updates_oid, pid);
+    PGresult *r = NULL;
+    qs_pg_stmt st = {.sql = sql};
+    int rc = qs_pg_client_exec(&t->bconn, &st, &r, qs_pg_client_deadline(&t->bconn), true);
+    if (rc < 0)
+        return -1;
+    bool trusted = rc == 0 && PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    if (!trusted)
+        qs_warn("postgres %s: a notification on the updates' channel came from a session that "
+                "may not insert updates (server process %d): what it carried is ignored",
+                t->s.display, pid);
+    /* The oldest answer makes room. */
+    size_t slot = 0;
+    for (size_t i = 1; i < QS_ARRAY_LEN(t->senders); i++)
+        if (t->senders[i].until_ms < t->senders[slot].until_ms)
+            slot = i;
+    t->senders[slot].pid = pid;
+    t->senders[slot].until_ms = now + SENDER_TTL_MS;
+    t->senders[slot].trusted = trusted;
+    return trusted;
+}
+
+/* The notifications of one wait, in order. A group's updates that rode on a notification
+ * from a trusted sender and come right after the cursor are delivered at once; anything
+ * else (only a seq, a gap, something unreadable, an untrusted sender) makes the bus read
+ * the table after the cursor. Either way the cursor moves one seq at a time, so nothing is
+ * skipped or delivered twice. Returns 1 when the table must be read, 0 when not, -1 when
+ * the connection failed. */
+static int bus_take_notes(pg_transport *t, bus_notes *notes)
+{
+    bool read = false;
+    int rc = 0;
+    for (size_t k = 0; k < notes->n; k++) {
+        uint64_t seq = 0;
+        qs_update **us = NULL;
+        size_t n = 0;
+        int got = rc < 0 ? -1 : qs_pg_notify_parse(notes->v[k].payload, &seq, &us, &n);
+        free(notes->v[k].payload);
+        if (got == 1 && !read) {
+            int trusted = sender_trusted(t, notes->v[k].sender);
+            if (trusted < 0)
+                rc = -1;
+            if (trusted <= 0)
+                got = -1;
         }
-        uv_mutex_unlock(&t->base.mu);
-        if (next)
-            t->host.deliver(t->host.ctx, u);
-        qs_update_unref(u);
+        if (got <= 0) {
+            uv_mutex_lock(&t->base.mu);
+            read = read || got < 0 || seq > t->cursor;
+            uv_mutex_unlock(&t->base.mu);
+        }
+        for (size_t i = 0; i < n; i++) {
+            qs_update *u = us[i];
+            bool next = false;
+            if (got == 1) {
+                uv_mutex_lock(&t->base.mu);
+                next = !read && u->seq == t->cursor + 1;
+                if (next) {
+                    t->cursor = u->seq;
+                    qs_transport_set_position(&t->base, u->seq, u->id);
+                } else if (u->seq > t->cursor) {
+                    read = true; /* a gap: the table has what came between */
+                }
+                uv_mutex_unlock(&t->base.mu);
+            }
+            if (next)
+                t->host.deliver(t->host.ctx, u);
+            qs_update_unref(u);
+        }
+        free(us);
     }
-    free(us);
+    notes->n = 0;
+    return rc < 0 ? -1 : read;
 }
 
 static void bus_main(void *arg)
@@ -405,6 +480,7 @@ static void bus_main(void *arg)
     pg_transport *t = arg;
     qs_pg_client *c = &t->bconn;
     bool read_now = true; /* at start and after a reconnection: catch up at once */
+    bus_notes notes = {0};
     while (!is_stopping(t)) {
         if (!qs_pg_client_is_open(c)) {
             uv_mutex_lock(&t->base.mu);
@@ -430,16 +506,18 @@ static void bus_main(void *arg)
             if (read_now)
                 continue;
         }
-        bus_wake wake = {.t = t};
-        int w = qs_pg_client_wait_notify(c, qs_now_ms() + BUS_POLL_MS, true, bus_notified, &wake);
-        if (w < 0) {
+        int w = qs_pg_client_wait_notify(c, qs_now_ms() + BUS_POLL_MS, true, bus_collect, &notes);
+        int read = w < 0 ? -1 : bus_take_notes(t, &notes);
+        if (w < 0 || read < 0) {
+            notes.n = 0;
             if (!is_stopping(t))
                 link_down(t, &t->blink, c->err);
             continue;
         }
         /* A quiet second: read anyway, which checks the connection. */
-        read_now = w == 0 || wake.read;
+        read_now = w == 0 || read;
     }
+    free(notes.v);
     qs_pg_client_close(c);
 }
 
@@ -898,8 +976,10 @@ static int connect_at_start(pg_transport *t, const qs_config_transport *cfg, cha
         uint32_t oid = 0;
         if (rc == 0)
             rc = qs_pg_schema_updates_oid(c, t->s.prefix, &oid);
-        if (rc == 0 && !t->sql_publish)
+        if (rc == 0 && !t->sql_publish) {
+            t->updates_oid = oid;
             build_statements(t, oid);
+        }
         if (rc == 0)
             rc = bus_listen(t, c);
         if (rc == 0)

@@ -395,7 +395,8 @@ int qs_pg_client_prepare(qs_pg_client *c, const char *name, const char *sql, int
 /* ------------------------------------------------------------ notifications */
 
 int qs_pg_client_wait_notify(qs_pg_client *c, uint64_t deadline, bool wakeable,
-                             void (*on_notify)(void *arg, const char *payload), void *arg)
+                             void (*on_notify)(void *arg, const char *payload, int sender),
+                             void *arg)
 {
     if (!c->conn)
         return qs_pg_client_fail(c, UNAVAILABLE "not connected");
@@ -403,7 +404,7 @@ int qs_pg_client_wait_notify(qs_pg_client *c, uint64_t deadline, bool wakeable,
     for (;;) {
         PGnotify *n;
         while ((n = PQnotifies(c->conn)) != NULL) {
-            on_notify(arg, n->extra ? n->extra : "");
+            on_notify(arg, n->extra ? n->extra : "", n->be_pid);
             got = true;
             PQfreemem(n);
         }

@@ -93,10 +93,12 @@ int qs_pg_client_prepare(qs_pg_client *c, const char *name, const char *sql, int
                          const Oid *types);
 
 /** Waits for notifications until the deadline: 1 when some arrived (every pending one is
- *  handed to on_notify with its payload, in the order they came), 0 at the deadline or
- *  when woken, -1 when the connection failed (c->err, closed). */
+ *  handed to on_notify with its payload and the PID of the server process that sent it,
+ *  in the order they came), 0 at the deadline or when woken, -1 when the connection failed
+ *  (c->err, closed). on_notify must not use the connection. */
 int qs_pg_client_wait_notify(qs_pg_client *c, uint64_t deadline, bool wakeable,
-                             void (*on_notify)(void *arg, const char *payload), void *arg);
+                             void (*on_notify)(void *arg, const char *payload, int sender),
+                             void *arg);
 
 /** Marks the connection failed: closes it, c->err = the formatted reason. Returns -1. */
 int qs_pg_client_fail(qs_pg_client *c, const char *fmt, ...) QS_PRINTF(2, 3);

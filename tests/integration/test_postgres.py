@@ -12,6 +12,7 @@ One PostgreSQL server (initdb in a temporary folder, a free port, fsync off) ser
 module, and every test gets a database of its own. Tests that stop, kill or reconfigure a
 server start their own. Every server is stopped by its pid at the end."""
 
+import base64
 import glob
 import json
 import os
@@ -411,6 +412,54 @@ def test_updates_too_large_for_a_notification_come_from_the_table(cluster):
         assert len(got[1].data) == 9001 and got[1].data.endswith("1")
         s.close()
     assert cluster.db.ids() == ids
+
+
+def _record(uid, topic, data):
+    """An update in the hub's record format (src/record.h), as notifications carry it."""
+    def varint(n):
+        out = b""
+        while True:
+            b, n = n & 0x7f, n >> 7
+            if not n:
+                return out + bytes([b])
+            out += bytes([b | 0x80])
+
+    def field(b):
+        return varint(len(b)) + b
+
+    rec = (bytes([1, 0]) + varint(0) + field(uid.encode()) + field(b"") + varint(1) +
+           field(topic.encode()) + field(data.encode()))
+    return len(rec).to_bytes(4, "big") + rec
+
+
+def test_a_notification_from_a_session_that_cannot_insert_is_not_believed(cluster):
+    """Any session of the database may NOTIFY any channel. An update riding on a
+    notification from a role that may not insert updates is neither delivered nor allowed
+    to hide the real update with that seq."""
+    n1, n2 = cluster(2)
+    subs = [qs.open_stream(h, ["urn:forge"]) for h in (n1, n2)]
+    first = publish_id(n1, "urn:forge", "first")
+    for s in subs:
+        assert s.next_event(T(10)).id == first
+    oid = cluster.db.psql("SELECT 'mercure_updates'::regclass::oid")
+    role = "forger_" + cluster.db.name
+    cluster.db.psql("CREATE ROLE %s LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO %s"
+                    % (role, role))
+    forged = base64.urlsafe_b64encode(_record("forged", "urn:forge", "evil")).decode()
+    payload = "2 " + forged.rstrip("=")
+    r = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-h", cluster.db.server.dir,
+                        "-p", str(cluster.db.server.port), "-U", role, "-d", cluster.db.name,
+                        "-c", "SELECT pg_notify('mercure_updates_%s', '%s')" % (oid, payload)],
+                       capture_output=True, text=True, timeout=T(30), stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    qs.wait_until(lambda: all("may not insert updates" in h.stderr() for h in (n1, n2)), T(10),
+                  what="the forged notification to be noticed")
+    real = publish_id(n2, "urn:forge", "real")
+    for s in subs:
+        got = s.events_until(real, T(10))
+        assert [e.id for e in got] == [real], [e.data for e in got]
+        s.close()
+    assert cluster.db.ids() == [first, real]
 
 
 def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
