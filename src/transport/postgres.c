@@ -9,10 +9,10 @@
  *
  * One order for every node, safe by design. A publish is one statement: it adds the
  * group's size to the single row of <prefix>head and inserts the group's rows with the
- * seqs it got, then notifies <prefix>updates, in one implicit transaction. The UPDATE holds
- * the head row's lock until the transaction ends, so the next publishing transaction, on
- * any node, waits for it: seqs are handed out in commit order, and a transaction that
- * rolls back hands back its seqs with its lock. PostgreSQL makes a committed transaction
+ * seqs it got, then notifies the table's channel, in one implicit transaction. The UPDATE
+ * holds the head row's lock until the transaction ends, so the next publishing
+ * transaction, on any node, waits for it: seqs are handed out in commit order, and a
+ * transaction that rolls back hands back its seqs with its lock. PostgreSQL makes a committed transaction
  * visible before it releases its locks, so once a row with seq n is visible, every row
  * with a smaller seq is visible too. A node reading "the rows after the last seq I
  * delivered" therefore never skips one: there are no gaps to wait for and no late commits
