@@ -12,12 +12,13 @@
  * seqs it got, then notifies the table's channel, in one implicit transaction. The UPDATE
  * holds the head row's lock until the transaction ends, so the next publishing
  * transaction, on any node, waits for it: seqs are handed out in commit order, and a
- * transaction that rolls back hands back its seqs with its lock. PostgreSQL makes a committed transaction
- * visible before it releases its locks, so once a row with seq n is visible, every row
- * with a smaller seq is visible too. A node reading "the rows after the last seq I
- * delivered" therefore never skips one: there are no gaps to wait for and no late commits
- * to miss. (The price is that publishing transactions commit one after another across
- * the cluster; each carries a whole group, so the rate grows with the group size.)
+ * transaction that rolls back hands back its seqs with its lock. PostgreSQL makes a
+ * committed transaction visible before it releases its locks, so once a row with seq n is
+ * visible, every row with a smaller seq is visible too. A node reading "the rows after
+ * the last seq I delivered" therefore never skips one: there are no gaps to wait for and
+ * no late commits to miss. (The price is that publishing transactions commit one after
+ * another across the cluster; each carries a whole group, so the rate grows with the
+ * group size.)
  *
  * Threads, each with its own connection, libpq's asynchronous API with deadlines (never a
  * worker):
