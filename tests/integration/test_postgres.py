@@ -344,7 +344,7 @@ def test_concurrent_publishes_on_three_nodes_are_delivered_once_in_one_order(clu
         t.start()
     for t in threads:
         t.join(T(60))
-    assert len(acked) > 300, "too few publishes to mean anything: %d" % len(acked)
+    assert len(acked) > 150, "too few publishes to mean anything: %d" % len(acked)
     markers = [publish_id(h, "urn:race", "end", id="end-%d" % i) for i, h in enumerate(hubs)]
     stored = cluster.db.ids()
     orders = []
