@@ -796,6 +796,11 @@ def test_a_node_started_after_every_node_died_publishes_their_departures(cluster
     s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
     listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
     qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
+    # A node lists its own subscribers from memory: wait until the entry is in the table too
+    # (a node killed before writing it leaves nothing for the others to take).
+    qs.wait_until(lambda: cluster.db.rows("SELECT 1 FROM mercure_subscriptions"
+                                          " WHERE topics = '{urn:orphan}'"), T(5),
+                  what="the entry written to the table")
     n1.kill()
     s.close()
     time.sleep(1.2)
