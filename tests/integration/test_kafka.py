@@ -11,6 +11,7 @@ One broker (PLAINTEXT, SSL and SASL_PLAINTEXT listeners) is started once for the
 its own."""
 
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -543,9 +544,11 @@ def _killed_and_restarted(broker, start_hub):
             h.stop()
             assert not h.sanitizer_report(), h.stderr()[-8000:]
         return
-    # Down again: the hubs stop cleanly and in bounded time.
+    # Down again: the hubs stop cleanly, all at once, and do not hang. A stop with the
+    # brokers down waits at most publish_timeout (3 s) for the publishes in flight; the
+    # bound below is a hang check with room for a loaded machine, not a speed check.
     broker.kill()
-    t0 = time.monotonic()
     for h in hubs:
-        assert h.stop() == 0, h.stderr()
-    assert time.monotonic() - t0 < T(20)
+        h.proc.send_signal(signal.SIGTERM)
+    for h in hubs:
+        assert h.wait_exit(T(45)) == 0, h.stderr()
