@@ -53,6 +53,8 @@ static uint64_t get_varint(reader *r)
             return 0;
         }
         unsigned char byte = *r->p++;
+        if (shift == 63 && byte > 1)
+            break; /* more than 64 bits */
         v |= (uint64_t)(byte & 0x7f) << shift;
         if (!(byte & 0x80))
             return v;

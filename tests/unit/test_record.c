@@ -98,3 +98,23 @@ TEST(ids_and_types_holding_nul_cr_or_lf_are_corrupt)
     qs_update_unref(u);
     qs_buf_free(&b);
 }
+
+TEST(varints_longer_than_64_bits_are_corrupt)
+{
+    /* Found by fuzz_record: a 10th byte above 1 lost its high bits, and the retry decoded
+     * as another number instead of failing. */
+    static const unsigned char found[] = {1,    0,    0xda, 0xda, 0xda, 0xda, 0xda, 0xda, 0xa3,
+                                          0xda, 0xda, 0x69, 1,    1,    0,    1,    0,    0};
+    ASSERT(qs_record_decode(found, sizeof(found)) == NULL);
+
+    unsigned char rec[] = {1,    0,    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                           0xff, 0x01, 1,    'i',  0,    1,    1,    't',  0};
+    qs_update *u = qs_record_decode(rec, sizeof(rec));
+    ASSERT(u != NULL);
+    ASSERT(u->retry == UINT64_MAX);
+    qs_update_unref(u);
+    rec[11] = 0x02; /* bit 64 */
+    ASSERT(qs_record_decode(rec, sizeof(rec)) == NULL);
+    rec[11] = 0x81; /* an 11th byte */
+    ASSERT(qs_record_decode(rec, sizeof(rec)) == NULL);
+}
