@@ -11,6 +11,31 @@
 #define MIN_HEADER_LEN 48 /* "Bearer " + the shortest plausible JWT, as the reference */
 #define MIN_QUERY_LEN 41
 
+/* What the "*" of a publish_origins pattern may stand for: characters of one host label
+ * (letters, digits, "-", and "_" which browsers accept in host names). Never ".", so that
+ * it cannot span labels, nor ":", "/", "@", "?", "#", "%" or anything else that would let
+ * another host or a port pass for the label. */
+static bool is_label_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* The origin matches a pattern holding a "*" (pre before it, suf after it, the first "*";
+ * any other is literal) when it starts with pre, ends with suf, and what lies between is
+ * one or more label characters. */
+static bool wildcard_match(const char *origin, size_t len, const char *pattern, size_t pre,
+                           size_t suf)
+{
+    if (len <= pre + suf || memcmp(origin, pattern, pre) != 0 ||
+        memcmp(origin + len - suf, pattern + pre + 1, suf) != 0)
+        return false;
+    for (size_t i = pre; i < len - suf; i++)
+        if (!is_label_char(origin[i]))
+            return false;
+    return true;
+}
+
 bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -18,14 +43,9 @@ bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, siz
         if (strcmp(a, "*") == 0)
             return true;
         size_t alen = strlen(a);
-        if (alen == len && memcmp(a, origin, len) == 0)
-            return true;
         const char *star = strchr(a, '*');
-        if (!star)
-            continue;
-        size_t pre = (size_t)(star - a), suf = alen - pre - 1;
-        if (len >= pre + suf && memcmp(origin, a, pre) == 0 &&
-            memcmp(origin + len - suf, star + 1, suf) == 0)
+        if (star ? wildcard_match(origin, len, a, (size_t)(star - a), alen - (size_t)(star - a) - 1)
+                 : alen == len && memcmp(a, origin, len) == 0)
             return true;
     }
     return false;

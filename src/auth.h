@@ -57,7 +57,14 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_header *heade
                                  size_t n_headers, const qs_form *query, qs_jwt_claims *claims,
                                  const char **reason);
 
-/** True when origin is allowed by the publish_origins list ("*", exact, one-"*" pattern). */
+/**
+ * True when origin is allowed by the publish_origins list: "*" allows all; otherwise an
+ * entry is an exact origin, or a pattern whose first "*" stands for one or more characters
+ * of a single host label (letters, digits, "-", "_"), never compared literally. In a
+ * pattern with the host "*.example.com", the "*" matches "a" of "a.example.com" but
+ * nothing of "a.b.example.com", ".example.com" or "evil.com/.example.com". Case-sensitive,
+ * like the exact comparison.
+ */
 bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, size_t n);
 
 /** Publish rule: every topic of u matches some selector of the claim ("*" short-circuits). */
