@@ -1120,9 +1120,15 @@ static const struct directive directives[] = {
     {"subscriber_jwt", V_STR, F(subscriber_key), F(subscriber_alg), 0, 0, 0, h_jwt, false,
      "<key> [alg]: key (or PEM) to verify subscribers' JWTs; alg defaults to HS256"},
     {"publisher_jwks_url", V_STR, F(publisher_jwks_url), 0, 0, 0, 0, h_jwks, false,
-     "<file://…>: JWK Set for publishers' JWTs, read once"},
+     "<https://…|http://…|file://…>: JWK Set for publishers' JWTs, kept up to date"},
     {"subscriber_jwks_url", V_STR, F(subscriber_jwks_url), 0, 0, 0, 0, h_jwks, false,
-     "<file://…>: JWK Set for subscribers' JWTs, read once"},
+     "<https://…|http://…|file://…>: JWK Set for subscribers' JWTs, kept up to date"},
+    {"jwks_refresh_interval", V_MS, F(jwks_refresh_ms), 0, 300000, 1000, 0, NULL, false,
+     "<duration>: how often JWK Sets are fetched again (default 5m)"},
+    {"jwks_min_refresh_interval", V_MS, F(jwks_min_refresh_ms), 0, 30000, 1000, 0, NULL, false,
+     "<duration>: least time between two fetches of a JWK Set, for unknown kids and retries"},
+    {"jwks_ca_file", V_STR, F(jwks_ca_file), 0, 0, 0, 0, NULL, false,
+     "<file>: PEM CA certificates to verify HTTPS JWK Set servers (default: the system's)"},
     {"anonymous", V_BOOL, F(anonymous), 0, 0, 0, 0, NULL, false,
      "allow subscribers without a JWT (public updates only)"},
     {"publish_origins", V_STRS, F(publish_origins), F(n_publish_origins), 0, 0, 0, NULL, false,
@@ -1286,6 +1292,7 @@ void qs_config_free(qs_config *cfg)
     free(cfg->subscriber_alg);
     free(cfg->publisher_jwks_url);
     free(cfg->subscriber_jwks_url);
+    free(cfg->jwks_ca_file);
     free_strv(cfg->publish_origins, cfg->n_publish_origins);
     free_strv(cfg->cors_origins, cfg->n_cors_origins);
     free(cfg->cookie_name);
@@ -1365,6 +1372,8 @@ static int h_generic(struct parser *p, const struct directive *d, const struct l
         uint64_t ms;
         if (qs_parse_duration_ms(v, &ms) < 0)
             return failval(p, at, v, "%s: invalid duration", name);
+        if (d->min > 1 && ms < (uint64_t)d->min)
+            return failval(p, at, v, "%s: must be at least %lldms", name, d->min);
         if (d->min > 0 && ms < (uint64_t)d->min)
             return failval(p, at, v, "%s: must be greater than 0", name);
         *FIELD(cfg, d->off, uint64_t) = ms;
@@ -1464,8 +1473,18 @@ static int h_jwks(struct parser *p, const struct directive *d, const struct line
     if (want_args(p, ln, 1, 1) < 0)
         return -1;
     const char *url = arg(p, ln, 0);
-    if (strncasecmp(url, "file://", 7) != 0 || !url[7])
-        return failval(p, ltok(p, ln, 1), url, "%s: only file:// JWKS URLs are supported", d->name);
+    size_t scheme = !strncasecmp(url, "https://", 8)  ? 8
+                    : !strncasecmp(url, "http://", 7) ? 7
+                    : !strncasecmp(url, "file://", 7) ? 7
+                                                      : 0;
+    if (!scheme || !url[scheme])
+        return failval(p, ltok(p, ln, 1), url,
+                       "%s: a JWKS URL starts with https://, http:// or file://", d->name);
+    /* file://HOST/path names another machine's file: only the local host is readable. */
+    if (!strncasecmp(url, "file://", 7) && url[7] != '/' &&
+        strncasecmp(url + 7, "localhost/", 10) != 0)
+        return failval(p, ltok(p, ln, 1), url,
+                       "%s: a file:// URL names a local file (file:///path)", d->name);
     char **f = FIELD(p->cfg, d->off, char *);
     free(*f);
     *f = qs_xstrdup(url);

@@ -118,8 +118,14 @@ typedef struct qs_config {
     char *publisher_alg;
     char *subscriber_key;
     char *subscriber_alg;
-    char *publisher_jwks_url; /* only file:// is supported */
+    /* JWK Sets (https://, http:// or file://): when set, they replace the role's key. */
+    char *publisher_jwks_url;
     char *subscriber_jwks_url;
+    uint64_t jwks_refresh_ms;     /* default 5 min: how often the sets are fetched again */
+    uint64_t jwks_min_refresh_ms; /* default 30 s: the least time between two fetches of a set
+                                     (unknown kids, retries) */
+    char *jwks_ca_file;           /* PEM CA certificates for HTTPS JWKS servers; NULL: the
+                                     system's */
 
     bool anonymous;
     char **publish_origins;
@@ -129,8 +135,8 @@ typedef struct qs_config {
     char *cookie_name; /* default "mercureAuthorization" (0.x), "__Secure-mercure_access_token"
                           when 1.0 is served */
     bool subscriptions;
-    bool ui;                            /* accepted */
-    bool demo;                          /* accepted */
+    bool ui;                            /* serve the debugging UI under /.well-known/mercure/ui/ */
+    bool demo;                          /* the UI and the demo endpoint under …/ui/demo/ */
     char *hub_name;                     /* `name`, default "default" */
     int protocol_version_compatibility; /* 0, 7 or 8 */
 

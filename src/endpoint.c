@@ -52,16 +52,29 @@ enum qs_auth_status qs_endpoint_authorize(qs_http_req *req, bool publish, qs_jwt
 {
     const qs_hub *hub = req->ctx->hub;
     const qs_config *cfg = hub->cfg;
+    qs_keys *keys = publish ? hub->publisher_keys : hub->subscriber_keys;
+    const qs_jwt_key *key = NULL;
+    const qs_jwks *jwks = NULL;
+    if (keys)
+        qs_keys_get(keys, req->ctx->index, &key, &jwks);
+    bool unknown_kid = false;
     qs_auth_params p = {
-        .key = publish ? hub->publisher_key : hub->subscriber_key,
+        .key = key,
+        .jwks = jwks,
         .cache = req->ctx->tokens,
         .cookie_name = cfg->cookie_name,
         .is_post = publish,
         .publish_origins = cfg->publish_origins,
         .n_publish_origins = cfg->n_publish_origins,
         .now = qs_wall_seconds(),
+        .unknown_kid = &unknown_kid,
     };
-    return qs_authorize(&p, req->headers, req->n_headers, qs_http_query(req), claims, reason);
+    enum qs_auth_status st =
+        qs_authorize(&p, req->headers, req->n_headers, qs_http_query(req), claims, reason);
+    /* The token is refused now; its key may be in the set once fetched again (keys.h). */
+    if (unknown_kid)
+        qs_keys_unknown_kid(keys);
+    return st;
 }
 
 /* ---- protocol 1.0 ---- */
@@ -127,23 +140,31 @@ static void access_0x(qs_http_req *req, bool publish, const char *cookie, qs_acc
 {
     const qs_hub *hub = req->ctx->hub;
     const qs_config *cfg = hub->cfg;
-    const qs_jwt_key *key = publish ? hub->publisher_key : hub->subscriber_key;
-    if (!key) {
+    qs_keys *keys = publish ? hub->publisher_keys : hub->subscriber_keys;
+    if (!keys) {
         out->status = QS_ACCESS_INVALID;
         out->reason = "no key verifies protocol 0.x tokens for this role";
         return;
     }
+    const qs_jwt_key *key = NULL;
+    const qs_jwks *jwks = NULL;
+    qs_keys_get(keys, req->ctx->index, &key, &jwks);
+    bool unknown_kid = false;
     qs_auth_params p = {
         .key = key,
+        .jwks = jwks,
         .cache = req->ctx->tokens,
         .cookie_name = cookie ? cookie : cfg->cookie_name,
         .is_post = publish,
         .publish_origins = cfg->publish_origins,
         .n_publish_origins = cfg->n_publish_origins,
         .now = qs_wall_seconds(),
+        .unknown_kid = &unknown_kid,
     };
     enum qs_auth_status st = qs_authorize(&p, req->headers, req->n_headers, qs_http_query(req),
                                           &out->claims0, &out->reason);
+    if (unknown_kid)
+        qs_keys_unknown_kid(keys);
     out->status = st == QS_AUTH_OK          ? QS_ACCESS_OK
                   : st == QS_AUTH_ANONYMOUS ? QS_ACCESS_ANONYMOUS
                                             : QS_ACCESS_INVALID;

@@ -106,8 +106,8 @@ struct qs_http_req {
     const char *peer;   /* the client's address, for logs */
     const char *proto;  /* "HTTP/1.1", "HTTP/2.0"…, for logs */
     qs_slice authority; /* HTTP/2's :authority (HTTP/1 has the Host header instead) */
-    bool secure;        /* received over TLS */
     bool over_limit;    /* on a reserve connection: only monitoring routes answer */
+    bool secure;        /* arrived over TLS */
     bool head;          /* HEAD: the answer carries no body */
     size_t max_query_pairs;
     /* the query, parsed on first use (qs_http_query) */

@@ -556,8 +556,8 @@ static void conn_dispatch(conn *c)
         .body = {c->body.p ? c->body.p : "", c->body.len},
         .peer = c->sock->peer,
         .proto = h->minor_version ? "HTTP/1.1" : "HTTP/1.0",
-        .secure = qs_sock_is_tls(c->sock),
         .over_limit = c->over_limit,
+        .secure = qs_sock_is_tls(c->sock),
         .head = c->head_method,
         .max_query_pairs = (size_t)cfg->max_topics + 64,
     };

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT
  * hub.h - the hub's shared state: what every worker reads and nobody changes after start.
  *
- * Built by server.c before the workers start, then immutable: the configuration, the JWT
- * keys (0.x's two, and protocol 1.0's trusted issuers with theirs), the base URL that URL
- * patterns and relative topics resolve against, the transport (thread-safe behind its own
- * interface) and the workers' contexts
- * (read only for their relaxed counters, by /metrics). Handlers reach it through their
- * worker's context (ctx->hub). One flag changes, atomically: `draining`, set once when the
- * hub begins to shut down.
+ * Built by server.c before the workers start, then immutable: the configuration, the key
+ * sources (0.x's two, and protocol 1.0's trusted issuers with theirs; a JWK Set source
+ * changes its set behind its own lock, keys.h), the base URL that URL patterns and relative
+ * topics resolve against, the transport (thread-safe behind its own interface) and the
+ * workers' contexts (read only for their relaxed counters, by /metrics). Handlers reach it
+ * through their worker's context (ctx->hub). One flag changes, atomically: `draining`, set
+ * once when the hub begins to shut down.
  */
 #ifndef QS_HUB_H
 #define QS_HUB_H
@@ -17,7 +17,7 @@
 
 #include "config.h"
 #include "issuers.h"
-#include "jwt.h"
+#include "keys.h"
 #include "transport/transport.h"
 #include "weburl.h"
 
@@ -25,12 +25,13 @@ struct qs_ctx;
 
 typedef struct qs_hub {
     qs_config *cfg;
-    qs_jwt_key *publisher_key;  /* NULL: publishing disabled */
-    qs_jwt_key *subscriber_key; /* NULL: tokens of subscribers are not checked (anonymous) */
-    qs_issuers issuers;         /* protocol 1.0's trusted issuers (none without 1.0) */
-    bool publishers_verified;   /* some key verifies publishers (0.x's or an issuer's) */
-    bool subscribers_verified;  /* some key verifies subscribers: else all are anonymous */
-    qs_weburl base;             /* the resource identifier or http://mercure.invalid */
+    qs_keys *publisher_keys;   /* NULL: publishing disabled */
+    qs_keys *subscriber_keys;  /* NULL: tokens of subscribers are not checked (anonymous);
+                                  may be publisher_keys itself (one JWK Set for both) */
+    qs_issuers issuers;        /* protocol 1.0's trusted issuers (none without 1.0) */
+    bool publishers_verified;  /* some key verifies publishers (0.x's or an issuer's) */
+    bool subscribers_verified; /* some key verifies subscribers: else all are anonymous */
+    qs_weburl base;            /* the resource identifier or http://mercure.invalid */
     qs_transport *transport;
     struct qs_ctx **contexts; /* one per worker */
     int n_workers;

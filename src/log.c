@@ -20,6 +20,25 @@ void qs_log_set_json(bool json)
     json_lines = json;
 }
 
+/* Appends text with its control bytes escaped (\n, \r, \t, \xNN): messages quote what
+ * peers and backends sent (node names, header values, reasons), and a line break in them
+ * must not forge a log line. */
+static void append_escaped(qs_buf *b, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p >= 0x20 && *p != 0x7f)
+            qs_buf_append_char(b, (char)*p);
+        else if (*p == '\n')
+            qs_buf_append_str(b, "\\n");
+        else if (*p == '\r')
+            qs_buf_append_str(b, "\\r");
+        else if (*p == '\t')
+            qs_buf_append_str(b, "\\t");
+        else
+            qs_buf_appendf(b, "\\x%02x", *p);
+    }
+}
+
 /* One fwrite per record: stdio locks the stream, so lines from threads never interleave. */
 static void emit(enum qs_log_level level, const char *logger, const char *msg,
                  const char *fields_json, const char *fields_text)
@@ -43,9 +62,12 @@ static void emit(enum qs_log_level level, const char *logger, const char *msg,
         char when[32];
         gmtime_r(&ts.tv_sec, &tm);
         strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-        qs_buf_appendf(&b, "%s.%03ldZ %s %s", when, ts.tv_nsec / 1000000L, level_names[level], msg);
-        if (fields_text && *fields_text)
-            qs_buf_appendf(&b, " %s", fields_text);
+        qs_buf_appendf(&b, "%s.%03ldZ %s ", when, ts.tv_nsec / 1000000L, level_names[level]);
+        append_escaped(&b, msg);
+        if (fields_text && *fields_text) {
+            qs_buf_append_char(&b, ' ');
+            append_escaped(&b, fields_text);
+        }
         qs_buf_append_char(&b, '\n');
     }
     fwrite(b.p, 1, b.len, stderr);

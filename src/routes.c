@@ -14,6 +14,7 @@
 #include "subscribe.h"
 #include "subscriptions.h"
 #include "token1.h"
+#include "ui.h"
 
 #define HUB_PATH "/.well-known/mercure"
 
@@ -108,6 +109,12 @@ static void subscriptions_endpoint(qs_http_req *req)
 {
     if (!answered_preflight(req))
         qs_subscriptions_handle(req);
+}
+
+static void ui_endpoint(qs_http_req *req)
+{
+    if (!answered_preflight(req))
+        qs_ui_handle(req);
 }
 
 /* Every path that starts with the hub's belongs to the hub (the reference never lets such
@@ -236,6 +243,7 @@ static void refused(qs_slice method, qs_slice path, int status)
 static const qs_http_route routes[] = {
     {HUB_PATH, QS_HTTP_EXACT, hub_endpoint, false},
     {HUB_PATH "/subscriptions", QS_HTTP_TREE, subscriptions_endpoint, false},
+    {QS_UI_PATH, QS_HTTP_TREE, ui_endpoint, false},
     {HUB_PATH, QS_HTTP_PREFIX, hub_not_found, false},
     {QS_RESOURCE_METADATA_PATH, QS_HTTP_EXACT, resource_metadata, false},
     {"/healthz", QS_HTTP_EXACT, healthz, true},

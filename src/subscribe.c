@@ -236,7 +236,7 @@ static void subscribe_0x(qs_http_req *req)
     const qs_form *query = qs_http_query(req);
 
     who w = {0};
-    if (!cfg->protocol_1 && hub->subscriber_key) {
+    if (!cfg->protocol_1 && hub->subscriber_keys) {
         const char *reason = NULL;
         enum qs_auth_status st = qs_endpoint_authorize(req, false, &w.claims0, &reason);
         if (st == QS_AUTH_INVALID || (st == QS_AUTH_ANONYMOUS && !cfg->anonymous)) {

@@ -606,7 +606,7 @@ static void api_0x(qs_http_req *req, const qs_slice *seg, int n_seg)
         qs_buf_append_char(&uri, '?');
         qs_buf_append(&uri, req->query_string.p, req->query_string.n);
     }
-    bool verified = hub->cfg->protocol_1 ? hub->subscribers_verified : hub->subscriber_key != NULL;
+    bool verified = hub->cfg->protocol_1 ? hub->subscribers_verified : hub->subscriber_keys != NULL;
     if (verified && !authorized_0x(req, &uri)) {
         qs_buf_free(&uri);
         qs_endpoint_error(req, 401, "Unauthorized");

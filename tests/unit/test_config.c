@@ -1438,12 +1438,19 @@ TEST(missing_keys)
 
 TEST(jwks_url)
 {
-    directive_err("publisher_jwks_url https://example.com/jwks.json",
-                  "Caddyfile:5: publisher_jwks_url: only file:// JWKS URLs are supported "
-                  "\"https://example.com/jwks.json\"");
+    directive_err("publisher_jwks_url ftp://example.com/jwks.json",
+                  "Caddyfile:5: publisher_jwks_url: a JWKS URL starts with https://, http:// or "
+                  "file:// \"ftp://example.com/jwks.json\"");
     directive_err("subscriber_jwks_url file://",
-                  "Caddyfile:5: subscriber_jwks_url: only file:// JWKS URLs are supported "
-                  "\"file://\"");
+                  "Caddyfile:5: subscriber_jwks_url: a JWKS URL starts with https://, http:// or "
+                  "file:// \"file://\"");
+    directive_err("subscriber_jwks_url file://example.com/keys.json",
+                  "Caddyfile:5: subscriber_jwks_url: a file:// URL names a local file "
+                  "(file:///path) \"file://example.com/keys.json\"");
+    directive_err("jwks_refresh_interval 500ms",
+                  "Caddyfile:5: jwks_refresh_interval: must be at least 1000ms \"500ms\"");
+    directive_err("jwks_min_refresh_interval soon",
+                  "Caddyfile:5: jwks_min_refresh_interval: invalid duration \"soon\"");
     directive_err("subscriber_jwks_url", "Caddyfile:5: subscriber_jwks_url: missing value");
     directive_err("subscriber_jwks_url file:///a file:///b",
                   "Caddyfile:5: subscriber_jwks_url: expected 1 value \"file:///a file:///b\"");
