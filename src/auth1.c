@@ -112,6 +112,8 @@ enum qs_token1_status qs_auth1_verify(qs_token1_cache *c, const qs_token1_params
     }
     qs_buf k = QS_BUF_INIT;
     qs_buf_append_char(&k, p->publish ? 'p' : 's');
+    /* A token verified with a key set that is no longer in use must be verified again. */
+    qs_buf_append(&k, &p->keys_serial, sizeof(p->keys_serial));
     if (p->audience)
         qs_buf_append_str(&k, p->audience);
     qs_buf_append_char(&k, '\0');

@@ -10,9 +10,10 @@
  *
  * The cache: publishers and subscribers present the same token again and again; a hit
  * skips base64, JSON, the signature and compiling the grants' URL patterns. Keyed by the
- * role, the expected audience (it is derived from each request) and the exact token bytes;
- * an entry is used only while its exp and nbf allow; refusals are never cached; full, it
- * starts over. Touched by its worker only.
+ * role, the serial of the issuers' key sets (a token verified with a set no longer in use is
+ * verified again), the expected audience (it is derived from each request) and the exact
+ * token bytes; an entry is used only while its exp and nbf allow; refusals are never cached;
+ * full, it starts over. Touched by its worker only.
  */
 #ifndef QS_AUTH1_H
 #define QS_AUTH1_H

@@ -24,6 +24,7 @@ void qs_ctx_init(qs_ctx *ctx, const qs_hub *hub, int index, uv_async_cb on_wakeu
                                    (size_t)QS_MAX(hub->cfg->max_selector_states, 0));
     ctx->tokens = qs_token_cache_new(1024);
     ctx->tokens1 = qs_token1_cache_new(1024);
+    ctx->issuers = qs_xcalloc(hub->issuers.n + 1, sizeof(*ctx->issuers));
     ctx->read_buf_size = 64 * 1024;
     ctx->read_buf = qs_xmalloc(ctx->read_buf_size);
 }
@@ -43,6 +44,7 @@ void qs_ctx_destroy(qs_ctx *ctx)
     uv_mutex_destroy(&ctx->inbox_mu);
     qs_token_cache_free(ctx->tokens);
     qs_token1_cache_free(ctx->tokens1);
+    free(ctx->issuers);
     qs_selector_table_free(ctx->selectors);
     free(ctx->read_buf);
 }

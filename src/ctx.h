@@ -55,8 +55,10 @@ typedef struct qs_ctx {
     bool stopping;          /* the hub is shutting down: responses close their connection */
 
     qs_selector_table *selectors;
-    qs_token_cache *tokens;   /* verified tokens of this worker's clients */
-    qs_token1_cache *tokens1; /* the same for protocol 1.0 access tokens */
+    qs_token_cache *tokens;    /* verified tokens of this worker's clients */
+    qs_token1_cache *tokens1;  /* the same for protocol 1.0 access tokens */
+    qs_token1_issuer *issuers; /* hub->issuers.n entries: the keys in use for this worker
+                                  (qs_issuers_view fills them before each verification) */
     qs_worker_counters counters;
     char *read_buf; /* every connection's reads land here, one read at a time */
     size_t read_buf_size;

@@ -209,8 +209,9 @@ void qs_endpoint_access(qs_http_req *req, bool publish, enum qs_token_rules rule
     }
     char *audience, *metadata;
     qs_endpoint_identity(req, &audience, &metadata);
+    const qs_token1_issuer *unknown_kid = NULL;
     qs_token1_params p = {
-        .issuers = hub->issuers.v,
+        .issuers = ctx->issuers,
         .n_issuers = hub->issuers.n,
         .publish = publish,
         .audience = audience,
@@ -218,9 +219,14 @@ void qs_endpoint_access(qs_http_req *req, bool publish, enum qs_token_rules rule
         .base = &hub->base,
         .max_states = (size_t)QS_MAX(cfg->max_selector_states, 0),
         .sole_issuer_any_iss = hub->issuers.sole_any_iss,
+        .unknown_kid = &unknown_kid,
+        .keys_serial = qs_issuers_view(&hub->issuers, ctx->index, publish, ctx->issuers),
     };
     enum qs_token1_status st =
         qs_auth1_verify(ctx->tokens1, &p, f.token.p, f.token.n, &out->claims1);
+    /* The token is refused now; its key may be in the set once fetched again (keys.h). */
+    if (unknown_kid)
+        qs_issuers_unknown_kid(&hub->issuers, ctx->issuers, unknown_kid, publish);
     free(audience);
     free(metadata);
     if (st != QS_TOKEN1_OK) {

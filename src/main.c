@@ -104,7 +104,8 @@ static void on_reload(uv_signal_t *sig, int signum)
     QS_UNUSED(signum);
     char *err = NULL;
     bool jwks = (server.hub.publisher_keys && qs_keys_is_jwks(server.hub.publisher_keys)) ||
-                (server.hub.subscriber_keys && qs_keys_is_jwks(server.hub.subscriber_keys));
+                (server.hub.subscriber_keys && qs_keys_is_jwks(server.hub.subscriber_keys)) ||
+                qs_issuers_have_sets(&server.hub.issuers);
     if (jwks) {
         qs_info("received SIGHUP: fetching the JWK Sets again");
         qs_server_reload_keys(&server);
@@ -217,9 +218,10 @@ static int cmd_validate(const options *o)
         }
         qs_jwt_key_free(k);
     }
-    /* Protocol 1.0's issuers and their keys. */
+    /* Protocol 1.0's issuers and their keys; their JWK Sets are fetched and parsed (the
+     * implicit issuer's keys are 0.x's, checked above). */
     qs_issuers issuers;
-    if (!err && qs_issuers_load(&issuers, &cfg, &err) == 0)
+    if (!err && qs_issuers_load(&issuers, &cfg, NULL, NULL, 1, &err) == 0)
         qs_issuers_free(&issuers);
     /* Certificates too (`tls internal` is only parsed: checking it would make the CA). */
     bool tls = false;

@@ -74,15 +74,16 @@ static void deliver(void *ctx, qs_update *u)
 }
 
 /* Protocol 1.0's part of the hub: the trusted issuers and the base URL. */
-static int qs_server_init_v1(qs_hub *hub, const qs_config *cfg, char **err)
+static int qs_server_init_v1(qs_hub *hub, const qs_config *cfg, int n_workers, char **err)
 {
-    if (qs_issuers_load(&hub->issuers, cfg, err) < 0)
+    if (qs_issuers_load(&hub->issuers, cfg, hub->publisher_keys, hub->subscriber_keys, n_workers,
+                        err) < 0)
         return -1;
     hub->publishers_verified = hub->publisher_keys != NULL;
     hub->subscribers_verified = hub->subscriber_keys != NULL;
     for (size_t i = 0; i < hub->issuers.n; i++) {
-        hub->publishers_verified |= hub->issuers.v[i].publisher != NULL;
-        hub->subscribers_verified |= hub->issuers.v[i].subscriber != NULL;
+        hub->publishers_verified |= hub->issuers.publisher[i] != NULL;
+        hub->subscribers_verified |= hub->issuers.subscriber[i] != NULL;
     }
     const char *base = qs_urlpattern_base_for(cfg->resource_identifier);
     if (qs_weburl_parse(base, strlen(base), NULL, &hub->base) < 0 || !hub->base.has_host) {
@@ -132,7 +133,7 @@ int qs_server_init(qs_server *s, qs_config *cfg, char **err)
         hub->subscriber_keys = hub->publisher_keys;
     else if (load_role_keys(cfg, false, n, &hub->subscriber_keys, err) < 0)
         return -1;
-    if (qs_server_init_v1(hub, cfg, err) < 0)
+    if (qs_server_init_v1(hub, cfg, n, err) < 0)
         return -1;
     lowercase_all(cfg->cors_origins, cfg->n_cors_origins);
     lowercase_all(cfg->publish_origins, cfg->n_publish_origins);
@@ -183,7 +184,8 @@ int qs_server_start(qs_server *s, char **err)
     if (t->ops->start(t, err) < 0)
         return -1;
     if ((s->hub.publisher_keys && qs_keys_start(s->hub.publisher_keys, err) < 0) ||
-        (s->hub.subscriber_keys && qs_keys_start(s->hub.subscriber_keys, err) < 0))
+        (s->hub.subscriber_keys && qs_keys_start(s->hub.subscriber_keys, err) < 0) ||
+        qs_issuers_start(&s->hub.issuers, err) < 0)
         return -1;
     for (int i = 0; i < s->hub.n_workers; i++)
         if (qs_worker_start(s->workers[i], err) < 0)
@@ -196,6 +198,7 @@ void qs_server_reload_keys(qs_server *s)
 {
     qs_keys_reload(s->hub.publisher_keys);
     qs_keys_reload(s->hub.subscriber_keys);
+    qs_issuers_reload(&s->hub.issuers);
 }
 
 int qs_server_reload_tls(qs_server *s, char **err)
@@ -223,6 +226,7 @@ void qs_server_stop(qs_server *s)
     s->hub.transport->ops->stop(s->hub.transport);
     qs_keys_stop(s->hub.publisher_keys);
     qs_keys_stop(s->hub.subscriber_keys);
+    qs_issuers_stop(&s->hub.issuers);
 }
 
 void qs_server_destroy(qs_server *s)
@@ -235,10 +239,10 @@ void qs_server_destroy(qs_server *s)
     qs_tls_free(s->tls);
     free(s->ports);
     qs_transport_destroy(hub->transport);
+    qs_issuers_free(&hub->issuers); /* before 0.x's sources, which its implicit issuer uses */
     if (hub->subscriber_keys != hub->publisher_keys)
         qs_keys_free(hub->subscriber_keys);
     qs_keys_free(hub->publisher_keys);
-    qs_issuers_free(&hub->issuers);
     qs_weburl_free(&hub->base);
     memset(s, 0, sizeof(*s));
 }

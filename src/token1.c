@@ -27,6 +27,8 @@ const char *qs_token1_status_str(enum qs_token1_status st)
         return "token issuer has no key for this role";
     case QS_TOKEN1_E_ALG:
         return "token algorithm does not match the configured one";
+    case QS_TOKEN1_E_KEY:
+        return "token key id (kid) and algorithm match no key of the issuer's key set";
     case QS_TOKEN1_E_SIGNATURE:
         return "token signature is invalid";
     case QS_TOKEN1_E_NO_EXP:
@@ -383,6 +385,32 @@ static bool typ_ok(json_t *header)
     return strcasecmp(s, "at+jwt") == 0;
 }
 
+/* The key of a JWK Set for a token: its alg must be listed (when some are), its kid and alg
+ * must choose a key of the set. */
+static enum qs_token1_status key_from_set(const qs_token1_issuer *issuer, const qs_token1_set *set,
+                                          const qs_token1_params *p, const char *token, size_t len,
+                                          const qs_jwt_key **key)
+{
+    qs_jwt_header h;
+    if (qs_jwt_peek_header(token, len, &h) < 0)
+        return QS_TOKEN1_E_MALFORMED;
+    if (!h.alg_known)
+        return QS_TOKEN1_E_ALG;
+    bool listed = set->n_algs == 0;
+    for (size_t i = 0; i < set->n_algs && !listed; i++)
+        listed = strcmp(set->algs[i], qs_jwt_alg_name(h.alg)) == 0;
+    if (!listed)
+        return QS_TOKEN1_E_ALG;
+    enum qs_jwks_miss miss = QS_JWKS_HIT;
+    *key = qs_jwks_find(set->jwks, &h, &miss);
+    if (*key)
+        return QS_TOKEN1_OK;
+    /* A kid too long for any set is not worth fetching the set again for. */
+    if (miss == QS_JWKS_UNKNOWN_KID && !h.kid_too_long && p->unknown_kid)
+        *p->unknown_kid = issuer;
+    return miss == QS_JWKS_BAD_ALG ? QS_TOKEN1_E_ALG : QS_TOKEN1_E_KEY;
+}
+
 enum qs_token1_status qs_token1_verify(const qs_token1_params *p, const char *token, size_t len,
                                        qs_token1_claims *out)
 {
@@ -406,9 +434,15 @@ enum qs_token1_status qs_token1_verify(const qs_token1_params *p, const char *to
     if (!issuer)
         goto out;
     const qs_jwt_key *key = p->publish ? issuer->publisher : issuer->subscriber;
+    const qs_token1_set *set = p->publish ? &issuer->publisher_set : &issuer->subscriber_set;
     st = QS_TOKEN1_E_ROLE;
-    if (!key)
+    if (!key && !set->jwks)
         goto out;
+    if (!key) {
+        st = key_from_set(issuer, set, p, token, len, &key);
+        if (st != QS_TOKEN1_OK)
+            goto out;
+    }
     switch (qs_jwt_check_signature(key, token, len, header)) {
     case QS_JWT_OK:
         break;

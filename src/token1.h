@@ -4,7 +4,8 @@
  *
  * A 1.0 token is an RFC 9068 JWT access token: header "typ" at+jwt or application/at+jwt
  * (case-insensitive); "iss" equal to one of the trusted issuers, each with its own publisher
- * and subscriber keys (the unverified "iss" only selects among them); "aud" (a string or an
+ * and subscriber keys, a key or a JWK Set per role (the unverified "iss" only selects among
+ * them; in a set, the token's "kid" and "alg" select the key); "aud" (a string or an
  * array of strings) containing the hub's resource identifier; "exp" required; "nbf" honoured;
  * the key's algorithm only. Its grants are the RFC 9396 "authorization_details" entries of
  * type https://mercure.rocks/authorization-detail:
@@ -33,6 +34,7 @@
 #ifndef QS_TOKEN1_H
 #define QS_TOKEN1_H
 
+#include "jwks.h"
 #include "jwt.h"
 #include "urlpattern.h"
 
@@ -40,12 +42,22 @@
 #define QS_TOKEN1_MAX_DETAILS 100
 #define QS_TOKEN1_MAX_TOPICS 100
 
-/** A trusted issuer: the exact "iss" value and its keys per role (NULL: role refused). */
+/** A role's JWK Set: the token's "kid" and "alg" choose its key (jwks.h), among the
+ *  algorithms listed when some are. */
+typedef struct qs_token1_set {
+    const qs_jwks *jwks; /* NULL: none */
+    char *const *algs;   /* names as written ("RS256"…); n_algs 0: every one the set serves */
+    size_t n_algs;
+} qs_token1_set;
+
+/** A trusted issuer: the exact "iss" value and its keys per role: a key, or a JWK Set when
+ *  the key is NULL (neither: role refused). */
 typedef struct qs_token1_issuer {
     const char *identifier;
     const qs_jwt_key *publisher;
     const qs_jwt_key *subscriber;
     bool authorization_server; /* advertised in the metadata document */
+    qs_token1_set publisher_set, subscriber_set;
 } qs_token1_issuer;
 
 enum qs_matcher_type { QS_MATCHER_EXACT, QS_MATCHER_URLPATTERN };
@@ -79,7 +91,8 @@ enum qs_token1_status {
     QS_TOKEN1_E_MALFORMED,     /* structure, JSON, or a claim of the wrong type */
     QS_TOKEN1_E_ISSUER,        /* "iss" is not a trusted issuer */
     QS_TOKEN1_E_ROLE,          /* the issuer has no key for this role */
-    QS_TOKEN1_E_ALG,           /* the header's alg is not the key's */
+    QS_TOKEN1_E_ALG,           /* the header's alg is not the key's (or not a listed one) */
+    QS_TOKEN1_E_KEY,           /* the issuer's JWK Set has no key for the kid and alg */
     QS_TOKEN1_E_SIGNATURE,     /* the signature does not verify */
     QS_TOKEN1_E_NO_EXP,        /* "exp" is missing */
     QS_TOKEN1_E_EXPIRED,       /* now >= exp */
@@ -104,6 +117,12 @@ typedef struct qs_token1_params {
     /* The reference's compatibility mode: a sole issuer verifies tokens whatever their "iss"
      * says (its implicit issuer, made of the legacy keys, has no identifier to match). */
     bool sole_issuer_any_iss;
+    /* Set, when not NULL, to the issuer whose JWK Set lacks the token's kid (the set may
+     * have rotated: the caller may fetch it again). */
+    const qs_token1_issuer **unknown_kid;
+    /* Changes whenever a JWK Set of the issuers changes (caches of verified tokens key their
+     * entries by it; 0 without sets). */
+    uint64_t keys_serial;
 } qs_token1_params;
 
 /** Validates a token (len bytes) and fills *out on QS_TOKEN1_OK; otherwise *out is left

@@ -57,12 +57,17 @@ TEST(cache)
     const char *b = QS_URLPATTERN_FALLBACK_BASE;
     ASSERT_EQ_INT(0, qs_weburl_parse(b, strlen(b), NULL, &base));
     qs_jwt_key *k = qs_jwt_key_new(QS_JWT_HS256, KEY, strlen(KEY), NULL);
-    qs_token1_issuer is = {"https://localhost", k, k, false};
+    qs_token1_issuer is = {.identifier = "https://localhost", .publisher = k, .subscriber = k};
     char *t = mint("{\"iss\":\"https://localhost\",\"aud\":\"" AUD "\",\"exp\":1796065116,"
                    "\"authorization_details\":[{\"type\":\"https://mercure.rocks/"
                    "authorization-detail\",\"actions\":[\"publish\"],\"topics\":[{\"match\":"
                    "\"https://e.com/:id\",\"match_type\":\"urlpattern\"}]}]}");
-    qs_token1_params p = {&is, 1, true, AUD, NOW, &base, 0, false};
+    qs_token1_params p = {.issuers = &is,
+                          .n_issuers = 1,
+                          .publish = true,
+                          .audience = AUD,
+                          .now = NOW,
+                          .base = &base};
     qs_token1_cache *c = qs_token1_cache_new(2);
     const qs_token1_claims *a, *a2;
     ASSERT_EQ_INT(QS_TOKEN1_OK, qs_auth1_verify(c, &p, t, strlen(t), &a));

@@ -60,7 +60,8 @@ static void setup(void)
     if (qs_weburl_parse(b, strlen(b), NULL, &base) != 0)
         qs_test_fail(__FILE__, __LINE__, "base");
     hub_key = qs_jwt_key_new(QS_JWT_HS256, KEY, strlen(KEY), NULL);
-    issuer = (qs_token1_issuer){"https://localhost", hub_key, hub_key, false};
+    issuer = (qs_token1_issuer){
+        .identifier = "https://localhost", .publisher = hub_key, .subscriber = hub_key};
 }
 
 static enum qs_token1_status verify(const char *typ, const char *claims, bool publish,
@@ -68,7 +69,12 @@ static enum qs_token1_status verify(const char *typ, const char *claims, bool pu
 {
     setup();
     char *t = mint(typ, claims);
-    qs_token1_params p = {&issuer, 1, publish, AUD, NOW, &base, 0, false};
+    qs_token1_params p = {.issuers = &issuer,
+                          .n_issuers = 1,
+                          .publish = publish,
+                          .audience = AUD,
+                          .now = NOW,
+                          .base = &base};
     enum qs_token1_status st = qs_token1_verify(&p, t, strlen(t), out);
     free(t);
     return st;
@@ -143,17 +149,29 @@ TEST(keys_and_roles)
     setup();
     char *t = mint("at+jwt", ALL);
     qs_token1_claims c;
-    qs_token1_issuer only_sub = {"https://localhost", NULL, hub_key, false};
-    qs_token1_params p = {&only_sub, 1, true, AUD, NOW, &base, 0, false};
+    qs_token1_issuer only_sub = {
+        .identifier = "https://localhost", .publisher = NULL, .subscriber = hub_key};
+    qs_token1_params p = {.issuers = &only_sub,
+                          .n_issuers = 1,
+                          .publish = true,
+                          .audience = AUD,
+                          .now = NOW,
+                          .base = &base};
     ASSERT_EQ_INT(QS_TOKEN1_E_ROLE, qs_token1_verify(&p, t, strlen(t), &c));
     p.publish = false;
     ASSERT_EQ_INT(QS_TOKEN1_OK, qs_token1_verify(&p, t, strlen(t), &c));
     qs_token1_claims_free(&c);
     qs_jwt_key *other = qs_jwt_key_new(QS_JWT_HS256, "another secret", 14, NULL);
     qs_jwt_key *hs384 = qs_jwt_key_new(QS_JWT_HS384, KEY, strlen(KEY), NULL);
-    qs_token1_issuer two[] = {{"https://a.example", hs384, hs384, false},
-                              {"https://localhost", other, other, false}};
-    qs_token1_params q = {two, 2, true, AUD, NOW, &base, 0, false};
+    qs_token1_issuer two[] = {
+        {.identifier = "https://a.example", .publisher = hs384, .subscriber = hs384},
+        {.identifier = "https://localhost", .publisher = other, .subscriber = other}};
+    qs_token1_params q = {.issuers = two,
+                          .n_issuers = 2,
+                          .publish = true,
+                          .audience = AUD,
+                          .now = NOW,
+                          .base = &base};
     ASSERT_EQ_INT(QS_TOKEN1_E_SIGNATURE, qs_token1_verify(&q, t, strlen(t), &c));
     two[1].publisher = hs384;
     ASSERT_EQ_INT(QS_TOKEN1_E_ALG, qs_token1_verify(&q, t, strlen(t), &c));
@@ -172,9 +190,15 @@ TEST(sole_implicit_issuer)
     setup();
     char *t = mint("at+jwt", ALL);
     qs_token1_claims c;
-    qs_token1_issuer implicit[] = {{"", hub_key, hub_key, false},
-                                   {"https://other.example", hub_key, hub_key, false}};
-    qs_token1_params p = {implicit, 1, true, AUD, NOW, &base, 0, false};
+    qs_token1_issuer implicit[] = {
+        {.identifier = "", .publisher = hub_key, .subscriber = hub_key},
+        {.identifier = "https://other.example", .publisher = hub_key, .subscriber = hub_key}};
+    qs_token1_params p = {.issuers = implicit,
+                          .n_issuers = 1,
+                          .publish = true,
+                          .audience = AUD,
+                          .now = NOW,
+                          .base = &base};
     ASSERT_EQ_INT(QS_TOKEN1_E_ISSUER, qs_token1_verify(&p, t, strlen(t), &c));
     p.sole_issuer_any_iss = true;
     ASSERT_EQ_INT(QS_TOKEN1_OK, qs_token1_verify(&p, t, strlen(t), &c));
