@@ -86,6 +86,14 @@ TEST(cache)
     p.publish = true;
     p.now = 1796065116;
     ASSERT_EQ_INT(QS_TOKEN1_E_EXPIRED, qs_auth1_verify(c, &p, t, strlen(t), &a2));
+    /* Another set of keys in use: verified again, not taken from the cache. */
+    p.now = NOW;
+    ASSERT_EQ_INT(QS_TOKEN1_OK, qs_auth1_verify(c, &p, t, strlen(t), &a));
+    ASSERT_EQ_INT(QS_TOKEN1_OK, qs_auth1_verify(c, &p, t, strlen(t), &a2));
+    ASSERT(a == a2);
+    p.keys_serial = 7;
+    ASSERT_EQ_INT(QS_TOKEN1_OK, qs_auth1_verify(c, &p, t, strlen(t), &a2));
+    ASSERT(a2 != a);
     /* Without a cache the caller owns the claims. */
     p.now = NOW;
     qs_token1_claims *own;

@@ -208,6 +208,59 @@ TEST(sole_implicit_issuer)
     free(t);
 }
 
+/* A role's JWK Set: the token's kid and alg choose the key, among the algorithms listed. */
+TEST(keys_from_a_set)
+{
+    setup();
+    char *k64 = qs_base64url_encode(KEY, strlen(KEY));
+    char *one = qs_xasprintf("{\"keys\":[{\"kty\":\"oct\",\"k\":\"%s\"}]}", k64);
+    char *two = qs_xasprintf("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"x\",\"k\":\"%s\"},"
+                             "{\"kty\":\"oct\",\"kid\":\"y\",\"k\":\"%s\"}]}",
+                             k64, k64);
+    char *err = NULL;
+    qs_jwks *single = qs_jwks_parse(one, strlen(one), NULL, &err);
+    qs_jwks *pair = qs_jwks_parse(two, strlen(two), NULL, &err);
+    ASSERT(single && pair);
+    char *t = mint("at+jwt", ALL);
+    qs_token1_claims c;
+    qs_token1_issuer is = {.identifier = "https://localhost"};
+    qs_token1_params p = {.issuers = &is,
+                          .n_issuers = 1,
+                          .publish = true,
+                          .audience = AUD,
+                          .now = NOW,
+                          .base = &base};
+    ASSERT_EQ_INT(QS_TOKEN1_E_ROLE, qs_token1_verify(&p, t, strlen(t), &c));
+    /* A token without kid gets the set's only key for its algorithm. */
+    is.publisher_set.jwks = single;
+    ASSERT_EQ_INT(QS_TOKEN1_OK, qs_token1_verify(&p, t, strlen(t), &c));
+    qs_token1_claims_free(&c);
+    /* The role's set only: the subscriber has none. */
+    p.publish = false;
+    ASSERT_EQ_INT(QS_TOKEN1_E_ROLE, qs_token1_verify(&p, t, strlen(t), &c));
+    p.publish = true;
+    /* Algorithms listed for the set: the token's must be one of them. */
+    char *const listed[] = {"RS256", "HS256"};
+    is.publisher_set.algs = listed;
+    is.publisher_set.n_algs = 1;
+    ASSERT_EQ_INT(QS_TOKEN1_E_ALG, qs_token1_verify(&p, t, strlen(t), &c));
+    is.publisher_set.n_algs = 2;
+    ASSERT_EQ_INT(QS_TOKEN1_OK, qs_token1_verify(&p, t, strlen(t), &c));
+    qs_token1_claims_free(&c);
+    /* Two keys, and a token without kid: neither is chosen, and no fetch is asked for. */
+    const qs_token1_issuer *unknown = NULL;
+    p.unknown_kid = &unknown;
+    is.publisher_set.jwks = pair;
+    ASSERT_EQ_INT(QS_TOKEN1_E_KEY, qs_token1_verify(&p, t, strlen(t), &c));
+    ASSERT(unknown == NULL);
+    qs_jwks_unref(single);
+    qs_jwks_unref(pair);
+    free(one);
+    free(two);
+    free(k64);
+    free(t);
+}
+
 TEST(authorization_details)
 {
     /* Each of these refuses the whole token. */
