@@ -503,3 +503,130 @@ def test_token_without_kid_and_a_single_key(start_hub, jwks_server):
     wait_status(hub, b.pub(), 200)
     # a's key has no kid: a token without kid still finds it.
     assert publish_status(hub, a.pub()) == 200
+
+
+# --------------------------------------------------------------------------- protocol 1.0 issuers
+
+JWKS_ISSUER = "https://jwks.example"
+
+
+def issuer_block(identifier, publisher=None, subscriber=None):
+    """An `issuer` block whose roles take `jwks_uri …` lines (None: no such role)."""
+    lines = ["issuer %s {" % identifier]
+    for role, value in (("publisher", publisher), ("subscriber", subscriber)):
+        if value:
+            lines += ["%s {" % role, "jwks_uri " + value, "}"]
+    return lines + ["}"]
+
+
+def hub1(start_hub, lines, protocol="1.0"):
+    """A 1.0 hub with the reference's default issuer and the given extra lines."""
+    import qs1
+    return qs1.start(start_hub, protocol=protocol, extra=lines, anonymous=True)
+
+
+def access(hub, key, iss=JWKS_ISSUER, kid=None, actions=("publish", "subscribe")):
+    """A 1.0 access token granting `actions` on every topic, signed with a set's key."""
+    import qs1
+    claims = {"aud": hub.aud, "iss": iss, "exp": int(time.time()) + 3600,
+              "authorization_details": [qs1.detail([a], ["*"]) for a in actions]}
+    header = {"typ": "at+jwt"}
+    if key.kid is not None or kid is not None:
+        header["kid"] = kid if kid is not None else key.kid
+    return qs.make_jwt(claims, key.private, key.alg, header=header)
+
+
+def publish1(hub, token):
+    import qs1
+    return qs1.publish(hub, "https://example.com/books/1", "x", token=token).status
+
+
+def wait_publish1(hub, token, want):
+    qs.wait_until(lambda: publish1(hub, token) == want, qs.T(8), interval=0.1,
+                  what="publish answered %d" % want)
+
+
+def test_issuer_jwks_uri_by_kid_and_listed_algorithms(start_hub, jwks_server):
+    import qs1
+    es, rs = Key("ES256", "es"), Key("RS256", "rs")
+    server = jwks_server(jwks(es, rs))
+    # Both roles name one URL: one source, one fetch. Subscribers accept ES256 only.
+    hub = hub1(start_hub, issuer_block(JWKS_ISSUER, publisher=server.url,
+                                       subscriber=server.url + " ES256"))
+    assert server.count() == 1
+    assert publish1(hub, access(hub, es)) == 200
+    assert publish1(hub, access(hub, rs)) == 200
+    # The token's iss chooses the issuer: the same key under another iss is refused.
+    assert publish1(hub, access(hub, es, iss=qs1.ISSUER)) == 401
+    assert publish1(hub, access(hub, es, iss="https://unknown.example")) == 401
+    # A kid the set lacks, or a kid of another algorithm, is refused.
+    assert publish1(hub, access(hub, es, kid="nope")) == 401
+    assert publish1(hub, access(hub, es, kid="rs")) == 401
+    with qs1.open_matchers(hub, [("match", "https://example.com/books/1")],
+                           access(hub, es)) as s:
+        assert s.response.status == 200
+        qs1.publish_ok(hub, "https://example.com/books/1", "to es", token=access(hub, rs),
+                       id="urn:jwks:1")
+        assert [e.data for e in s.events_until("urn:jwks:1")] == ["to es"]
+    # RS256 is not listed for subscribers.
+    r = qs1.request(hub, "GET", qs1.matcher_target([("match", "https://example.com/books/1")]),
+                    [("Accept", "text/event-stream")], token=access(hub, rs))
+    assert r.status == 401
+    # The default issuer's static key still works beside the set.
+    assert qs1.publish(hub, "https://example.com/books/1", "x",
+                       token=qs1.all_token(hub)).status == 200
+    assert "issuer \"%s\": publisher: jwks_uri: 2 keys from %s" % (JWKS_ISSUER, server.url) \
+        in hub.stderr()
+
+
+def test_issuer_set_rotation_and_unknown_kid(start_hub, jwks_server):
+    a, b = Key("EdDSA", "a"), Key("EdDSA", "b")
+    server = jwks_server(jwks(a))
+    hub = hub1(start_hub, issuer_block(JWKS_ISSUER, publisher=server.url) +
+               ["jwks_refresh_interval 1h", "jwks_min_refresh_interval 1s", "workers 1"])
+    token = access(hub, a)
+    for _ in range(3):  # verified once, then served by the worker's cache
+        assert publish1(hub, token) == 200
+    server.set(jwks(a, b))
+    # b's kid is unknown: refused while the set is fetched again, then accepted.
+    assert publish1(hub, access(hub, b)) == 401
+    wait_publish1(hub, access(hub, b), 200)
+    assert server.count() == 2
+    # a retired: its cached token is refused once the new set is in use.
+    server.set(jwks(b))
+    hub.signal(signal.SIGHUP)
+    wait_publish1(hub, token, 401)
+    assert publish1(hub, access(hub, b)) == 200
+    assert "received SIGHUP: fetching the JWK Sets again" in hub.stderr()
+
+
+def test_issuer_set_unusable_at_start(tmp_path, jwks_server):
+    server = jwks_server("[]")
+    env = {"SERVER_NAME": "127.0.0.1:0",
+           "MERCURE_PUBLISHER_JWT_KEY": "k", "MERCURE_SUBSCRIBER_JWT_KEY": "k",
+           "MERCURE_EXTRA_DIRECTIVES": "\n".join(
+               ["protocol 1.0"] + issuer_block(JWKS_ISSUER, subscriber=server.url))}
+    want = "issuer \"%s\": subscriber: jwks_uri: the JWK Set at %s cannot be used" % (
+        JWKS_ISSUER, server.url)
+    for cmd in (["run"], ["validate"]):
+        p = qs.run_mercure(cmd, tmp_path, env=env, timeout=qs.T(30))
+        assert p.returncode != 0 and want in p.stderr, p.stderr
+    server.set(jwks(Key("ES256", "a")))
+    p = qs.run_mercure(["validate"], tmp_path, env=env)
+    assert p.returncode == 0 and "Valid configuration" in p.stdout, p.stderr
+
+
+def test_compatibility_implicit_issuer_uses_the_legacy_set(start_hub, jwks_server):
+    """Under protocol_version_compatibility, 0.x's JWK Set is the implicit issuer's: access
+    tokens of any iss and 0.x tokens are verified with the same keys."""
+    a = Key("ES256", "a")
+    server = jwks_server(jwks(a))
+    hub = start_hub(extra=["protocol_version_compatibility 8",
+                           "publisher_jwks_url " + server.url], anonymous=True,
+                    publisher_key=None)
+    hub.host = "127.0.0.1:%d" % hub.port
+    hub.aud = "http://%s/.well-known/mercure" % hub.host
+    assert publish1(hub, access(hub, a, iss="https://anyone.example")) == 200
+    assert publish1(hub, access(hub, a, kid="b")) == 401
+    assert publish_status(hub, a.pub()) == 200
+    assert server.count() == 1
