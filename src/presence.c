@@ -36,6 +36,46 @@ void qs_presence_entry_copy(qs_presence_entry *out, const qs_presence_entry *e)
     }
 }
 
+void qs_presence_v1_to_json(const qs_presence_entry *e, json_t *o)
+{
+    if (e->syntaxes) {
+        json_t *syn = json_array();
+        for (size_t i = 0; i < e->n_topics; i++)
+            json_array_append_new(syn, json_integer(e->syntaxes[i]));
+        json_object_set_new(o, "syntaxes", syn);
+    }
+    if (e->payloads) {
+        json_t *ps = json_array();
+        for (size_t i = 0; i < e->n_topics; i++) {
+            json_t *v = e->payloads[i] ? json_loads(e->payloads[i], JSON_DECODE_ANY, NULL) : NULL;
+            json_array_append_new(ps, v ? v : json_null());
+        }
+        json_object_set_new(o, "payloads", ps);
+    }
+}
+
+void qs_presence_v1_from_json(const json_t *o, qs_presence_entry *e)
+{
+    size_t n = e->n_topics;
+    json_t *syn = json_object_get(o, "syntaxes"), *ps = json_object_get(o, "payloads");
+    if (json_is_array(syn) && json_array_size(syn) == n) {
+        e->syntaxes = qs_xcalloc(n ? n : 1, 1);
+        for (size_t i = 0; i < n; i++) {
+            json_int_t v = json_integer_value(json_array_get(syn, i));
+            e->syntaxes[i] = (uint8_t)(v >= 0 && v <= 2 ? v : 0);
+        }
+    }
+    if (json_is_array(ps) && json_array_size(ps) == n) {
+        e->payloads = qs_xcalloc(n ? n : 1, sizeof(char *));
+        for (size_t i = 0; i < n; i++) {
+            json_t *v = json_array_get(ps, i);
+            if (v && !json_is_null(v) &&
+                !(e->payloads[i] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)))
+                qs_panic("out of memory");
+        }
+    }
+}
+
 void qs_presence_entry_clear(qs_presence_entry *e)
 {
     free(e->subscriber);

@@ -9,6 +9,8 @@
 #ifndef QS_PRESENCE_H
 #define QS_PRESENCE_H
 
+#include <jansson.h>
+
 #include "util.h"
 
 typedef struct qs_presence_entry {
@@ -23,6 +25,17 @@ typedef struct qs_presence_entry {
     uint8_t *syntaxes;
     char **payloads;
 } qs_presence_entry;
+
+/**
+ * Protocol 1.0's parts of an entry as cluster registries store them (Redis, PostgreSQL,
+ * Kafka): members "syntaxes" (each selector's syntax as a number) and "payloads" (each
+ * selector's payload, null for the token's) of the JSON object o, set only when the entry has
+ * them, so 0.x entries read as before. qs_presence_v1_from_json reads them back for an entry
+ * whose topics are filled: an array of another length than the topics is ignored, a syntax
+ * out of range reads as a 0.x topic selector.
+ */
+void qs_presence_v1_to_json(const qs_presence_entry *e, json_t *o);
+void qs_presence_v1_from_json(const json_t *o, qs_presence_entry *e);
 
 /** Deep copy of e into out. */
 void qs_presence_entry_copy(qs_presence_entry *out, const qs_presence_entry *e);

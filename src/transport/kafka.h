@@ -105,7 +105,9 @@ void qs_kafka_index_prune(qs_kafka_index *x, int64_t floor);
  * The presence topic is compacted and keyed; every node reads it whole at start, then
  * follows it:
  *   n/<node>              heartbeat: {"ttl":ms}, every third of presence_ttl
- *   s/<node>/<subscriber> an active subscription: {"topics":[…],"payload":…,"order":n}
+ *   s/<node>/<subscriber> an active subscription: {"topics":[…],"payload":…,"order":n}, and
+ *                         for a 1.0 subscriber its selectors' "syntaxes" and "payloads"
+ *                         (presence.h)
  *   c/<node>              a claim on a dead node: {"by":"<claimer>","hb":<offset>}
  * A tombstone (no value) deletes a key. Every record except claims and tombstones comes
  * from the node it names, and refreshes that node's lease in every reader's view (measured

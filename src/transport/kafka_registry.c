@@ -93,6 +93,7 @@ char *qs_kafka_presence_encode_entry(const qs_presence_entry *e)
     json_t *payload = e->payload ? json_loads(e->payload, JSON_DECODE_ANY, NULL) : NULL;
     json_object_set_new(o, "payload", payload ? payload : json_null());
     json_object_set_new(o, "order", json_integer((json_int_t)e->order));
+    qs_presence_v1_to_json(e, o);
     return dump(o);
 }
 
@@ -124,6 +125,7 @@ int qs_kafka_presence_decode_entry(const char *subscriber, const void *json, siz
         if (!out->payload)
             qs_panic("out of memory");
     }
+    qs_presence_v1_from_json(o, out);
     out->order = (uint64_t)json_integer_value(order);
     out->subscriber = qs_xstrdup(subscriber);
     json_decref(o);

@@ -87,21 +87,7 @@ char *qs_redis_presence_encode(const qs_presence_entry *e)
     json_t *payload = e->payload ? json_loads(e->payload, JSON_DECODE_ANY, NULL) : NULL;
     json_object_set_new(o, "payload", payload ? payload : json_null());
     json_object_set_new(o, "order", json_integer((json_int_t)e->order));
-    /* Protocol 1.0's parts only when there are some, so 0.x entries read as before. */
-    if (e->syntaxes) {
-        json_t *syn = json_array();
-        for (size_t i = 0; i < e->n_topics; i++)
-            json_array_append_new(syn, json_integer(e->syntaxes[i]));
-        json_object_set_new(o, "syntaxes", syn);
-    }
-    if (e->payloads) {
-        json_t *ps = json_array();
-        for (size_t i = 0; i < e->n_topics; i++) {
-            json_t *v = e->payloads[i] ? json_loads(e->payloads[i], JSON_DECODE_ANY, NULL) : NULL;
-            json_array_append_new(ps, v ? v : json_null());
-        }
-        json_object_set_new(o, "payloads", ps);
-    }
+    qs_presence_v1_to_json(e, o);
     char *s = json_dumps(o, JSON_COMPACT);
     json_decref(o);
     if (!s)
@@ -137,23 +123,7 @@ int qs_redis_presence_decode(const char *subscriber, const char *json, size_t le
         if (!out->payload)
             qs_panic("out of memory");
     }
-    json_t *syn = json_object_get(o, "syntaxes"), *ps = json_object_get(o, "payloads");
-    if (json_is_array(syn) && json_array_size(syn) == n) {
-        out->syntaxes = qs_xcalloc(n ? n : 1, 1);
-        for (size_t i = 0; i < n; i++) {
-            json_int_t v = json_integer_value(json_array_get(syn, i));
-            out->syntaxes[i] = (uint8_t)(v >= 0 && v <= 2 ? v : 0);
-        }
-    }
-    if (json_is_array(ps) && json_array_size(ps) == n) {
-        out->payloads = qs_xcalloc(n ? n : 1, sizeof(char *));
-        for (size_t i = 0; i < n; i++) {
-            json_t *v = json_array_get(ps, i);
-            if (v && !json_is_null(v) &&
-                !(out->payloads[i] = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY)))
-                qs_panic("out of memory");
-        }
-    }
+    qs_presence_v1_from_json(o, out);
     out->order = (uint64_t)json_integer_value(order);
     out->subscriber = qs_xstrdup(subscriber);
     json_decref(o);

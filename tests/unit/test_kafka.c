@@ -221,6 +221,19 @@ TEST(presence_keys_and_values_round_trip)
     ASSERT_EQ_STR("bad\xef\xbf\xbd", back.topics[1]);
     ASSERT_EQ_STR("{\"a\":1}", back.payload);
     ASSERT_EQ_INT(77, back.order);
+    ASSERT(back.syntaxes == NULL && back.payloads == NULL);
+    qs_presence_entry_clear(&back);
+    free(json);
+    /* A 1.0 subscriber's selectors keep their syntax and payload. */
+    uint8_t syntaxes[] = {2, 1};
+    char *payloads[] = {NULL, "{\"b\":2}"};
+    e.syntaxes = syntaxes;
+    e.payloads = payloads;
+    json = qs_kafka_presence_encode_entry(&e);
+    ASSERT_EQ_INT(0, qs_kafka_presence_decode_entry("urn:uuid:s", json, strlen(json), &back));
+    ASSERT(back.syntaxes && back.syntaxes[0] == 2 && back.syntaxes[1] == 1);
+    ASSERT(back.payloads && back.payloads[0] == NULL);
+    ASSERT_EQ_STR("{\"b\":2}", back.payloads[1]);
     qs_presence_entry_clear(&back);
     free(json);
     ASSERT_EQ_INT(-1, qs_kafka_presence_decode_entry("s", "{\"topics\":1}", 12, &back));

@@ -107,6 +107,51 @@ static void churn(void *arg)
     }
 }
 
+/* Protocol 1.0's parts as the cluster registries store them, and back. */
+TEST(v1_parts_in_json)
+{
+    char *topics[] = {"https://e.com/:id", "urn:x", "urn:y"};
+    uint8_t syntaxes[] = {2, 1, 0};
+    char *payloads[] = {"{\"u\":1}", NULL, "[true]"};
+    qs_presence_entry e = {.subscriber = "s",
+                           .topics = topics,
+                           .n_topics = 3,
+                           .syntaxes = syntaxes,
+                           .payloads = payloads};
+    json_t *o = json_object();
+    qs_presence_v1_to_json(&e, o);
+    char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    ASSERT_EQ_STR("{\"payloads\":[{\"u\":1},null,[true]],\"syntaxes\":[2,1,0]}", s);
+    free(s);
+    qs_presence_entry back = {.n_topics = 3};
+    qs_presence_v1_from_json(o, &back);
+    json_decref(o);
+    ASSERT(back.syntaxes && back.payloads);
+    ASSERT(memcmp(back.syntaxes, syntaxes, 3) == 0);
+    ASSERT_EQ_STR("{\"u\":1}", back.payloads[0]);
+    ASSERT(back.payloads[1] == NULL);
+    ASSERT_EQ_STR("[true]", back.payloads[2]);
+    for (size_t i = 0; i < 3; i++)
+        free(back.payloads[i]);
+    free(back.payloads);
+    free(back.syntaxes);
+    /* A 0.x entry adds nothing; arrays of another length and unknown syntaxes. */
+    e.syntaxes = NULL;
+    e.payloads = NULL;
+    o = json_object();
+    qs_presence_v1_to_json(&e, o);
+    ASSERT_EQ_INT(0, json_object_size(o));
+    json_decref(o);
+    o = json_loads("{\"syntaxes\":[1,9,-1],\"payloads\":[null]}", 0, NULL);
+    back = (qs_presence_entry){.n_topics = 3};
+    qs_presence_v1_from_json(o, &back);
+    json_decref(o);
+    ASSERT(back.syntaxes && back.syntaxes[0] == 1 && back.syntaxes[1] == 0 &&
+           back.syntaxes[2] == 0);
+    ASSERT(back.payloads == NULL);
+    free(back.syntaxes);
+}
+
 TEST(concurrent_adds_removes_and_snapshots_stay_consistent)
 {
     qs_presence *p = qs_presence_new();
