@@ -15,6 +15,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* The same columns are read as a presence row. */
+_Static_assert(QS_PG_PRESENCE_COLS <= QS_PG_UPDATE_COLS, "a presence row fits in the columns");
+
 static void rows(const uint8_t *data, size_t size)
 {
     qs_pg_value cols[QS_PG_UPDATE_COLS];

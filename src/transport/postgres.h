@@ -210,6 +210,7 @@ enum {
     QS_PG_PCOL_PAYLOAD,
     QS_PG_PCOL_REGISTERED,
     QS_PG_PCOL_NODE,
+    QS_PG_PCOL_SELECTORS, /* protocol 1.0's parts as JSON (presence.h); NULL for 0.x entries */
     QS_PG_PRESENCE_COLS
 };
 
@@ -222,6 +223,9 @@ typedef struct qs_pg_ranked {
 /** Reads a presence row into out (order = registration time in microseconds since the
  *  epoch; the payload as compact JSON): 0, or -1 when malformed (out is then empty). */
 int qs_pg_presence_from_row(const qs_pg_value cols[QS_PG_PRESENCE_COLS], qs_pg_ranked *out);
+/** The selectors column of an entry: protocol 1.0's parts as compact JSON (malloc'd), or
+ *  NULL for an entry of 0.x topic selectors. */
+char *qs_pg_presence_selectors(const qs_presence_entry *e);
 /** Sorts entries by registration time, then node, then subscriber: every node lists the
  *  cluster's subscriptions in the same order. */
 void qs_pg_presence_sort(qs_pg_ranked *v, size_t n);

@@ -478,18 +478,26 @@ int qs_pg_presence_from_row(const qs_pg_value cols[QS_PG_PRESENCE_COLS], qs_pg_r
 {
     memset(out, 0, sizeof(*out));
     qs_pg_value sub = cols[QS_PG_PCOL_SUBSCRIBER], payload = cols[QS_PG_PCOL_PAYLOAD],
-                node = cols[QS_PG_PCOL_NODE];
+                node = cols[QS_PG_PCOL_NODE], selectors = cols[QS_PG_PCOL_SELECTORS];
     int64_t ts = 0;
     qs_pg_array_reader r;
     if (sub.len < 0 || node.len < 0 || !qs_pg_get_i64(cols[QS_PG_PCOL_REGISTERED], &ts) ||
         qs_pg_timestamp_to_unix_us(ts) < 0 ||
         !qs_pg_array_open(cols[QS_PG_PCOL_TOPICS], QS_PG_TEXT, &r))
         return -1;
-    json_t *json = NULL;
+    json_t *json = NULL, *v1 = NULL;
     if (payload.len >= 0) {
         json = json_loadb(payload.p, (size_t)payload.len, JSON_DECODE_ANY, NULL);
         if (!json)
             return -1;
+    }
+    if (selectors.len >= 0) {
+        v1 = json_loadb(selectors.p, (size_t)selectors.len, 0, NULL);
+        if (!json_is_object(v1)) {
+            json_decref(v1);
+            json_decref(json);
+            return -1;
+        }
     }
     qs_presence_entry *e = &out->e;
     e->topics = qs_xcalloc((size_t)r.left + 1, sizeof(*e->topics));
@@ -499,9 +507,13 @@ int qs_pg_presence_from_row(const qs_pg_value cols[QS_PG_PRESENCE_COLS], qs_pg_r
         e->topics[e->n_topics++] = qs_xstrndup(t.p, (size_t)t.len);
     if (rc != 0) {
         json_decref(json);
+        json_decref(v1);
         qs_presence_entry_clear(e);
         return -1;
     }
+    if (v1)
+        qs_presence_v1_from_json(v1, e);
+    json_decref(v1);
     if (json && !json_is_null(json)) {
         e->payload = json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!e->payload)
@@ -512,6 +524,19 @@ int qs_pg_presence_from_row(const qs_pg_value cols[QS_PG_PRESENCE_COLS], qs_pg_r
     e->order = (uint64_t)qs_pg_timestamp_to_unix_us(ts);
     out->node = qs_xstrndup(node.p, (size_t)node.len);
     return 0;
+}
+
+char *qs_pg_presence_selectors(const qs_presence_entry *e)
+{
+    if (!e->syntaxes && !e->payloads)
+        return NULL;
+    json_t *o = json_object();
+    qs_presence_v1_to_json(e, o);
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        qs_panic("out of memory");
+    return s;
 }
 
 static int by_order_node(const void *a, const void *b)

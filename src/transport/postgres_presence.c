@@ -15,7 +15,8 @@
 /* Writes this node's entries. $1 node, $2 lease (ms), $3 everything (bool), $4 the
  * subscribers removed (delta only), then the entries to upsert: $5 subscribers, $6 all their
  * topics in a row, $7 and $8 the first and last position of each entry's topics in $6, $9
- * payloads, $10 registration times. In a full write, the node's lease is taken and the
+ * payloads, $10 registration times, $11 protocol 1.0's selectors (JSON, NULL for 0.x
+ * entries). In a full write, the node's lease is taken and the
  * node's rows that are not in $5 are deleted. The deleted rows and the upserted ones are
  * never the same (one statement may not touch a row twice). */
 static const char sync_sql[] =
@@ -26,12 +27,16 @@ static const char sync_sql[] =
     " gone AS ("
     " DELETE FROM %1$ssubscriptions WHERE node = $1::uuid AND CASE WHEN $3::bool"
     " THEN NOT (subscriber = ANY ($5::text[])) ELSE subscriber = ANY ($4::text[]) END)"
-    " INSERT INTO %1$ssubscriptions (subscriber, node, topics, payload, registered_at)"
-    " SELECT r.subscriber, $1::uuid, ($6::text[])[r.tfrom:r.tto], r.payload::json, r.registered"
-    " FROM unnest($5::text[], $7::int4[], $8::int4[], $9::text[], $10::timestamptz[])"
-    " AS r(subscriber, tfrom, tto, payload, registered)"
+    " INSERT INTO %1$ssubscriptions (subscriber, node, topics, payload, registered_at,"
+    " selectors)"
+    " SELECT r.subscriber, $1::uuid, ($6::text[])[r.tfrom:r.tto], r.payload::json, r.registered,"
+    " r.selectors::json"
+    " FROM unnest($5::text[], $7::int4[], $8::int4[], $9::text[], $10::timestamptz[],"
+    " $11::text[])"
+    " AS r(subscriber, tfrom, tto, payload, registered, selectors)"
     " ON CONFLICT (subscriber) DO UPDATE SET node = EXCLUDED.node, topics = EXCLUDED.topics,"
-    " payload = EXCLUDED.payload, registered_at = EXCLUDED.registered_at";
+    " payload = EXCLUDED.payload, registered_at = EXCLUDED.registered_at,"
+    " selectors = EXCLUDED.selectors";
 
 static const char refresh_sql[] =
     "UPDATE %1$snodes SET lease_until = now() + $2::int8 * interval '1 millisecond'"
@@ -48,11 +53,12 @@ static const char reap_sql[] =
     "dead)"
     " OR (NOT EXISTS (SELECT 1 FROM %1$snodes n WHERE n.node = s.node)"
     " AND s.registered_at < now() - $2::int8 * interval '1 millisecond'))"
-    " RETURNING s.subscriber, s.topics, s.payload::text, s.registered_at, s.node::text";
+    " RETURNING s.subscriber, s.topics, s.payload::text, s.registered_at, s.node::text,"
+    " s.selectors::text";
 
 static const char list_sql[] =
-    "SELECT s.subscriber, s.topics, s.payload::text, s.registered_at, s.node::text"
-    " FROM %1$ssubscriptions s JOIN %1$snodes n ON n.node = s.node"
+    "SELECT s.subscriber, s.topics, s.payload::text, s.registered_at, s.node::text,"
+    " s.selectors::text FROM %1$ssubscriptions s JOIN %1$snodes n ON n.node = s.node"
     " WHERE n.lease_until > now() AND s.node <> $1::uuid";
 
 static const char forget_sql[] =
@@ -178,7 +184,7 @@ static void sync_params(qs_pg_presence *p, qs_pg_params *params, bool full)
     put_node(p, params);
     qs_pg_put_i64(qs_pg_params_next(params), (int64_t)p->ttl_ms);
     qs_buf_append_char(qs_pg_params_next(params), full ? 1 : 0);
-    qs_pg_array removed, subs, topics, from, to, payloads, times;
+    qs_pg_array removed, subs, topics, from, to, payloads, times, selectors;
     qs_pg_array_begin(&removed, qs_pg_params_next(params), QS_PG_TEXT);
     qs_pg_array_begin(&subs, qs_pg_params_next(params), QS_PG_TEXT);
     qs_pg_array_begin(&topics, qs_pg_params_next(params), QS_PG_TEXT);
@@ -186,6 +192,7 @@ static void sync_params(qs_pg_presence *p, qs_pg_params *params, bool full)
     qs_pg_array_begin(&to, qs_pg_params_next(params), QS_PG_INT4);
     qs_pg_array_begin(&payloads, qs_pg_params_next(params), QS_PG_TEXT);
     qs_pg_array_begin(&times, qs_pg_params_next(params), QS_PG_TIMESTAMPTZ);
+    qs_pg_array_begin(&selectors, qs_pg_params_next(params), QS_PG_TEXT);
     const qs_strmap_entry *me;
     const qs_strmap *which = full ? &p->local : &p->dirty;
     for (size_t pos = 0; qs_strmap_next(which, &pos, &me);) {
@@ -205,8 +212,14 @@ static void sync_params(qs_pg_presence *p, qs_pg_params *params, bool full)
         else
             qs_pg_array_null(&payloads);
         qs_pg_array_i64(&times, qs_pg_timestamp_from_unix_us((int64_t)e->order));
+        char *v1 = qs_pg_presence_selectors(e);
+        if (v1)
+            qs_pg_array_text(&selectors, v1, strlen(v1));
+        else
+            qs_pg_array_null(&selectors);
+        free(v1);
     }
-    qs_pg_array *all[] = {&removed, &subs, &topics, &from, &to, &payloads, &times};
+    qs_pg_array *all[] = {&removed, &subs, &topics, &from, &to, &payloads, &times, &selectors};
     for (size_t i = 0; i < QS_ARRAY_LEN(all); i++)
         qs_pg_array_end(all[i]);
     qs_pg_params_seal(params);

@@ -52,6 +52,10 @@ static const char *const migrations[] = {
     "CREATE INDEX %1$ssubscriptions_node ON %1$ssubscriptions (node);"
     "COMMENT ON TABLE %1$ssubscriptions IS 'Active Mercure subscriptions of every Quicksilver "
     "hub';",
+    /* 1 -> 2: protocol 1.0 subscribers' selectors (each one's syntax and payload). */
+    "ALTER TABLE %1$ssubscriptions ADD COLUMN selectors json;"
+    "COMMENT ON COLUMN %1$ssubscriptions.selectors IS 'Protocol 1.0 subscribers: the syntax and "
+    "the payload of each topic selector (NULL: 0.x topic selectors)';",
 };
 
 _Static_assert(QS_ARRAY_LEN(migrations) == QS_PG_SCHEMA_VERSION,

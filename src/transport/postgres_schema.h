@@ -21,7 +21,7 @@
 #include "transport/postgres_client.h"
 
 /** The version of the tables this release creates and uses. */
-#define QS_PG_SCHEMA_VERSION 1
+#define QS_PG_SCHEMA_VERSION 2
 
 /** Keys of advisory locks (the same on every node for a prefix): schema changes, and the
  *  retention runs (one node at a time). */

@@ -592,6 +592,7 @@ TEST(presence_rows_and_their_order)
         {payload, (int)strlen(payload)},
         {ts.p, 8},
         {"node-b", 6},
+        {NULL, -1},
     };
     qs_pg_ranked v[3];
     ASSERT_EQ_INT(0, qs_pg_presence_from_row(cols, &v[0]));
@@ -601,6 +602,7 @@ TEST(presence_rows_and_their_order)
     ASSERT_EQ_STR("{\"b\":1,\"a\":[true,null]}", v[0].e.payload);
     ASSERT_EQ_INT(us, v[0].e.order);
     ASSERT_EQ_STR("node-b", v[0].node);
+    ASSERT(v[0].e.syntaxes == NULL && v[0].e.payloads == NULL);
     /* No payload; the same time on another node; an earlier one. */
     cols[QS_PG_PCOL_PAYLOAD] = (qs_pg_value){NULL, -1};
     cols[QS_PG_PCOL_NODE] = (qs_pg_value){"node-a", 6};
@@ -621,8 +623,30 @@ TEST(presence_rows_and_their_order)
         qs_presence_entry_clear(&v[i].e);
         free(v[i].node);
     }
-    /* Malformed: not JSON, a NULL topic, no time. */
+    /* A 1.0 subscriber: its selectors column, written and read back. */
+    uint8_t syntaxes[] = {2, 0};
+    char *payloads[] = {"{\"p\":1}", NULL};
+    char *names[] = {"https://e.com/:id", "urn:b"};
+    qs_presence_entry one = {.subscriber = "s", .topics = names, .n_topics = 2};
+    ASSERT(qs_pg_presence_selectors(&one) == NULL);
+    one.syntaxes = syntaxes;
+    one.payloads = payloads;
+    char *sel = qs_pg_presence_selectors(&one);
+    ASSERT_EQ_STR("{\"syntaxes\":[2,0],\"payloads\":[{\"p\":1},null]}", sel);
+    cols[QS_PG_PCOL_SELECTORS] = (qs_pg_value){sel, (int)strlen(sel)};
+    ASSERT_EQ_INT(0, qs_pg_presence_from_row(cols, &v[0]));
+    ASSERT(v[0].e.syntaxes && v[0].e.syntaxes[0] == 2 && v[0].e.syntaxes[1] == 0);
+    ASSERT(v[0].e.payloads && v[0].e.payloads[1] == NULL);
+    ASSERT_EQ_STR("{\"p\":1}", v[0].e.payloads[0]);
+    qs_presence_entry_clear(&v[0].e);
+    free(v[0].node);
+    free(sel);
+    cols[QS_PG_PCOL_SELECTORS] = (qs_pg_value){NULL, -1};
+    /* Malformed: not JSON, a NULL topic, no time, selectors that are not a JSON object. */
     qs_pg_ranked bad;
+    cols[QS_PG_PCOL_SELECTORS] = (qs_pg_value){"[1,2]", 5};
+    ASSERT_EQ_INT(-1, qs_pg_presence_from_row(cols, &bad));
+    cols[QS_PG_PCOL_SELECTORS] = (qs_pg_value){NULL, -1};
     cols[QS_PG_PCOL_PAYLOAD] = (qs_pg_value){"{nope", 5};
     ASSERT_EQ_INT(-1, qs_pg_presence_from_row(cols, &bad));
     cols[QS_PG_PCOL_PAYLOAD] = (qs_pg_value){NULL, -1};
