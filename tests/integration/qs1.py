@@ -167,3 +167,66 @@ def challenge(hub, error=None, metadata_url=None):
 def wait_events(stream, n, what="events"):
     stream.wait_for(lambda: len(stream.events) >= n, T(5), what)
     return stream.events
+
+
+# --------------------------------------------------------------------------- clusters
+
+CLUSTER_WATCH = "/.well-known/mercure/subscriptions/:match_type/:match/:subscriber"
+
+
+def cluster_node(hub):
+    """Names a hub started by a transport's cluster fixture as start() names its hub."""
+    hub.host = "127.0.0.1:%d" % hub.port
+    hub.origin = "http://" + hub.host
+    hub.aud = hub.origin + "/.well-known/mercure"
+    hub.metadata_url = hub.origin + METADATA_PATH
+    return hub
+
+
+def by_id(docs):
+    return sorted(docs, key=lambda d: d["id"])
+
+
+def check_presence_across_nodes(n1, n2, key):
+    """A 1.0 subscriber on n1 with selectors of both syntaxes, each with its grant's payload:
+    n2 lists it from the cluster's registry exactly as n1 lists it (match_type and payload
+    per selector), and once n1 is killed, a 1.0 watcher on n2 gets its departures in 1.0's
+    format, made from the entries the registry kept. The hubs serve 1.0 with `subscriptions`
+    and a short presence TTL; key: the subscriber key of the default issuer."""
+    cluster_node(n1)
+    cluster_node(n2)
+    books = topic("https://example.com/books/:id", "urlpattern")
+    token = access_token(n1.aud, [detail(["subscribe"], [books], payload={"p": 1}),
+                                  detail(["subscribe"], ["https://example.com/authors/1"],
+                                         payload={"p": 2})], key=key)
+    w_token = all_token(n2, key=key)
+    with open_matchers(n2, [("match_urlpattern", CLUSTER_WATCH)], w_token) as w:
+        watcher = json.loads(w.next_event().data)["subscriber"]
+        s = open_matchers(n1, [("match_urlpattern", "https://example.com/books/:id"),
+                               ("match", "https://example.com/authors/1")], token)
+        arrivals = [json.loads(w.next_event().data) for _ in range(2)]
+        sid = arrivals[0]["subscriber"]
+        want = [subscription_doc("urlpattern", "https://example.com/books/:id", sid, True,
+                                 {"p": 1}),
+                subscription_doc("exact", "https://example.com/authors/1", sid, True,
+                                 {"p": 2})]
+        assert by_id(arrivals) == by_id(want)
+
+        def listed(hub):
+            r = request(hub, "GET", SUBSCRIPTIONS, token=all_token(hub, key=key))
+            assert r.status == 200, r
+            return [x for x in json.loads(r.body)["subscriptions"] if x["subscriber"] == sid]
+
+        mine = listed(n1)  # n1's own entry, from its memory
+        assert by_id(mine) == by_id(want)
+        qs.wait_until(lambda: listed(n2) == mine, T(10), interval=0.1,
+                      what="n1's 1.0 subscriber listed by n2 as n1 lists it")
+
+        # Killed without a goodbye: n2 reads n1's entries back to announce the departures.
+        n1.kill()
+        s.close()
+        events = [w.next_event(T(15)) for _ in range(2)]
+        assert all(e.type == "mercure" for e in events)
+        gone = [json.loads(e.data) for e in events]
+        assert by_id(gone) == by_id([dict(d, active=False) for d in want])
+        assert watcher != sid

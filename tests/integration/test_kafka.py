@@ -22,6 +22,7 @@ import pytest
 
 import kafka_broker
 import qs
+import qs1
 from qs import T
 
 WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
@@ -552,3 +553,10 @@ def _killed_and_restarted(broker, start_hub):
         h.proc.send_signal(signal.SIGTERM)
     for h in hubs:
         assert h.wait_exit(T(45)) == 0, h.stderr()
+
+
+def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
+    # Each selector's syntax and payload travel through the registry (qs1.py says how).
+    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
+                     query="presence_ttl=2s")
+    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)

@@ -29,6 +29,7 @@ import uuid
 import pytest
 
 import qs
+import qs1
 from qs import T
 
 
@@ -512,7 +513,7 @@ def test_every_update_is_a_row_users_can_query(cluster):
         {"seq": 2, "id": b, "topics": ["urn:sql"], "private": False, "type": None,
          "retry": None, "data": "", "dated": True},
     ]
-    assert cluster.db.rows("SELECT version FROM mercure_schema") == [{"version": 1}]
+    assert cluster.db.rows("SELECT version FROM mercure_schema") == [{"version": 2}]
     assert cluster.db.rows("SELECT last_seq FROM mercure_head") == [{"last_seq": 2}]
     # What a user sees in SQL is what the hub replays.
     with qs.open_stream(hub, ["urn:alt"], token=qs.sub_token(["urn:alt"]),
@@ -844,11 +845,28 @@ def test_the_tables_are_created_once_by_hubs_starting_at_once(pg, start_hub, req
         h.wait_listening(T(30))
     created = sum("creating the tables" in h.stderr() for h in hubs)
     assert created == 1, [h.stderr() for h in hubs]
-    assert pg.rows("SELECT version FROM mercure_schema") == [{"version": 1}]
+    assert pg.rows("SELECT version FROM mercure_schema") == [{"version": 2}]
     assert pg.rows("SELECT last_seq FROM mercure_head") == [{"last_seq": 0}]
     with qs.open_stream(hubs[4], ["urn:once"]) as s:
         uid = publish_id(hubs[0], "urn:once", "x")
         assert s.next_event(T(10)).id == uid
+
+
+def test_tables_of_version_1_are_migrated(pg, start_hub):
+    """Tables of the first release (no selectors column) are migrated by the next hub to
+    start, and keep their updates."""
+    hub = start_hub(env={"MERCURE_TRANSPORT_URL": pg.url()})
+    uid = publish_id(hub, "urn:old", "x")
+    hub.stop()
+    pg.psql("ALTER TABLE mercure_subscriptions DROP COLUMN selectors;"
+            "UPDATE mercure_schema SET version = 1")
+    hub = start_hub(env={"MERCURE_TRANSPORT_URL": pg.url()})
+    assert "migrating the tables mercure_* (schema version 2)" in hub.stderr()
+    assert pg.rows("SELECT version FROM mercure_schema") == [{"version": 2}]
+    assert pg.rows("SELECT count(*) AS n FROM information_schema.columns WHERE"
+                   " table_name = 'mercure_subscriptions' AND column_name = 'selectors'") == \
+        [{"n": 1}]
+    assert pg.ids() == [uid]
 
 
 def test_two_schemas_with_the_same_prefix_are_two_clusters(pg, start_hub):
@@ -1031,3 +1049,10 @@ def test_tls_verify_full_and_scram(pg_factory, start_hub, tmp_path):
     plain = server.url("ha", user="alice", password="s3cr&t", query="sslmode=disable")
     run_and_fail(tmp_path, {"MERCURE_TRANSPORT_URL": plain}, ["pg_hba.conf"],
                  absent=["s3cr"])
+
+
+def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
+    # Each selector's syntax and payload travel through the registry (qs1.py says how).
+    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
+                     query="mercure_presence_ttl=2s")
+    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)

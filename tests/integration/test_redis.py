@@ -21,6 +21,7 @@ import uuid
 import pytest
 
 import qs
+import qs1
 from qs import T
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -699,3 +700,10 @@ def test_a_hung_redis_times_out_and_recovers(cluster):
         uid = publish_id(hub, "urn:hung", "after")
         got = [e.id for e in s.events_until(uid, T(10))]
         assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have been stored
+
+
+def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
+    # Each selector's syntax and payload travel through the registry (qs1.py says how).
+    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
+                     query="presence_ttl=2s")
+    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)
