@@ -33,17 +33,6 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INST
 
 # ---- final: the runtime libraries, the binary, its configuration ----
 FROM ${DEBIAN_IMAGE}
-ARG VERSION=dev
-ARG REVISION=unknown
-ARG CREATED=unknown
-LABEL org.opencontainers.image.title="Quicksilver" \
-      org.opencontainers.image.description="A Mercure hub (Server-Sent Events pub/sub) written in C, compatible with the reference hub" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.licenses="MIT" \
-      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
-
 COPY --from=build /stage/runtime-packages /tmp/runtime-packages
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -74,3 +63,15 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["mercure", "healthcheck", "--config", "/etc/caddy/Caddyfile"]
 
 CMD ["mercure", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+
+# Last, so that new values rebuild no layer.
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="Quicksilver" \
+      org.opencontainers.image.description="A Mercure hub (Server-Sent Events pub/sub) written in C, compatible with the reference hub" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
