@@ -32,9 +32,10 @@ def podman(*args, check=True, timeout=300, capture=True):
 
 
 def remove(*names):
-    """Removes containers by name, whatever their state; never raises."""
+    """Removes containers by name, whatever their state, with their anonymous volumes;
+    never raises."""
     for name in names:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", name], capture_output=True)
+        subprocess.run(["podman", "rm", "-f", "-v", "-t", "0", name], capture_output=True)
 
 
 def exit_code(name):
