@@ -56,9 +56,9 @@ def free_port():
 # Every container of the image runs this way: read-only root, no capabilities, no privilege
 # gain, as an unprivileged user (the image's), allowed to bind port 80 as a runtime like
 # Docker's allows by default. The health check runs on demand (`podman healthcheck run`):
-# podman's timers need systemd, which this machine lacks.
+# podman's timers need systemd (without it, podman logs an error at start and goes on).
 HARDENED = ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-            "--sysctl", "net.ipv4.ip_unprivileged_port_start=0", "--health-interval", "disable"]
+            "--sysctl", "net.ipv4.ip_unprivileged_port_start=0"]
 
 
 def run_hub(name, port, env=None, volume=None, network=None, extra=(), image=None):

@@ -259,7 +259,7 @@ def test_chart_pod_and_helm_test_hook_run(network):
     t0 = time.monotonic()
     podman("run", "-d", "--pull=never", "--name", POD, "--network", network, "--user", uid,
            "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-           "--health-interval", "disable", "-p", "%s:%d:%d" % (hub.HOST, port, container_port),
+           "-p", "%s:%d:%d" % (hub.HOST, port, container_port),
            *pod_env(c, secret), hub.IMAGE, *c["args"])
     hub.wait_ready(port)
     FIGURES["chart pod: start to ready"] = "%.2f s" % (time.monotonic() - t0)
@@ -278,7 +278,7 @@ def test_chart_pod_and_helm_test_hook_run(network):
     p = podman("run", "--pull=never", "--name", TEST_POD, "--network", network,
                "--user", "%d:%d" % (t["runAsUser"], t["runAsGroup"]), "--read-only",
                "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-               "--health-interval", "disable", *pod_env(tc, secret),
+               *pod_env(tc, secret),
                "--entrypoint", tc["command"][0], hub.IMAGE, *tc["command"][1:], check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "received: helm-test-" in p.stdout, p.stdout
