@@ -47,10 +47,11 @@ def machine():
             in ("running", "degraded"), 60)
         podman("cp", DEB, NAME + ":/tmp/quicksilver.deb")
         t = time.monotonic()
-        p = sh("DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
-               "/tmp/quicksilver.deb", check=False, timeout=300)
+        # apt's lists again: the helper image may be older than the mirror's packages.
+        p = sh("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+               "--no-install-recommends /tmp/quicksilver.deb", check=False, timeout=300)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
-        FIGURES["package: apt-get install (with its libraries)"] = "%.1f s" % (
+        FIGURES["package: apt-get update and install (with its libraries)"] = "%.1f s" % (
             time.monotonic() - t)
         yield port
     finally:
