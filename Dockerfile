@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Quicksilver, the Mercure hub in C, as a container image (deploy/README.md has the details).
 #
 #   docker build -t quicksilver .                 (podman: add --format docker, which keeps the
@@ -21,11 +20,12 @@ WORKDIR /src
 COPY scripts/bootstrap scripts/bootstrap
 RUN scripts/bootstrap build && rm -rf /var/lib/apt/lists/*
 COPY . .
+# The mercure target only, installed stripped into /stage; then the Debian packages holding
+# the shared libraries it needs: what the final stage installs (apt brings their own
+# dependencies), so that a new library needs no edit here.
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_INSTALL_PREFIX=/usr \
  && cmake --build /build --target mercure \
  && DESTDIR=/stage cmake --install /build --component hub --strip \
- # The Debian packages holding the shared libraries the binary needs: what the final
- # stage installs (apt brings their own dependencies), so a new library needs no edit here.
  && objdump -p /stage/usr/bin/mercure | awk '$1 == "NEEDED" { print $2 }' | while read -r lib; do \
       dpkg -S "*/$lib" | cut -d: -f1; \
     done | sort -u > /stage/runtime-packages \
