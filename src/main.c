@@ -1,8 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * main.c - the `mercure` command: run, validate, token, version, help.
+ * main.c - the `mercure` command: run, validate, healthcheck, token, version, help.
  */
+#include <netdb.h>
 #include <openssl/opensslv.h>
+#include <openssl/ssl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -26,6 +29,11 @@ static const char usage[] =
     "                            the built-in configuration read from the environment)\n"
     "  mercure validate [--config FILE]\n"
     "                            check a configuration and exit\n"
+    "  mercure healthcheck [--config FILE] [--ready]\n"
+    "                            ask the hub running with this configuration for\n"
+    "                            /mercure/health/live (or /ready) on its first plain HTTP\n"
+    "                            address (else TLS); exit 0 when it answers 200 (for\n"
+    "                            container health checks)\n"
     "  mercure token (--key KEY | --key-file FILE) [--alg ALG] [--kid KID]\n"
     "                [--publish TOPIC]... [--subscribe TOPIC]... [--payload JSON] [--exp 1h]\n"
     "                            print a JWT the hub accepts (mercure token --help)\n"
@@ -242,6 +250,100 @@ static int cmd_validate(const options *o)
     return 0;
 }
 
+/* `mercure healthcheck`: a container image has no curl, so the hub asks itself. The
+ * configuration is read as `run` reads it, to find where the hub listens: the first plain
+ * HTTP address, else the first TLS one (its certificate is not verified: this is the hub's
+ * own, reached on this machine). A host bound to every interface is reached on 127.0.0.1.
+ * Exit 0 on a 200 answer, 1 otherwise; the whole check is bounded by a 5 s alarm. */
+static int cmd_healthcheck(int argc, char **argv)
+{
+    options o = {0};
+    const char *path = "/mercure/health/live";
+    for (int i = 2; i < argc; i++) {
+        if ((!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) && i + 1 < argc) {
+            o.config = argv[++i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            o.config = argv[i] + 9;
+        } else if (!strcmp(argv[i], "--ready")) {
+            path = "/mercure/health/ready";
+        } else {
+            fprintf(stderr, "mercure: unknown option \"%s\" (see mercure help)\n", argv[i]);
+            return 2;
+        }
+    }
+    alarm(5);
+    qs_config cfg;
+    qs_log_set_level(QS_LOG_WARN);
+    if (load_config(&o, &cfg) < 0)
+        return 1;
+    const qs_config_listener *l = &cfg.listeners[0];
+    for (size_t i = 0; i < cfg.n_listeners; i++)
+        if (!cfg.listeners[i].tls) {
+            l = &cfg.listeners[i];
+            break;
+        }
+    const char *host = l->host && *l->host ? l->host : "127.0.0.1";
+    char port[16];
+    snprintf(port, sizeof(port), "%d", l->port);
+    bool tls = l->tls;
+    int rc = 1, fd = -1;
+    SSL_CTX *ctx = NULL;
+    SSL *ssl = NULL;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
+    if (l->port <= 0 || getaddrinfo(host, port, &hints, &res) != 0) {
+        fprintf(stderr, "mercure: healthcheck: cannot reach %s port %s\n", host, port);
+        goto out;
+    }
+    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+            close(fd);
+            fd = -1;
+        }
+    }
+    if (fd < 0) {
+        fprintf(stderr, "mercure: healthcheck: cannot connect to %s port %s\n", host, port);
+        goto out;
+    }
+    char req[256], resp[512];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
+                     path, host);
+    ssize_t got;
+    if (tls) {
+        ctx = SSL_CTX_new(TLS_client_method());
+        ssl = ctx ? SSL_new(ctx) : NULL;
+        if (!ssl || !SSL_set_fd(ssl, fd) || SSL_connect(ssl) != 1 || SSL_write(ssl, req, n) != n) {
+            fprintf(stderr, "mercure: healthcheck: TLS handshake with %s port %s failed\n", host,
+                    port);
+            goto out;
+        }
+        got = SSL_read(ssl, resp, sizeof(resp) - 1);
+    } else {
+        if (write(fd, req, (size_t)n) != n) {
+            fprintf(stderr, "mercure: healthcheck: cannot send to %s port %s\n", host, port);
+            goto out;
+        }
+        got = read(fd, resp, sizeof(resp) - 1);
+    }
+    resp[got > 0 ? got : 0] = '\0';
+    char *eol = strstr(resp, "\r\n");
+    if (eol)
+        *eol = '\0';
+    rc = strncmp(resp, "HTTP/1.1 200 ", 13) == 0 ? 0 : 1;
+    printf("%s://%s:%s%s: %s\n", tls ? "https" : "http", host, port, path,
+           *resp ? resp : "no answer");
+out:
+    if (ssl)
+        SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    if (fd >= 0)
+        close(fd);
+    if (res)
+        freeaddrinfo(res);
+    qs_config_free(&cfg);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -259,6 +361,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    if (!strcmp(cmd, "healthcheck"))
+        return cmd_healthcheck(argc, argv);
     if (!strcmp(cmd, "token"))
         return qs_token_main(argc - 1, argv + 1);
     options o = {0};
