@@ -519,6 +519,14 @@ def test_a_node_started_after_every_node_died_publishes_their_departures(cluster
     s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
     listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
     qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
+
+    # A node lists its own subscribers from memory: wait until the entry is in Redis too
+    # (a node killed before writing it leaves nothing for the others to take).
+    def written():
+        keys = cluster.redis.call("KEYS", cluster.stream + ":presence:*") or []
+        return any(b"urn:orphan" in v for k in keys for v in cluster.redis.call("HVALS", k))
+
+    qs.wait_until(written, T(5), what="the entry written to Redis")
     n1.kill()
     s.close()
     time.sleep(1.2)  # the lease expires: nobody is left to publish the departure
