@@ -76,7 +76,7 @@ typedef struct h2stream {
     bool streaming, ending, write_queued, written_due;
     qs_buf out; /* copied by try_write, not framed yet */
     size_t out_off;
-    uv_buf_t held_iov[MAX_HELD];
+    uv_buf_t *held_iov; /* a queued write's buffers (allocated while it waits) */
     unsigned n_held, held_i;
     size_t held_off;
 } h2stream;
@@ -117,6 +117,7 @@ static void stream_free(h2stream *st)
     qs_buf_free(&st->body);
     qs_buf_free(&st->res_body);
     qs_buf_free(&st->out);
+    free(st->held_iov);
     free(st);
 }
 
@@ -453,6 +454,8 @@ static ssize_t read_stream(nghttp2_session *session, int32_t id, uint8_t *buf, s
         }
     }
     if (st->n_held && st->held_i == st->n_held) {
+        free(st->held_iov);
+        st->held_iov = NULL;
         st->n_held = st->held_i = 0;
         st->written_due = true; /* told after the session's output is out of nghttp2 */
     }
@@ -518,6 +521,7 @@ static int stream_write(qs_http_ostream *os, const uv_buf_t *iov, unsigned n)
         return UV_ECANCELED;
     if (n > MAX_HELD || st->write_queued)
         return UV_EINVAL;
+    st->held_iov = qs_xmalloc(QS_MAX(n, 1u) * sizeof(*iov));
     memcpy(st->held_iov, iov, n * sizeof(*iov));
     st->n_held = n;
     st->held_i = 0;

@@ -57,9 +57,9 @@ struct sock_tls {
     bool handshaken;
     const char *in; /* the ciphertext of the read being handled */
     size_t in_len;
-    qs_buf cipher;           /* records not handed to the kernel yet */
-    qs_buf inflight;         /* records of the write in flight */
-    uv_buf_t held[MAX_HELD]; /* plaintext queued while records were in flight */
+    qs_buf cipher;   /* records not handed to the kernel yet */
+    qs_buf inflight; /* records of the write in flight */
+    uv_buf_t *held;  /* plaintext queued while records were in flight (allocated then only) */
     unsigned n_held;
     bool writing; /* a uv_write of `inflight` is in flight */
     bool notify;  /* `written` is owed to the protocol when the records are out */
@@ -124,6 +124,7 @@ static void tls_free(struct sock_tls *t)
     if (!t)
         return;
     SSL_free(t->ssl);
+    free(t->held);
     qs_buf_free(&t->cipher);
     qs_buf_free(&t->inflight);
     free(t);
@@ -251,6 +252,8 @@ static void tls_on_written(uv_write_t *req, int status)
         /* Plaintext queued meanwhile: its records go now, and the protocol hears of them
          * once they are out. */
         rc = tls_encrypt(s, t->held, t->n_held);
+        free(t->held);
+        t->held = NULL;
         t->n_held = 0;
         if (rc >= 0)
             rc = tls_send_queued(s);
@@ -311,6 +314,7 @@ int qs_sock_write(qs_sock *s, const uv_buf_t *iov, unsigned n)
         return UV_EINVAL;
     t->notify = true;
     if (t->writing) {
+        t->held = qs_xmalloc(QS_MAX(n, 1u) * sizeof(*iov));
         memcpy(t->held, iov, n * sizeof(*iov));
         t->n_held = n;
         return 0;
