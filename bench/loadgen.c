@@ -73,6 +73,7 @@ static struct options {
     const char *ca;       /* verify the server against this CA file (default: no checks) */
     bool h2;              /* subscribers over HTTP/2 */
     int streams_per_conn; /* HTTP/2 subscriber streams per connection */
+    double settle_s;      /* wait after the subscribers opened before sampling the hub's RSS */
 } opt = {
     .host = "127.0.0.1",
     .port = 3000,
@@ -85,6 +86,7 @@ static struct options {
     .sources = 1,
     .duration = 10,
     .streams_per_conn = 1,
+    .settle_s = 0.3,
 };
 
 static char *pub_token, *sub_token;
@@ -1191,7 +1193,8 @@ static void usage(void)
           "  [--publishers P] [--updates M] [--rate R] [--size B] [--churn]\n"
           "  [--hub-pid PID] [--drain S] [--replay] [--json] [--label L]\n"
           "  [--sub-churn PER_S --duration S]\n"
-          "  [--tls [--ca FILE]] [--h2 [--streams-per-conn N]]\n",
+          "  [--tls [--ca FILE]] [--h2 [--streams-per-conn N]] [--settle S (before the RSS "
+          "sample)]\n",
           stderr);
     exit(2);
 }
@@ -1274,6 +1277,7 @@ int main(int argc, char **argv)
         {"ca", 1, 0, 'A'},
         {"h2", 0, 0, '2'},
         {"streams-per-conn", 1, 0, 'N'},
+        {"settle", 1, 0, 'e'},
         {0, 0, 0, 0},
     };
     int ch;
@@ -1363,6 +1367,9 @@ int main(int argc, char **argv)
         case 'N':
             opt.streams_per_conn = atoi(optarg);
             break;
+        case 'e':
+            opt.settle_s = atof(optarg);
+            break;
         default:
             usage();
         }
@@ -1411,7 +1418,7 @@ int main(int argc, char **argv)
         return 1;
     }
     double ramp_s = (double)(now_ns() - ramp_start) / 1e9;
-    usleep(300000); /* let the hub settle before sampling its memory */
+    usleep((useconds_t)(opt.settle_s * 1e6)); /* let the hub settle before sampling its memory */
     long rss_subs = opt.hub_pid ? hubs_rss_kb() : 0;
 
     if (opt.sub_churn > 0) {
