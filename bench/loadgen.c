@@ -747,9 +747,12 @@ static void subconn_h2_start(subconn *c)
     subconn_h2_flush(c);
 }
 
+static int connecting; /* opened, not ready yet (see sub_wave_cb) */
+
 static void subconn_ready(netconn *l)
 {
     subconn *c = l->owner;
+    connecting--;
     if (opt.h2)
         subconn_h2_start(c);
     else
@@ -775,6 +778,8 @@ static void subconn_read(netconn *l, const char *p, size_t n)
 static void subconn_ended(netconn *l, int status)
 {
     subconn *c = l->owner;
+    if (!l->ready)
+        connecting--;
     if (!l->connected)
         fprintf(stderr, "loadgen: subscriber connect failed: %s\n", uv_strerror(status));
     for (int i = 0; i < c->n; i++)
@@ -800,6 +805,7 @@ static const link_ops subconn_ops = {
 
 static void subconn_open(subconn *c)
 {
+    connecting++;
     int src = opt.sources > 1 ? 1 + c->subs[0].index % opt.sources : 0;
     link_open(&c->l, S.loop, opt.port, src, opt.h2 ? "h2" : "http/1.1", &subconn_ops, c);
 }
@@ -820,13 +826,19 @@ static void subconns_make(int count)
     }
 }
 
-/* Opens subscribers in waves so the hub's accept queue is not flooded all at once. */
+/* Opens subscribers in waves so the hub's accept queue is not flooded all at once. Over TLS,
+ * at most TLS_CONNECTING connections of a process wait for their handshake: a server that
+ * closes connections whose handshake takes too long (the hub after request_timeout, counted
+ * from the accept) would otherwise see thousands queued at once and drop the last ones. */
+#define TLS_CONNECTING 128
 static int sub_next; /* next connection to open */
 static uv_timer_t sub_wave;
 
 static void sub_wave_cb(uv_timer_t *t)
 {
     for (int budget = 500; budget > 0 && sub_next < S.n_conns;) {
+        if (opt.tls && connecting >= TLS_CONNECTING)
+            break;
         subconn *c = &S.conns[sub_next++];
         budget -= c->n;
         subconn_open(c);
