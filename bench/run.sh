@@ -92,7 +92,7 @@ start() {
             MERCURE_PUBLISHER_JWT_KEY="$key" MERCURE_SUBSCRIBER_JWT_KEY="$key" \
             MERCURE_TRANSPORT_URL=local:// MERCURE_EXTRA_DIRECTIVES=$'anonymous\nwrite_timeout 0s' \
             exec "$bin" run >"$dir/out" 2>"$dir/log") &
-        server_pids+=($!); pids=$!; profile=mercure ;;
+        server_pids+=($!); pids=$!; profile=mercure; server_log="$dir/log" ;;
     nchan)
         mkdir -p "$dir/body"
         sed -e "s#@PORT@#$port#g" -e "s#@DIR@#$dir#g" -e "s#@LISTEN@#$listen#g" \
@@ -102,11 +102,11 @@ start() {
         local master=$!
         sleep 0.5
         pids=$(pgrep -P "$master" | paste -sd, -)
-        profile=nchan ;;
+        profile=nchan; server_log="$dir/error.log" ;;
     floor)
         [ -z "$proto" ] || { echo "bench: the floor speaks plain HTTP/1.1 only" >&2; exit 1; }
         build/rawfloor "$port" 2>"$dir/log" &
-        server_pids+=($!); pids=$!; profile=mercure ;;
+        server_pids+=($!); pids=$!; profile=mercure; server_log="$dir/log" ;;
     esac
     for _ in $(seq 100); do
         (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return
@@ -136,6 +136,13 @@ run() {
         "$@" || true)
     stop
     echo "$line" | tee -a "$results"
+    # Failures or losses: what the server said about them.
+    if [[ "$line" =~ \"(failed|losses)\":[1-9] ]]; then
+        echo "bench: $label/$target: the server's log says:" >&2
+        grep -vE 'listening on|serving http' "$server_log" \
+            | sed -E 's#^[0-9][0-9T:.Z/-]+ ([0-9:]+ )?##; s/urn:uuid:[0-9a-f-]+/<id>/; s/[0-9]+#[0-9]+: \*[0-9]+ //' \
+            | sort | uniq -c | sort -rn | head -5 >&2 || true
+    fi
 }
 
 if [[ "$mode" == tls* ]]; then
