@@ -11,6 +11,31 @@
 #define MIN_HEADER_LEN 48 /* "Bearer " + the shortest plausible JWT, as the reference */
 #define MIN_QUERY_LEN 41
 
+/* What the "*" of a publish_origins pattern may stand for: characters of one host label
+ * (letters, digits, "-", and "_" which browsers accept in host names). Never ".", so that
+ * it cannot span labels, nor ":", "/", "@", "?", "#", "%" or anything else that would let
+ * another host or a port pass for the label. */
+static bool is_label_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+/* The origin matches a pattern holding a "*" (pre before it, suf after it, the first "*";
+ * any other is literal) when it starts with pre, ends with suf, and what lies between is
+ * one or more label characters. */
+static bool wildcard_match(const char *origin, size_t len, const char *pattern, size_t pre,
+                           size_t suf)
+{
+    if (len <= pre + suf || memcmp(origin, pattern, pre) != 0 ||
+        memcmp(origin + len - suf, pattern + pre + 1, suf) != 0)
+        return false;
+    for (size_t i = pre; i < len - suf; i++)
+        if (!is_label_char(origin[i]))
+            return false;
+    return true;
+}
+
 bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -18,14 +43,9 @@ bool qs_origin_allowed(const char *origin, size_t len, char *const *allowed, siz
         if (strcmp(a, "*") == 0)
             return true;
         size_t alen = strlen(a);
-        if (alen == len && memcmp(a, origin, len) == 0)
-            return true;
         const char *star = strchr(a, '*');
-        if (!star)
-            continue;
-        size_t pre = (size_t)(star - a), suf = alen - pre - 1;
-        if (len >= pre + suf && memcmp(origin, a, pre) == 0 &&
-            memcmp(origin + len - suf, star + 1, suf) == 0)
+        if (star ? wildcard_match(origin, len, a, (size_t)(star - a), alen - (size_t)(star - a) - 1)
+                 : alen == len && memcmp(a, origin, len) == 0)
             return true;
     }
     return false;
@@ -103,22 +123,59 @@ void qs_token_cache_free(qs_token_cache *c)
     free(c);
 }
 
+/* Verification without the cache: the key set's key for this token, or the single key. */
+static enum qs_jwt_status verify_uncached(const qs_auth_params *p, const char *token, size_t len,
+                                          qs_jwt_claims *claims, const char **reason)
+{
+    const qs_jwt_key *key = p->key;
+    if (!key) {
+        qs_jwt_header h;
+        enum qs_jwks_miss miss = QS_JWKS_UNKNOWN_KID;
+        if (!p->jwks || qs_jwt_peek_header(token, len, &h) < 0) {
+            memset(claims, 0, sizeof(*claims));
+            *reason = qs_jwt_status_str(QS_JWT_E_MALFORMED);
+            return QS_JWT_E_MALFORMED;
+        }
+        key = qs_jwks_find(p->jwks, &h, &miss);
+        if (!key) {
+            /* A kid too long for any set is not worth fetching the set again for. */
+            if (miss == QS_JWKS_UNKNOWN_KID && !h.kid_too_long && p->unknown_kid)
+                *p->unknown_kid = true;
+            memset(claims, 0, sizeof(*claims));
+            *reason = qs_jwks_miss_str(miss);
+            return QS_JWT_E_SIGNATURE;
+        }
+    }
+    enum qs_jwt_status st = qs_jwt_verify(key, token, len, p->now, claims);
+    *reason = qs_jwt_status_str(st);
+    return st;
+}
+
 /* The verification, through the cache when there is one. */
 static enum qs_jwt_status verify(const qs_auth_params *p, const char *token, size_t len,
-                                 qs_jwt_claims *claims)
+                                 qs_jwt_claims *claims, const char **reason)
 {
     if (!p->cache || len > 8192)
-        return qs_jwt_verify(p->key, token, len, p->now, claims);
+        return verify_uncached(p, token, len, claims, reason);
+    /* What verified the token is part of the key: the same token may meet another key. */
     qs_buf k = QS_BUF_INIT;
-    qs_buf_append(&k, &p->key, sizeof(p->key)); /* the same token may meet another key */
+    if (p->key) {
+        qs_buf_append_char(&k, 'K');
+        qs_buf_append(&k, &p->key, sizeof(p->key));
+    } else {
+        uint64_t serial = p->jwks ? qs_jwks_serial(p->jwks) : 0;
+        qs_buf_append_char(&k, 'S');
+        qs_buf_append(&k, &serial, sizeof(serial));
+    }
     qs_buf_append(&k, token, len);
     qs_jwt_claims *hit = qs_strmap_get(&p->cache->map, k.p, k.len);
     if (hit && (!hit->has_exp || p->now < hit->exp) && (!hit->has_nbf || p->now >= hit->nbf)) {
         qs_buf_free(&k);
         qs_jwt_claims_copy(claims, hit);
+        *reason = qs_jwt_status_str(QS_JWT_OK);
         return QS_JWT_OK;
     }
-    enum qs_jwt_status st = qs_jwt_verify(p->key, token, len, p->now, claims);
+    enum qs_jwt_status st = verify_uncached(p, token, len, claims, reason);
     if (st == QS_JWT_OK) {
         if (qs_strmap_count(&p->cache->map) >= p->cache->max)
             cache_clear(p->cache);
@@ -202,11 +259,8 @@ enum qs_auth_status qs_authorize(const qs_auth_params *p, const qs_header *heade
         }
     }
 
-    enum qs_jwt_status st = verify(p, token, token_len, claims);
-    if (st != QS_JWT_OK) {
-        *reason = qs_jwt_status_str(st);
+    if (verify(p, token, token_len, claims, reason) != QS_JWT_OK)
         return QS_AUTH_INVALID;
-    }
     return QS_AUTH_OK;
 }
 

@@ -1103,9 +1103,15 @@ static const struct directive directives[] = {
     {"subscriber_jwt", V_STR, F(subscriber_key), F(subscriber_alg), 0, 0, 0, h_jwt, false,
      "<key> [alg]: key (or PEM) to verify subscribers' JWTs; alg defaults to HS256"},
     {"publisher_jwks_url", V_STR, F(publisher_jwks_url), 0, 0, 0, 0, h_jwks, false,
-     "<file://…>: JWK Set for publishers' JWTs, read once"},
+     "<https://…|http://…|file://…>: JWK Set for publishers' JWTs, kept up to date"},
     {"subscriber_jwks_url", V_STR, F(subscriber_jwks_url), 0, 0, 0, 0, h_jwks, false,
-     "<file://…>: JWK Set for subscribers' JWTs, read once"},
+     "<https://…|http://…|file://…>: JWK Set for subscribers' JWTs, kept up to date"},
+    {"jwks_refresh_interval", V_MS, F(jwks_refresh_ms), 0, 300000, 1000, 0, NULL, false,
+     "<duration>: how often JWK Sets are fetched again (default 5m)"},
+    {"jwks_min_refresh_interval", V_MS, F(jwks_min_refresh_ms), 0, 30000, 1000, 0, NULL, false,
+     "<duration>: least time between two fetches of a JWK Set, for unknown kids and retries"},
+    {"jwks_ca_file", V_STR, F(jwks_ca_file), 0, 0, 0, 0, NULL, false,
+     "<file>: PEM CA certificates to verify HTTPS JWK Set servers (default: the system's)"},
     {"anonymous", V_BOOL, F(anonymous), 0, 0, 0, 0, NULL, false,
      "allow subscribers without a JWT (public updates only)"},
     {"publish_origins", V_STRS, F(publish_origins), F(n_publish_origins), 0, 0, 0, NULL, false,
@@ -1238,6 +1244,7 @@ void qs_config_free(qs_config *cfg)
     free(cfg->subscriber_alg);
     free(cfg->publisher_jwks_url);
     free(cfg->subscriber_jwks_url);
+    free(cfg->jwks_ca_file);
     free_strv(cfg->publish_origins, cfg->n_publish_origins);
     free_strv(cfg->cors_origins, cfg->n_cors_origins);
     free(cfg->cookie_name);
@@ -1312,6 +1319,8 @@ static int h_generic(struct parser *p, const struct directive *d, const struct l
         uint64_t ms;
         if (qs_parse_duration_ms(v, &ms) < 0)
             return failval(p, at, v, "%s: invalid duration", name);
+        if (d->min > 1 && ms < (uint64_t)d->min)
+            return failval(p, at, v, "%s: must be at least %lldms", name, d->min);
         if (d->min > 0 && ms < (uint64_t)d->min)
             return failval(p, at, v, "%s: must be greater than 0", name);
         *FIELD(cfg, d->off, uint64_t) = ms;
@@ -1411,8 +1420,18 @@ static int h_jwks(struct parser *p, const struct directive *d, const struct line
     if (want_args(p, ln, 1, 1) < 0)
         return -1;
     const char *url = arg(p, ln, 0);
-    if (strncasecmp(url, "file://", 7) != 0 || !url[7])
-        return failval(p, ltok(p, ln, 1), url, "%s: only file:// JWKS URLs are supported", d->name);
+    size_t scheme = !strncasecmp(url, "https://", 8)  ? 8
+                    : !strncasecmp(url, "http://", 7) ? 7
+                    : !strncasecmp(url, "file://", 7) ? 7
+                                                      : 0;
+    if (!scheme || !url[scheme])
+        return failval(p, ltok(p, ln, 1), url,
+                       "%s: a JWKS URL starts with https://, http:// or file://", d->name);
+    /* file://HOST/path names another machine's file: only the local host is readable. */
+    if (!strncasecmp(url, "file://", 7) && url[7] != '/' &&
+        strncasecmp(url + 7, "localhost/", 10) != 0)
+        return failval(p, ltok(p, ln, 1), url,
+                       "%s: a file:// URL names a local file (file:///path)", d->name);
     char **f = FIELD(p->cfg, d->off, char *);
     free(*f);
     *f = qs_xstrdup(url);
@@ -1655,12 +1674,18 @@ static int site_line(struct parser *p, const struct line *ln, void *ud)
 {
     /* Directives of the official Caddyfiles that only Caddy needs (compression, logging,
      * static responses…): accepted so those files work, and ignored. */
-    static const char *const ignored[] = {"encode",   "log",         "skip_log",
-                                          "log_skip", "respond",     "redir",
-                                          "header",   "file_server", "request_body"};
+    static const char *const ignored[] = {"encode", "skip_log", "log_skip",    "respond",
+                                          "redir",  "header",   "file_server", "request_body"};
     /* Route-like directives can hold the mercure block. */
     static const char *const nesting[] = {"route", "handle", "handle_path"};
     const char *name = ltok(p, ln, 0)->text;
+    if (strcmp(name, "log") == 0) {
+        /* Access logs: one line per request answered. Their options (the official
+         * Caddyfile's filter that redacts the authorization parameter) are Caddy's; the
+         * hub always redacts that parameter. */
+        p->cfg->access_log = true;
+        return skip_line(p, ln, ud);
+    }
     if (strcmp(name, "mercure") == 0)
         return mercure_block(p, ln);
     if (strcmp(name, "tls") == 0)
@@ -1722,6 +1747,67 @@ static int global_protocols(struct parser *p, const struct line *ln)
     return 0;
 }
 
+/* `shutdown_delay 5s`, `grace_period 30s`. */
+static int global_duration(struct parser *p, const struct line *ln, uint64_t *out)
+{
+    const char *name = ltok(p, ln, 0)->text;
+    if (want_args(p, ln, 1, 1) < 0)
+        return -1;
+    if (ln->block)
+        return fail(p, &p->toks[ln->open], "%s: unexpected block", name);
+    if (qs_parse_duration_ms(arg(p, ln, 0), out) < 0)
+        return failval(p, ltok(p, ln, 1), arg(p, ln, 0), "%s: invalid duration", name);
+    return 0;
+}
+
+/* Inside `log [NAME] { … }`: `format json|console`, `output stderr`, `level LEVEL`. */
+static int log_line(struct parser *p, const struct line *ln, void *ud)
+{
+    bool *json = ud;
+    const struct tok *t = ltok(p, ln, 0);
+    const char *name = t->text;
+    if (ln->block)
+        return fail(p, &p->toks[ln->open], "log: %s: unexpected block", name);
+    if (strcmp(name, "format") == 0) {
+        if (want_args(p, ln, 1, 1) < 0)
+            return -1;
+        const char *v = arg(p, ln, 0);
+        if (strcmp(v, "json") != 0 && strcmp(v, "console") != 0)
+            return failval(p, ltok(p, ln, 1), v, "log: format: json or console");
+        *json = strcmp(v, "json") == 0;
+        return 0;
+    }
+    if (strcmp(name, "output") == 0) {
+        if (want_args(p, ln, 1, 1) < 0)
+            return -1;
+        if (strcmp(arg(p, ln, 0), "stderr") != 0)
+            return failval(p, ltok(p, ln, 1), arg(p, ln, 0),
+                           "log: output: only stderr is supported");
+        return 0;
+    }
+    if (strcmp(name, "level") == 0) {
+        if (want_args(p, ln, 1, 1) < 0)
+            return -1;
+        const char *v = arg(p, ln, 0);
+        if (strcasecmp(v, "debug") == 0)
+            p->cfg->debug = true;
+        else if (strcasecmp(v, "info") != 0 && strcasecmp(v, "warn") != 0 &&
+                 strcasecmp(v, "error") != 0)
+            return failval(p, ltok(p, ln, 1), v, "log: level: DEBUG, INFO, WARN or ERROR");
+        return 0;
+    }
+    return failval(p, t, name, "log: unknown option (format, output, level)");
+}
+
+/* `log [NAME] { … }`: Caddy's logging block, globally for the hub's own log, at site level
+ * for access logs. */
+static int log_block(struct parser *p, const struct line *ln, bool *json)
+{
+    if (nargs(ln) > 1)
+        return failval(p, ltok(p, ln, 2), arg(p, ln, 1), "log: unexpected value");
+    return ln->block ? walk_block(p, ln->open, log_line, json) : 0;
+}
+
 /* Inside `servers [LISTENER] { … }`: protocols is read (for every listener, whatever the
  * LISTENER argument says); Caddy's other server options are ignored. */
 static int servers_line(struct parser *p, const struct line *ln, void *ud)
@@ -1734,11 +1820,16 @@ static int servers_line(struct parser *p, const struct line *ln, void *ud)
 static int global_line(struct parser *p, const struct line *ln, void *ud)
 {
     /* Caddy options that concern only Caddy (admin API, certificates, ports it would pick…). */
-    static const char *const ignored[] = {"admin",      "auto_https",   "http_port",
-                                          "https_port", "order",        "log",
-                                          "email",      "local_certs",  "skip_install_trust",
-                                          "metrics",    "grace_period", "shutdown_delay"};
+    static const char *const ignored[] = {"admin",       "auto_https", "http_port",
+                                          "https_port",  "order",      "email",
+                                          "local_certs", "metrics",    "skip_install_trust"};
     const struct tok *t = ltok(p, ln, 0);
+    if (strcmp(t->text, "shutdown_delay") == 0)
+        return global_duration(p, ln, &p->cfg->shutdown_delay_ms);
+    if (strcmp(t->text, "grace_period") == 0)
+        return global_duration(p, ln, &p->cfg->grace_period_ms);
+    if (strcmp(t->text, "log") == 0)
+        return log_block(p, ln, &p->cfg->log_json);
     if (strcmp(t->text, "debug") == 0) {
         if (want_args(p, ln, 0, 0) < 0)
             return -1;

@@ -91,8 +91,14 @@ typedef struct qs_config {
     char *publisher_alg;
     char *subscriber_key;
     char *subscriber_alg;
-    char *publisher_jwks_url; /* only file:// is supported */
+    /* JWK Sets (https://, http:// or file://): when set, they replace the role's key. */
+    char *publisher_jwks_url;
     char *subscriber_jwks_url;
+    uint64_t jwks_refresh_ms;     /* default 5 min: how often the sets are fetched again */
+    uint64_t jwks_min_refresh_ms; /* default 30 s: the least time between two fetches of a set
+                                     (unknown kids, retries) */
+    char *jwks_ca_file;           /* PEM CA certificates for HTTPS JWKS servers; NULL: the
+                                     system's */
 
     bool anonymous;
     char **publish_origins;
@@ -101,8 +107,8 @@ typedef struct qs_config {
     size_t n_cors_origins;
     char *cookie_name; /* default "mercureAuthorization" */
     bool subscriptions;
-    bool ui;                            /* accepted */
-    bool demo;                          /* accepted */
+    bool ui;                            /* serve the debugging UI under /.well-known/mercure/ui/ */
+    bool demo;                          /* the UI and the demo endpoint under …/ui/demo/ */
     char *hub_name;                     /* `name`, default "default" */
     int protocol_version_compatibility; /* 0 or 7 */
 
@@ -133,6 +139,13 @@ typedef struct qs_config {
     long max_subscriber_states;    /* default 4096 states for all of a request's templates */
 
     bool debug; /* GLOBAL_OPTIONS `debug` */
+    /* Global `shutdown_delay`: after SIGTERM the hub reports itself not ready and goes on
+     * serving this long before it stops; `grace_period`: its streams end spread over this
+     * long, each with a retry hint (0: all at once). */
+    uint64_t shutdown_delay_ms;
+    uint64_t grace_period_ms;
+    bool log_json;   /* global `log { format json }`: one JSON object per line */
+    bool access_log; /* a site-level `log`: one line per request answered */
 } qs_config;
 
 /** Looks an environment variable up; returns NULL when unset. */

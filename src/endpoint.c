@@ -48,14 +48,27 @@ enum qs_auth_status qs_endpoint_authorize(qs_http_req *req, bool publish, qs_jwt
 {
     const qs_hub *hub = req->ctx->hub;
     const qs_config *cfg = hub->cfg;
+    qs_keys *keys = publish ? hub->publisher_keys : hub->subscriber_keys;
+    const qs_jwt_key *key = NULL;
+    const qs_jwks *jwks = NULL;
+    if (keys)
+        qs_keys_get(keys, req->ctx->index, &key, &jwks);
+    bool unknown_kid = false;
     qs_auth_params p = {
-        .key = publish ? hub->publisher_key : hub->subscriber_key,
+        .key = key,
+        .jwks = jwks,
         .cache = req->ctx->tokens,
         .cookie_name = cfg->cookie_name,
         .is_post = publish,
         .publish_origins = cfg->publish_origins,
         .n_publish_origins = cfg->n_publish_origins,
         .now = qs_wall_seconds(),
+        .unknown_kid = &unknown_kid,
     };
-    return qs_authorize(&p, req->headers, req->n_headers, qs_http_query(req), claims, reason);
+    enum qs_auth_status st =
+        qs_authorize(&p, req->headers, req->n_headers, qs_http_query(req), claims, reason);
+    /* The token is refused now; its key may be in the set once fetched again (keys.h). */
+    if (unknown_kid)
+        qs_keys_unknown_kid(keys);
+    return st;
 }

@@ -81,12 +81,15 @@ static void pull_finish(qs_async *a)
     }
     if (h->first) {
         send_head(h);
-        if (r->id_found && r->next_seq > h->m->last_seq) {
-            /* The requested id is ahead of this worker's bus (published on another node an
-             * instant ago): updates up to it that were queued live, or will arrive, are
-             * ones the client already has. */
+        if (r->id_found && r->next_seq > h->until) {
+            /* The requested id is ahead of this worker's bus when the subscriber registered
+             * (published on another node an instant before): updates up to it that were
+             * queued live since, or will arrive, are ones the client already has. (Compared
+             * with the registration position, not with what is queued now: the worker may
+             * have queued the id's own update meanwhile.) */
             qs_stream_discard_until(s, r->next_seq);
-            h->m->last_seq = r->next_seq;
+            if (r->next_seq > h->m->last_seq)
+                h->m->last_seq = r->next_seq;
         }
     }
     h->pos = 0;

@@ -5,6 +5,9 @@
 
 #include <stdlib.h>
 
+#include "ctx.h"
+#include "gojson.h"
+#include "log.h"
 #include "metrics.h"
 
 const char *qs_http_status_text(int status)
@@ -16,6 +19,8 @@ const char *qs_http_status_text(int status)
         return "OK";
     case 204:
         return "No Content";
+    case 301:
+        return "Moved Permanently";
     case 304:
         return "Not Modified";
     case 400:
@@ -88,8 +93,77 @@ void qs_http_response_error(qs_http_response *r, int status, const char *message
     qs_buf_append_char(&r->body, '\n');
 }
 
+/* ------------------------------------------------------------ access logs */
+
+/* The request target with the value of `authorization` query parameters replaced, as the
+ * reference's Caddyfile filters its access logs: tokens never reach a log. */
+static void append_redacted_target(qs_buf *out, qs_slice target)
+{
+    const char *q = memchr(target.p, '?', target.n);
+    if (!q) {
+        qs_buf_append(out, target.p, target.n);
+        return;
+    }
+    qs_buf_append(out, target.p, (size_t)(q - target.p) + 1);
+    const char *p = q + 1, *end = target.p + target.n;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pair_end = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(pair_end - p));
+        qs_slice key = {p, (size_t)((eq ? eq : pair_end) - p)};
+        if (eq && qs_slice_eq(key, "authorization")) {
+            qs_buf_append(out, p, (size_t)(eq - p) + 1);
+            qs_buf_append_str(out, "REDACTED");
+        } else {
+            qs_buf_append(out, p, (size_t)(pair_end - p));
+        }
+        if (amp)
+            qs_buf_append_char(out, '&');
+        p = pair_end + (amp ? 1 : 0);
+    }
+}
+
+/* At dispatch: what the line needs, copied (the request's slices go with the call). */
+static void access_begin(qs_http_req *req)
+{
+    qs_buf b = QS_BUF_INIT;
+    qs_buf_append(&b, req->method.p, req->method.n);
+    qs_buf_append_char(&b, ' ');
+    append_redacted_target(&b, req->target);
+    req->access = qs_buf_steal(&b);
+    req->access_start_ns = qs_now_ns();
+}
+
+static void access_end(qs_http_req *req, int status, size_t size, bool stream)
+{
+    if (!req->access)
+        return;
+    double ms = (double)(qs_now_ns() - req->access_start_ns) / 1e6;
+    char *sp = strchr(req->access, ' ');
+    qs_buf json = QS_BUF_INIT, text = QS_BUF_INIT;
+    qs_buf_append_str(&json, "\"request\":{\"remote_ip\":");
+    qs_gojson_string(&json, req->peer, strlen(req->peer));
+    qs_buf_append_str(&json, ",\"proto\":");
+    qs_gojson_string(&json, req->proto, strlen(req->proto));
+    qs_buf_append_str(&json, ",\"method\":");
+    qs_gojson_string(&json, req->access, (size_t)(sp - req->access));
+    qs_buf_append_str(&json, ",\"uri\":");
+    qs_gojson_string(&json, sp + 1, strlen(sp + 1));
+    qs_buf_appendf(&json, "},\"status\":%d,\"size\":%zu,\"duration\":%.6f%s", status, size,
+                   ms / 1000, stream ? ",\"stream\":true" : "");
+    qs_buf_appendf(&text, "%s %s \"%s\" %s %d %zuB %.2fms%s", req->peer, req->proto, req->access,
+                   "->", status, size, ms, stream ? " (stream)" : "");
+    qs_log_fields(QS_LOG_INFO, "http.log.access", "handled request", qs_buf_cstr(&json),
+                  qs_buf_cstr(&text));
+    qs_buf_free(&json);
+    qs_buf_free(&text);
+    free(req->access);
+    req->access = NULL;
+}
+
 void qs_http_respond(qs_http_req *req, qs_http_response *res)
 {
+    access_end(req, res->status, res->body.len, false);
     req->ops->respond(req, res);
 }
 
@@ -108,6 +182,7 @@ void qs_http_hold(qs_http_req *req)
 qs_http_ostream *qs_http_open_stream(qs_http_req *req, const qs_http_stream_owner *owner_ops,
                                      void *owner)
 {
+    access_end(req, 200, 0, true);
     qs_http_ostream *os = req->ops->open_stream(req);
     if (os) {
         os->owner_ops = owner_ops;
@@ -140,6 +215,13 @@ void qs_http_req_finish(qs_http_req *req)
     req->query_parsed = false;
 }
 
+void qs_http_req_release(qs_http_req *req)
+{
+    qs_http_req_finish(req);
+    free(req->access); /* a request never answered (its connection went away) */
+    req->access = NULL;
+}
+
 static bool route_matches(const qs_http_route *r, qs_slice path)
 {
     size_t n = strlen(r->path);
@@ -149,6 +231,8 @@ static bool route_matches(const qs_http_route *r, qs_slice path)
         return prefix && path.n == n;
     case QS_HTTP_TREE:
         return prefix && (path.n == n || path.p[n] == '/');
+    case QS_HTTP_BELOW:
+        return prefix && path.n > n && path.p[n] == '/';
     case QS_HTTP_PREFIX:
         return prefix;
     }
@@ -160,6 +244,8 @@ void qs_http_dispatch(const qs_http_router *router, qs_http_req *req)
     const qs_http_route *r = router->routes;
     while (r->path && !route_matches(r, req->path))
         r++;
+    if (req->ctx->hub->cfg->access_log)
+        access_begin(req);
     if (req->over_limit && !r->monitoring) {
         qs_metric_add(&qs_metrics_global.connections_rejected, 1);
         qs_http_error(req, 503, "too many connections", NULL);

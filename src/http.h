@@ -103,14 +103,19 @@ struct qs_http_req {
     const qs_header *headers;
     size_t n_headers;
     qs_slice body;
-    const char *peer; /* the client's address, for logs */
-    bool over_limit;  /* on a reserve connection: only monitoring routes answer */
-    bool head;        /* HEAD: the answer carries no body */
+    const char *peer;  /* the client's address, for logs */
+    const char *proto; /* "HTTP/1.1", "HTTP/2.0"…, for logs */
+    bool over_limit;   /* on a reserve connection: only monitoring routes answer */
+    bool secure;       /* arrived over TLS */
+    bool head;         /* HEAD: the answer carries no body */
     size_t max_query_pairs;
     /* the query, parsed on first use (qs_http_query) */
     qs_form query;
     bool query_parsed;
     enum qs_form_status query_status;
+    /* with access logs: what the line will say, kept past the handler call */
+    char *access;
+    uint64_t access_start_ns;
 };
 
 /** Sends a complete response, taking its buffers. */
@@ -130,6 +135,8 @@ const qs_header *qs_http_find(const qs_http_req *req, const char *name);
 const qs_form *qs_http_query(qs_http_req *req);
 /** Frees what the request parsed (called by the protocol after the handler). */
 void qs_http_req_finish(qs_http_req *req);
+/** Frees what the request holds when it is freed (the protocol's job). */
+void qs_http_req_release(qs_http_req *req);
 
 /* --------------------------------------------------------------- routes */
 
@@ -138,6 +145,7 @@ typedef void (*qs_http_handler)(qs_http_req *req);
 enum qs_http_match {
     QS_HTTP_EXACT,  /* the path itself */
     QS_HTTP_TREE,   /* the path and everything below it */
+    QS_HTTP_BELOW,  /* everything strictly below the path */
     QS_HTTP_PREFIX, /* every path that starts with it */
 };
 

@@ -111,7 +111,7 @@ static void exchange_free(exchange *x)
 {
     if (!x)
         return;
-    qs_http_req_finish(&x->req);
+    qs_http_req_release(&x->req);
     free(x);
 }
 
@@ -555,7 +555,9 @@ static void conn_dispatch(conn *c)
         .n_headers = h->n_headers,
         .body = {c->body.p ? c->body.p : "", c->body.len},
         .peer = c->sock->peer,
+        .proto = h->minor_version ? "HTTP/1.1" : "HTTP/1.0",
         .over_limit = c->over_limit,
+        .secure = qs_sock_is_tls(c->sock),
         .head = c->head_method,
         .max_query_pairs = (size_t)cfg->max_topics + 64,
     };
@@ -665,11 +667,11 @@ static void conn_process(conn *c, const char *data, size_t len)
             break;
         if (c->state == CONN_HEAD) {
             if (!c->x) {
+                /* Zeroed: the request is empty until its head is parsed (not the head's
+                 * own fields, which the parser fills). */
                 c->x = qs_xmalloc(sizeof(*c->x));
+                memset(c->x, 0, offsetof(exchange, head));
                 c->x->c = c;
-                c->x->held = c->x->answered = false;
-                c->x->req.query_parsed = false;
-                c->x->req.query = QS_FORM_INIT;
             }
             if (c->timer_list != TIMER_READING) {
                 /* First bytes of a request: its timeout starts now. */

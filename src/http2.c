@@ -27,6 +27,10 @@
 #define WRITE_GATHER (64 * 1024)
 /* Empty DATA frames a connection may send without ending a stream. */
 #define MAX_EMPTY_DATA 256
+/* A connection the hub is done with reads and discards what the peer still sends, for up to
+ * this long or this many bytes, before it closes. */
+#define LINGER_MS 2000
+#define LINGER_BYTES (1u << 20)
 #define MAX_HELD 66
 
 struct qs_http2 {
@@ -49,10 +53,13 @@ typedef struct h2conn {
     qs_buf out;           /* session output the socket has not taken yet */
     uint64_t idle_since;  /* no stream open since */
     uint64_t write_since; /* the queued write started */
-    uint32_t refs;        /* held requests */
-    uint32_t n_open;      /* streams nghttp2 still has open */
+    uint64_t linger_since;
+    size_t lingered; /* bytes discarded while lingering */
+    uint32_t refs;   /* held requests */
+    uint32_t n_open; /* streams nghttp2 still has open */
     uint32_t empty_data;
     bool closing, closed, write_queued, goaway;
+    bool lingering; /* done: FIN sent, input discarded until EOF or LINGER_MS */
     bool over_limit;
 } h2conn;
 
@@ -76,7 +83,7 @@ typedef struct h2stream {
     bool streaming, ending, write_queued, written_due;
     qs_buf out; /* copied by try_write, not framed yet */
     size_t out_off;
-    uv_buf_t *held_iov; /* a queued write's buffers (allocated while it waits) */
+    uv_buf_t *held_iov; /* a queued write's buffers (copied array, not the bytes) */
     unsigned n_held, held_i;
     size_t held_off;
 } h2stream;
@@ -109,10 +116,24 @@ static void conn_close(h2conn *c)
     qs_sock_close(c->sock);
 }
 
+/* Nothing more to read or write (GOAWAY sent or received, no stream left): FIN after what is
+ * written, then what the peer still sends is read and discarded for a moment. Closing at
+ * once would make the kernel answer the unread bytes with a reset, which can destroy the
+ * last frames (a GOAWAY saying why) before the peer reads them. */
+static void conn_linger(h2conn *c)
+{
+    if (c->closing || c->lingering)
+        return;
+    c->lingering = true;
+    c->linger_since = qs_now_ms();
+    qs_list_unlink(&c->dirty_node);
+    qs_sock_shutdown(c->sock);
+}
+
 static void stream_free(h2stream *st)
 {
     qs_list_unlink(&st->node);
-    qs_http_req_finish(&st->req);
+    qs_http_req_release(&st->req);
     qs_http2_request_free(&st->fields);
     qs_buf_free(&st->body);
     qs_buf_free(&st->res_body);
@@ -182,7 +203,7 @@ static void on_flush(uv_idle_t *h)
 static void conn_schedule(h2conn *c)
 {
     qs_http2 *srv = c->srv;
-    if (c->closing || !qs_list_empty(&c->dirty_node))
+    if (c->closing || c->lingering || !qs_list_empty(&c->dirty_node))
         return;
     qs_list_push_back(&srv->dirty, &c->dirty_node);
     if (!srv->flush_active) {
@@ -210,7 +231,7 @@ static void notify_written(h2conn *c)
 
 static void conn_flush(h2conn *c)
 {
-    if (c->closing || c->write_queued)
+    if (c->closing || c->lingering || c->write_queued)
         return;
     for (;;) {
         while (c->out.len < WRITE_GATHER) {
@@ -249,7 +270,7 @@ static void conn_flush(h2conn *c)
     notify_written(c);
     if (!c->closing && !nghttp2_session_want_read(c->session) &&
         !nghttp2_session_want_write(c->session) && !c->write_queued)
-        conn_close(c); /* GOAWAY sent and every stream over, or a fatal protocol error */
+        conn_linger(c); /* GOAWAY sent and every stream over, or a fatal protocol error */
 }
 
 static void ev_written(qs_sock *s, int status)
@@ -324,7 +345,7 @@ static nghttp2_nv *response_fields(qs_http_response *res, char *status, char *le
         nv[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)length, 14, strlen(length),
                                NGHTTP2_NV_FLAG_NO_COPY_NAME};
     }
-    char *p = res->headers.p, *end = p + res->headers.len;
+    char *p = res->headers.p, *end = p ? p + res->headers.len : NULL;
     while (p && p < end) {
         char *eol = memchr(p, '\r', (size_t)(end - p));
         if (!eol)
@@ -521,7 +542,7 @@ static int stream_write(qs_http_ostream *os, const uv_buf_t *iov, unsigned n)
         return UV_ECANCELED;
     if (n > MAX_HELD || st->write_queued)
         return UV_EINVAL;
-    st->held_iov = qs_xmalloc(QS_MAX(n, 1u) * sizeof(*iov));
+    st->held_iov = qs_xmalloc(n * sizeof(*iov));
     memcpy(st->held_iov, iov, n * sizeof(*iov));
     st->n_held = n;
     st->held_i = 0;
@@ -610,12 +631,17 @@ static void dispatch(h2conn *c, h2stream *st)
         .n_headers = parts.n_headers,
         .body = {st->body.p ? st->body.p : "", st->body.len},
         .peer = c->sock->peer,
+        .proto = "HTTP/2.0",
         .over_limit = c->over_limit,
+        .secure = qs_sock_is_tls(c->sock),
         .head = qs_slice_eq(parts.method, "HEAD"),
         .max_query_pairs = (size_t)cfg->max_topics + 64,
     };
     qs_metric_add(&qs_metrics_global.requests_total, 1);
     if (st->refuse) {
+        /* Counted as HTTP/1 counts the requests it refuses before routing them. */
+        qs_metric_add(&qs_metrics_global.bad_requests_total, 1);
+        qs_debug("bad HTTP/2 request from %s: %d", c->sock->peer, st->refuse);
         if (st->refuse == 413)
             c->srv->router->refused(st->req.method, st->req.path, 413);
         qs_http_error(&st->req, st->refuse,
@@ -691,13 +717,29 @@ static void ev_read(qs_sock *s, const char *data, size_t len)
     h2conn *c = s->conn;
     if (c->closing)
         return;
+    if (c->lingering) {
+        c->lingered += len; /* discarded; bounded so a sender cannot keep it open */
+        if (c->lingered > LINGER_BYTES)
+            conn_close(c);
+        return;
+    }
     ssize_t rv = nghttp2_session_mem_recv(c->session, (const uint8_t *)data, len);
     if (rv < 0) {
         qs_debug("HTTP/2 connection from %s: %s", s->peer, nghttp2_strerror((int)rv));
-        if (rv != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-            nghttp2_session_terminate_session(c->session, NGHTTP2_PROTOCOL_ERROR);
+        /* A flood is told apart from a broken peer: the GOAWAY says which. */
+        bool flood = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS ||
+                     rv == NGHTTP2_ERR_TOO_MANY_SETTINGS;
+        if (rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+            /* Not HTTP/2 at all: no frame is owed to such a peer (RFC 9113 §3.4). */
+            conn_close(c);
+            return;
+        }
+        nghttp2_session_terminate_session(c->session, flood ? NGHTTP2_ENHANCE_YOUR_CALM
+                                                            : NGHTTP2_PROTOCOL_ERROR);
     }
-    conn_flush(c); /* a loop callback: the answers can go now */
+    /* The answers go once the whole read is in: over TLS a read comes as several records,
+     * each handed here, and their frames should share writes. */
+    conn_schedule(c);
 }
 
 static void ev_ended(qs_sock *s, int status)
@@ -803,7 +845,7 @@ void qs_http2_shutdown(qs_http2 *h)
     for (n = h->conns.next; n != &h->conns; n = next) {
         next = n->next;
         h2conn *c = qs_list_entry(n, h2conn, node);
-        if (c->goaway || c->closing)
+        if (c->goaway || c->closing || c->lingering)
             continue;
         c->goaway = true;
         nghttp2_submit_goaway(c->session, NGHTTP2_FLAG_NONE,
@@ -833,6 +875,11 @@ void qs_http2_check_timeouts(qs_http2 *h, uint64_t now)
         h2conn *c = qs_list_entry(n, h2conn, node);
         if (c->closing)
             continue;
+        if (c->lingering) {
+            if (now - c->linger_since >= LINGER_MS)
+                conn_close(c);
+            continue;
+        }
         if (c->write_queued && cfg->dispatch_timeout_ms &&
             now - c->write_since >= 2 * cfg->dispatch_timeout_ms) {
             conn_close(c); /* the peer reads nothing at all, for any stream */

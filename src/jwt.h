@@ -61,6 +61,13 @@ qs_jwt_key *qs_jwt_key_new(enum qs_jwt_alg alg, const char *material, size_t len
 /** Builds a signing key: HS* raw secret, or a PEM private key of the right type. */
 qs_jwt_key *qs_jwt_key_new_private(enum qs_jwt_alg alg, const char *material, size_t len,
                                    const char **err);
+/** Builds a verification key from a DER SubjectPublicKeyInfo (what a JWK's public parameters
+ *  become); the same type checks as qs_jwt_key_new. Asymmetric algorithms only. */
+qs_jwt_key *qs_jwt_key_new_spki(enum qs_jwt_alg alg, const unsigned char *der, size_t len,
+                                const char **err);
+/** The algorithm a PEM key is most naturally used with: RS256 for RSA, ES256/384/512 by
+ *  curve, EdDSA for Ed25519. Returns 0, or -1 when the material is not a usable PEM key. */
+int qs_jwt_alg_for_pem(const char *pem, size_t len, enum qs_jwt_alg *out);
 enum qs_jwt_alg qs_jwt_key_alg(const qs_jwt_key *key);
 void qs_jwt_key_free(qs_jwt_key *key);
 
@@ -102,8 +109,42 @@ const char *qs_jwt_status_str(enum qs_jwt_status st);
 enum qs_jwt_status qs_jwt_verify(const qs_jwt_key *key, const char *token, size_t len, int64_t now,
                                  qs_jwt_claims *claims);
 void qs_jwt_claims_free(qs_jwt_claims *claims);
+
+/** Longest key id ("kid") kept from a header; longer ones can match no key. */
+#define QS_JWT_MAX_KID 256
+
+/** What a token's header says before anything is verified: which key should check it. */
+typedef struct qs_jwt_header {
+    bool alg_known; /* "alg" names an algorithm the hub supports (alg is set) */
+    enum qs_jwt_alg alg;
+    bool has_kid;      /* "kid" is present (a string, possibly empty) */
+    bool kid_too_long; /* longer than QS_JWT_MAX_KID: kid is left empty */
+    char kid[QS_JWT_MAX_KID + 1];
+    size_t kid_len;
+} qs_jwt_header;
+
+/**
+ * Reads the header of a token (nothing is verified: a key set uses it to choose the key).
+ * Returns -1 when the header is not base64url JSON with a string "alg" (and a string or
+ * null "kid"), which verification would refuse as malformed anyway.
+ */
+int qs_jwt_peek_header(const char *token, size_t len, qs_jwt_header *out);
 /** Deep copy (the payload is shared by reference: it is never modified). */
 void qs_jwt_claims_copy(qs_jwt_claims *out, const qs_jwt_claims *in);
+
+/**
+ * Lower-level pieces for other token profiles (protocol 1.0 access tokens, token1.h), which
+ * read claims the 0.x rules above do not know:
+ *  - qs_jwt_decode: the structure only (three base64url segments, header and claims JSON
+ *    objects, at most 64 KiB), nothing verified. Returns QS_JWT_OK with two new references,
+ *    or QS_JWT_E_MALFORMED.
+ *  - qs_jwt_check_signature: the header's "alg" equals the key's algorithm (QS_JWT_E_ALG)
+ *    and the signature verifies (QS_JWT_E_SIGNATURE, or QS_JWT_E_MALFORMED when it is not
+ *    base64url).
+ */
+enum qs_jwt_status qs_jwt_decode(const char *token, size_t len, json_t **header, json_t **claims);
+enum qs_jwt_status qs_jwt_check_signature(const qs_jwt_key *key, const char *token, size_t len,
+                                          json_t *header);
 
 /**
  * Signs a token: header {"alg":…,"typ":"JWT"} and the given claims object (not stolen).
@@ -111,6 +152,10 @@ void qs_jwt_claims_copy(qs_jwt_claims *out, const qs_jwt_claims *in);
  * generator and tooling.
  */
 char *qs_jwt_sign(const qs_jwt_key *key, json_t *claims, const char **err);
+/** qs_jwt_sign with a chosen "typ" header value (NULL: no "typ"), e.g. "at+jwt". */
+char *qs_jwt_sign_typ(const qs_jwt_key *key, json_t *claims, const char *typ, const char **err);
+/** qs_jwt_sign with a "kid" (key id) in the header after "alg", when kid is not NULL (UTF-8). */
+char *qs_jwt_sign_kid(const qs_jwt_key *key, const char *kid, json_t *claims, const char **err);
 
 /** base64url without padding. Decode returns -1 on invalid input. */
 char *qs_base64url_encode(const void *data, size_t len);

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * main.c - the `mercure` command: run, validate, version, help.
+ * main.c - the `mercure` command: run, validate, token, version, help.
  */
 #include <openssl/opensslv.h>
 #include <signal.h>
@@ -11,6 +11,8 @@
 #include "config.h"
 #include "log.h"
 #include "server.h"
+#include "tls.h"
+#include "token.h"
 
 extern char **environ;
 
@@ -23,6 +25,9 @@ static const char usage[] =
     "                            the built-in configuration read from the environment)\n"
     "  mercure validate [--config FILE]\n"
     "                            check a configuration and exit\n"
+    "  mercure token (--key KEY | --key-file FILE) [--alg ALG] [--kid KID]\n"
+    "                [--publish TOPIC]... [--subscribe TOPIC]... [--payload JSON] [--exp 1h]\n"
+    "                            print a JWT the hub accepts (mercure token --help)\n"
     "  mercure version           print the version\n"
     "  mercure help              print this help\n"
     "\n"
@@ -91,14 +96,21 @@ static int load_config(const options *o, qs_config *cfg)
 
 static qs_server server;
 
-/* SIGHUP: certificates and keys are read again; streams stay up. */
+/* SIGHUP: certificates and keys are read again, JWK Sets fetched again; streams stay up. */
 static void on_reload(uv_signal_t *sig, int signum)
 {
     QS_UNUSED(sig);
     QS_UNUSED(signum);
     char *err = NULL;
+    bool jwks = (server.hub.publisher_keys && qs_keys_is_jwks(server.hub.publisher_keys)) ||
+                (server.hub.subscriber_keys && qs_keys_is_jwks(server.hub.subscriber_keys));
+    if (jwks) {
+        qs_info("received SIGHUP: fetching the JWK Sets again");
+        qs_server_reload_keys(&server);
+    }
     if (!server.tls) {
-        qs_info("received SIGHUP: nothing to reload (no TLS listener)");
+        if (!jwks)
+            qs_info("received SIGHUP: nothing to reload (no TLS listener, no JWK Set)");
     } else if (qs_server_reload_tls(&server, &err) < 0) {
         qs_error("received SIGHUP: certificates not reloaded: %s (the previous ones stay)", err);
         free(err);
@@ -121,6 +133,7 @@ static int cmd_run(const options *o)
         return 1;
     if (cfg.debug)
         qs_log_set_level(QS_LOG_DEBUG);
+    qs_log_set_json(cfg.log_json);
     if (o->environ_dump)
         for (char **e = environ; *e; e++)
             puts(*e);
@@ -172,11 +185,24 @@ static int cmd_validate(const options *o)
     /* Keys are parsed here too, so a bad PEM is caught without starting. */
     char *err = NULL;
     const struct {
-        const char *directive, *key, *alg;
-    } keys[] = {{"publisher_jwt", cfg.publisher_key, cfg.publisher_alg},
-                {"subscriber_jwt", cfg.subscriber_key, cfg.subscriber_alg}};
-    for (size_t i = 0; i < QS_ARRAY_LEN(keys); i++) {
-        if (!keys[i].key || !*keys[i].key)
+        const char *directive, *key, *alg, *jwks_directive, *jwks_url;
+    } keys[] = {{"publisher_jwt", cfg.publisher_key, cfg.publisher_alg, "publisher_jwks_url",
+                 cfg.publisher_jwks_url},
+                {"subscriber_jwt", cfg.subscriber_key, cfg.subscriber_alg, "subscriber_jwks_url",
+                 cfg.subscriber_jwks_url}};
+    /* JWK Sets are fetched and parsed, as the hub does before it starts. */
+    for (size_t i = 0; i < QS_ARRAY_LEN(keys) && !err; i++) {
+        if (!keys[i].jwks_url)
+            continue;
+        qs_keys_options ko = {.refresh_ms = cfg.jwks_refresh_ms,
+                              .min_refresh_ms = cfg.jwks_min_refresh_ms,
+                              .timeout_ms = QS_JWKS_FETCH_TIMEOUT_MS,
+                              .ca_file = cfg.jwks_ca_file,
+                              .n_slots = 1};
+        qs_keys_free(qs_keys_new_jwks(keys[i].jwks_directive, keys[i].jwks_url, &ko, &err));
+    }
+    for (size_t i = 0; i < QS_ARRAY_LEN(keys) && !err; i++) {
+        if (!keys[i].key || !*keys[i].key || keys[i].jwks_url)
             continue;
         enum qs_jwt_alg alg;
         const char *why = NULL;
@@ -189,6 +215,14 @@ static int cmd_validate(const options *o)
             break;
         }
         qs_jwt_key_free(k);
+    }
+    /* Certificates too (`tls internal` is only parsed: checking it would make the CA). */
+    bool tls = false;
+    for (size_t i = 0; i < cfg.n_listeners; i++)
+        tls |= cfg.listeners[i].tls;
+    if (!err && tls && !cfg.tls_internal) {
+        qs_tls *t = qs_tls_new(&cfg, ".", &err);
+        qs_tls_free(t);
     }
     if (err) {
         fprintf(stderr, "mercure: %s\n", err);
@@ -218,6 +252,8 @@ int main(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
+    if (!strcmp(cmd, "token"))
+        return qs_token_main(argc - 1, argv + 1);
     options o = {0};
     if (!strcmp(cmd, "run") || !strcmp(cmd, "validate")) {
         if (parse_options(argc, argv, &o) < 0)

@@ -53,6 +53,8 @@ static uint64_t get_varint(reader *r)
             return 0;
         }
         unsigned char byte = *r->p++;
+        if (shift == 63 && byte > 1)
+            break; /* more than 64 bits */
         v |= (uint64_t)(byte & 0x7f) << shift;
         if (!(byte & 0x80))
             return v;
@@ -75,6 +77,17 @@ static const char *get_bytes(reader *r, size_t *len)
     return p;
 }
 
+/* An id or a type is written on an SSE line: the publish handler refuses NUL, CR and LF in
+ * them, so a record holding one is corrupt (it would add fields or events to streams). */
+static const char *get_line(reader *r, size_t *len)
+{
+    const char *p = get_bytes(r, len);
+    if (!r->bad && *len &&
+        (memchr(p, '\0', *len) || memchr(p, '\r', *len) || memchr(p, '\n', *len)))
+        r->bad = true;
+    return p;
+}
+
 static bool read_header(reader *r, unsigned *flags, uint64_t *retry)
 {
     if (r->end - r->p < 2 || r->p[0] != RECORD_VERSION)
@@ -92,7 +105,7 @@ bool qs_record_id(const void *data, size_t len, qs_slice *id)
     uint64_t retry;
     if (!read_header(&r, &flags, &retry))
         return false;
-    id->p = get_bytes(&r, &id->n);
+    id->p = get_line(&r, &id->n);
     return !r.bad;
 }
 
@@ -107,10 +120,10 @@ qs_update *qs_record_decode(const void *data, size_t len)
     u->is_private = flags & FLAG_PRIVATE;
     u->retry = retry;
     size_t n;
-    const char *p = get_bytes(&r, &n);
+    const char *p = get_line(&r, &n);
     if (!r.bad && n)
         qs_update_set_id(u, p, n);
-    p = get_bytes(&r, &n);
+    p = get_line(&r, &n);
     if (!r.bad && n)
         qs_update_set_type(u, p, n);
     uint64_t topics = get_varint(&r);

@@ -6,6 +6,10 @@
  *   varint id_len id | varint type_len type | varint n_topics (varint len topic)*
  *   varint data_len data
  *
+ * Varints are little-endian base 128, at most 64 bits. The id (never empty) and the type
+ * never hold NUL, CR or LF (they are SSE lines; the publish handler refuses them), and
+ * there is at least one topic: a record breaking any of these is corrupt.
+ *
  * Pure: bytes in, update out, or an error for truncated/corrupt input.
  */
 #ifndef QS_RECORD_H

@@ -8,10 +8,12 @@
 #include "cors.h"
 #include "ctx.h"
 #include "endpoint.h"
+#include "gojson.h"
 #include "metrics.h"
 #include "publish.h"
 #include "subscribe.h"
 #include "subscriptions.h"
+#include "ui.h"
 
 #define HUB_PATH "/.well-known/mercure"
 
@@ -72,6 +74,12 @@ static void subscriptions_endpoint(qs_http_req *req)
         qs_subscriptions_handle(req);
 }
 
+static void ui_endpoint(qs_http_req *req)
+{
+    if (!answered_preflight(req))
+        qs_ui_handle(req);
+}
+
 /* Every path that starts with the hub's belongs to the hub (the reference never lets such
  * a request fall through to other handlers). */
 static void hub_not_found(qs_http_req *req)
@@ -80,18 +88,68 @@ static void hub_not_found(qs_http_req *req)
         qs_endpoint_error(req, 404, "404 page not found");
 }
 
+/* Ready for new clients: the transport takes publishes and the hub is not shutting down.
+ * Otherwise false with the reason. */
+static bool ready(const qs_hub *hub, char reason[QS_REASON_MAX])
+{
+    if (atomic_load(&hub->draining)) {
+        snprintf(reason, QS_REASON_MAX, "the hub is shutting down");
+        return false;
+    }
+    char why[QS_REASON_MAX] = "";
+    if (!hub->transport->ops->healthy(hub->transport, why)) {
+        snprintf(reason, QS_REASON_MAX, "transport unavailable: %.200s", why[0] ? why : "unknown");
+        return false;
+    }
+    return true;
+}
+
 static void healthz(qs_http_req *req)
 {
-    qs_transport *t = req->ctx->hub->transport;
-    char reason[QS_REASON_MAX] = "";
-    if (t->ops->healthy(t, reason)) {
+    char reason[QS_REASON_MAX];
+    if (ready(req->ctx->hub, reason)) {
         send_text(req, 200, NULL, "");
         return;
     }
     qs_http_response r;
     qs_http_response_init(&r, 503);
     r.content_type = "text/plain; charset=utf-8";
-    qs_buf_appendf(&r.body, "transport unavailable: %s\n", reason[0] ? reason : "unknown");
+    qs_buf_appendf(&r.body, "%s\n", reason);
+    qs_http_respond(req, &r);
+}
+
+/* The reference's health checks (served by its admin API, here on the hub's own port):
+ * /mercure/health/live, /mercure/health/ready and the same under /mercure/health/{name}/. */
+static void health(qs_http_req *req)
+{
+    static const char prefix[] = "/mercure/health/";
+    const qs_config *cfg = req->ctx->hub->cfg;
+    qs_slice rest = {req->path.p + sizeof(prefix) - 1, req->path.n - (sizeof(prefix) - 1)};
+    const char *name = cfg->hub_name ? cfg->hub_name : "default";
+    size_t nl = strlen(name);
+    if (rest.n > nl + 1 && memcmp(rest.p, name, nl) == 0 && rest.p[nl] == '/')
+        rest = (qs_slice){rest.p + nl + 1, rest.n - nl - 1};
+    bool live = qs_slice_eq(rest, "live");
+    if (!live && !qs_slice_eq(rest, "ready")) {
+        not_found(req);
+        return;
+    }
+    if (!qs_slice_eq(req->method, "GET")) {
+        qs_http_error(req, 405, "Method Not Allowed", "Allow: GET\r\n");
+        return;
+    }
+    char reason[QS_REASON_MAX];
+    qs_http_response r;
+    if (live || ready(req->ctx->hub, reason)) {
+        qs_http_response_init(&r, 200);
+        qs_buf_append_str(&r.body, "{\"status\":\"ok\"}\n");
+    } else {
+        qs_http_response_init(&r, 503);
+        qs_buf_append_str(&r.body, "{\"status\":\"error\",\"error\":");
+        qs_gojson_string(&r.body, reason, strlen(reason));
+        qs_buf_append_str(&r.body, "}\n");
+    }
+    r.content_type = "application/json";
     qs_http_respond(req, &r);
 }
 
@@ -148,9 +206,11 @@ static void refused(qs_slice method, qs_slice path, int status)
 static const qs_http_route routes[] = {
     {HUB_PATH, QS_HTTP_EXACT, hub_endpoint, false},
     {HUB_PATH "/subscriptions", QS_HTTP_TREE, subscriptions_endpoint, false},
+    {QS_UI_PATH, QS_HTTP_TREE, ui_endpoint, false},
     {HUB_PATH, QS_HTTP_PREFIX, hub_not_found, false},
     {"/healthz", QS_HTTP_EXACT, healthz, true},
     {"/metrics", QS_HTTP_EXACT, metrics, true},
+    {"/mercure/health", QS_HTTP_BELOW, health, true},
     {"/robots.txt", QS_HTTP_EXACT, robots, false},
     {"/", QS_HTTP_EXACT, welcome, false},
     {NULL, QS_HTTP_EXACT, not_found, false},

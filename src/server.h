@@ -33,6 +33,8 @@ int qs_server_start(qs_server *s, char **err);
  *  keep theirs. Returns -1 with a malloc'd message when they cannot be loaded (the old ones
  *  stay). Nothing to do without TLS. */
 int qs_server_reload_tls(qs_server *s, char **err);
+/** Fetches the JWK Sets again now (SIGHUP), in the background; nothing without them. */
+void qs_server_reload_keys(qs_server *s);
 /** Stops accepting, ends every stream cleanly, waits for the workers, stops the
  *  transport. */
 void qs_server_stop(qs_server *s);

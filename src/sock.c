@@ -67,10 +67,12 @@ struct sock_tls {
     size_t in_len;
     qs_buf cipher;   /* records not handed to the kernel yet */
     qs_buf inflight; /* records of the write in flight */
-    uv_buf_t *held;  /* plaintext queued while records were in flight (allocated then only) */
+    uv_buf_t *held;  /* plaintext queued while records were in flight (its buffers, not
+                        copied: they stay valid until `written`) */
     unsigned n_held;
     bool writing; /* a uv_write of `inflight` is in flight */
     bool notify;  /* `written` is owed to the protocol when the records are out */
+    bool fin_due; /* a shutdown waits for the records in flight, then close_notify and FIN */
 };
 
 static void sock_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
@@ -131,8 +133,8 @@ static void tls_free(struct sock_tls *t)
 {
     if (!t)
         return;
-    SSL_free(t->ssl);
     free(t->held);
+    SSL_free(t->ssl);
     qs_buf_free(&t->cipher);
     qs_buf_free(&t->inflight);
     free(t);
@@ -164,6 +166,7 @@ void qs_sock_close(qs_sock *s)
 
 static void tls_on_written(uv_write_t *req, int status);
 static int tls_send_queued(qs_sock *s);
+static void send_fin(qs_sock *s);
 
 /* Hands what `cipher` holds to the kernel: at once as far as it takes it, the rest in a
  * queued write. Returns a negative libuv error when the connection failed. */
@@ -277,6 +280,12 @@ static void tls_on_written(uv_write_t *req, int status)
             qs_sock_close(s);
         return;
     }
+    if (t->fin_due && !t->writing) {
+        t->fin_due = false;
+        send_fin(s);
+        if (s->closing)
+            return;
+    }
     if (t->notify && !t->writing) {
         t->notify = false;
         s->events->written(s, 0);
@@ -322,7 +331,7 @@ int qs_sock_write(qs_sock *s, const uv_buf_t *iov, unsigned n)
         return UV_EINVAL;
     t->notify = true;
     if (t->writing) {
-        t->held = qs_xmalloc(QS_MAX(n, 1u) * sizeof(*iov));
+        t->held = qs_xmalloc(n * sizeof(*iov));
         memcpy(t->held, iov, n * sizeof(*iov));
         t->n_held = n;
         return 0;
@@ -342,12 +351,11 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     free(req);
 }
 
-void qs_sock_shutdown(qs_sock *s)
+/* FIN after everything queued (libuv orders it after the writes in flight). */
+static void send_fin(qs_sock *s)
 {
-    if (s->closing)
-        return;
     if (s->tls) {
-        SSL_shutdown(s->tls->ssl); /* close_notify, before the FIN */
+        SSL_shutdown(s->tls->ssl); /* close_notify, the last record */
         ERR_clear_error();
         if (tls_flush(s) < 0) {
             qs_sock_close(s);
@@ -359,6 +367,19 @@ void qs_sock_shutdown(qs_sock *s)
         free(req);
         qs_sock_close(s);
     }
+}
+
+void qs_sock_shutdown(qs_sock *s)
+{
+    if (s->closing)
+        return;
+    if (s->tls && (s->tls->writing || s->tls->n_held)) {
+        /* Records are in flight: close_notify must follow them, not go with a write that a
+         * shutdown would refuse. */
+        s->tls->fin_due = true;
+        return;
+    }
+    send_fin(s);
 }
 
 /* A subscriber whose network vanished sends no FIN: without help the kernel keeps

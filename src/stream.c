@@ -3,6 +3,8 @@
  */
 #include "stream.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -12,6 +14,7 @@
 
 struct qs_streams {
     qs_ctx *ctx;
+    uint64_t drain_window_ms; /* draining: streams end with a retry hint at their deadline */
     /* streams with queued frames to write: pending[pending_pos..n_pending) are still to be
      * written in this round; fan-out appends between slices, never during one */
     qs_stream **pending;
@@ -23,6 +26,7 @@ struct qs_streams {
 };
 
 static void on_flush_idle(uv_idle_t *h);
+static void push_retry_hint(qs_stream *s, uint64_t window_ms);
 
 qs_streams *qs_streams_new(qs_ctx *ctx)
 {
@@ -500,7 +504,9 @@ void qs_streams_check_timers(qs_streams *ss, uint64_t now)
     while ((top = qs_heap_top(&ss->deadlines)) && top->key <= now) {
         qs_stream *s = qs_container_of(top, qs_stream, deadline);
         qs_heap_remove(&ss->deadlines, top);
-        qs_stream_end(s); /* write_timeout or token expiry: end the stream cleanly */
+        if (ss->drain_window_ms)
+            push_retry_hint(s, ss->drain_window_ms);
+        qs_stream_end(s); /* write_timeout, token expiry or shutdown: end cleanly */
     }
     if (cfg->heartbeat_ms) {
         while ((n = qs_list_front(&ss->heartbeats))) {
@@ -513,6 +519,38 @@ void qs_streams_check_timers(qs_streams *ss, uint64_t now)
             if (s->opened && !s->write_pending && !s->q_len && !s->replaying)
                 enqueue(s, qs_frame_comment());
         }
+    }
+}
+
+static uint64_t random_below(uint64_t n)
+{
+    uint64_t r;
+    qs_random_bytes(&r, sizeof(r));
+    return n ? r % n : 0;
+}
+
+/* "retry: N": the client waits N ms before reconnecting, instead of the browser's default. */
+static void push_retry_hint(qs_stream *s, uint64_t window_ms)
+{
+    if (s->ending || s->closing)
+        return;
+    char event[48];
+    uint64_t ms = 1000 + random_below(QS_MAX(window_ms, (uint64_t)1000) - 1000 + 1);
+    int n = snprintf(event, sizeof(event), "retry: %" PRIu64 "\n\n", ms);
+    qs_frame *f = qs_frame_new(event, (size_t)n);
+    enqueue(s, f);
+    qs_frame_unref(f);
+}
+
+void qs_streams_drain(qs_streams *ss, uint64_t window_ms)
+{
+    ss->drain_window_ms = window_ms;
+    uint64_t now = qs_now_ms();
+    for (qs_list *n = ss->heartbeats.next; n != &ss->heartbeats; n = n->next) {
+        qs_stream *s = qs_list_entry(n, qs_stream, heartbeat_node);
+        uint64_t at = now + random_below(window_ms);
+        if (!qs_heap_contains(&s->deadline) || s->deadline.key > at)
+            qs_heap_push(&ss->deadlines, &s->deadline, at);
     }
 }
 

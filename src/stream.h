@@ -124,5 +124,9 @@ void qs_streams_flush_all(qs_streams *ss);
 void qs_streams_check_timers(qs_streams *ss, uint64_t now);
 /** Ends every stream cleanly (shutdown). */
 void qs_streams_end_all(qs_streams *ss);
+/** Ends every stream cleanly at a random moment of the next window_ms, after a `retry:`
+ *  hint (a random delay up to the window, at least a second) so that clients spread their
+ *  reconnections instead of coming back all at once (a rolling restart). */
+void qs_streams_drain(qs_streams *ss, uint64_t window_ms);
 
 #endif

@@ -98,7 +98,7 @@ void qs_subscribe_handle(qs_http_req *req)
 
     qs_jwt_claims claims = {0};
     bool have_claims = false;
-    if (hub->subscriber_key) {
+    if (hub->subscriber_keys) {
         const char *reason = NULL;
         enum qs_auth_status st = qs_endpoint_authorize(req, false, &claims, &reason);
         if (st == QS_AUTH_INVALID || (st == QS_AUTH_ANONYMOUS && !cfg->anonymous)) {

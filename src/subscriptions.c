@@ -359,7 +359,7 @@ void qs_subscriptions_handle(qs_http_req *req)
         qs_buf_append_char(&uri, '?');
         qs_buf_append(&uri, req->query_string.p, req->query_string.n);
     }
-    if (hub->subscriber_key && !authorized(req, &uri)) {
+    if (hub->subscriber_keys && !authorized(req, &uri)) {
         qs_buf_free(&uri);
         qs_endpoint_error(req, 401, "Unauthorized");
         return;

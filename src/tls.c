@@ -148,17 +148,28 @@ static int use_files(SSL_CTX *ctx, const char *cert_file, const char *key_file, 
                             ssl_error_text(why, sizeof(why)));
         return -1;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+    /* The key is read apart from the context: SSL_CTX_use_PrivateKey_file also compares it
+     * with the certificate, and a mismatch would then read as a key that is not PEM. */
+    BIO *b = BIO_new_file(key_file, "r");
+    EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, SSL_CTX_get_default_passwd_cb(ctx),
+                                                SSL_CTX_get_default_passwd_cb_userdata(ctx))
+                      : NULL;
+    BIO_free(b);
+    if (!key) {
         *err = qs_xasprintf("tls: %s is not a PEM private key (%s)", key_file,
                             ssl_error_text(why, sizeof(why)));
         return -1;
     }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
+    int match = X509_check_private_key(SSL_CTX_get0_certificate(ctx), key) == 1;
+    ERR_clear_error();
+    if (!match || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+        EVP_PKEY_free(key);
         ERR_clear_error();
         *err =
             qs_xasprintf("tls: the key %s does not match the certificate %s", key_file, cert_file);
         return -1;
     }
+    EVP_PKEY_free(key);
     return check_validity(SSL_CTX_get0_certificate(ctx), cert_file, err);
 }
 

@@ -83,10 +83,15 @@ static void stop_task(void *arg)
         return;
     w->ctx.stopping = true;
     const qs_config *cfg = w->ctx.hub->cfg;
-    w->stop_deadline_ms =
-        qs_now_ms() + (cfg->dispatch_timeout_ms ? cfg->dispatch_timeout_ms : 5000);
+    /* Streams end over grace_period; then clients have dispatch_timeout to take their last
+     * bytes. */
+    w->stop_deadline_ms = qs_now_ms() + cfg->grace_period_ms +
+                          (cfg->dispatch_timeout_ms ? cfg->dispatch_timeout_ms : 5000);
     qs_socks_stop_listening(w->socks);
-    qs_streams_end_all(w->ctx.streams);
+    if (cfg->grace_period_ms)
+        qs_streams_drain(w->ctx.streams, cfg->grace_period_ms);
+    else
+        qs_streams_end_all(w->ctx.streams);
     qs_socks_close_starting(w->socks);
     qs_http1_close_idle(w->http1);
     qs_http2_shutdown(w->http2);

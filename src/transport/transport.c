@@ -9,10 +9,31 @@ static const struct {
     const char *name; /* transport name and URL scheme */
     const qs_transport_ops *ops;
 } registry[] = {
-    {"local", &qs_transport_local_ops}, {"lmdb", &qs_transport_lmdb_ops},
+    {"local", &qs_transport_local_ops},
+    {"lmdb", &qs_transport_lmdb_ops},
     {"bolt", &qs_transport_lmdb_ops}, /* the reference's default store, by name and scheme */
-    {"redis", &qs_transport_redis_ops}, {"rediss", &qs_transport_redis_ops}, /* redis over TLS */
+    {"redis", &qs_transport_redis_ops},
+    {"rediss", &qs_transport_redis_ops}, /* redis over TLS */
+    {"postgres", &qs_transport_postgres_ops},
+    {"postgresql", &qs_transport_postgres_ops},
+    {"kafka", &qs_transport_kafka_ops},
 };
+
+/* A libpq key-value string ("host=db dbname=mercure …") rather than a URL: it selects the
+ * PostgreSQL transport. */
+static bool is_conninfo(const char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    const char *key = s;
+    while ((*s >= 'a' && *s <= 'z') || *s == '_')
+        s++;
+    if (s == key)
+        return false;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    return *s == '=';
+}
 
 void qs_replay_clear(qs_replay *r)
 {
@@ -59,6 +80,8 @@ int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *h
     const char *what = "transport";
     if (!name && cfg->url) {
         scheme = qs_transport_url_scheme(cfg->url);
+        if (!scheme && is_conninfo(cfg->url))
+            scheme = qs_xstrdup("postgres");
         if (!scheme) {
             *err = qs_xasprintf("%s:%d: transport_url: not a URL \"%s\"",
                                 cfg->source ? cfg->source : "config", cfg->line, cfg->url);

@@ -192,5 +192,7 @@ void qs_topts_free(qs_topts *o);
 extern const qs_transport_ops qs_transport_local_ops;
 extern const qs_transport_ops qs_transport_lmdb_ops;
 extern const qs_transport_ops qs_transport_redis_ops;
+extern const qs_transport_ops qs_transport_kafka_ops;
+extern const qs_transport_ops qs_transport_postgres_ops;
 
 #endif

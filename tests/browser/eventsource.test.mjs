@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,7 +72,7 @@ const BASE_DIRECTIVES = ['anonymous', 'cors_origins *', 'publish_origins *'];
  * Starts a hub; port 0 = ephemeral. Resolves once its "listening on" line is logged.
  * `directives`: extra lines for MERCURE_EXTRA_DIRECTIVES, after the base ones.
  */
-function startHub(port = 0, { directives = [] } = {}) {
+function startHub(port = 0, { directives = [], tls = false } = {}) {
   if (!fs.existsSync(BINARY)) {
     throw new Error(`hub binary not found: ${BINARY} (build it, or set QS_BINARY)`);
   }
@@ -81,13 +82,16 @@ function startHub(port = 0, { directives = [] } = {}) {
     HOME: cwd,
     // The default transport keeps an LMDB store under $XDG_DATA_HOME: one per hub.
     XDG_DATA_HOME: path.join(cwd, 'data'),
-    SERVER_NAME: `127.0.0.1:${port}`,
+    SERVER_NAME: tls ? `https://127.0.0.1:${port}` : `127.0.0.1:${port}`,
+    // tls: the hub's own local CA (`tls internal`); Node trusts its root, the browser
+    // context ignores certificate errors.
+    ...(tls ? { CADDY_SERVER_EXTRA_DIRECTIVES: 'tls internal' } : {}),
     MERCURE_PUBLISHER_JWT_KEY: KEY,
     MERCURE_SUBSCRIBER_JWT_KEY: KEY,
     MERCURE_EXTRA_DIRECTIVES: [...BASE_DIRECTIVES, ...directives].join('\n'),
   };
   const proc = spawn(BINARY, ['run'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const hub = { proc, port: 0, stderr: '', exited: null, directives };
+  const hub = { proc, port: 0, stderr: '', exited: null, directives, tls, ca: null };
   hubs.add(hub);
   hub.exited = new Promise((resolve) => {
     proc.on('exit', (code, signal) => { hubs.delete(hub); resolve({ code, signal }); });
@@ -113,6 +117,14 @@ function startHub(port = 0, { directives = [] } = {}) {
         const m = /listening on 127\.0\.0\.1:(\d+) \(/.exec(hub.stderr);
         if (m) {
           hub.port = Number(m[1]);
+          if (tls) {
+            const root = /trust (\S+root\.crt)/.exec(hub.stderr);
+            if (!root) {
+              reject(new Error(`tls internal: no root certificate logged; stderr:\n${hub.stderr}`));
+              return;
+            }
+            hub.ca = fs.readFileSync(root[1]);
+          }
           clearTimeout(timer);
           resolve(hub);
         }
@@ -159,15 +171,15 @@ async function publish(hub, fields) {
   if (fields.type !== undefined) form.append('type', fields.type);
   if (fields.retry !== undefined) form.append('retry', String(fields.retry));
   if (fields.private) form.append('private', 'on');
-  const res = await fetch(`http://127.0.0.1:${hub.port}${HUB_PATH}`, {
-    method: 'POST',
-    headers: {
-      Authorization: `Bearer ${PUBLISHER_TOKEN}`,
-      'Content-Type': 'application/x-www-form-urlencoded',
-    },
-    body: form.toString(),
-    signal: AbortSignal.timeout(5_000),
-  });
+  const headers = {
+    Authorization: `Bearer ${PUBLISHER_TOKEN}`,
+    'Content-Type': 'application/x-www-form-urlencoded',
+  };
+  const res = hub.tls
+    ? await httpsRequest(hub, 'POST', HUB_PATH, headers, form.toString())
+    : await fetch(`http://127.0.0.1:${hub.port}${HUB_PATH}`, {
+      method: 'POST', headers, body: form.toString(), signal: AbortSignal.timeout(5_000),
+    });
   const text = await res.text();
   if (res.status !== 200) {
     throw new Error(`publish ${JSON.stringify(fields)} -> HTTP ${res.status}: ${text}`);
@@ -176,6 +188,32 @@ async function publish(hub, fields) {
     throw new Error(`publish returned id ${JSON.stringify(text)}, expected ${JSON.stringify(fields.id)}`);
   }
   return text;
+}
+
+/** A request to a TLS hub, verifying its certificate against the hub's own root. */
+function httpsRequest(hub, method, target, headers = {}, body = '') {
+  return new Promise((resolve, reject) => {
+    const req = https.request({
+      host: '127.0.0.1', port: hub.port, path: target, method, headers, ca: hub.ca,
+      timeout: 5_000,
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        resolve({ status: res.statusCode, text: async () => text });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`${method} ${target}: timed out`)));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function hubMetric(hub, name) {
+  const res = await httpsRequest(hub, 'GET', '/metrics');
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(await res.text());
+  return m ? Number(m[1]) : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -245,10 +283,12 @@ function esUrl(topics, extra = '') {
 }
 
 async function newHubPage(browser, hub) {
-  const context = await browser.newContext();
+  // Over TLS the hub's certificate comes from its own local CA, which the browser does not
+  // know: this context ignores certificate errors (the TLS itself still happens).
+  const context = await browser.newContext(hub.tls ? { ignoreHTTPSErrors: true } : {});
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`  [page error] ${e.message}`));
-  const res = await page.goto(`http://127.0.0.1:${hub.port}/`);
+  const res = await page.goto(`${hub.tls ? 'https' : 'http'}://127.0.0.1:${hub.port}/`);
   assert(res && res.status() === 200, `GET / on the hub: expected 200, got ${res && res.status()}`);
   return { context, page };
 }
@@ -617,6 +657,35 @@ async function scenarioPresence(browser, hub) {
   }
 }
 
+async function scenarioTwentyStreamsOverHttp2(browser, hub) {
+  // Over HTTP/1.1 a browser opens at most 6 connections to one origin, each holding one
+  // event stream: the 7th EventSource would wait forever. Over HTTP/2 all 20 share one.
+  const { context, page } = await newHubPage(browser, hub);
+  try {
+    const protocol = await page.evaluate(
+      () => performance.getEntriesByType('navigation')[0].nextHopProtocol);
+    assertEq(protocol, 'h2', 'the protocol the page was loaded with');
+    const n = 20;
+    const base = `https://example.com/h2/${uid()}`;
+    for (let i = 0; i < n; i++) await openEventSource(page, `s${i}`, esUrl(`${base}/${i}`));
+    for (let i = 0; i < n; i++) await waitLog(page, `s${i}`, 'log.opens === 1', `onopen of stream ${i}`);
+    assertEq(await hubMetric(hub, 'mercure_subscribers_connected'), n, 'subscribers connected');
+    const ids = [];
+    for (let i = 0; i < n; i++) ids.push(await publish(hub, { topic: `${base}/${i}`, data: `update ${i}` }));
+    for (let i = 0; i < n; i++) {
+      await waitLog(page, `s${i}`, 'log.messages.length >= 1', `the update on stream ${i}`);
+      assertEq((await esLog(page, `s${i}`)).messages,
+        [{ type: 'message', data: `update ${i}`, lastEventId: ids[i] }], `stream ${i} messages`);
+    }
+    // One connection for the page and its 20 streams (plus those of the test's own requests).
+    const total = await hubMetric(hub, 'mercure_connections_total');
+    assert(total <= n / 2, `the page used ${total} connections for ${n} streams`);
+    for (let i = 0; i < n; i++) await closeEs(page, `s${i}`);
+  } finally {
+    await context.close();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runner
 
@@ -627,6 +696,8 @@ const SCENARIOS = [
   ['topic URI template https://example.com/books/{id}', scenarioUriTemplate],
   ['presence: subscription events and the subscriptions API', scenarioPresence,
     { directives: ['subscriptions'] }],
+  ['20 EventSource streams on one page over HTTPS (HTTP/2), an update on every one',
+    scenarioTwentyStreamsOverHttp2, { tls: true }],
 ];
 
 async function main() {

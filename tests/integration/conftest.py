@@ -12,13 +12,28 @@ import qs  # noqa: E402
 
 
 def pytest_report_header(config):
-    return "quicksilver binary: %s (sanitized: %s, timeout factor %.1f)" % (
-        qs.BINARY, qs.SANITIZED, qs.SLOW)
+    return "quicksilver binary: %s (sanitized: %s, timeout factor %.1f, protocol %s)" % (
+        qs.BINARY, qs.SANITIZED, qs.SLOW, qs.PROTOCOL)
 
 
 def pytest_configure(config):
     if not os.access(qs.BINARY, os.X_OK):
         raise pytest.UsageError("hub binary %s not found: build it or set QS_BINARY" % qs.BINARY)
+    if qs.PROTOCOL not in ("h1", "https", "h2"):
+        raise pytest.UsageError("QS_PROTOCOL must be h1, https or h2, not %r" % qs.PROTOCOL)
+    config.addinivalue_line("markers", "h1_only(reason): the test is about HTTP/1.1 itself "
+                            "(its bytes, versions, connection handling): skipped when "
+                            "QS_PROTOCOL runs the suite over TLS or HTTP/2")
+
+
+def pytest_collection_modifyitems(config, items):
+    if qs.PROTOCOL == "h1":
+        return
+    for item in items:
+        m = item.get_closest_marker("h1_only")
+        if m:
+            reason = m.args[0] if m.args else m.kwargs.get("reason", "")
+            item.add_marker(pytest.mark.skip(reason="HTTP/1.1 only: " + reason))
 
 
 def _dead_hubs(item):
@@ -48,6 +63,11 @@ def start_hub(request, tmp_path):
 
     def start(**kw):
         workdir = tmp_path / ("hub%d" % len(hubs))
+        if qs.PROTOCOL != "h1" and not any(k in kw for k in ("tls", "caddyfile", "server_name")):
+            # The suite over HTTPS (QS_PROTOCOL=https) or HTTP/2 over TLS (h2): the hub's
+            # address is served with the session's test certificate.
+            kw["tls"] = session_tls(request)
+            kw.setdefault("protocol", "h2" if qs.PROTOCOL == "h2" else "h1")
         hub = qs.Hub.start(workdir, wait=False, **kw)
         hubs.append(hub)
         hub.wait_listening()
@@ -72,6 +92,16 @@ def start_hub(request, tmp_path):
         hub.kill()
     if problems:
         pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+def session_tls(request):
+    return request.getfixturevalue("tls_files")
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """A test CA and a certificate for 127.0.0.1 and localhost (qs.TLSFiles)."""
+    return qs.TLSFiles(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -8,8 +8,16 @@ Everything here talks to the real `mercure` binary over raw TCP sockets on 127.0
                      close-delimited), keep-alive and pipelining.
   * SSEStream      - read an event stream: de-chunks, keeps the exact SSE bytes, parses
                      events and comments, notices the final chunk and EOF.
+  * TLSFiles       - certificates made by the test (a CA, a leaf for 127.0.0.1 and
+                     localhost, expired and mismatched variants) and client contexts.
 Every socket operation has a timeout; timeouts scale with SLOW for sanitizer builds.
-Only the standard library and `cryptography` are used.
+Only the standard library and `cryptography` are used here; HTTP/2 (Debian's python3-h2)
+is in h2client.py.
+
+A hub started with tls=TLSFiles serves HTTPS; hub.protocol chooses what hub.conn() and the
+helpers built on it speak: "h1" (HTTP/1.1, over TLS when the hub has it) or "h2" (HTTP/2
+over TLS through h2client.H2HTTPConn, which presents the same HTTP/1.1 byte interface, so
+the same tests run over either).
 """
 
 import base64
@@ -19,6 +27,7 @@ import json
 import os
 import re
 import select
+import ssl
 import signal as _signal
 import socket
 import subprocess
@@ -42,6 +51,11 @@ def _binary_is_sanitized(path):
 SANITIZED = bool(os.environ.get("QS_SANITIZED")) or _binary_is_sanitized(BINARY)
 # Sanitizer builds are 2-3x slower: every timeout is multiplied by SLOW.
 SLOW = 3.0 if SANITIZED else 1.0
+
+
+# How the suite talks to hubs it starts without saying: "h1" (plain HTTP/1.1), "https"
+# (HTTP/1.1 over TLS) or "h2" (HTTP/2 over TLS). Tests marked h1_only are skipped unless h1.
+PROTOCOL = os.environ.get("QS_PROTOCOL", "h1")
 
 
 def T(seconds):
@@ -104,18 +118,22 @@ class Hub:
         self.transport = None
         self.stopped = False  # set when a test (or the fixture) stopped it on purpose
         self.returncode = None
+        self.tls = None        # TLSFiles when the hub's first address is served over TLS
+        self.protocol = "h1"   # what conn() speaks: "h1" or "h2" (needs tls, or h2c)
 
     # -- lifecycle
     @classmethod
     def start(cls, workdir, env=None, args=("run",), extra=None, anonymous=True,
               publisher_key=PUB_KEY, subscriber_key=SUB_KEY, server_name="127.0.0.1:0",
-              caddyfile=None, wait=True):
+              caddyfile=None, wait=True, tls=None, protocol="h1"):
         """Starts `mercure run` with the reference hub's environment variables.
 
         extra: directives (a list of lines or a string) for MERCURE_EXTRA_DIRECTIVES;
         `anonymous` is prepended unless anonymous=False. env overrides everything
         (a None value removes the variable). caddyfile: text written to ./Caddyfile-test
-        and passed with --config.
+        and passed with --config. tls: a TLSFiles; the site is then served over HTTPS with
+        its certificate (`tls CERT KEY` through CADDY_SERVER_EXTRA_DIRECTIVES, and an
+        https:// address unless server_name says otherwise). protocol: see the module doc.
         """
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +153,10 @@ class Hub:
             hub_env["MERCURE_SUBSCRIBER_JWT_KEY"] = subscriber_key
         if lines:
             hub_env["MERCURE_EXTRA_DIRECTIVES"] = "\n".join(lines)
+        if tls is not None and caddyfile is None:
+            if server_name == "127.0.0.1:0":
+                hub_env["SERVER_NAME"] = "https://127.0.0.1:0"
+            hub_env["CADDY_SERVER_EXTRA_DIRECTIVES"] = "tls %s %s" % (tls.cert, tls.key)
         hub_env.update(env or {})
         argv = [BINARY] + list(args)
         if caddyfile is not None:
@@ -147,6 +169,8 @@ class Hub:
             proc = subprocess.Popen(argv, cwd=str(workdir), env=clean_env(hub_env),
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err)
         hub = cls(proc, workdir, stderr_path, stdout_path)
+        hub.tls = tls
+        hub.protocol = protocol
         if wait:
             hub.wait_listening()
         return hub
@@ -167,6 +191,19 @@ class Hub:
                                     % (self.proc.returncode, self.stderr()))
             time.sleep(0.01)
         raise HubStartError("hub did not report its port in time:\n" + self.stderr())
+
+    SERVING_RE = re.compile(r"serving (https?) on (\S+):(\d+) \(site address (\S+)\)")
+
+    def listeners(self, count=1, timeout=None):
+        """[(scheme, port, site address)] of every listener, in configuration order (waits
+        until at least `count` are logged)."""
+        deadline = time.monotonic() + (timeout or T(5))
+        while True:
+            found = [(m.group(1), int(m.group(3)), m.group(4))
+                     for m in self.SERVING_RE.finditer(self.stderr())]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.01)
 
     def stderr(self):
         try:
@@ -220,8 +257,17 @@ class Hub:
         return sanitizer_lines(self.stderr())
 
     # -- convenience
-    def conn(self, timeout=None, rcvbuf=None):
-        return HTTPConn(self.port, timeout=timeout, rcvbuf=rcvbuf)
+    def conn(self, timeout=None, rcvbuf=None, port=None, protocol=None):
+        """A client connection speaking hub.protocol (or `protocol`), over TLS when the hub
+        has it (then port must be a TLS one)."""
+        protocol = protocol or self.protocol
+        port = port or self.port
+        if protocol == "h2":
+            import h2client
+            return h2client.H2HTTPConn(port, timeout=timeout, rcvbuf=rcvbuf,
+                                       tls=self.tls.context(("h2",)) if self.tls else None)
+        return HTTPConn(port, timeout=timeout, rcvbuf=rcvbuf,
+                        tls=self.tls.context(("http/1.1",)) if self.tls else None)
 
     def request(self, method, target, headers=(), body=b"", timeout=None, version="HTTP/1.1"):
         with self.conn(timeout) as c:
@@ -388,13 +434,21 @@ def build_request(method, target, headers=(), body=b"", version="HTTP/1.1", host
 class HTTPConn:
     """A raw HTTP/1.x client connection with a receive buffer."""
 
-    def __init__(self, port, timeout=None, rcvbuf=None):
+    def __init__(self, port, timeout=None, rcvbuf=None, tls=None, server_hostname=None):
+        """tls: an ssl.SSLContext to speak TLS with (see TLSFiles.context)."""
         self.timeout = timeout or T(10)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(self.timeout)
         self.sock.connect((HOST, port))
+        if tls is not None:
+            raw = self.sock
+            try:
+                self.sock = tls.wrap_socket(raw, server_hostname=server_hostname or HOST)
+            except BaseException:
+                raw.close()
+                raise
         self.buf = b""
         self.eof = False
 
@@ -430,7 +484,7 @@ class HTTPConn:
         self.sock.settimeout(max(timeout, 0.001))
         try:
             chunk = self.sock.recv(65536)
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             chunk = b""
         if not chunk:
             self.eof = True
@@ -823,7 +877,7 @@ def open_stream(hub, topics=(), token=None, headers=(), extra_query=(), token_qu
                 cookie=None, version="HTTP/1.1", rcvbuf=None, timeout=None, raw_request=None,
                 wait_preamble=True):
     """Opens a subscription; asserts 200 and waits for the `:\\n` preamble."""
-    conn = HTTPConn(hub.port, timeout=timeout, rcvbuf=rcvbuf)
+    conn = hub.conn(timeout=timeout, rcvbuf=rcvbuf)
     try:
         conn.send(raw_request or subscribe_request(topics, token, headers, extra_query,
                                                    token_query, cookie, version))
@@ -896,3 +950,117 @@ def sock_wait_readable(sock, timeout):
 
 def tempdir(prefix="qs-"):
     return tempfile.mkdtemp(prefix=prefix)
+
+
+# --------------------------------------------------------------------------- TLS
+
+class TLSFiles:
+    """A test CA and a certificate it signed, written as PEM files into `directory`:
+    ca.pem (the root), cert.pem (the leaf), key.pem (the leaf's key). The leaf is for
+    `names` (IP addresses or DNS names) and valid from `not_before` to `not_after`
+    (datetimes; default: an hour ago to a day from now)."""
+
+    def __init__(self, directory, names=("127.0.0.1", "localhost"), not_before=None,
+                 not_after=None, prefix=""):
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        not_before = not_before or now - datetime.timedelta(hours=1)
+        not_after = not_after or now + datetime.timedelta(days=1)
+
+        def name(cn):
+            return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Quicksilver tests"),
+                              x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = (x509.CertificateBuilder().subject_name(name("Quicksilver test CA"))
+              .issuer_name(name("Quicksilver test CA")).public_key(ca_key.public_key())
+              .serial_number(x509.random_serial_number())
+              .not_valid_before(now - datetime.timedelta(days=1))
+              .not_valid_after(now + datetime.timedelta(days=30))
+              .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+              .sign(ca_key, hashes.SHA256()))
+        self.key_obj = ec.generate_private_key(ec.SECP256R1())
+        alt = []
+        for n in names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(n)))
+            except ValueError:
+                alt.append(x509.DNSName(n))
+        leaf = (x509.CertificateBuilder().subject_name(name(names[0]))
+                .issuer_name(ca.subject).public_key(self.key_obj.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(not_before).not_valid_after(not_after)
+                .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                               critical=False)
+                .sign(ca_key, hashes.SHA256()))
+        self.ca = str(directory / (prefix + "ca.pem"))
+        self.cert = str(directory / (prefix + "cert.pem"))
+        self.key = str(directory / (prefix + "key.pem"))
+        self.leaf = leaf
+        Path(self.ca).write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+        Path(self.cert).write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        Path(self.key).write_bytes(self.key_obj.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        os.chmod(self.key, 0o600)
+
+    def serial(self):
+        return self.leaf.serial_number
+
+    def context(self, alpn=("http/1.1",), verify=True, minimum=None, maximum=None):
+        """A client context trusting this CA (or nothing checked with verify=False),
+        offering the ALPN protocols given (None: no ALPN)."""
+        return client_context(self.ca if verify else None, alpn, minimum, maximum)
+
+
+def client_context(cafile=None, alpn=("http/1.1",), minimum=None, maximum=None):
+    """A TLS client context: verification against cafile (None: none), ALPN offers,
+    protocol version bounds (ssl.TLSVersion)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+        ctx.check_hostname = True
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(list(alpn))
+    if minimum:
+        ctx.minimum_version = minimum
+    if maximum:
+        ctx.maximum_version = maximum
+    return ctx
+
+
+def peer_certificate_serial(sock):
+    """The serial number of the certificate the server presented on an SSL socket."""
+    from cryptography import x509
+    return x509.load_der_x509_certificate(sock.getpeercert(binary_form=True)).serial_number
+
+
+def process_rss_kib(pid):
+    """Resident memory of a process (KiB), from /proc."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU time a process has used (seconds), from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -246,7 +246,26 @@ def test_cookie_publish_from_allowed_origin(origin_hub):
 
 def test_cookie_publish_wildcard_origin_pattern(origin_hub):
     assert _cookie_publish(origin_hub, [("Origin", "https://a.example.org")]).status == 200
-    assert _cookie_publish(origin_hub, [("Origin", "https://a.b.example.org")]).status == 200
+    assert _cookie_publish(origin_hub, [("Origin", "https://a-1_b.example.org")]).status == 200
+
+
+@pytest.mark.parametrize("origin", [
+    "https://a.b.example.org",          # "*" is one host label, not several
+    "https://.example.org",             # ...and not an empty one
+    "https://evil.com/.example.org",    # another host, with the rest as a path
+    "https://evil.com:443/.example.org",
+    "https://evil:1.example.org",       # a port
+    "https://evil.com@a.example.org",   # userinfo (never in an Origin)
+    "https://evil.com?.example.org",    # a query
+    "https://evil.com#.example.org",    # a fragment
+    "https://evil%2f.example.org",
+    "https://a.example.org:8443",       # the suffix still ends the origin
+    "https://*.example.org",            # the pattern itself
+])
+def test_cookie_publish_wildcard_matches_one_host_label_only(origin_hub, origin):
+    assert _cookie_publish(origin_hub, [("Origin", origin)]).status == 401
+    if "@" not in origin:  # a Referer's userinfo is dropped: its host is a.example.org
+        assert _cookie_publish(origin_hub, [("Referer", origin + "/page")]).status == 401
 
 
 def test_cookie_publish_referer_fallback(origin_hub):

@@ -55,6 +55,8 @@ def test_the_attack_is_refused_with_400(hub):
     assert hub.metric("mercure_subscribers_connected") == 0
 
 
+@pytest.mark.h1_only("a 110 KB request target: nghttp2 ends the connection with "
+                     "COMPRESSION_ERROR for a field whose HPACK encoding passes 64 KiB")
 def test_the_attack_fully_encoded_in_a_larger_head_is_refused(start_hub):
     hub = start_hub(extra=["max_header_size 256KiB"])
     r = subscribe_raw(hub, topics_query([ATTACK]))
@@ -185,6 +187,7 @@ def rss_kib(pid):
     raise AssertionError("no VmRSS for %d" % pid)
 
 
+@pytest.mark.h1_only("the memory of 1000 HTTP/1.1 connections")
 @pytest.mark.skipif(qs.SANITIZED, reason="the sanitizers' allocator keeps freed memory")
 def test_memory_returns_near_baseline_after_1000_subscribers_at_the_limits_leave(hub):
     pid = hub.proc.pid

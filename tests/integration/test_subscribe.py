@@ -24,6 +24,8 @@ EXPECTED_STREAM_HEADERS = {
 ALLOWED_EXTRA = {"date", "server", "transfer-encoding"}
 
 
+@pytest.mark.h1_only("the Connection field and chunked framing (test_http2.py checks the "
+                     "fields over HTTP/2)")
 def test_stream_response_headers_are_exactly_the_references(hub):
     with qs.open_stream(hub, [TOPIC]) as s:
         r = s.response
@@ -268,6 +270,7 @@ def test_head_without_topic_is_400(hub):
         assert r.status == 400
 
 
+@pytest.mark.h1_only("HTTP/1.0")
 def test_http10_subscriber_gets_an_unchunked_stream(hub):
     raw = qs.build_request("GET", qs.subscribe_target([TOPIC]), version="HTTP/1.0")
     with qs.open_stream(hub, raw_request=raw) as s:

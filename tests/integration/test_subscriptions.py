@@ -234,6 +234,7 @@ def packet_filter():
     nft("delete", "table", "inet", table)
 
 
+@pytest.mark.h1_only("a raw HTTP/1.1 socket from its own address")
 def test_a_vanished_subscriber_is_reported_inactive(presence_hub, packet_filter):
     hub = presence_hub
     # A subscriber on its own loopback address, whose network then vanishes: every packet

@@ -105,7 +105,9 @@ TEST(cookie_posts_need_an_allowed_origin)
         {"", "3"},
         {"Origin: https://app.example.com\r\n", "1"},
         {"Origin: https://evil.example.com\r\n", "3"},
-        {"Origin: https://a.b.example.org\r\n", "1"},
+        {"Origin: https://a.example.org\r\n", "1"},
+        {"Origin: https://a.b.example.org\r\n", "3"}, /* "*" is one label */
+        {"Origin: https://evil.com/.example.org\r\n", "3"},
         {"Referer: https://app.example.com/page?x=1\r\n", "1"},
         {"Referer: https://user@app.example.com/page\r\n", "1"},
         {"Referer: https://other.example.com/\r\n", "3"},
@@ -132,6 +134,67 @@ TEST(origin_patterns)
     ASSERT(!qs_origin_allowed("http://b.com", 12, list, 2));
     char *all[] = {"*"};
     ASSERT(qs_origin_allowed("anything", 8, all, 1));
+}
+
+static bool origin_ok(const char *pattern, const char *origin, size_t len)
+{
+    char *list[] = {(char *)pattern};
+    return qs_origin_allowed(origin, len, list, 1);
+}
+
+TEST(wildcard_stands_for_one_host_label)
+{
+    static const struct {
+        const char *pattern, *origin;
+        bool allowed;
+    } cases[] = {
+        {"https://*.wild.example", "https://a.wild.example", true},
+        {"https://*.wild.example", "https://Z-9_x.wild.example", true},
+        {"https://*.wild.example", "https://xn--bcher-kva.wild.example", true},
+        /* a single label: no dot, and not empty */
+        {"https://*.wild.example", "https://a.b.wild.example", false},
+        {"https://*.wild.example", "https://.wild.example", false},
+        {"https://*.wild.example", "https://wild.example", false},
+        /* another host passed off as the label: path, port, userinfo, query, fragment */
+        {"https://*.wild.example", "https://evil.com/.wild.example", false},
+        {"https://*.wild.example", "https://evil/.wild.example", false},
+        {"https://*.wild.example", "https://evil:1.wild.example", false},
+        {"https://*.wild.example", "https://evil.com:443/.wild.example", false},
+        {"https://*.wild.example", "https://user@evil.wild.example", false},
+        {"https://*.wild.example", "https://evil?.wild.example", false},
+        {"https://*.wild.example", "https://evil#.wild.example", false},
+        {"https://*.wild.example", "https://evil%2f.wild.example", false},
+        {"https://*.wild.example", "https://evil\\.wild.example", false},
+        {"https://*.wild.example", "https://e vil.wild.example", false},
+        /* the suffix and the prefix still have to match exactly */
+        {"https://*.wild.example", "https://a.wild.example:8443", false},
+        {"https://*.wild.example", "https://a.wild.example.evil.com", false},
+        {"https://*.wild.example", "http://a.wild.example", false},
+        {"https://*.wild.example", "https://a.wild.examplf", false},
+        /* a pattern is never an origin itself */
+        {"https://*.wild.example", "https://*.wild.example", false},
+        /* "*" inside a label, and for a port */
+        {"https://preview-*.example.com", "https://preview-42.example.com", true},
+        {"https://preview-*.example.com", "https://preview-.example.com", false},
+        {"https://preview-*.example.com", "https://preview-a.b.example.com", false},
+        {"http://localhost:*", "http://localhost:3000", true},
+        {"http://localhost:*", "http://localhost:", false},
+        {"http://localhost:*", "http://localhost:3000@evil.com", false},
+        {"http://localhost:*", "http://localhost:3000.evil.com", false},
+        {"http://localhost:*", "http://localhost:80/x", false},
+    };
+    for (size_t i = 0; i < QS_ARRAY_LEN(cases); i++)
+        if (origin_ok(cases[i].pattern, cases[i].origin, strlen(cases[i].origin)) !=
+            cases[i].allowed)
+            qs_test_fail(__FILE__, __LINE__, "%s against %s: expected %s", cases[i].origin,
+                         cases[i].pattern, cases[i].allowed ? "allowed" : "refused");
+    /* Bytes a header value may hold but a host never does. */
+    ASSERT(!origin_ok("https://*.wild.example", "https://a\0.wild.example", 23));
+    ASSERT(!origin_ok("https://*.wild.example", "https://a\r.wild.example", 23));
+    ASSERT(!origin_ok("https://*.wild.example", "https://\xc3\xa9.wild.example", 24));
+    /* The length given is what is compared, not up to a NUL. */
+    ASSERT(!origin_ok("https://*.wild.example", "https://a.wild.example.evil", 26));
+    ASSERT(origin_ok("https://*.wild.example", "https://a.wild.example.evil", 22));
 }
 
 TEST(publish_and_receive_rules)
@@ -189,4 +252,74 @@ TEST(token_cache_respects_expiry_and_keys)
     free(tok);
     qs_jwt_key_free(k1);
     qs_jwt_key_free(k2);
+}
+
+static char *kid_token(const char *secret, const char *kid, const char *claims_json)
+{
+    qs_jwt_key *k = hmac(secret);
+    json_t *claims = json_loads(claims_json, 0, NULL);
+    const char *err = NULL;
+    char *t = qs_jwt_sign_kid(k, kid, claims, &err);
+    json_decref(claims);
+    qs_jwt_key_free(k);
+    ASSERT(t != NULL);
+    return t;
+}
+
+static qs_jwks *oct_set(const char *doc)
+{
+    char *err = NULL;
+    qs_jwks *set = qs_jwks_parse(doc, strlen(doc), NULL, &err);
+    ASSERT(set != NULL);
+    return set;
+}
+
+TEST(key_sets_choose_by_kid_and_rotation_empties_the_cache)
+{
+    /* "one" and "two" in base64url. */
+    qs_jwks *before = oct_set("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"b25l\"}]}");
+    qs_jwks *after = oct_set("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"b\",\"k\":\"dHdv\"}]}");
+    char *tok_a = kid_token("one", "a", "{\"mercure\":{\"subscribe\":[\"s\"]}}");
+    char *tok_b = kid_token("two", "b", "{\"mercure\":{\"subscribe\":[\"s\"]}}");
+    qs_token_cache *cache = qs_token_cache_new(16);
+    bool unknown = false;
+    qs_auth_params ap = {
+        .jwks = before, .cache = cache, .cookie_name = "c", .now = 1000, .unknown_kid = &unknown};
+    char head_a[4096], head_b[4096];
+    snprintf(head_a, sizeof(head_a),
+             "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tok_a);
+    snprintf(head_b, sizeof(head_b),
+             "GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", tok_b);
+    qs_jwt_claims c;
+    for (int i = 0; i < 3; i++) { /* verified once, then from the cache */
+        ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head_a, &c));
+        qs_jwt_claims_free(&c);
+    }
+    ASSERT(!unknown);
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_b, &c)); /* b is not in the set yet */
+    ASSERT(unknown);
+
+    /* The set rotated: a is gone, b arrived. The cached entry for a's token belongs to the
+     * old set's serial and is never used with the new one. */
+    unknown = false;
+    ap.jwks = after;
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_a, &c));
+    ASSERT(unknown);
+    ASSERT_EQ_INT(QS_AUTH_OK, authorize(&ap, head_b, &c));
+    qs_jwt_claims_free(&c);
+
+    /* A set that is freed and replaced by one reusing its memory still gets a new serial. */
+    qs_jwks_unref(before);
+    qs_jwks *again = oct_set("{\"keys\":[{\"kty\":\"oct\",\"kid\":\"a\",\"k\":\"dHdv\"}]}");
+    ap.jwks = again; /* kid a now holds "two": the token signed with "one" must fail */
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_a, &c));
+
+    /* Neither a key nor a set: nothing verifies. */
+    ap.jwks = NULL;
+    ASSERT_EQ_INT(QS_AUTH_INVALID, authorize(&ap, head_b, &c));
+    qs_jwks_unref(again);
+    qs_jwks_unref(after);
+    qs_token_cache_free(cache);
+    free(tok_a);
+    free(tok_b);
 }

@@ -1438,12 +1438,19 @@ TEST(missing_keys)
 
 TEST(jwks_url)
 {
-    directive_err("publisher_jwks_url https://example.com/jwks.json",
-                  "Caddyfile:5: publisher_jwks_url: only file:// JWKS URLs are supported "
-                  "\"https://example.com/jwks.json\"");
+    directive_err("publisher_jwks_url ftp://example.com/jwks.json",
+                  "Caddyfile:5: publisher_jwks_url: a JWKS URL starts with https://, http:// or "
+                  "file:// \"ftp://example.com/jwks.json\"");
     directive_err("subscriber_jwks_url file://",
-                  "Caddyfile:5: subscriber_jwks_url: only file:// JWKS URLs are supported "
-                  "\"file://\"");
+                  "Caddyfile:5: subscriber_jwks_url: a JWKS URL starts with https://, http:// or "
+                  "file:// \"file://\"");
+    directive_err("subscriber_jwks_url file://example.com/keys.json",
+                  "Caddyfile:5: subscriber_jwks_url: a file:// URL names a local file "
+                  "(file:///path) \"file://example.com/keys.json\"");
+    directive_err("jwks_refresh_interval 500ms",
+                  "Caddyfile:5: jwks_refresh_interval: must be at least 1000ms \"500ms\"");
+    directive_err("jwks_min_refresh_interval soon",
+                  "Caddyfile:5: jwks_min_refresh_interval: invalid duration \"soon\"");
     directive_err("subscriber_jwks_url", "Caddyfile:5: subscriber_jwks_url: missing value");
     directive_err("subscriber_jwks_url file:///a file:///b",
                   "Caddyfile:5: subscriber_jwks_url: expected 1 value \"file:///a file:///b\"");
@@ -2022,4 +2029,45 @@ TEST(real_environment_when_no_callback)
     ASSERT_EQ_STR("from-env", cfg.subscriber_key);
     ASSERT_EQ_STR("x", cfg.hub_name);
     qs_config_free(&cfg);
+}
+
+/*-------- Shutdown and logs --------*/
+
+TEST(drain_and_log_options)
+{
+    qs_config cfg;
+    must_parse(&cfg,
+               "{\n\tshutdown_delay 5s\n\tgrace_period 1m\n\tlog {\n\t\tformat json\n"
+               "\t\tlevel DEBUG\n\t\toutput stderr\n\t}\n}\n"
+               ":3000 {\n\tlog\n\tmercure {\n\t\tpublisher_jwt pub\n\t\tanonymous\n\t}\n}\n",
+               no_env);
+    ASSERT_EQ_INT(5000, cfg.shutdown_delay_ms);
+    ASSERT_EQ_INT(60000, cfg.grace_period_ms);
+    ASSERT(cfg.log_json && cfg.debug && cfg.access_log);
+    qs_config_free(&cfg);
+    /* Defaults: stop at once, text logs, no access logs; the official Caddyfile's filtered
+     * access log is accepted and turns access logs on. */
+    must_parse(&cfg, official_caddyfile, keys_env);
+    ASSERT_EQ_INT(0, cfg.shutdown_delay_ms);
+    ASSERT_EQ_INT(0, cfg.grace_period_ms);
+    ASSERT(!cfg.log_json && cfg.access_log);
+    qs_config_free(&cfg);
+    must_parse(&cfg, ":3000 {\n\tmercure {\n\t\tpublisher_jwt pub\n\t\tanonymous\n\t}\n}\n",
+               no_env);
+    ASSERT(!cfg.access_log);
+    qs_config_free(&cfg);
+}
+
+TEST(drain_and_log_errors)
+{
+    const char *site = ":3000 {\n\tmercure {\n\t\tpublisher_jwt pub\n\t\tanonymous\n\t}\n}\n";
+    char *text = qs_xasprintf("{\n\tgrace_period soon\n}\n%s", site);
+    must_fail(text, no_env, "Caddyfile:2: grace_period: invalid duration \"soon\"");
+    free(text);
+    text = qs_xasprintf("{\n\tlog {\n\t\tformat yaml\n\t}\n}\n%s", site);
+    must_fail(text, no_env, "Caddyfile:3: log: format: json or console \"yaml\"");
+    free(text);
+    text = qs_xasprintf("{\n\tlog {\n\t\toutput file /tmp/x\n\t}\n}\n%s", site);
+    must_fail(text, no_env, "Caddyfile:3: output: expected 1 value \"file /tmp/x\"");
+    free(text);
 }

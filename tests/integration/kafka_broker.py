@@ -1,0 +1,242 @@
+"""A real Apache Kafka broker (KRaft mode: broker and controller in one JVM) for the Kafka
+tests and benchmark, on kernel-chosen loopback ports in a folder of its own.
+
+The broker's jars are resolved from Maven Central by Maven (tests/kafka/pom.xml) into a
+cache folder kept between runs (.cache/kafka at the repository's root, or $QS_KAFKA_CACHE).
+The broker listens on PLAINTEXT, and optionally on SSL (a PEM key and certificate) and on
+SASL_PLAINTEXT (PLAIN users). It can be killed with SIGKILL and started again on
+the same log folder and ports.
+
+    python3 tests/integration/kafka_broker.py run DIR   # for bench/kafka.sh: prints the
+                                                        # PLAINTEXT address, runs until
+                                                        # SIGTERM, then stops the broker
+"""
+
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+KAFKA_VERSION = "4.4.0"
+REPO = Path(__file__).resolve().parents[2]
+POM = REPO / "tests" / "kafka" / "pom.xml"
+CACHE = Path(os.environ.get("QS_KAFKA_CACHE") or REPO / ".cache" / "kafka")
+JAVA = shutil.which("java")
+MVN = shutil.which("mvn")
+
+# SASL users of the SASL_PLAINTEXT listener (PLAIN, from the JAAS line).
+PLAIN_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
+
+
+def available():
+    """None when a broker can be run here, else why not."""
+    if not JAVA:
+        return "java is not installed"
+    if not MVN and not (CACHE / ("libs-" + KAFKA_VERSION) / ".complete").exists():
+        return "maven is not installed (needed once, to fetch the broker's jars)"
+    return None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def admin_binary():
+    """The kafka_admin helper of the release build (build/), else the one beside the hub
+    (QS_BINARY's folder): a sanitized helper would report librdkafka's own races."""
+    hub = os.environ.get("QS_BINARY")
+    for d in [REPO / "build"] + ([Path(hub).parent] if hub else []):
+        if (d / "kafka_admin").exists():
+            return str(d / "kafka_admin")
+    raise RuntimeError("kafka_admin not found: build the project first")
+
+
+def admin(brokers, *args, timeout=60, check=True):
+    p = subprocess.run([admin_binary(), brokers] + [str(a) for a in args], capture_output=True,
+                       text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError("kafka_admin %s: %s" % (" ".join(map(str, args)), p.stderr.strip()))
+    return p
+
+
+def resolve_jars():
+    """The folder of the broker's jars, resolved once with Maven (under a lock, so that two
+    runs never fill it at the same time)."""
+    libs = CACHE / ("libs-" + KAFKA_VERSION)
+    done = libs / ".complete"
+    if done.exists():
+        return libs
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(libs, ignore_errors=True)
+            subprocess.run([MVN, "-q", "-B", "-f", str(POM),
+                            "-Dmaven.repo.local=" + str(CACHE / "m2"),
+                            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:"
+                            "copy-dependencies", "-DincludeScope=runtime",
+                            "-DoutputDirectory=" + str(libs)],
+                           check=True, timeout=900, stdin=subprocess.DEVNULL)
+            done.write_text("ok\n")
+    return libs
+
+
+class Broker:
+    """One broker+controller. ssl: (pem with key and certificate) to add an SSL listener;
+    sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS)."""
+
+    def __init__(self, workdir, ssl=None, sasl=False, flush_every_message=False, quick_jit=True):
+        self.dir = Path(workdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.ssl_port = free_port() if ssl else None
+        self.sasl_port = free_port() if sasl else None
+        self.ssl = ssl
+        self.sasl = sasl
+        self.flush = flush_every_message
+        self.quick_jit = quick_jit  # C1 only: starts sooner, runs slower (tests, not benches)
+        self.proc = None
+        self.log = None
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _properties(self):
+        listeners = ["PLAINTEXT://127.0.0.1:%d" % self.port]
+        if self.ssl:
+            listeners.append("SSL://127.0.0.1:%d" % self.ssl_port)
+        if self.sasl:
+            listeners.append("SASL_PLAINTEXT://127.0.0.1:%d" % self.sasl_port)
+        lines = [
+            "process.roles=broker,controller",
+            "node.id=1",
+            "controller.quorum.voters=1@127.0.0.1:%d" % self.controller_port,
+            "controller.listener.names=CONTROLLER",
+            "listeners=" + ",".join(listeners + ["CONTROLLER://127.0.0.1:%d"
+                                                 % self.controller_port]),
+            "advertised.listeners=" + ",".join(listeners),
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SSL:SSL,"
+            "SASL_PLAINTEXT:SASL_PLAINTEXT",
+            "log.dirs=" + str(self.dir / "logs"),
+            "num.partitions=1",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "log.cleaner.backoff.ms=1000",
+            "log.retention.check.interval.ms=1000",
+        ]
+        if self.flush:
+            lines.append("log.flush.interval.messages=1")
+        if self.ssl:
+            lines += ["ssl.keystore.type=PEM", "ssl.keystore.location=" + str(self.ssl),
+                      "ssl.client.auth=none"]
+        if self.sasl:
+            plain = " ".join('user_%s="%s"' % kv for kv in PLAIN_USERS.items())
+            lines += [
+                "sasl.enabled.mechanisms=PLAIN",
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                'username="admin" password="%s" %s;' % (PLAIN_USERS["admin"], plain),
+            ]
+        return "\n".join(lines) + "\n"
+
+    def _java(self, libs, main, *args):
+        log4j = self.dir / "log4j2.properties"
+        jit = ["-XX:TieredStopAtLevel=1"] if self.quick_jit else []
+        return [JAVA, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC"] + jit + [
+                "-Djava.awt.headless=true", "-Dlog4j2.configurationFile=" + str(log4j),
+                "-Dkafka.logs.dir=" + str(self.dir), "-cp", str(libs) + "/*", main] + list(args)
+
+    def start(self, timeout=120):
+        libs = resolve_jars()
+        props = self.dir / "server.properties"
+        props.write_text(self._properties())
+        (self.dir / "log4j2.properties").write_text(
+            "status = error\n"
+            "appender.f.type = File\nappender.f.name = F\n"
+            "appender.f.fileName = %s\n" % (self.dir / "broker.log") +
+            "appender.f.layout.type = PatternLayout\n"
+            "appender.f.layout.pattern = [%d] %p %m (%c)%n\n"
+            "rootLogger.level = INFO\nrootLogger.appenderRef.f.ref = F\n")
+        if not (self.dir / "logs" / "meta.properties").exists():
+            uuid = subprocess.run(self._java(libs, "kafka.tools.StorageTool", "random-uuid"),
+                                  capture_output=True, text=True, check=True,
+                                  timeout=120).stdout.strip().splitlines()[-1]
+            fmt = ["format", "-t", uuid, "-c", str(props)]
+            subprocess.run(self._java(libs, "kafka.tools.StorageTool", *fmt),
+                           capture_output=True, text=True, check=True, timeout=120)
+        self.log = open(self.dir / "stdout.log", "ab")
+        self.proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)),
+                                     stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the Kafka broker exited:\n" + self.tail())
+            if admin(self.addr, "ready", 2000, timeout=30, check=False).returncode == 0:
+                return self
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("the Kafka broker did not become ready:\n" + self.tail())
+            time.sleep(0.3)
+
+    def tail(self, n=3000):
+        out = ""
+        for name in ("stdout.log", "broker.log"):
+            p = self.dir / name
+            if p.exists():
+                out += p.read_text(errors="replace")[-n:]
+        return out
+
+    def kill(self):
+        """SIGKILL: the broker dies without flushing anything of its own."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def stop(self, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+
+def _run(workdir):
+    broker = Broker(workdir, quick_jit=False).start()
+    print(broker.addr, flush=True)
+    done = []
+    signal.signal(signal.SIGTERM, lambda *_: done.append(1))
+    signal.signal(signal.SIGINT, lambda *_: done.append(1))
+    try:
+        while not done and broker.proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "run":
+        _run(sys.argv[2])
+    else:
+        sys.exit("usage: kafka_broker.py run DIR")
