@@ -11,12 +11,22 @@
  * Every event's data starts with "<publish monotonic ns> " so that receivers measure
  * publish-to-delivery latency on the same clock. With --pub-port, publishers and
  * subscribers use different hubs (cluster transports: the latency across nodes).
+ *
+ * --tls speaks TLS (OpenSSL, through a BIO of our own that reads records straight from the
+ * read buffer: no per-connection buffer but OpenSSL's), --h2 HTTP/2 (nghttp2; over TLS
+ * with ALPN "h2", else h2c with prior knowledge) with --streams-per-conn subscriber streams
+ * on each connection. Publishers always speak HTTP/1.1 (over TLS with --tls): they are few,
+ * and what is measured is the fan-out.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +70,11 @@ static struct options {
     int sources; /* 127.0.0.x source addresses for subscribers */
     bool json;
     const char *label;
+    bool tls;             /* TLS on every connection */
+    const char *ca;       /* verify the server against this CA file (default: no checks) */
+    bool h2;              /* subscribers over HTTP/2 */
+    int streams_per_conn; /* HTTP/2 subscriber streams per connection */
+    double settle_s;      /* wait after the subscribers opened before sampling the hub's RSS */
 } opt = {
     .host = "127.0.0.1",
     .port = 3000,
@@ -71,6 +86,8 @@ static struct options {
     .drain_s = 10,
     .sources = 1,
     .duration = 10,
+    .streams_per_conn = 1,
+    .settle_s = 0.3,
 };
 
 static char *pub_token, *sub_token;
@@ -87,15 +104,349 @@ static void topic_name(char *out, size_t cap, long i)
     snprintf(out, cap, "https://bench.example/t/%ld", i % opt.topics);
 }
 
-/* ------------------------------------------------------------ subscribers */
+/* ------------------------------------------------------------ connections */
 
-typedef struct sub {
+/* A connection as its owner sees it: plaintext in, plaintext out, over TCP or TLS. With
+ * TLS, OpenSSL reads ciphertext straight from the read buffer (tio.in) and writes records
+ * into tio.out, which goes to the kernel before the call that made them returns: the
+ * process is single-threaded, so one pair of buffers serves every connection. */
+typedef struct netconn netconn;
+
+typedef struct link_ops {
+    void (*ready)(netconn *l); /* connected (and the handshake done) */
+    void (*read)(netconn *l, const char *p, size_t n);
+    /* the connection failed or the peer closed it (once); the owner closes it */
+    void (*ended)(netconn *l, int status);
+    void (*closed)(netconn *l); /* may be NULL */
+} link_ops;
+
+struct netconn {
     uv_tcp_t tcp;
     uv_connect_t conn_req;
-    uv_write_t write_req;
-    char request[1024];
+    const link_ops *ops;
+    void *owner;
+    SSL *ssl; /* NULL: plain TCP */
+    bool connected, ready, ended, closing;
+};
+
+/* A write the kernel did not take at once: its bytes, copied. */
+typedef struct link_wreq {
+    uv_write_t req;
+    char data[];
+} link_wreq;
+
+static SSL_CTX *tls_ctx;
+static BIO_METHOD *tls_bio;
+static struct {
+    const char *in;
+    size_t in_len;
+    qs_buf out;
+} tio;
+static char read_buf[1 << 16];
+static char plain_buf[16384]; /* one record's plaintext */
+
+static int tio_write(BIO *b, const char *data, int len)
+{
+    QS_UNUSED(b);
+    qs_buf_append(&tio.out, data, (size_t)len);
+    return len;
+}
+
+static int tio_read(BIO *b, char *out, int len)
+{
+    BIO_clear_retry_flags(b);
+    if (!tio.in_len) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t n = QS_MIN((size_t)len, tio.in_len);
+    memcpy(out, tio.in, n);
+    tio.in += n;
+    tio.in_len -= n;
+    return (int)n;
+}
+
+static long tio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    QS_UNUSED(b);
+    QS_UNUSED(num);
+    QS_UNUSED(ptr);
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int tio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+/* The client context, made once before the subscriber processes fork. */
+static void tls_setup(void)
+{
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx)
+        qs_panic("SSL_CTX_new failed");
+    SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+    /* Thousands of idle connections: keep no record buffers between reads. */
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_RELEASE_BUFFERS);
+    if (opt.ca) {
+        if (SSL_CTX_load_verify_locations(tls_ctx, opt.ca, NULL) != 1)
+            qs_panic("cannot load the CA file %s", opt.ca);
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    } else {
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);
+    }
+    tls_bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "loadgen");
+    BIO_meth_set_write(tls_bio, tio_write);
+    BIO_meth_set_read(tls_bio, tio_read);
+    BIO_meth_set_ctrl(tls_bio, tio_ctrl);
+    BIO_meth_set_create(tls_bio, tio_create);
+}
+
+static SSL *tls_new(const char *alpn)
+{
+    SSL *ssl = SSL_new(tls_ctx);
+    BIO *b = BIO_new(tls_bio);
+    SSL_set_bio(ssl, b, b);
+    SSL_set_connect_state(ssl);
+    unsigned char wire[16];
+    size_t n = strlen(alpn);
+    wire[0] = (unsigned char)n;
+    memcpy(wire + 1, alpn, n);
+    SSL_set_alpn_protos(ssl, wire, (unsigned)n + 1);
+    struct in_addr ip4;
+    bool is_ip = inet_pton(AF_INET, opt.host, &ip4) == 1;
+    if (!is_ip)
+        SSL_set_tlsext_host_name(ssl, opt.host);
+    if (opt.ca) {
+        X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
+        if (is_ip)
+            X509_VERIFY_PARAM_set1_ip_asc(param, opt.host);
+        else
+            SSL_set1_host(ssl, opt.host);
+    }
+    return ssl;
+}
+
+static void link_end(netconn *l, int status)
+{
+    if (l->ended || l->closing)
+        return;
+    l->ended = true;
+    l->ops->ended(l, status);
+}
+
+static void link_written(uv_write_t *req, int status)
+{
+    netconn *l = req->data;
+    free(qs_container_of(req, link_wreq, req));
+    if (status < 0 && status != UV_ECANCELED)
+        link_end(l, status);
+}
+
+/* Hands bytes to the kernel: at once as far as it takes them, the rest (copied) queued
+ * behind what is queued already. */
+static void link_send(netconn *l, const char *p, size_t n)
+{
+    if (!n || l->closing || l->ended)
+        return;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&l->tcp) == 0) {
+        uv_buf_t b = uv_buf_init((char *)p, (unsigned)n);
+        int w = uv_try_write((uv_stream_t *)&l->tcp, &b, 1);
+        if (w < 0 && w != UV_EAGAIN) {
+            link_end(l, w);
+            return;
+        }
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        }
+        if (!n)
+            return;
+    }
+    link_wreq *r = qs_xmalloc(sizeof(*r) + n);
+    memcpy(r->data, p, n);
+    r->req.data = l;
+    uv_buf_t b = uv_buf_init(r->data, (unsigned)n);
+    int rc = uv_write(&r->req, (uv_stream_t *)&l->tcp, &b, 1, link_written);
+    if (rc < 0) {
+        free(r);
+        link_end(l, rc);
+    }
+}
+
+/* Sends the records OpenSSL just made. */
+static void link_flush_tls(netconn *l)
+{
+    if (tio.out.len) {
+        link_send(l, tio.out.p, tio.out.len);
+        tio.out.len = 0;
+    }
+}
+
+static void link_write(netconn *l, const char *p, size_t n)
+{
+    if (!n || l->closing || l->ended)
+        return;
+    if (!l->ssl) {
+        link_send(l, p, n);
+        return;
+    }
+    if (SSL_write(l->ssl, p, (int)n) <= 0) {
+        ERR_clear_error();
+        tio.out.len = 0;
+        link_end(l, UV_EPROTO);
+        return;
+    }
+    link_flush_tls(l);
+}
+
+static void link_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    QS_UNUSED(h);
+    QS_UNUSED(suggested);
+    *buf = uv_buf_init(read_buf, sizeof(read_buf));
+}
+
+/* TLS: the handshake, then every record the read completed. */
+static void link_read_tls(netconn *l, const char *p, size_t n)
+{
+    tio.in = p;
+    tio.in_len = n;
+    if (!l->ready) {
+        int r = SSL_do_handshake(l->ssl);
+        link_flush_tls(l);
+        if (r != 1) {
+            int e = SSL_get_error(l->ssl, r);
+            if (e != SSL_ERROR_WANT_READ) {
+                static bool told;
+                char why[160];
+                ERR_error_string_n(ERR_peek_error(), why, sizeof(why));
+                if (!told)
+                    fprintf(stderr, "loadgen: TLS handshake failed: %s\n", why);
+                told = true;
+                link_end(l, UV_EPROTO);
+            }
+            ERR_clear_error();
+            tio.in_len = 0;
+            return;
+        }
+        l->ready = true;
+        l->ops->ready(l);
+    }
+    while (!l->closing && !l->ended) {
+        int r = SSL_read(l->ssl, plain_buf, sizeof(plain_buf));
+        if (r > 0) {
+            l->ops->read(l, plain_buf, (size_t)r);
+            continue;
+        }
+        int e = SSL_get_error(l->ssl, r);
+        ERR_clear_error();
+        if (e != SSL_ERROR_WANT_READ)
+            link_end(l, e == SSL_ERROR_ZERO_RETURN ? UV_EOF : UV_EPROTO);
+        break;
+    }
+    tio.in_len = 0;
+    link_flush_tls(l); /* what reading made: key updates, alerts */
+}
+
+static void link_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    netconn *l = st->data;
+    if (nread == 0 || l->closing || l->ended)
+        return;
+    if (nread < 0) {
+        link_end(l, (int)nread);
+        return;
+    }
+    if (l->ssl)
+        link_read_tls(l, buf->base, (size_t)nread);
+    else
+        l->ops->read(l, buf->base, (size_t)nread);
+}
+
+static void link_connected(uv_connect_t *req, int status)
+{
+    netconn *l = req->data;
+    if (l->closing)
+        return;
+    if (status < 0) {
+        link_end(l, status);
+        return;
+    }
+    l->connected = true;
+    uv_read_start((uv_stream_t *)&l->tcp, link_alloc, link_read);
+    if (!l->ssl) {
+        l->ready = true;
+        l->ops->ready(l);
+        return;
+    }
+    SSL_do_handshake(l->ssl); /* the ClientHello */
+    ERR_clear_error();
+    link_flush_tls(l);
+}
+
+/* Connects to the host at port, from 127.0.0.x when src > 0; alpn names the protocol
+ * offered over TLS. */
+static void link_open(netconn *l, uv_loop_t *loop, int port, int src, const char *alpn,
+                      const link_ops *ops, void *owner)
+{
+    memset(l, 0, sizeof(*l));
+    l->ops = ops;
+    l->owner = owner;
+    uv_tcp_init(loop, &l->tcp);
+    uv_tcp_nodelay(&l->tcp, 1);
+    l->tcp.data = l;
+    if (src > 0) {
+        /* Several loopback source addresses multiply the ephemeral ports available. */
+        struct sockaddr_in sa;
+        char ip[32];
+        snprintf(ip, sizeof(ip), "127.0.0.%d", src);
+        uv_ip4_addr(ip, 0, &sa);
+        uv_tcp_bind(&l->tcp, (struct sockaddr *)&sa, 0);
+    }
+    if (opt.tls)
+        l->ssl = tls_new(alpn);
+    struct sockaddr_in dst;
+    uv_ip4_addr(opt.host, port, &dst);
+    l->conn_req.data = l;
+    int rc = uv_tcp_connect(&l->conn_req, &l->tcp, (struct sockaddr *)&dst, link_connected);
+    if (rc < 0) {
+        /* Reported from the loop, like any other failure. */
+        l->conn_req.data = NULL;
+        fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(rc));
+    }
+}
+
+static void link_on_close(uv_handle_t *h)
+{
+    netconn *l = h->data;
+    if (l->ssl)
+        SSL_free(l->ssl);
+    l->ssl = NULL;
+    if (l->ops->closed)
+        l->ops->closed(l);
+}
+
+static void link_close(netconn *l)
+{
+    if (l->closing)
+        return;
+    l->closing = true;
+    uv_read_stop((uv_stream_t *)&l->tcp);
+    uv_close((uv_handle_t *)&l->tcp, link_on_close);
+}
+
+/* ------------------------------------------------------------ subscribers */
+
+typedef struct subconn subconn;
+
+typedef struct sub {
+    subconn *c;
+    int32_t stream_id; /* HTTP/2 */
     int index;
     bool connected; /* stream open: ":" preamble received */
+    bool done;      /* failed before it opened: counted once */
     bool head_done;
     /* incremental parsing of the chunked SSE stream */
     char line[256];
@@ -110,10 +461,28 @@ typedef struct sub {
     uint64_t started_ns;
 } sub;
 
+/* A subscriber's connection (HTTP/1.1), or the connection of n subscriber streams
+ * (HTTP/2). */
+struct subconn {
+    netconn l;
+    nghttp2_session *h2; /* NULL: HTTP/1.1 */
+    sub *subs;
+    int n;
+    bool churn; /* a churn_sub's: freed once closed */
+};
+
+/* Subscriber churn: each subscriber has a connection of its own, freed once closed. */
+typedef struct churn_sub {
+    subconn c;
+    sub s;
+} churn_sub;
+
 static struct {
     uv_loop_t *loop;
     sub *subs;
     int n;
+    subconn *conns;
+    int n_conns;
     int opened;
     int failed;
     uint64_t events;
@@ -124,9 +493,11 @@ static struct {
 
 static uint64_t replay_target; /* replay mode: stop the loop after this many events */
 
-static void churn_closed(uv_handle_t *h)
+static void sub_fail(sub *s)
 {
-    free(h->data);
+    if (!s->connected && !s->done)
+        S.failed++;
+    s->done = true;
 }
 
 static void sub_event_data(sub *s, const char *data, size_t len)
@@ -151,34 +522,40 @@ static void sub_line(sub *s, const char *line, size_t len)
         sub_event_data(s, line + 5, len - 5);
 }
 
+/* The stream's lines: only their start is kept (enough for "data: <ns>" and the opening
+ * comment), found with memchr (the generator reads a million events a second). */
 static void sub_payload(sub *s, const char *p, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        char c = p[i];
-        if (c == '\n') {
-            /* The first comment opens the stream (":" from Mercure, ": hi" from nchan). */
-            if (!s->connected && s->line_len >= 1 && s->line[0] == ':') {
-                s->connected = true;
-                S.opened++;
-                if (opt.sub_churn > 0) {
-                    /* Churn: the stream is open, leave at once. */
-                    hist_add(&S.latency, (now_ns() - s->started_ns) / 1000);
-                    s->line_len = 0;
-                    uv_read_stop((uv_stream_t *)&s->tcp);
-                    uv_close((uv_handle_t *)&s->tcp, churn_closed);
-                    return;
-                }
-                uint64_t t = now_ns();
-                if (!S.first_open_ns)
-                    S.first_open_ns = t;
-                if (S.opened == S.n)
-                    S.all_open_ns = t;
+    while (n) {
+        const char *nl = memchr(p, '\n', n);
+        size_t len = nl ? (size_t)(nl - p) : n;
+        size_t keep = QS_MIN(len, sizeof(s->line) - 1 - s->line_len);
+        memcpy(s->line + s->line_len, p, keep);
+        s->line_len += keep;
+        if (!nl)
+            return;
+        p = nl + 1;
+        n -= len + 1;
+        /* The first comment opens the stream (":" from Mercure, ": hi" from nchan). */
+        if (!s->connected && s->line_len >= 1 && s->line[0] == ':') {
+            s->connected = true;
+            S.opened++;
+            if (opt.sub_churn > 0) {
+                /* Churn: the stream is open, leave at once. */
+                hist_add(&S.latency, (now_ns() - s->started_ns) / 1000);
+                s->line_len = 0;
+                link_close(&s->c->l);
+                return;
             }
-            sub_line(s, s->line, s->line_len);
-            s->line_len = 0;
-        } else if (s->line_len < sizeof(s->line) - 1) {
-            s->line[s->line_len++] = c;
+            uint64_t t = now_ns();
+            if (!S.first_open_ns)
+                S.first_open_ns = t;
+            if (S.opened == S.n)
+                S.all_open_ns = t;
         }
+        s->line[s->line_len] = '\0'; /* strtoull stops there */
+        sub_line(s, s->line, s->line_len);
+        s->line_len = 0;
     }
 }
 
@@ -216,26 +593,9 @@ static void sub_body(sub *s, const char *p, size_t n)
     }
 }
 
-static char read_buf[1 << 16];
-
-static void sub_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* HTTP/1.1: the response head, then the body. */
+static void sub_h1_read(sub *s, const char *p, size_t n)
 {
-    QS_UNUSED(h);
-    QS_UNUSED(suggested);
-    *buf = uv_buf_init(read_buf, sizeof(read_buf));
-}
-
-static void sub_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
-{
-    sub *s = st->data;
-    if (nread < 0) {
-        if (!s->connected)
-            S.failed++;
-        uv_close((uv_handle_t *)st, opt.sub_churn > 0 ? churn_closed : NULL);
-        return;
-    }
-    const char *p = buf->base;
-    size_t n = (size_t)nread;
     if (!s->head_done) {
         /* Skip the response head; look for the blank line, across reads. */
         size_t i = 0;
@@ -261,82 +621,241 @@ static void sub_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     sub_body(s, p, n);
 }
 
-static void sub_written(uv_write_t *w, int status)
+/* The subscription's path (HTTP/2's :path; HTTP/1.1's request target). */
+static void sub_path(const sub *s, char *out, size_t cap)
 {
-    sub *s = w->data;
-    if (status < 0) {
-        S.failed++;
-        uv_close((uv_handle_t *)&s->tcp, NULL);
-    }
-}
-
-static void sub_connected(uv_connect_t *c, int status)
-{
-    sub *s = c->data;
-    if (status < 0) {
-        S.failed++;
-        fprintf(stderr, "loadgen: subscriber connect failed: %s\n", uv_strerror(status));
-        uv_close((uv_handle_t *)&s->tcp, NULL);
+    char topic[128];
+    if (opt.profile == PROFILE_NCHAN) {
+        snprintf(out, cap, "/sub/%ld", (long)(s->index % opt.topics));
         return;
     }
-    char topic[128];
-    int len;
-    if (opt.profile == PROFILE_NCHAN) {
-        snprintf(topic, sizeof(topic), "%ld", (long)(s->index % opt.topics));
-        len = snprintf(s->request, sizeof(s->request),
-                       "GET /sub/%s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n",
-                       topic, opt.host);
-    } else {
-        if (opt.templates) /* one template per topic group: .../{kind}/N matches .../t/N */
-            snprintf(topic, sizeof(topic), "https://bench.example/%%7Bkind%%7D/%d",
-                     s->index % opt.topics);
-        else if (opt.urlpatterns) /* the same with a URL pattern: .../:kind/N */
-            snprintf(topic, sizeof(topic), "https://bench.example/%%3Akind/%d",
-                     s->index % opt.topics);
-        else
-            topic_name(topic, sizeof(topic), s->index);
-        len = snprintf(s->request, sizeof(s->request),
-                       "GET /.well-known/mercure?%s=%s%s HTTP/1.1\r\nHost: %s\r\n"
-                       "Authorization: Bearer %s\r\n\r\n",
-                       opt.urlpatterns ? "match_urlpattern" : "topic", topic,
-                       opt.replay
-                           ? (opt.urlpatterns ? "&last_event_id=earliest" : "&lastEventID=earliest")
-                           : "",
-                       opt.host, sub_token);
-    }
-    uv_buf_t b = uv_buf_init(s->request, (unsigned)len);
-    s->write_req.data = s;
-    uv_read_start((uv_stream_t *)&s->tcp, sub_alloc, sub_read);
-    uv_write(&s->write_req, (uv_stream_t *)&s->tcp, &b, 1, sub_written);
+    if (opt.templates) /* one template per topic group: .../{kind}/N matches .../t/N */
+        snprintf(topic, sizeof(topic), "https://bench.example/%%7Bkind%%7D/%d",
+                 s->index % opt.topics);
+    else if (opt.urlpatterns) /* the same with a URL pattern: .../:kind/N */
+        snprintf(topic, sizeof(topic), "https://bench.example/%%3Akind/%d", s->index % opt.topics);
+    else
+        topic_name(topic, sizeof(topic), s->index);
+    snprintf(out, cap, "/.well-known/mercure?%s=%s%s",
+             opt.urlpatterns ? "match_urlpattern" : "topic", topic,
+             opt.replay ? (opt.urlpatterns ? "&last_event_id=earliest" : "&lastEventID=earliest")
+                        : "");
 }
 
-static void sub_open(sub *s)
+static void sub_h1_request(sub *s)
 {
-    uv_tcp_init(S.loop, &s->tcp);
-    s->tcp.data = s;
-    if (opt.sources > 1) {
-        /* Several loopback source addresses multiply the ephemeral ports available. */
-        struct sockaddr_in src;
-        char ip[32];
-        snprintf(ip, sizeof(ip), "127.0.0.%d", 1 + s->index % opt.sources);
-        uv_ip4_addr(ip, 0, &src);
-        uv_tcp_bind(&s->tcp, (struct sockaddr *)&src, 0);
-    }
-    struct sockaddr_in dst;
-    uv_ip4_addr(opt.host, opt.port, &dst);
-    s->conn_req.data = s;
-    uv_tcp_connect(&s->conn_req, &s->tcp, (struct sockaddr *)&dst, sub_connected);
+    char path[512], request[1024];
+    int len;
+    sub_path(s, path, sizeof(path));
+    if (opt.profile == PROFILE_NCHAN)
+        len = snprintf(request, sizeof(request),
+                       "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: text/event-stream\r\n\r\n", path,
+                       opt.host);
+    else
+        len = snprintf(request, sizeof(request),
+                       "GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n", path,
+                       opt.host, sub_token);
+    link_write(&s->c->l, request, (size_t)len);
 }
 
-/* Opens subscribers in waves so the hub's accept queue is not flooded all at once. */
-static int sub_next;
+/* HTTP/2: events arrive as DATA of the subscriber's stream. */
+static nghttp2_session_callbacks *h2_callbacks;
+
+static int h2_on_data(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
+                      size_t len, void *user)
+{
+    QS_UNUSED(flags);
+    QS_UNUSED(user);
+    sub *s = nghttp2_session_get_stream_user_data(session, id);
+    if (s)
+        sub_payload(s, (const char *)data, len);
+    return 0;
+}
+
+static int h2_on_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
+{
+    QS_UNUSED(code);
+    QS_UNUSED(user);
+    sub *s = nghttp2_session_get_stream_user_data(session, id);
+    if (s)
+        sub_fail(s);
+    return 0;
+}
+
+static void h2_setup(void)
+{
+    nghttp2_session_callbacks_new(&h2_callbacks);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(h2_callbacks, h2_on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(h2_callbacks, h2_on_close);
+}
+
+/* Writes what the session has to send, in one piece. */
+static void subconn_h2_flush(subconn *c)
+{
+    static qs_buf out;
+    out.len = 0;
+    for (;;) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+        if (n < 0) {
+            link_end(&c->l, UV_EPROTO);
+            return;
+        }
+        if (n == 0)
+            break;
+        qs_buf_append(&out, data, (size_t)n);
+    }
+    link_write(&c->l, out.p, out.len);
+}
+
+#define NV(n, v, vlen)                                                                             \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vlen), NGHTTP2_NV_FLAG_NONE                \
+    }
+
+static void subconn_h2_start(subconn *c)
+{
+    if (opt.tls) {
+        const unsigned char *alpn = NULL;
+        unsigned alpn_len = 0;
+        SSL_get0_alpn_selected(c->l.ssl, &alpn, &alpn_len);
+        if (alpn_len != 2 || memcmp(alpn, "h2", 2) != 0) {
+            static bool told;
+            if (!told)
+                fprintf(stderr, "loadgen: the server did not choose h2 by ALPN\n");
+            told = true;
+            link_end(&c->l, UV_EPROTO);
+            return;
+        }
+    }
+    nghttp2_session_client_new(&c->h2, h2_callbacks, c);
+    /* Windows wide enough that flow control never holds the server back. */
+    nghttp2_settings_entry settings[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 24},
+    };
+    nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, settings, QS_ARRAY_LEN(settings));
+    nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 1 << 30);
+    char authority[300], bearer[2048];
+    int alen = snprintf(authority, sizeof(authority), "%s:%d", opt.host, opt.port);
+    int blen = snprintf(bearer, sizeof(bearer), "Bearer %s", sub_token ? sub_token : "");
+    const char *scheme = opt.tls ? "https" : "http";
+    for (int i = 0; i < c->n; i++) {
+        sub *s = &c->subs[i];
+        char path[512];
+        sub_path(s, path, sizeof(path));
+        nghttp2_nv nva[] = {
+            NV(":method", "GET", 3),
+            NV(":scheme", scheme, strlen(scheme)),
+            NV(":authority", authority, (size_t)alen),
+            NV(":path", path, strlen(path)),
+            opt.profile == PROFILE_NCHAN ? (nghttp2_nv)NV("accept", "text/event-stream", 17)
+                                         : (nghttp2_nv)NV("authorization", bearer, (size_t)blen),
+        };
+        s->stream_id = nghttp2_submit_request(c->h2, NULL, nva, QS_ARRAY_LEN(nva), NULL, s);
+        if (s->stream_id < 0)
+            sub_fail(s);
+    }
+    subconn_h2_flush(c);
+}
+
+static int connecting; /* opened, not ready yet (see sub_wave_cb) */
+
+static void subconn_ready(netconn *l)
+{
+    subconn *c = l->owner;
+    connecting--;
+    if (opt.h2)
+        subconn_h2_start(c);
+    else
+        sub_h1_request(&c->subs[0]);
+}
+
+static void subconn_read(netconn *l, const char *p, size_t n)
+{
+    subconn *c = l->owner;
+    if (!c->h2) {
+        sub_h1_read(&c->subs[0], p, n);
+        return;
+    }
+    ssize_t rv = nghttp2_session_mem_recv(c->h2, (const uint8_t *)p, n);
+    if (rv < 0) {
+        link_end(l, UV_EPROTO);
+        return;
+    }
+    if (!l->closing)
+        subconn_h2_flush(c); /* WINDOW_UPDATE, SETTINGS and PING acknowledgements */
+}
+
+static void subconn_ended(netconn *l, int status)
+{
+    subconn *c = l->owner;
+    if (!l->ready)
+        connecting--;
+    if (!l->connected)
+        fprintf(stderr, "loadgen: subscriber connect failed: %s\n", uv_strerror(status));
+    for (int i = 0; i < c->n; i++)
+        sub_fail(&c->subs[i]);
+    link_close(l);
+}
+
+static void subconn_closed(netconn *l)
+{
+    subconn *c = l->owner;
+    nghttp2_session_del(c->h2);
+    c->h2 = NULL;
+    if (c->churn)
+        free(qs_container_of(c, churn_sub, c));
+}
+
+static const link_ops subconn_ops = {
+    .ready = subconn_ready,
+    .read = subconn_read,
+    .ended = subconn_ended,
+    .closed = subconn_closed,
+};
+
+static void subconn_open(subconn *c)
+{
+    connecting++;
+    int src = opt.sources > 1 ? 1 + c->subs[0].index % opt.sources : 0;
+    link_open(&c->l, S.loop, opt.port, src, opt.h2 ? "h2" : "http/1.1", &subconn_ops, c);
+}
+
+/* Spreads count subscribers (from S.subs) over connections: one each over HTTP/1.1,
+ * --streams-per-conn each over HTTP/2. */
+static void subconns_make(int count)
+{
+    int per = opt.h2 ? opt.streams_per_conn : 1;
+    S.n_conns = (count + per - 1) / per;
+    S.conns = calloc((size_t)S.n_conns, sizeof(*S.conns));
+    for (int i = 0; i < S.n_conns; i++) {
+        subconn *c = &S.conns[i];
+        c->subs = &S.subs[i * per];
+        c->n = QS_MIN(per, count - i * per);
+        for (int j = 0; j < c->n; j++)
+            c->subs[j].c = c;
+    }
+}
+
+/* Opens subscribers in waves so the hub's accept queue is not flooded all at once. Over TLS,
+ * at most TLS_CONNECTING connections of a process wait for their handshake: a server that
+ * closes connections whose handshake takes too long (the hub after request_timeout, counted
+ * from the accept) would otherwise see thousands queued at once and drop the last ones. */
+#define TLS_CONNECTING 128
+static int sub_next; /* next connection to open */
 static uv_timer_t sub_wave;
 
 static void sub_wave_cb(uv_timer_t *t)
 {
-    for (int i = 0; i < 500 && sub_next < S.n; i++)
-        sub_open(&S.subs[sub_next++]);
-    if (sub_next == S.n)
+    for (int budget = 500; budget > 0 && sub_next < S.n_conns;) {
+        if (opt.tls && connecting >= TLS_CONNECTING)
+            break;
+        subconn *c = &S.conns[sub_next++];
+        budget -= c->n;
+        subconn_open(c);
+    }
+    if (sub_next == S.n_conns)
         uv_timer_stop(t);
 }
 
@@ -395,6 +914,7 @@ static void child_run(int first, int count, int fd)
     S.subs = calloc((size_t)count, sizeof(*S.subs));
     for (int i = 0; i < count; i++)
         S.subs[i].index = first + i;
+    subconns_make(count);
     uv_signal_init(S.loop, &stop_signal);
     uv_signal_start(&stop_signal, stop_cb, SIGUSR1);
     uv_timer_init(S.loop, &sub_wave);
@@ -465,9 +985,7 @@ static uint64_t hubs_cpu_ns(void)
 /* ------------------------------------------------------------ publishers */
 
 typedef struct pubconn {
-    uv_tcp_t tcp;
-    uv_connect_t conn_req;
-    uv_write_t write_req;
+    netconn l;
     qs_buf out;
     char resp[4096];
     size_t resp_len;
@@ -529,16 +1047,9 @@ static void pub_build(pubconn *c, long n)
     qs_buf_free(&body);
 }
 
-static void pub_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void pub_closed(netconn *l)
 {
-    pubconn *c = h->data;
-    QS_UNUSED(suggested);
-    *buf = uv_buf_init(c->resp + c->resp_len, (unsigned)(sizeof(c->resp) - c->resp_len - 1));
-}
-
-static void pub_closed(uv_handle_t *h)
-{
-    pubconn *c = h->data;
+    pubconn *c = l->owner;
     c->closing = false;
     c->connected = false;
     if (P.finished || P.next >= opt.updates)
@@ -550,6 +1061,14 @@ static void pub_closed(uv_handle_t *h)
         pub_connect(c);
 }
 
+static void pub_close(pubconn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    link_close(&c->l);
+}
+
 static void pub_maybe_finish(void)
 {
     if (P.done + P.errors >= opt.updates && !P.finished) {
@@ -557,31 +1076,38 @@ static void pub_maybe_finish(void)
         P.end_ns = now_ns();
         uv_timer_stop(&P.pacer);
         for (int i = 0; i < opt.publishers; i++)
-            if (P.conns[i].connected && !P.conns[i].closing) {
-                P.conns[i].closing = true;
-                uv_close((uv_handle_t *)&P.conns[i].tcp, pub_closed);
-            }
+            if (P.conns[i].connected && !P.conns[i].closing)
+                pub_close(&P.conns[i]);
     }
 }
 
-/* One response per request: the status line and Content-Length body. */
-static void pub_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* The connection failed, or the server closed it. */
+static void pub_ended(netconn *l, int status)
 {
-    pubconn *c = st->data;
-    QS_UNUSED(buf);
-    if (nread < 0) {
-        if (c->busy) {
-            P.errors++;
-            c->busy = false;
-        }
-        if (!c->closing) {
-            c->closing = true;
-            uv_close((uv_handle_t *)st, pub_closed);
-        }
-        pub_maybe_finish();
+    pubconn *c = l->owner;
+    if (!l->ready) {
+        /* Not even connected (or no TLS): counted, so that a broken server ends the run. */
+        if (!l->connected)
+            fprintf(stderr, "loadgen: publisher connect failed: %s\n", uv_strerror(status));
+        P.errors++;
+    } else if (c->busy) {
+        P.errors++;
+    }
+    c->busy = false;
+    pub_close(c);
+    pub_maybe_finish();
+}
+
+/* One response per request: the status line and Content-Length body. */
+static void pub_read(netconn *l, const char *data, size_t len)
+{
+    pubconn *c = l->owner;
+    if (len > sizeof(c->resp) - 1 - c->resp_len) {
+        link_end(l, UV_ENOBUFS); /* no answer of a hub is that long */
         return;
     }
-    c->resp_len += (size_t)nread;
+    memcpy(c->resp + c->resp_len, data, len);
+    c->resp_len += len;
     c->resp[c->resp_len] = '\0';
     char *end = strstr(c->resp, "\r\n\r\n");
     if (!end)
@@ -606,23 +1132,11 @@ static void pub_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     c->busy = false;
     pub_maybe_finish();
     if (opt.churn) {
-        if (!c->closing) {
-            c->closing = true;
-            uv_close((uv_handle_t *)st, pub_closed);
-        }
+        pub_close(c);
         return;
     }
     if (opt.rate <= 0 && !P.finished)
         pub_send(c);
-}
-
-static void pub_written(uv_write_t *w, int status)
-{
-    pubconn *c = w->data;
-    if (status < 0 && !c->closing) {
-        c->closing = true;
-        uv_close((uv_handle_t *)&c->tcp, pub_closed);
-    }
 }
 
 static void pub_maybe_finish(void);
@@ -644,38 +1158,28 @@ static void pub_send(pubconn *c)
         return;
     c->busy = true;
     pub_build(c, P.next++);
-    uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
-    c->write_req.data = c;
-    uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, pub_written);
+    link_write(&c->l, c->out.p, c->out.len);
 }
 
-static void pub_connected(uv_connect_t *req, int status)
+static void pub_ready(netconn *l)
 {
-    pubconn *c = req->data;
-    if (status < 0) {
-        fprintf(stderr, "loadgen: publisher connect failed: %s\n", uv_strerror(status));
-        P.errors++;
-        c->closing = true;
-        uv_close((uv_handle_t *)&c->tcp, pub_closed);
-        pub_maybe_finish();
-        return;
-    }
+    pubconn *c = l->owner;
     c->connected = true;
     c->resp_len = 0;
-    uv_read_start((uv_stream_t *)&c->tcp, pub_alloc, pub_read);
     if (opt.rate <= 0 || opt.churn)
         pub_send(c);
 }
 
+static const link_ops pub_ops = {
+    .ready = pub_ready,
+    .read = pub_read,
+    .ended = pub_ended,
+    .closed = pub_closed,
+};
+
 static void pub_connect(pubconn *c)
 {
-    uv_tcp_init(P.loop, &c->tcp);
-    uv_tcp_nodelay(&c->tcp, 1);
-    c->tcp.data = c;
-    c->conn_req.data = c;
-    struct sockaddr_in dst;
-    uv_ip4_addr(opt.host, opt.pub_port ? opt.pub_port : opt.port, &dst);
-    uv_tcp_connect(&c->conn_req, &c->tcp, (struct sockaddr *)&dst, pub_connected);
+    link_open(&c->l, P.loop, opt.pub_port ? opt.pub_port : opt.port, 0, "http/1.1", &pub_ops, c);
 }
 
 /* Rate mode: a timer releases the updates due since the start on idle connections. */
@@ -713,7 +1217,9 @@ static void usage(void)
           "  [--sources S]\n"
           "  [--publishers P] [--updates M] [--rate R] [--size B] [--churn]\n"
           "  [--hub-pid PID] [--drain S] [--replay] [--json] [--label L]\n"
-          "  [--sub-churn PER_S --duration S]\n",
+          "  [--sub-churn PER_S --duration S]\n"
+          "  [--tls [--ca FILE]] [--h2 [--streams-per-conn N]] [--settle S (before the RSS "
+          "sample)]\n",
           stderr);
     exit(2);
 }
@@ -769,31 +1275,21 @@ static int read_report(int fd, report *r)
 int main(int argc, char **argv)
 {
     static struct option longopts[] = {
-        {"host", 1, 0, 'H'},
-        {"port", 1, 0, 'p'},
-        {"key", 1, 0, 'k'},
-        {"profile", 1, 0, 'f'},
-        {"subscribers", 1, 0, 's'},
-        {"topics", 1, 0, 't'},
-        {"templates", 0, 0, 'T'},
-        {"urlpatterns", 0, 0, 'U'},
-        {"publishers", 1, 0, 'P'},
-        {"updates", 1, 0, 'm'},
-        {"rate", 1, 0, 'r'},
-        {"size", 1, 0, 'b'},
-        {"churn", 0, 0, 'c'},
-        {"procs", 1, 0, 'K'},
-        {"hub-pid", 1, 0, 'h'},
-        {"drain", 1, 0, 'd'},
-        {"replay", 0, 0, 'R'},
-        {"sources", 1, 0, 'S'},
-        {"json", 0, 0, 'j'},
-        {"label", 1, 0, 'l'},
-        {"sub-churn", 1, 0, 'C'},
-        {"duration", 1, 0, 'D'},
-        {"pub-port", 1, 0, 'o'},
-        {"publish-for", 1, 0, 'F'},
-        {0, 0, 0, 0},
+        {"host", 1, 0, 'H'},        {"port", 1, 0, 'p'},
+        {"key", 1, 0, 'k'},         {"profile", 1, 0, 'f'},
+        {"subscribers", 1, 0, 's'}, {"topics", 1, 0, 't'},
+        {"templates", 0, 0, 'T'},   {"urlpatterns", 0, 0, 'U'},
+        {"publishers", 1, 0, 'P'},  {"updates", 1, 0, 'm'},
+        {"rate", 1, 0, 'r'},        {"size", 1, 0, 'b'},
+        {"churn", 0, 0, 'c'},       {"procs", 1, 0, 'K'},
+        {"hub-pid", 1, 0, 'h'},     {"drain", 1, 0, 'd'},
+        {"replay", 0, 0, 'R'},      {"sources", 1, 0, 'S'},
+        {"json", 0, 0, 'j'},        {"label", 1, 0, 'l'},
+        {"sub-churn", 1, 0, 'C'},   {"duration", 1, 0, 'D'},
+        {"pub-port", 1, 0, 'o'},    {"publish-for", 1, 0, 'F'},
+        {"tls", 0, 0, 'L'},         {"ca", 1, 0, 'A'},
+        {"h2", 0, 0, '2'},          {"streams-per-conn", 1, 0, 'N'},
+        {"settle", 1, 0, 'e'},      {0, 0, 0, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -873,12 +1369,32 @@ int main(int argc, char **argv)
         case 'F':
             opt.publish_for = atof(optarg);
             break;
+        case 'L':
+            opt.tls = true;
+            break;
+        case 'A':
+            opt.ca = optarg;
+            break;
+        case '2':
+            opt.h2 = true;
+            break;
+        case 'N':
+            opt.streams_per_conn = atoi(optarg);
+            break;
+        case 'e':
+            opt.settle_s = atof(optarg);
+            break;
         default:
             usage();
         }
     }
-    if (opt.topics < 1 || opt.publishers < 1 || opt.procs < 1 || opt.size < 24)
+    if (opt.topics < 1 || opt.publishers < 1 || opt.procs < 1 || opt.size < 24 ||
+        opt.streams_per_conn < 1 || (opt.h2 && opt.sub_churn > 0))
         usage();
+    if (opt.tls)
+        tls_setup();
+    if (opt.h2)
+        h2_setup();
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = rl.rlim_max;
@@ -916,7 +1432,7 @@ int main(int argc, char **argv)
         return 1;
     }
     double ramp_s = (double)(now_ns() - ramp_start) / 1e9;
-    usleep(300000); /* let the hub settle before sampling its memory */
+    usleep((useconds_t)(opt.settle_s * 1e6)); /* let the hub settle before sampling its memory */
     long rss_subs = opt.hub_pid ? hubs_rss_kb() : 0;
 
     if (opt.sub_churn > 0) {
@@ -930,10 +1446,14 @@ int main(int argc, char **argv)
         while (now_ns() < end) {
             long due = (long)((double)(now_ns() - t0) / 1e9 * opt.sub_churn);
             for (; started < due; started++) {
-                sub *s = calloc(1, sizeof(*s));
-                s->index = (int)started;
-                s->started_ns = now_ns();
-                sub_open(s);
+                churn_sub *cs = calloc(1, sizeof(*cs));
+                cs->c.subs = &cs->s;
+                cs->c.n = 1;
+                cs->c.churn = true;
+                cs->s.c = &cs->c;
+                cs->s.index = (int)started;
+                cs->s.started_ns = now_ns();
+                subconn_open(&cs->c);
             }
             uv_run(S.loop, UV_RUN_NOWAIT);
             usleep(500);
@@ -982,9 +1502,10 @@ int main(int argc, char **argv)
         S.loop = P.loop;
         S.n = 1;
         S.subs = calloc(1, sizeof(*S.subs));
+        subconns_make(1);
         replay_target = (uint64_t)P.done;
         uint64_t t0 = now_ns();
-        sub_open(&S.subs[0]);
+        subconn_open(&S.conns[0]);
         uv_run(S.loop, UV_RUN_DEFAULT);
         double secs = (double)(now_ns() - t0) / 1e9;
         if (opt.json)
