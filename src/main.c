@@ -142,6 +142,18 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_stop(sig->loop);
 }
 
+/* The exit status of `run`. When a broker client's threads still run (a transport gave up
+ * waiting for them: qs_transport_left_running), the process ends here, so that no exit
+ * handler (OpenSSL's, the sanitizers') runs under them. */
+static int finish(int rc)
+{
+    if (qs_transport_threads_left()) {
+        fflush(NULL);
+        _exit(rc);
+    }
+    return rc;
+}
+
 static int cmd_run(const options *o)
 {
     qs_config cfg;
@@ -169,7 +181,7 @@ static int cmd_run(const options *o)
         free(err);
         qs_server_destroy(&server);
         qs_config_free(&cfg);
-        return 1;
+        return finish(1);
     }
     const qs_config_listener *first = &cfg.listeners[0];
     qs_info("Quicksilver %s listening on %s:%d (%d workers, transport %s)", QS_VERSION,
@@ -195,13 +207,7 @@ static int cmd_run(const options *o)
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
     qs_info("stopped");
-    if (qs_transport_threads_left()) {
-        /* A broker client's threads still run (qs_transport_left_running): the exit handlers
-         * (OpenSSL's, the sanitizers') must not run under them. */
-        fflush(NULL);
-        _exit(0);
-    }
-    return 0;
+    return finish(0);
 }
 
 static int cmd_validate(const options *o)
