@@ -376,10 +376,18 @@ static rd_kafka_t *new_client(kafka_transport *t, rd_kafka_type_t type, client_c
     return rk;
 }
 
+/* session.timeout.ms: the consumers never join their group (they assign the partition
+ * themselves), so librdkafka uses it for one thing only: how long a request for the group's
+ * coordinator (the bus's commits) waits for one, also when the client is destroyed. With
+ * the default (45 s), a commit sent as the brokers died held rd_kafka_destroy for 45 s at
+ * stop (its consumer group stays in query-coord, "waiting for 1 commit(s)"); a commit is
+ * only a progress report, so it gives up after 3 s. */
 static rd_kafka_t *new_consumer(kafka_transport *t, client_ctx *ctx, const char *role,
                                 const char *reset, bool commit, char **err)
 {
-    const char *extra[] = {"group.id",
+    const char *extra[] = {"session.timeout.ms",
+                           "3000",
+                           "group.id",
                            t->group,
                            "enable.auto.commit",
                            commit ? "true" : "false",
@@ -1599,12 +1607,13 @@ static void close_main(void *arg)
 
 /* Destroys the clients within CLOSE_BOUND_MS; false when they did not all end in time.
  *
- * rd_kafka_destroy waits for the client's own threads, and librdkafka 2.0 can wait forever:
- * after the brokers went down, came back and went down again, a consumer's destruction
- * was seen spinning in its main thread past 45 s (its consumer group never reaching its
- * terminated state; librdkafka issues 4131, 4674). A stopping hub must not hang on it:
- * the destruction runs on a thread of its own, and when it outlasts the bound the hub says
- * so and exits without it (the transport and the clients are left to the exit). */
+ * rd_kafka_destroy waits for the client's own threads, which wait for the consumer group
+ * to terminate: after the brokers died, a destruction was seen still spinning 45 s later
+ * (a commit waiting for a coordinator, now given up after session.timeout.ms, see
+ * new_consumer), and librdkafka 2.0 has reports of such waits that never end (issues 4131,
+ * 4674). A stopping hub must not hang on it: the destruction runs on a thread of its own,
+ * and when it outlasts the bound the hub says so and exits without it (the transport and
+ * the clients are left to the exit). */
 static bool close_clients(kafka_transport *t)
 {
     uv_thread_t closer;
