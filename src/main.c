@@ -129,11 +129,31 @@ static void on_reload(uv_signal_t *sig, int signum)
     }
 }
 
+/* The first SIGTERM or SIGINT stops the hub. The handlers stay installed until the process
+ * is about to exit: a second signal during the stop (a supervisor repeating itself, or one
+ * arriving during shutdown_delay or the grace period) must not kill the hub with the
+ * default action and turn a clean stop into a failure. It is not acted on: the stop is
+ * already bounded (shutdown_delay + grace_period + dispatch_timeout). */
 static void on_signal(uv_signal_t *sig, int signum)
 {
+    static bool stopping;
+    if (stopping)
+        return;
+    stopping = true;
     qs_info("received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-    uv_signal_stop(sig);
     uv_stop(sig->loop);
+}
+
+/* The exit status of `run`. When a broker client's threads still run (a transport gave up
+ * waiting for them: qs_transport_left_running), the process ends here, so that no exit
+ * handler (OpenSSL's, the sanitizers') runs under them. */
+static int finish(int rc)
+{
+    if (qs_transport_threads_left()) {
+        fflush(NULL);
+        _exit(rc);
+    }
+    return rc;
 }
 
 static int cmd_run(const options *o)
@@ -163,7 +183,7 @@ static int cmd_run(const options *o)
         free(err);
         qs_server_destroy(&server);
         qs_config_free(&cfg);
-        return 1;
+        return finish(1);
     }
     const qs_config_listener *first = &cfg.listeners[0];
     qs_info("Quicksilver %s listening on %s:%d (%d workers, transport %s)", QS_VERSION,
@@ -176,15 +196,20 @@ static int cmd_run(const options *o)
     uv_run(loop, UV_RUN_DEFAULT);
 
     qs_server_stop(&server);
+    qs_server_destroy(&server);
+    qs_config_free(&cfg);
+    /* Closing a signal handle restores the default action: from here until exit the
+     * signals that stop the hub are ignored instead. */
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&sighup, NULL);
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
-    qs_server_destroy(&server);
-    qs_config_free(&cfg);
     qs_info("stopped");
-    return 0;
+    return finish(0);
 }
 
 static int cmd_validate(const options *o)

@@ -15,6 +15,7 @@
 struct qs_streams {
     qs_ctx *ctx;
     uint64_t drain_window_ms; /* draining: streams end with a retry hint at their deadline */
+    uint64_t drain_end_ms;    /* draining: the end of the window */
     /* streams with queued frames to write: pending[pending_pos..n_pending) are still to be
      * written in this round; fan-out appends between slices, never during one */
     qs_stream **pending;
@@ -27,6 +28,7 @@ struct qs_streams {
 
 static void on_flush_idle(uv_idle_t *h);
 static void push_retry_hint(qs_stream *s, uint64_t window_ms);
+static uint64_t drain_deadline(qs_streams *ss, uint64_t now);
 
 qs_streams *qs_streams_new(qs_ctx *ctx)
 {
@@ -74,6 +76,13 @@ int qs_stream_init(qs_stream *s, qs_ctx *ctx, qs_http_req *req, const qs_stream_
     s->last_write_ms = qs_now_ms();
     qs_list_push_back(&s->ss->heartbeats, &s->heartbeat_node);
     qs_list_init(&s->blocked_node);
+    if (s->ss->drain_window_ms) {
+        /* Opened once the drain began (an HTTP/2 request whose header block ended after
+         * the GOAWAY): it ends within what is left of the window, like the others. */
+        uint64_t at = drain_deadline(s->ss, s->last_write_ms);
+        if (!deadline_ms || at < deadline_ms)
+            deadline_ms = at;
+    }
     if (deadline_ms)
         qs_heap_push(&s->ss->deadlines, &s->deadline, deadline_ms);
     return 0;
@@ -542,13 +551,20 @@ static void push_retry_hint(qs_stream *s, uint64_t window_ms)
     qs_frame_unref(f);
 }
 
+/* A random moment between now and the end of the drain window. */
+static uint64_t drain_deadline(qs_streams *ss, uint64_t now)
+{
+    return now + random_below(ss->drain_end_ms > now ? ss->drain_end_ms - now : 0);
+}
+
 void qs_streams_drain(qs_streams *ss, uint64_t window_ms)
 {
-    ss->drain_window_ms = window_ms;
     uint64_t now = qs_now_ms();
+    ss->drain_window_ms = window_ms;
+    ss->drain_end_ms = now + window_ms;
     for (qs_list *n = ss->heartbeats.next; n != &ss->heartbeats; n = n->next) {
         qs_stream *s = qs_list_entry(n, qs_stream, heartbeat_node);
-        uint64_t at = now + random_below(window_ms);
+        uint64_t at = drain_deadline(ss, now);
         if (!qs_heap_contains(&s->deadline) || s->deadline.key > at)
             qs_heap_push(&ss->deadlines, &s->deadline, at);
     }

@@ -436,6 +436,9 @@ static void seg_push(url_b *u, const char *s, size_t n)
 static qs_slice seg_at(const url_b *u, size_t i)
 {
     size_t end = i + 1 < u->nseg ? u->seg[i + 1] : u->path.len;
+    /* Only empty segments so far: the path has no buffer, and NULL + 0 is undefined. */
+    if (!u->path.p)
+        return (qs_slice){"", 0};
     return (qs_slice){u->path.p + u->seg[i], end - u->seg[i]};
 }
 

@@ -55,6 +55,7 @@
 #define PRUNE_EVERY_MS 60000 /* the index forgets offsets removed by retention */
 #define COMMIT_EVERY_MS 1000 /* the bus commits its position at most this often (when idle) */
 #define MAX_CANDIDATES 8     /* offsets read to resolve one Last-Event-ID */
+#define CLOSE_BOUND_MS 10000 /* the clients' destruction at stop, at most (see close_clients) */
 
 /* ------------------------------------------------------------ types */
 
@@ -101,6 +102,9 @@ struct kafka_transport {
     bool writer_stop; /* the writer flushes and exits (after the presence thread) */
     bool threads_started;
     uv_thread_t writer_t, bus_t, reader_t, presence_t;
+    uv_cond_t closed_cond; /* signalled when the clients are destroyed (close_clients) */
+    bool clients_closed;   /* under mu */
+    const char *closing;   /* the client being destroyed, under mu (for the log) */
 
     /* The bus (base.seq, base.last_id: the last delivered update). */
     uint64_t base_seq;    /* the position the node started at */
@@ -372,10 +376,18 @@ static rd_kafka_t *new_client(kafka_transport *t, rd_kafka_type_t type, client_c
     return rk;
 }
 
+/* session.timeout.ms: the consumers never join their group (they assign the partition
+ * themselves), so librdkafka uses it for one thing only: how long a request for the group's
+ * coordinator (the bus's commits) waits for one, also when the client is destroyed. With
+ * the default (45 s), a commit sent as the brokers died held rd_kafka_destroy for 45 s at
+ * stop (its consumer group stays in query-coord, "waiting for 1 commit(s)"); a commit is
+ * only a progress report, so it gives up after 3 s. */
 static rd_kafka_t *new_consumer(kafka_transport *t, client_ctx *ctx, const char *role,
                                 const char *reset, bool commit, char **err)
 {
-    const char *extra[] = {"group.id",
+    const char *extra[] = {"session.timeout.ms",
+                           "3000",
+                           "group.id",
                            t->group,
                            "enable.auto.commit",
                            commit ? "true" : "false",
@@ -1426,6 +1438,7 @@ static int kafka_create(const qs_config_transport *cfg, const qs_transport_host 
     t->host = *host;
     t->s = s;
     uv_cond_init(&t->reader_cond);
+    uv_cond_init(&t->closed_cond);
     qs_kafka_index_init(&t->index);
     qs_strmap_init(&t->local);
     char urn[QS_UUID_URN_LEN + 1];
@@ -1563,10 +1576,67 @@ static void kafka_stop(qs_transport *base)
     t->threads_started = false;
 }
 
-static void destroy_client(rd_kafka_t *rk)
+static void destroy_client(kafka_transport *t, rd_kafka_t *rk, const char *what)
 {
-    if (rk)
-        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (!rk)
+        return;
+    uv_mutex_lock(&t->base.mu);
+    t->closing = what;
+    uv_mutex_unlock(&t->base.mu);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+/* The closer thread: destroys every client, then says so. */
+static void close_main(void *arg)
+{
+    kafka_transport *t = arg;
+    destroy_client(t, t->bus, "the bus consumer");
+    destroy_client(t, t->reader, "the history consumer");
+    destroy_client(t, t->pres, "the presence consumer");
+    if (t->producer) {
+        /* Publishes never started (a failed create) or left over: complete them. */
+        rd_kafka_purge(t->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(t->producer, 0);
+        destroy_client(t, t->producer, "the producer");
+    }
+    uv_mutex_lock(&t->base.mu);
+    t->clients_closed = true;
+    uv_cond_signal(&t->closed_cond);
+    uv_mutex_unlock(&t->base.mu);
+}
+
+/* Destroys the clients within CLOSE_BOUND_MS; false when they did not all end in time.
+ *
+ * rd_kafka_destroy waits for the client's own threads, which wait for the consumer group
+ * to terminate: after the brokers died, a destruction was seen still spinning 45 s later
+ * (a commit waiting for a coordinator, now given up after session.timeout.ms, see
+ * new_consumer), and librdkafka 2.0 has reports of such waits that never end (issues 4131,
+ * 4674). A stopping hub must not hang on it: the destruction runs on a thread of its own,
+ * and when it outlasts the bound the hub says so and exits without it (the transport and
+ * the clients are left to the exit). */
+static bool close_clients(kafka_transport *t)
+{
+    uv_thread_t closer;
+    if (uv_thread_create(&closer, close_main, t) != 0) {
+        close_main(t);
+        return true;
+    }
+    uint64_t deadline = qs_now_ms() + CLOSE_BOUND_MS;
+    uv_mutex_lock(&t->base.mu);
+    for (uint64_t now; !t->clients_closed && (now = qs_now_ms()) < deadline;)
+        uv_cond_timedwait(&t->closed_cond, &t->base.mu, (deadline - now) * 1000000u);
+    bool closed = t->clients_closed;
+    const char *what = t->closing;
+    uv_mutex_unlock(&t->base.mu);
+    if (closed) {
+        uv_thread_join(&closer);
+        return true;
+    }
+    qs_warn("kafka %s: librdkafka did not finish destroying %s within %d ms; stopping "
+            "without waiting for it",
+            t->s.brokers, what, CLOSE_BOUND_MS);
+    qs_transport_left_running();
+    return false;
 }
 
 static void kafka_destroy(qs_transport *base)
@@ -1578,15 +1648,8 @@ static void kafka_destroy(qs_transport *base)
         t->jobs[i]->done(t->jobs[i]);
     }
     reader_drop_held(t);
-    destroy_client(t->bus);
-    destroy_client(t->reader);
-    destroy_client(t->pres);
-    if (t->producer) {
-        /* Publishes never started (a failed create) or left over: complete them. */
-        rd_kafka_purge(t->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_poll(t->producer, 0);
-        rd_kafka_destroy(t->producer);
-    }
+    if (!close_clients(t))
+        return; /* its threads may still use the transport: left to the exit */
     free(t->jobs);
     const qs_strmap_entry *me;
     for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);) {
@@ -1598,6 +1661,7 @@ static void kafka_destroy(qs_transport *base)
     qs_kafka_index_free(&t->index);
     qs_transport_base_destroy(&t->base);
     uv_cond_destroy(&t->reader_cond);
+    uv_cond_destroy(&t->closed_cond);
     qs_kafka_settings_free(&t->s);
     free(t->group);
     free(t);

@@ -3,6 +3,7 @@
  */
 #include "transport.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 
 static const struct {
@@ -322,4 +323,16 @@ void qs_transport_destroy(qs_transport *t)
     qs_presence *presence = t->presence;
     t->ops->destroy(t);
     qs_presence_free(presence);
+}
+
+static atomic_bool threads_left;
+
+void qs_transport_left_running(void)
+{
+    atomic_store(&threads_left, true);
+}
+
+bool qs_transport_threads_left(void)
+{
+    return atomic_load(&threads_left);
 }

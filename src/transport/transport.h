@@ -149,6 +149,13 @@ int qs_transport_open(const qs_config_transport *cfg, const qs_transport_host *h
 /** Destroys a transport made by qs_transport_open (and its single-node registry). */
 void qs_transport_destroy(qs_transport *t);
 
+/** For a transport's destroy that gave up waiting for threads it cannot end (a client
+ *  library's, stuck): they may still use the transport, which is then left allocated, and
+ *  the process must end without running its exit handlers under them
+ *  (qs_transport_threads_left tells main so). */
+void qs_transport_left_running(void);
+bool qs_transport_threads_left(void);
+
 /** Scheme of a transport URL ("local" for "local://x"), malloc'd; NULL when malformed. */
 char *qs_transport_url_scheme(const char *url);
 

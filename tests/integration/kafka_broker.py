@@ -181,12 +181,19 @@ class Broker:
             subprocess.run(self._java(libs, "kafka.tools.StorageTool", *fmt),
                            capture_output=True, text=True, check=True, timeout=120)
         self.log = open(self.dir / "stdout.log", "ab")
-        self.proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)),
-                                     stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
+        clashes = self._clashes()
+        self._spawn(libs, props)
         while True:
             if self.proc.poll() is not None:
+                # Restarted on the same ports, the broker may find one of them taken for a
+                # moment: they are kernel-chosen (ephemeral) ports, and the hubs' reconnection
+                # attempts take ephemeral ports as their source. Such a clash is transient.
+                if self._clashes() > clashes and time.monotonic() < deadline:
+                    clashes = self._clashes()
+                    time.sleep(1)
+                    self._spawn(libs, props)
+                    continue
                 raise RuntimeError("the Kafka broker exited:\n" + self.tail())
             if admin(self.addr, "ready", 2000, timeout=30, check=False).returncode == 0:
                 return self
@@ -194,6 +201,14 @@ class Broker:
                 self.kill()
                 raise RuntimeError("the Kafka broker did not become ready:\n" + self.tail())
             time.sleep(0.3)
+
+    def _clashes(self):
+        return self.tail(1 << 30).count("Address already in use")
+
+    def _spawn(self, libs, props):
+        self.proc = subprocess.Popen(self._java(libs, "kafka.Kafka", str(props)),
+                                     stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
 
     def tail(self, n=3000):
         out = ""

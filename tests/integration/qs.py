@@ -850,6 +850,36 @@ class SSEStream:
         return time.monotonic()
 
 
+
+def wait_ends(streams, timeout=None):
+    """Waits until every stream has ended (EOF), watching them all at once; returns the time
+    (monotonic) each one was seen ending, in order. Waiting for them one after the other
+    would date each end at the latest of the ends before it."""
+    deadline = time.monotonic() + (timeout or T(10))
+    ends = [None] * len(streams)
+    while True:
+        now = time.monotonic()
+        left = [i for i, s in enumerate(streams) if ends[i] is None]
+        for i in left:
+            if streams[i].eof:
+                ends[i] = now
+        left = [i for i in left if ends[i] is None]
+        if not left:
+            return ends
+        remaining = deadline - now
+        if remaining <= 0:
+            raise AssertionError("%d streams still open; the first got %r"
+                                 % (len(left), streams[left[0]].raw[-500:]))
+        socks = {streams[i].conn.sock: i for i in left}
+        # A TLS socket may hold decrypted bytes that select() does not see.
+        ready = [i for s, i in socks.items() if getattr(s, "pending", lambda: 0)()]
+        if not ready:
+            readable, _, _ = select.select(list(socks), [], [], min(remaining, 0.5))
+            ready = [socks[s] for s in readable]
+        for i in ready:
+            streams[i].pump(min(remaining, 0.5))  # bytes are waiting: returns at once
+
+
 def subscribe_target(topics=(), token_query=None, extra_query=(), path=HUB_PATH):
     if isinstance(topics, str):
         topics = [topics]
