@@ -169,6 +169,18 @@ static bool read_form(qs_http_req *req, qs_form *form)
 }
 
 /* A 0.x publisher, its token verified (claims taken). */
+/* A new update holding the form's topics, in their order (both generations' publishers). */
+static qs_update *update_with_topics(const qs_form *form)
+{
+    qs_update *u = qs_update_new();
+    for (size_t i = 0; i < form->n; i++) {
+        const qs_form_pair *p = &form->pairs[i];
+        if (p->key_len == 5 && memcmp(p->key, "topic", 5) == 0)
+            qs_update_add_topic(u, p->value, p->value_len);
+    }
+    return u;
+}
+
 static void publish_0x(qs_http_req *req, qs_jwt_claims *claims_in)
 {
     qs_ctx *ctx = req->ctx;
@@ -202,12 +214,7 @@ static void publish_0x(qs_http_req *req, qs_jwt_claims *claims_in)
         return;
     }
 
-    qs_update *u = qs_update_new();
-    for (size_t i = 0; i < form.n; i++) {
-        qs_form_pair *p = &form.pairs[i];
-        if (p->key_len == 5 && memcmp(p->key, "topic", 5) == 0)
-            qs_update_add_topic(u, p->value, p->value_len);
-    }
+    qs_update *u = update_with_topics(&form);
     u->is_private = qs_form_has(&form, "private");
     u->retry = retry;
     const qs_form_pair *data = qs_form_get(&form, "data");
@@ -341,12 +348,7 @@ static void publish_1(qs_http_req *req, const qs_token1_claims *claims)
         publish_fail(req, 400, QS_PUBERR_BAD_REQUEST, error);
         return;
     }
-    qs_update *u = qs_update_new();
-    for (size_t i = 0; i < form.n; i++) {
-        qs_form_pair *p = &form.pairs[i];
-        if (p->key_len == 5 && memcmp(p->key, "topic", 5) == 0)
-            qs_update_add_topic(u, p->value, p->value_len);
-    }
+    qs_update *u = update_with_topics(&form);
     /* Before the grants are matched: a topic the protocol refuses never reaches the cache. */
     for (size_t i = 0; i < u->n_topics; i++) {
         if (!qs_protocol_string_valid(u->topics[i], u->topic_lens[i])) {
