@@ -615,7 +615,8 @@ static int reader_start(pulsar_transport *t, uint64_t first, uint32_t permits)
     uint64_t ledger = QS_PULSAR_ID_NONE, entry = QS_PULSAR_ID_NONE;
     if (first) {
         qs_pulsar_msgid_of(first, &ledger, &entry);
-        entry = entry ? entry - 1 : QS_PULSAR_ID_NONE; /* the broker starts after the id */
+        /* One before: whether the broker starts at the id or after it, nothing is missed. */
+        entry = entry ? entry - 1 : QS_PULSAR_ID_NONE;
     }
     t->rconsumer++;
     char sub[96];
@@ -686,7 +687,12 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
             for (size_t i = 0; i < n && !found; i++) {
                 if (reader_start(t, (uint64_t)cand[i], permits) < 0)
                     goto unavailable;
-                int rc = reader_next(t, deadline, &f, &seq);
+                /* The broker may start at the message before (its start position is
+                 * inclusive or not depending on its version): what precedes is skipped. */
+                int rc;
+                do
+                    rc = reader_next(t, deadline, &f, &seq);
+                while (rc == 1 && seq < (uint64_t)cand[i]);
                 if (rc < 0)
                     goto unavailable;
                 const char *id =

@@ -91,7 +91,7 @@ def resolve_jars():
 
 
 class Broker:
-    """One standalone broker. tls: a PEM file with key and certificate, to add a TLS port;
+    """One standalone broker. tls: (certificate PEM, PKCS#8 key PEM), to add a TLS port;
     auth: True to turn token authentication on (TOKEN_SECRET; anonymous clients allowed)."""
 
     def __init__(self, workdir, tls=None, auth=False):
@@ -152,8 +152,8 @@ class Broker:
         ]
         if self.tls:
             lines += ["brokerServicePortTls=%d" % self.tls_port,
-                      "tlsCertificateFilePath=" + str(self.tls),
-                      "tlsKeyFilePath=" + str(self.tls),
+                      "tlsCertificateFilePath=" + str(self.tls[0]),
+                      "tlsKeyFilePath=" + str(self.tls[1]),
                       "tlsRequireTrustedClientCertOnConnect=false"]
         if self.auth:
             secret = base64.b64encode(TOKEN_SECRET).decode()
@@ -229,6 +229,57 @@ class Broker:
         with urllib.request.urlopen(req, timeout=30) as r:
             text = r.read()
             return json.loads(text) if text else None
+
+    def produce(self, topic, payload, properties=None, key=None):
+        """Sends one message with the broker's WebSocket producer API (an independent client:
+        none of the hub's code); returns the broker's answer."""
+        path = "/ws/v2/producer/persistent/public/default/" + topic
+        msg = {"payload": base64.b64encode(payload).decode()}
+        if properties:
+            msg["properties"] = properties
+        if key:
+            msg["key"] = key
+        with socket.create_connection(("127.0.0.1", self.web_port), timeout=30) as s:
+            nonce = base64.b64encode(os.urandom(16)).decode()
+            s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n" % (path, nonce)).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise RuntimeError("websocket handshake: connection closed")
+                head += chunk
+            if b" 101 " not in head.split(b"\r\n", 1)[0]:
+                raise RuntimeError("websocket handshake refused: %r" % head[:200])
+            rest = head.split(b"\r\n\r\n", 1)[1]
+            data = json.dumps(msg).encode()
+            mask = os.urandom(4)
+            n = len(data)
+            frame = bytearray([0x81])
+            if n < 126:
+                frame.append(0x80 | n)
+            elif n < 65536:
+                frame += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+            else:
+                frame += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+            frame += mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+            s.sendall(bytes(frame))
+            buf = rest
+            while True:
+                if len(buf) >= 2:
+                    ln = buf[1] & 0x7f
+                    off = 2
+                    if ln == 126:
+                        ln, off = int.from_bytes(buf[2:4], "big"), 4
+                    elif ln == 127:
+                        ln, off = int.from_bytes(buf[2:10], "big"), 10
+                    if len(buf) >= off + ln:
+                        return json.loads(buf[off:off + ln])
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise RuntimeError("websocket: connection closed before the answer")
+                buf += chunk
 
     def tail(self, n=3000):
         out = ""
