@@ -621,6 +621,8 @@ static int reader_start(pulsar_transport *t, uint64_t first, uint32_t permits)
     t->rconsumer++;
     char sub[96];
     snprintf(sub, sizeof(sub), "quicksilver-history-%s-%" PRIu64, t->node, t->rconsumer);
+    t->rreceived = 0;
+    t->rpermits = permits;
     if (subscribe(t, c, t->s.topic, sub, t->rconsumer, ledger, entry) < 0 ||
         qs_pulsar_flow(c, t->rconsumer, permits) < 0) {
         qs_pulsar_conn_close(c);
@@ -645,8 +647,15 @@ static int reader_next(pulsar_transport *t, uint64_t deadline, qs_pulsar_frame *
                                            t->s.timeout_ms);
             return 0;
         }
-        if ((*f)->cmd->type != QS_PULSAR_MESSAGE ||
-            (*f)->cmd->message->consumer_id != t->rconsumer || !(*f)->meta)
+        if ((*f)->cmd->type != QS_PULSAR_MESSAGE || (*f)->cmd->message->consumer_id != t->rconsumer)
+            continue;
+        /* Permits given back in halves, so that a long read never stalls. */
+        if (++t->rreceived >= t->rpermits / 2) {
+            t->rreceived = 0;
+            if (qs_pulsar_flow(&t->rconn, t->rconsumer, t->rpermits / 2 ? t->rpermits / 2 : 1) < 0)
+                return -1;
+        }
+        if (!(*f)->meta)
             continue;
         if (message_seq(t, *f, seq))
             return 1;

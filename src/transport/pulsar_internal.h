@@ -77,6 +77,7 @@ typedef struct pulsar_transport {
     size_t jn, jcap;
     qs_pulsar_conn rconn;
     uint64_t rconsumer;
+    uint32_t rpermits, rreceived; /* its permits, and messages since some were given back */
 
     /* Presence (pulsar_presence.c). */
     qs_pulsar_conn pconn;
