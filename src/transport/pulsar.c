@@ -57,46 +57,12 @@
 #define PRODUCER_ID 1
 #define BUS_CONSUMER_ID 1
 
-/* ------------------------------------------------------------ links */
-
-void qs_pulsar_link_up(pulsar_transport *t, link_state *l)
-{
-    uv_mutex_lock(&t->base.mu);
-    bool restored = !l->up;
-    l->up = true;
-    l->reason[0] = '\0';
-    uv_mutex_unlock(&t->base.mu);
-    if (restored)
-        qs_info("pulsar %s: %s link restored", t->s.service_url, l->name);
-}
-
-void qs_pulsar_link_down(pulsar_transport *t, link_state *l, const char *reason)
-{
-    uv_mutex_lock(&t->base.mu);
-    bool changed = l->up || strcmp(l->reason, reason) != 0;
-    if (l->up)
-        l->down_ms = qs_now_ms();
-    l->up = false;
-    snprintf(l->reason, sizeof(l->reason), "%s", reason);
-    uv_mutex_unlock(&t->base.mu);
-    if (changed)
-        qs_warn("pulsar %s: %s link down: %s", t->s.service_url, l->name, reason);
-}
-
 /* Under mu: why publishes are refused. */
 static void down_reason_locked(pulsar_transport *t, char reason[QS_REASON_MAX])
 {
     const link_state *l = !t->plink.up ? &t->plink : &t->blink;
     snprintf(reason, QS_REASON_MAX, "%s",
              l->reason[0] ? l->reason : "pulsar unavailable: not connected");
-}
-
-bool qs_pulsar_is_stopping(pulsar_transport *t)
-{
-    uv_mutex_lock(&t->base.mu);
-    bool s = t->stopping;
-    uv_mutex_unlock(&t->base.mu);
-    return s;
 }
 
 static void drain_fd(int fd)
@@ -152,17 +118,6 @@ static int subscribe(pulsar_transport *t, qs_pulsar_conn *c, const char *topic, 
     sc.start_message_id = &start;
     qs_pulsar_frame *f;
     return qs_pulsar_conn_request(c, &cmd, sc.request_id, "the subscription", &f) < 0 ? -1 : 0;
-}
-
-int qs_pulsar_flow(qs_pulsar_conn *c, uint64_t consumer_id, uint32_t permits)
-{
-    Qspulsar__BaseCommand cmd = QSPULSAR__BASE_COMMAND__INIT;
-    Qspulsar__Flow fl = QSPULSAR__FLOW__INIT;
-    cmd.type = QS_PULSAR_FLOW;
-    cmd.flow = &fl;
-    fl.consumer_id = consumer_id;
-    fl.message_permits = permits;
-    return qs_pulsar_conn_send_command(c, &cmd, qs_now_ms() + c->ctx->s->timeout_ms);
 }
 
 static int close_consumer(qs_pulsar_conn *c, uint64_t consumer_id)

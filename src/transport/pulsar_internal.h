@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * pulsar_internal.h - the Pulsar transport's state, shared by its files: pulsar.c
- * (start-up, publishing, the bus, history, health, stop) and pulsar_presence.c (the
- * cluster's registry of subscriptions). Not an interface for the rest of the hub, which
+ * (start-up, publishing, the bus, history, health, stop), pulsar_presence.c (the
+ * cluster's registry of subscriptions, used by pulsar.c) and pulsar_state.c (links, stop,
+ * flow permits, used by both). Not an interface for the rest of the hub, which
  * sees only qs_transport_pulsar_ops.
  *
  * Locking: the transport's lock (base.mu) guards the links' states, the queues (publishes,
@@ -94,6 +95,7 @@ typedef struct pulsar_transport {
     bool presence_dirty; /* this node's entries must be written again */
 } pulsar_transport;
 
+/* pulsar_state.c */
 void qs_pulsar_link_up(pulsar_transport *t, link_state *l);
 void qs_pulsar_link_down(pulsar_transport *t, link_state *l, const char *reason);
 bool qs_pulsar_is_stopping(pulsar_transport *t);
