@@ -259,6 +259,37 @@ def test_a_node_started_after_tens_of_thousands_of_updates_knows_old_ids(cluster
         assert [e.id for e in s.events_until(live, T(30))] == old[1:] + [live]
 
 
+def test_an_id_removed_by_retention_is_unknown(pulsar, start_hub):
+    # A namespace that retains nothing: once its ledger is closed (the topic unloaded, which
+    # also makes the hub reconnect) and the topic trimmed, the first update is gone.
+    ns = "public/qs-ret-" + uuid.uuid4().hex[:6]
+    pulsar.admin("PUT", "/admin/v2/namespaces/" + ns)
+    pulsar.admin("POST", "/admin/v2/namespaces/%s/retention" % ns,
+                 {"retentionTimeInMinutes": 0, "retentionSizeInMB": 0})
+    topic = "persistent://%s/ret" % ns
+    hub = start_hub(env={"MERCURE_TRANSPORT_URL": url_for(pulsar.url, topic)})
+    gone = publish_id(hub, "urn:ret", "gone")
+    path = "/admin/v2/persistent/%s/ret" % ns
+
+    def first_gone():
+        pulsar.admin("PUT", path + "/unload")
+        qs.wait_until(lambda: healthz(hub).status == 200, T(30), what="the hub reconnected")
+        publish_id(hub, "urn:ret", "filler")
+        pulsar.admin("POST", path + "/trim")
+        stats = pulsar.admin("GET", path + "/internalStats")
+        return all(int(l["ledgerId"]) > int(gone_ledger) for l in stats["ledgers"])
+
+    stats = pulsar.admin("GET", path + "/internalStats")
+    gone_ledger = stats["ledgers"][-1]["ledgerId"]
+    qs.wait_until(first_gone, T(60), interval=1, what="the first ledger to be trimmed")
+    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", gone)]) as s:
+        assert s.response.header("Last-Event-ID") == "earliest"
+    # The hub went on across the unloads: a publish is delivered.
+    with qs.open_stream(hub, ["urn:ret"]) as s:
+        uid = publish_id(hub, "urn:ret", "after")
+        assert s.next_event(T(10)).id == uid
+
+
 # --------------------------------------------------------------------------- presence
 
 def api(hub, path="/.well-known/mercure/subscriptions"):
