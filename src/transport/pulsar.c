@@ -50,10 +50,12 @@
 #define POLL_MS 100 /* the threads check for stop at least this often */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
-#define BUS_PERMITS 1000 /* messages the bus lets the broker push ahead */
-#define MAX_BATCH 1024   /* publishes sent in one write, at most */
-#define MAX_CANDIDATES 8 /* messages read to resolve one Last-Event-ID */
-#define QUIET_MS 3000    /* a history read that gets nothing for this long is done */
+#define BUS_PERMITS 4000     /* messages the bus lets the broker push ahead */
+#define HISTORY_PERMITS 2000 /* …and a history reader */
+#define READER_IDLE_MS 1000  /* a history reader left open between pulls closes then */
+#define MAX_BATCH 1024       /* publishes sent in one write, at most */
+#define MAX_CANDIDATES 8     /* messages read to resolve one Last-Event-ID */
+#define QUIET_MS 3000        /* a history read that gets nothing for this long is done */
 #define PRODUCER_ID 1
 #define BUS_CONSUMER_ID 1
 
@@ -578,6 +580,7 @@ static int reader_start(pulsar_transport *t, uint64_t first, uint32_t permits)
     snprintf(sub, sizeof(sub), "quicksilver-history-%s-%" PRIu64, t->node, t->rconsumer);
     t->rreceived = 0;
     t->rpermits = permits;
+    t->ropen = true;
     if (subscribe(t, c, t->s.topic, sub, t->rconsumer, ledger, entry) < 0 ||
         qs_pulsar_flow(c, t->rconsumer, permits) < 0) {
         qs_pulsar_conn_close(c);
@@ -619,6 +622,7 @@ static int reader_next(pulsar_transport *t, uint64_t deadline, qs_pulsar_frame *
 
 static void reader_stop(pulsar_transport *t)
 {
+    t->ropen = false;
     if (qs_pulsar_conn_is_open(&t->rconn) && close_consumer(&t->rconn, t->rconsumer) < 0)
         qs_pulsar_conn_close(&t->rconn);
 }
@@ -634,7 +638,7 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
     r->finished = false;
     size_t max_events = r->max_events ? r->max_events : 1024;
     size_t max_bytes = r->max_bytes ? r->max_bytes : (size_t)1 << 20;
-    uint32_t permits = (uint32_t)QS_MIN(max_events + 1, (size_t)BUS_PERMITS);
+    uint32_t permits = HISTORY_PERMITS;
     uint64_t after = 0; /* replay the updates of seq > after */
     bool started = false;
     qs_pulsar_frame *f;
@@ -648,6 +652,8 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
                                            MAX_CANDIDATES);
             uv_mutex_unlock(&t->base.mu);
             bool found = false;
+            if (t->ropen)
+                reader_stop(t);
             for (size_t i = 0; i < n && !found; i++) {
                 if (reader_start(t, (uint64_t)cand[i], permits) < 0)
                     goto unavailable;
@@ -663,7 +669,7 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
                     rc == 1 ? qs_pulsar_property(f->meta, QS_PULSAR_ID_PROPERTY) : NULL;
                 found = rc == 1 && seq == (uint64_t)cand[i] && id && !strcmp(id, r->after_id);
                 if (found) {
-                    after = seq;
+                    after = t->rafter = seq;
                     started = true; /* the reader goes on from there */
                 } else {
                     reader_stop(t);
@@ -678,7 +684,11 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
         }
     } else {
         after = r->after_seq;
+        /* The reader left open by the previous pull goes on where it stopped. */
+        started = t->ropen && t->rafter == after;
     }
+    if (t->ropen && !started)
+        reader_stop(t);
     r->next_seq = after;
     if (after >= until) {
         if (started)
@@ -697,6 +707,7 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
             r->finished = true;
             break;
         }
+        t->rafter = seq;
         if (seq <= after)
             continue;
         if (seq > until) {
@@ -718,20 +729,33 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
             break;
         }
     }
-    reader_stop(t);
+    if (r->finished)
+        reader_stop(t); /* else left open for the next pull, which goes on from rafter */
     return;
 unavailable:
     fail_replay(r, t->rconn.err[0] ? t->rconn.err : "pulsar unavailable");
     qs_pulsar_conn_close(&t->rconn);
+    t->ropen = false;
 }
 
 static void reader_main(void *arg)
 {
     pulsar_transport *t = arg;
+    uint64_t idle_since = qs_now_ms();
     uv_mutex_lock(&t->base.mu);
     for (;;) {
-        while (!t->jn && !t->stopping)
-            uv_cond_wait(&t->reader_cond, &t->base.mu);
+        while (!t->jn && !t->stopping) {
+            if (!t->ropen) {
+                uv_cond_wait(&t->reader_cond, &t->base.mu);
+                continue;
+            }
+            uv_cond_timedwait(&t->reader_cond, &t->base.mu, (uint64_t)READER_IDLE_MS * 1000000);
+            if (!t->jn && !t->stopping && qs_now_ms() - idle_since >= READER_IDLE_MS) {
+                uv_mutex_unlock(&t->base.mu);
+                reader_stop(t); /* no pull came to go on with it */
+                uv_mutex_lock(&t->base.mu);
+            }
+        }
         if (!t->jn)
             break;
         qs_replay *r = t->jobs[0];
@@ -744,6 +768,7 @@ static void reader_main(void *arg)
         else
             serve_replay(t, r);
         r->done(r);
+        idle_since = qs_now_ms();
         uv_mutex_lock(&t->base.mu);
     }
     uv_mutex_unlock(&t->base.mu);

@@ -79,6 +79,8 @@ typedef struct pulsar_transport {
     qs_pulsar_conn rconn;
     uint64_t rconsumer;
     uint32_t rpermits, rreceived; /* its permits, and messages since some were given back */
+    bool ropen;                   /* a history reader is open (between pulls too) */
+    uint64_t rafter;              /* the seq of the last message it read */
 
     /* Presence (pulsar_presence.c). */
     qs_pulsar_conn pconn;
