@@ -2,8 +2,9 @@
  * fuzz_pulsar.c - libFuzzer target for what the Pulsar transport reads from a broker: the
  * input is a byte stream as it would arrive on a connection, parsed frame after frame
  * (qs_pulsar_frame_parse) the way the client does, fed in pieces whose sizes come from the
- * first byte (a frame split across reads must parse the same). Every MESSAGE frame is read
- * as an update (qs_pulsar_message_update), whose id must then be the id property.
+ * first byte (a frame split across reads must parse the same). The messages of every
+ * MESSAGE frame (one, or those of a batch: qs_pulsar_msgs_next) are read as updates
+ * (qs_pulsar_message_update), whose id must then be the id property.
  */
 #include "check.h"
 #include "transport/pulsar.h"
@@ -49,15 +50,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(f.payload >= in + off && f.payload + f.payload_len == in + off + used);
             if (f.cmd->type == 9 && f.cmd->message) {
                 const Qspulsar__MessageId *id = f.cmd->message->message_id;
-                uint64_t seq;
-                if (qs_pulsar_seq_of(id->ledger, id->entry, &seq)) {
-                    qs_update *u = qs_pulsar_message_update(&f, seq);
+                qs_pulsar_msgs it;
+                qs_pulsar_msg m;
+                qs_pulsar_msgs_init(&it, &f);
+                int rc;
+                int64_t last = -1;
+                while ((rc = qs_pulsar_msgs_next(&it, &m, &why)) == 1) {
+                    CHECK(m.batch_index > last && m.batch_index < QS_PULSAR_MAX_BATCH);
+                    last = m.batch_index;
+                    CHECK(!m.payload || (m.payload >= f.payload &&
+                                         m.payload + m.len <= f.payload + f.payload_len));
+                    uint64_t seq;
+                    if (!qs_pulsar_seq_of(id->ledger, id->entry, m.batch_index, &seq))
+                        continue;
+                    qs_update *u = qs_pulsar_message_update(&m, seq);
                     if (u) {
-                        const char *want = qs_pulsar_property(f.meta, QS_PULSAR_ID_PROPERTY);
+                        const char *want =
+                            qs_pulsar_property(m.properties, m.n_properties, QS_PULSAR_ID_PROPERTY);
                         CHECK(want && !strcmp(want, u->id) && u->seq == seq && u->frame);
                         qs_update_unref(u);
                     }
                 }
+                CHECK(rc == 0 || why != NULL);
+                qs_pulsar_msgs_clear(&it);
             }
         }
         char nb[24];

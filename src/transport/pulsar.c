@@ -6,14 +6,15 @@
  *
  * The order. The topic of updates is one non-partitioned persistent topic: the order in
  * which the broker stores its messages is the one order every node delivers in, and an
- * update's bus seq is its message id (ledger, entry) as one number (pulsar.h), the same on
- * every node. A message's payload is the update's record (record.h); its property
- * "mercure-id" is the update's id.
+ * update's bus seq is its message id (ledger, entry, index in its batch) as one number
+ * (pulsar.h), the same on every node. A message's payload is the update's record
+ * (record.h); its property "mercure-id" is the update's id.
  *
  * Threads, each with its own connection (blocking I/O with deadlines; never a worker):
- *  - the writer: a producer on the topic. Queued publishes are sent as they come, many
- *    SEND frames in one write while earlier ones await their receipts; a publish completes
- *    when the broker's SEND_RECEIPT says the message is stored.
+ *  - the writer: a producer on the topic. The publishes queued since its last write go out
+ *    together as batches (one SEND, one stored entry, up to 1 000 updates each), while
+ *    earlier batches await their receipts; a publish completes when the broker's
+ *    SEND_RECEIPT says its batch is stored.
  *  - the bus: a non-durable exclusive subscription named subscription_name, from this
  *    node's position. Every message, in order, goes to host->deliver (the node's own
  *    publishes too) and its id into the index. Flow permits are given back in halves.
@@ -50,12 +51,14 @@
 #define POLL_MS 100 /* the threads check for stop at least this often */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
-#define BUS_PERMITS 4000     /* messages the bus lets the broker push ahead */
-#define HISTORY_PERMITS 2000 /* …and a history reader */
-#define READER_IDLE_MS 1000  /* a history reader left open between pulls closes then */
-#define MAX_BATCH 1024       /* publishes sent in one write, at most */
-#define MAX_CANDIDATES 8     /* messages read to resolve one Last-Event-ID */
-#define QUIET_MS 3000        /* a history read that gets nothing for this long is done */
+#define BUS_PERMITS 4000         /* messages the bus lets the broker push ahead */
+#define HISTORY_PERMITS 2000     /* …and a history reader */
+#define READER_IDLE_MS 1000      /* a history reader left open between pulls closes then */
+#define MAX_BATCH 4096           /* publishes sent in one write, at most */
+#define BATCH_MSGS 1000          /* updates in one batch (one stored entry), at most */
+#define BATCH_BYTES (512u << 10) /* …and about this many bytes */
+#define MAX_CANDIDATES 8         /* messages read to resolve one Last-Event-ID */
+#define QUIET_MS 3000            /* a history read that gets nothing for this long is done */
 #define PRODUCER_ID 1
 #define BUS_CONSUMER_ID 1
 
@@ -82,18 +85,6 @@ static void nap(pulsar_transport *t, int fd, uint64_t ms)
 }
 
 /* ------------------------------------------------------------ messages */
-
-/* The seq of a MESSAGE frame; false (logged) when its id has none. */
-static bool message_seq(pulsar_transport *t, const qs_pulsar_frame *f, uint64_t *seq)
-{
-    const Qspulsar__MessageId *id = f->cmd->message->message_id;
-    if (qs_pulsar_seq_of(id->ledger, id->entry, seq))
-        return true;
-    qs_error("pulsar %s: message (%" PRIu64 ", %" PRIu64 ") of \"%s\" has an id beyond what "
-             "the hub orders (ledger < 2^31, entry < 2^32 - 1); skipped",
-             t->s.service_url, id->ledger, id->entry, t->s.topic);
-    return false;
-}
 
 /* Subscribes `consumer_id` on c to the topic (non-durable, exclusive), starting after the
  * message of seq `after` (0 = from the first retained message). No permits yet. */
@@ -136,11 +127,13 @@ static int close_consumer(qs_pulsar_conn *c, uint64_t consumer_id)
 }
 
 /* A message read at start: its id goes to the index, the position moves to it. */
-static void index_message(pulsar_transport *t, const qs_pulsar_frame *f, uint64_t seq)
+static void index_message(pulsar_transport *t, const qs_pulsar_msg *m, uint64_t seq)
 {
-    const char *id = qs_pulsar_property(f->meta, QS_PULSAR_ID_PROPERTY);
+    const char *id = qs_pulsar_property(m->properties, m->n_properties, QS_PULSAR_ID_PROPERTY);
     uv_mutex_lock(&t->base.mu);
-    if (id) {
+    if (seq <= t->base.seq) {
+        /* read already (the subscription may start at the last entry read) */
+    } else if (id) {
         qs_kafka_index_add(&t->index, id, strlen(id), (int64_t)seq);
         qs_transport_set_position(&t->base, seq, id);
     } else {
@@ -239,29 +232,35 @@ static int producer_open(pulsar_transport *t)
     return 0;
 }
 
-/* Appends the SEND frame of p. */
-static void encode_send(pulsar_transport *t, pending *p, qs_buf *out)
+/* Appends the SEND frame of a batch of publishes: one stored entry, one sequence id shared
+ * by all, so that its receipt completes them all. */
+static void encode_send(pulsar_transport *t, pending **batch, size_t n, uint64_t seqid, qs_buf *out)
 {
-    qs_buf rec = QS_BUF_INIT;
-    qs_record_encode(p->u, &rec);
+    qs_buf rec = QS_BUF_INIT, payload = QS_BUF_INIT;
+    for (size_t i = 0; i < n; i++) {
+        rec.len = 0;
+        qs_record_encode(batch[i]->u, &rec);
+        qs_pulsar_batch_append(&payload, batch[i]->u->id, rec.p, rec.len);
+    }
     Qspulsar__BaseCommand cmd = QSPULSAR__BASE_COMMAND__INIT;
     Qspulsar__Send sd = QSPULSAR__SEND__INIT;
     Qspulsar__MessageMetadata md = QSPULSAR__MESSAGE_METADATA__INIT;
-    Qspulsar__KeyValue kv = QSPULSAR__KEY_VALUE__INIT;
-    Qspulsar__KeyValue *props[1] = {&kv};
     cmd.type = QS_PULSAR_SEND;
     cmd.send = &sd;
     sd.producer_id = PRODUCER_ID;
-    sd.sequence_id = p->seqid;
+    sd.sequence_id = seqid;
+    sd.has_num_messages = true;
+    sd.num_messages = (int32_t)n;
     md.producer_name = t->producer_name;
-    md.sequence_id = p->seqid;
+    md.sequence_id = seqid;
     md.publish_time = wall_ms();
-    kv.key = QS_PULSAR_ID_PROPERTY;
-    kv.value = p->u->id;
-    md.n_properties = 1;
-    md.properties = props;
-    qs_pulsar_frame_payload(out, &cmd, &md, rec.p, rec.len);
+    md.has_num_messages_in_batch = true;
+    md.num_messages_in_batch = (int32_t)n;
+    md.has_uncompressed_size = true;
+    md.uncompressed_size = (uint32_t)payload.len;
+    qs_pulsar_frame_payload(out, &cmd, &md, payload.p, payload.len);
     qs_buf_free(&rec);
+    qs_buf_free(&payload);
 }
 
 /* A frame on the producer's connection: receipts complete publishes. -1 when the
@@ -348,12 +347,20 @@ static void writer_main(void *arg)
                 t->in_cap = QS_MAX(t->in_cap * 2, t->in_n + n);
                 t->inflight = qs_xrealloc(t->inflight, t->in_cap * sizeof(*t->inflight));
             }
-            for (size_t i = 0; i < n; i++) {
-                pending *p = batch[i];
-                p->seqid = t->next_seqid++;
-                p->deadline = now + t->s.publish_timeout_ms;
-                encode_send(t, p, &out);
-                t->inflight[t->in_n++] = p;
+            /* Batches of up to BATCH_MSGS updates and about BATCH_BYTES. */
+            for (size_t i = 0; i < n;) {
+                size_t k = 0, bytes = 0;
+                uint64_t seqid = t->next_seqid++;
+                while (i + k < n && k < BATCH_MSGS && bytes < BATCH_BYTES) {
+                    pending *p = batch[i + k];
+                    p->seqid = seqid;
+                    p->deadline = now + t->s.publish_timeout_ms;
+                    bytes += p->u->frame->len;
+                    t->inflight[t->in_n++] = p;
+                    k++;
+                }
+                encode_send(t, batch + i, k, seqid, &out);
+                i += k;
             }
             free(batch);
             if (qs_pulsar_conn_send(&t->wconn, out.p, out.len, now + t->s.publish_timeout_ms) < 0) {
@@ -416,13 +423,10 @@ static int bus_open(pulsar_transport *t)
 }
 
 /* A message on the bus: indexed, then delivered when it is past the node's position. */
-static void bus_message(pulsar_transport *t, const qs_pulsar_frame *f)
+static void bus_message(pulsar_transport *t, const qs_pulsar_msg *m, uint64_t seq)
 {
-    uint64_t seq;
-    if (!f->meta || !message_seq(t, f, &seq))
-        return;
-    qs_update *u = qs_pulsar_message_update(f, seq);
-    const char *id = qs_pulsar_property(f->meta, QS_PULSAR_ID_PROPERTY);
+    qs_update *u = qs_pulsar_message_update(m, seq);
+    const char *id = qs_pulsar_property(m->properties, m->n_properties, QS_PULSAR_ID_PROPERTY);
     uv_mutex_lock(&t->base.mu);
     bool fresh = seq > t->base.seq;
     if (fresh && id)
@@ -468,8 +472,8 @@ static void bus_main(void *arg)
             continue;
         int type = f->cmd->type;
         if (type == QS_PULSAR_MESSAGE && f->cmd->message->consumer_id == BUS_CONSUMER_ID) {
-            bus_message(t, f);
-            if (++t->bus_received >= BUS_PERMITS / 2) {
+            t->bus_received += qs_pulsar_each_message(t, f, t->s.topic, bus_message);
+            if (t->bus_received >= BUS_PERMITS / 2) {
                 t->bus_received = 0;
                 if (qs_pulsar_flow(&t->bconn, BUS_CONSUMER_ID, BUS_PERMITS / 2) < 0)
                     qs_pulsar_link_down(t, &t->blink, t->bconn.err);
@@ -505,7 +509,9 @@ static int catch_up(pulsar_transport *t, char **err)
     uint64_t target = 0;
     /* (ledger, -1): no message in the current ledger; earlier ledgers may hold some, so the
      * read ends when the topic stays quiet. */
-    bool known = qs_pulsar_seq_of(last->ledger, last->entry, &target);
+    bool known = last->entry != QS_PULSAR_ID_NONE &&
+                 qs_pulsar_seq_of(last->ledger, last->entry,
+                                  last->has_batch_index ? last->batch_index : 0, &target);
     bool maybe = !known && last->ledger != QS_PULSAR_ID_NONE;
     if (qs_pulsar_flow(c, BUS_CONSUMER_ID, BUS_PERMITS) < 0)
         goto fail;
@@ -529,11 +535,10 @@ static int catch_up(pulsar_transport *t, char **err)
         }
         if (f->cmd->type != QS_PULSAR_MESSAGE || f->cmd->message->consumer_id != BUS_CONSUMER_ID)
             continue;
-        uint64_t seq;
-        if (f->meta && message_seq(t, f, &seq))
-            index_message(t, f, seq);
-        n++;
-        if (++t->bus_received >= BUS_PERMITS / 2) {
+        uint32_t k = qs_pulsar_each_message(t, f, t->s.topic, index_message);
+        n += k;
+        t->bus_received += k;
+        if (t->bus_received >= BUS_PERMITS / 2) {
             t->bus_received = 0;
             if (qs_pulsar_flow(c, BUS_CONSUMER_ID, BUS_PERMITS / 2) < 0)
                 goto fail;
@@ -589,12 +594,33 @@ static int reader_start(pulsar_transport *t, uint64_t first, uint32_t permits)
     return 0;
 }
 
-/* The next message of the history reader: 1 (*f), 0 when the topic stays quiet, -1. */
-static int reader_next(pulsar_transport *t, uint64_t deadline, qs_pulsar_frame **f, uint64_t *seq)
+/* Forgets the messages left of the history reader's current frame. */
+static void reader_drop(pulsar_transport *t)
+{
+    if (t->rit_active)
+        qs_pulsar_msgs_clear(&t->rit);
+    t->rit_active = false;
+}
+
+/* The next message of the history reader: 1 (*m, *seq; valid until the next call), 0 when
+ * the topic stays quiet, -1. */
+static int reader_next(pulsar_transport *t, uint64_t deadline, qs_pulsar_msg *m, uint64_t *seq)
 {
     for (;;) {
+        if (t->rit_active) {
+            const char *why = NULL;
+            int rc = qs_pulsar_msgs_next(&t->rit, m, &why);
+            if (rc == 1) {
+                if (qs_pulsar_seq_of(t->rit_ledger, t->rit_entry, m->batch_index, seq))
+                    return 1;
+                continue;
+            }
+            reader_drop(t);
+            continue;
+        }
         uint64_t until = QS_MIN(deadline, qs_now_ms() + QUIET_MS);
-        int r = qs_pulsar_conn_next(&t->rconn, until, -1, f);
+        qs_pulsar_frame *f;
+        int r = qs_pulsar_conn_next(&t->rconn, until, -1, &f);
         if (r < 0)
             return -1;
         if (r == 0) {
@@ -605,23 +631,31 @@ static int reader_next(pulsar_transport *t, uint64_t deadline, qs_pulsar_frame *
                                            t->s.timeout_ms);
             return 0;
         }
-        if ((*f)->cmd->type != QS_PULSAR_MESSAGE || (*f)->cmd->message->consumer_id != t->rconsumer)
+        if (f->cmd->type != QS_PULSAR_MESSAGE || f->cmd->message->consumer_id != t->rconsumer)
             continue;
-        /* Permits given back in halves, so that a long read never stalls. */
-        if (++t->rreceived >= t->rpermits / 2) {
+        /* Permits given back in halves, so that a long read never stalls; a batch counts
+         * as its messages. */
+        int64_t k = f->meta && f->meta->has_num_messages_in_batch
+                        ? QS_MAX((int64_t)f->meta->num_messages_in_batch, (int64_t)1)
+                        : 1;
+        t->rreceived += (uint32_t)QS_MIN(k, (int64_t)QS_PULSAR_MAX_BATCH);
+        if (t->rreceived >= t->rpermits / 2) {
             t->rreceived = 0;
             if (qs_pulsar_flow(&t->rconn, t->rconsumer, t->rpermits / 2 ? t->rpermits / 2 : 1) < 0)
                 return -1;
         }
-        if (!(*f)->meta)
+        if (!f->meta)
             continue;
-        if (message_seq(t, *f, seq))
-            return 1;
+        qs_pulsar_msgs_init(&t->rit, f);
+        t->rit_ledger = f->cmd->message->message_id->ledger;
+        t->rit_entry = f->cmd->message->message_id->entry;
+        t->rit_active = true;
     }
 }
 
 static void reader_stop(pulsar_transport *t)
 {
+    reader_drop(t);
     t->ropen = false;
     if (qs_pulsar_conn_is_open(&t->rconn) && close_consumer(&t->rconn, t->rconsumer) < 0)
         qs_pulsar_conn_close(&t->rconn);
@@ -641,7 +675,7 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
     uint32_t permits = HISTORY_PERMITS;
     uint64_t after = 0; /* replay the updates of seq > after */
     bool started = false;
-    qs_pulsar_frame *f;
+    qs_pulsar_msg m;
     uint64_t seq = 0;
     if (!r->continuation) {
         r->id_found = true;
@@ -661,12 +695,13 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
                  * inclusive or not depending on its version): what precedes is skipped. */
                 int rc;
                 do
-                    rc = reader_next(t, deadline, &f, &seq);
+                    rc = reader_next(t, deadline, &m, &seq);
                 while (rc == 1 && seq < (uint64_t)cand[i]);
                 if (rc < 0)
                     goto unavailable;
-                const char *id =
-                    rc == 1 ? qs_pulsar_property(f->meta, QS_PULSAR_ID_PROPERTY) : NULL;
+                const char *id = rc == 1 ? qs_pulsar_property(m.properties, m.n_properties,
+                                                              QS_PULSAR_ID_PROPERTY)
+                                         : NULL;
                 found = rc == 1 && seq == (uint64_t)cand[i] && id && !strcmp(id, r->after_id);
                 if (found) {
                     after = t->rafter = seq;
@@ -700,7 +735,7 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
         goto unavailable;
     size_t cap = 0, bytes = 0;
     while (r->n_updates < max_events && bytes < max_bytes) {
-        int rc = reader_next(t, deadline, &f, &seq);
+        int rc = reader_next(t, deadline, &m, &seq);
         if (rc < 0)
             goto unavailable;
         if (rc == 0) { /* nothing more (retention removed the end of the range) */
@@ -714,7 +749,7 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
             r->finished = true;
             break;
         }
-        qs_update *u = qs_pulsar_message_update(f, seq);
+        qs_update *u = qs_pulsar_message_update(&m, seq);
         if (u) {
             if (r->n_updates == cap) {
                 cap = cap ? cap * 2 : 64;
@@ -734,6 +769,7 @@ static void serve_replay(pulsar_transport *t, qs_replay *r)
     return;
 unavailable:
     fail_replay(r, t->rconn.err[0] ? t->rconn.err : "pulsar unavailable");
+    reader_drop(t);
     qs_pulsar_conn_close(&t->rconn);
     t->ropen = false;
 }

@@ -150,26 +150,60 @@ enum {
 /* ------------------------------------------------------------ positions */
 
 /*
- * A message id (ledger, entry) is a bus position: seq = ledger * 2^32 + entry + 1. Ledger
- * ids and entry ids only grow along a non-partitioned topic, so seqs do too, and every node
- * computes the same seq for the same message. A ledger id of 2^31 or more, or an entry id
- * of 2^32 - 1 or more, has no seq (such a message is skipped, with an error logged).
+ * A message id (ledger, entry, index in its batch) is a bus position:
+ * seq = ledger * 2^36 + entry * 2^12 + index + 1 (index 0 for a message outside a batch).
+ * Ledger and entry ids only grow along a non-partitioned topic, so seqs do too, and every
+ * node computes the same seq for the same message. A ledger id of 2^27 or more, an entry id
+ * of 2^24 - 1 or more or a batch index of 4096 or more has no seq (such a message is
+ * skipped, with an error logged).
  */
-bool qs_pulsar_seq_of(uint64_t ledger, uint64_t entry, uint64_t *seq);
-/** The message id of a seq (seq >= 1). */
+#define QS_PULSAR_MAX_BATCH 4096
+bool qs_pulsar_seq_of(uint64_t ledger, uint64_t entry, int64_t batch_index, uint64_t *seq);
+/** The entry of a seq (seq >= 1): its ledger and entry ids. */
 void qs_pulsar_msgid_of(uint64_t seq, uint64_t *ledger, uint64_t *entry);
 /** "Earliest" as a message id, and the entry id "before the ledger's first" (-1). */
 #define QS_PULSAR_ID_NONE UINT64_MAX
 
-/* ------------------------------------------------------------ messages */
+/* ------------------------------------------------------------ messages and batches */
+
+/**
+ * A batch's payload is its messages one after the other, each
+ * [size u32][SingleMessageMetadata][payload]. The hub publishes its updates in batches (one
+ * SEND, one stored entry, for the publishes that queued up together).
+ */
+void qs_pulsar_batch_append(qs_buf *out, const char *id, const void *payload, size_t len);
+
+/** One message of a MESSAGE frame (borrowed from the frame and the iterator). */
+typedef struct qs_pulsar_msg {
+    int64_t batch_index; /* 0 outside a batch */
+    Qspulsar__KeyValue **properties;
+    size_t n_properties;
+    const char *key; /* partition key, or NULL */
+    const uint8_t *payload;
+    size_t len;
+} qs_pulsar_msg;
+
+/** Iterates the messages of a MESSAGE frame: one, or those of its batch. */
+typedef struct qs_pulsar_msgs {
+    const qs_pulsar_frame *f;
+    size_t off;
+    int64_t index, count;
+    Qspulsar__SingleMessageMetadata *single;
+} qs_pulsar_msgs;
+
+void qs_pulsar_msgs_init(qs_pulsar_msgs *it, const qs_pulsar_frame *f);
+/** 1 with *m the next message, 0 when there is none left, -1 with *why when the payload is
+ *  malformed or unreadable here (compressed, encrypted, chunked). */
+int qs_pulsar_msgs_next(qs_pulsar_msgs *it, qs_pulsar_msg *m, const char **why);
+void qs_pulsar_msgs_clear(qs_pulsar_msgs *it);
 
 /**
  * The update a message carries: its payload is the update's record (record.h), its
  * property "mercure-id" the update's id, which must agree with the record's. NULL when the
- * message is not one of ours (no id property, a batch, a record that does not decode).
+ * message is not one of ours (no id property, a record that does not decode).
  */
-qs_update *qs_pulsar_message_update(const qs_pulsar_frame *f, uint64_t seq);
-/** The value of a message's property, or NULL (borrowed from the metadata). */
-const char *qs_pulsar_property(const Qspulsar__MessageMetadata *meta, const char *key);
+qs_update *qs_pulsar_message_update(const qs_pulsar_msg *m, uint64_t seq);
+/** The value of a property, or NULL (borrowed). */
+const char *qs_pulsar_property(Qspulsar__KeyValue *const *props, size_t n, const char *key);
 
 #endif

@@ -249,47 +249,137 @@ const char *qs_pulsar_error_name(int code, char buf[24])
 
 /* ------------------------------------------------------------ positions */
 
-bool qs_pulsar_seq_of(uint64_t ledger, uint64_t entry, uint64_t *seq)
+bool qs_pulsar_seq_of(uint64_t ledger, uint64_t entry, int64_t batch_index, uint64_t *seq)
 {
-    if (ledger >= (UINT64_C(1) << 31) || entry >= UINT64_C(0xffffffff))
+    if (batch_index < 0)
+        batch_index = 0;
+    if (ledger >= (UINT64_C(1) << 27) || entry >= (UINT64_C(1) << 24) - 1 ||
+        batch_index >= QS_PULSAR_MAX_BATCH)
         return false;
-    *seq = (ledger << 32 | entry) + 1;
+    *seq = (ledger << 36 | entry << 12 | (uint64_t)batch_index) + 1;
     return true;
 }
 
 void qs_pulsar_msgid_of(uint64_t seq, uint64_t *ledger, uint64_t *entry)
 {
     uint64_t v = seq - 1;
-    *ledger = v >> 32;
-    *entry = v & 0xffffffffu;
+    *ledger = v >> 36;
+    *entry = (v >> 12) & 0xffffffu;
 }
 
-/* ------------------------------------------------------------ messages */
+/* ------------------------------------------------------------ messages and batches */
 
-const char *qs_pulsar_property(const Qspulsar__MessageMetadata *meta, const char *key)
+void qs_pulsar_batch_append(qs_buf *out, const char *id, const void *payload, size_t len)
 {
-    if (!meta)
-        return NULL;
-    for (size_t i = 0; i < meta->n_properties; i++)
-        if (meta->properties[i]->key && !strcmp(meta->properties[i]->key, key))
-            return meta->properties[i]->value;
+    Qspulsar__SingleMessageMetadata sm = QSPULSAR__SINGLE_MESSAGE_METADATA__INIT;
+    Qspulsar__KeyValue kv = QSPULSAR__KEY_VALUE__INIT;
+    Qspulsar__KeyValue *props[1] = {&kv};
+    kv.key = QS_PULSAR_ID_PROPERTY;
+    kv.value = (char *)id;
+    sm.n_properties = 1;
+    sm.properties = props;
+    sm.payload_size = (int32_t)len;
+    size_t mlen = qspulsar__single_message_metadata__get_packed_size(&sm);
+    qs_buf_reserve(out, 4 + mlen + len);
+    uint8_t *p = (uint8_t *)out->p + out->len;
+    put32(p, (uint32_t)mlen);
+    qspulsar__single_message_metadata__pack(&sm, p + 4);
+    if (len)
+        memcpy(p + 4 + mlen, payload, len);
+    out->len += 4 + mlen + len;
+}
+
+const char *qs_pulsar_property(Qspulsar__KeyValue *const *props, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (props[i]->key && !strcmp(props[i]->key, key))
+            return props[i]->value;
     return NULL;
 }
 
-qs_update *qs_pulsar_message_update(const qs_pulsar_frame *f, uint64_t seq)
+void qs_pulsar_msgs_init(qs_pulsar_msgs *it, const qs_pulsar_frame *f)
 {
+    memset(it, 0, sizeof(*it));
+    it->f = f;
     const Qspulsar__MessageMetadata *m = f->meta;
-    if (!m || !f->payload || seq == 0)
+    it->count = m && m->has_num_messages_in_batch ? m->num_messages_in_batch : 1;
+}
+
+void qs_pulsar_msgs_clear(qs_pulsar_msgs *it)
+{
+    if (it->single)
+        qspulsar__single_message_metadata__free_unpacked(it->single, NULL);
+    it->single = NULL;
+}
+
+int qs_pulsar_msgs_next(qs_pulsar_msgs *it, qs_pulsar_msg *m, const char **why)
+{
+    const qs_pulsar_frame *f = it->f;
+    const Qspulsar__MessageMetadata *md = f->meta;
+    qs_pulsar_msgs_clear(it);
+    if (!md || !f->payload) {
+        *why = "a message without metadata";
+        return -1;
+    }
+    if ((md->has_compression && md->compression != 0) || md->n_encryption_keys ||
+        (md->has_num_chunks_from_msg && md->num_chunks_from_msg > 1)) {
+        *why = "a compressed, encrypted or chunked message";
+        return -1;
+    }
+    if (it->index >= it->count)
+        return 0;
+    memset(m, 0, sizeof(*m));
+    if (!md->has_num_messages_in_batch) { /* not a batch: the one message */
+        it->index++;
+        m->properties = md->properties;
+        m->n_properties = md->n_properties;
+        m->key = md->partition_key;
+        m->payload = f->payload;
+        m->len = f->payload_len;
+        return 1;
+    }
+    if (it->count < 0 || it->count > QS_PULSAR_MAX_BATCH) {
+        *why = "a batch of more messages than the hub orders";
+        return -1;
+    }
+    size_t left = f->payload_len - it->off;
+    const uint8_t *p = f->payload + it->off;
+    if (left < 4 || get32(p) > left - 4) {
+        *why = "a batch shorter than its messages";
+        return -1;
+    }
+    uint32_t mlen = get32(p);
+    it->single = qspulsar__single_message_metadata__unpack(NULL, mlen, p + 4);
+    if (!it->single) {
+        *why = "a batched message's metadata that does not decode";
+        return -1;
+    }
+    if (it->single->payload_size < 0 || (size_t)it->single->payload_size > left - 4 - mlen) {
+        qs_pulsar_msgs_clear(it);
+        *why = "a batched message beyond its batch";
+        return -1;
+    }
+    m->batch_index = it->index++;
+    m->properties = it->single->properties;
+    m->n_properties = it->single->n_properties;
+    m->key = it->single->partition_key;
+    m->payload = p + 4 + mlen;
+    m->len = (size_t)it->single->payload_size;
+    it->off += 4 + mlen + m->len;
+    if (it->single->has_compacted_out && it->single->compacted_out)
+        m->len = 0, m->payload = NULL; /* removed by compaction */
+    return 1;
+}
+
+qs_update *qs_pulsar_message_update(const qs_pulsar_msg *m, uint64_t seq)
+{
+    if (!m->payload || seq == 0)
         return NULL;
-    if ((m->has_num_messages_in_batch && m->num_messages_in_batch != 1) ||
-        (m->has_compression && m->compression != 0) || m->n_encryption_keys ||
-        (m->has_null_value && m->null_value))
-        return NULL;
-    const char *id = qs_pulsar_property(m, QS_PULSAR_ID_PROPERTY);
+    const char *id = qs_pulsar_property(m->properties, m->n_properties, QS_PULSAR_ID_PROPERTY);
     qs_slice rid;
-    if (!id || !qs_record_id(f->payload, f->payload_len, &rid) || !qs_slice_eq(rid, id))
+    if (!id || !qs_record_id(m->payload, m->len, &rid) || !qs_slice_eq(rid, id))
         return NULL;
-    qs_update *u = qs_record_decode(f->payload, f->payload_len);
+    qs_update *u = qs_record_decode(m->payload, m->len);
     if (!u)
         return NULL;
     u->seq = seq;

@@ -80,7 +80,10 @@ typedef struct pulsar_transport {
     uint64_t rconsumer;
     uint32_t rpermits, rreceived; /* its permits, and messages since some were given back */
     bool ropen;                   /* a history reader is open (between pulls too) */
-    uint64_t rafter;              /* the seq of the last message it read */
+    bool rit_active;              /* messages of its current frame left to read in rit */
+    qs_pulsar_msgs rit;
+    uint64_t rit_ledger, rit_entry;
+    uint64_t rafter; /* the seq of the last message it read */
 
     /* Presence (pulsar_presence.c). */
     qs_pulsar_conn pconn;
@@ -101,6 +104,11 @@ typedef struct pulsar_transport {
 void qs_pulsar_link_up(pulsar_transport *t, link_state *l);
 void qs_pulsar_link_down(pulsar_transport *t, link_state *l, const char *reason);
 bool qs_pulsar_is_stopping(pulsar_transport *t);
+/** Calls fn for each message of a MESSAGE frame (one, or those of a batch) with its seq;
+ *  returns how many messages the frame holds (what it took of the flow permits). */
+uint32_t qs_pulsar_each_message(pulsar_transport *t, const qs_pulsar_frame *f, const char *topic,
+                                void (*fn)(pulsar_transport *t, const qs_pulsar_msg *m,
+                                           uint64_t seq));
 /** Gives `permits` more messages to a consumer. */
 int qs_pulsar_flow(qs_pulsar_conn *c, uint64_t consumer_id, uint32_t permits);
 

@@ -149,24 +149,22 @@ static void taken(pulsar_transport *t, const char *node, qs_presence_entry *v, s
 }
 
 /* A message of the presence topic: applied to the registry. */
-static void apply(pulsar_transport *t, const qs_pulsar_frame *f)
+static void apply(pulsar_transport *t, const qs_pulsar_msg *m, uint64_t seq)
 {
-    const Qspulsar__MessageId *id = f->cmd->message->message_id;
-    uint64_t seq;
-    if (!f->meta || !qs_pulsar_seq_of(id->ledger, id->entry, &seq) || seq <= t->presence_pos)
+    if (seq <= t->presence_pos)
         return;
     t->presence_pos = seq;
-    const char *key = f->meta->partition_key;
+    const char *key = m->key;
     if (!key)
         return;
-    bool tomb = qs_pulsar_property(f->meta, TOMBSTONE_PROPERTY) != NULL;
+    bool tomb = qs_pulsar_property(m->properties, m->n_properties, TOMBSTONE_PROPERTY) != NULL;
     qs_presence_entry *got = NULL;
     size_t n_got = 0;
     char *got_node = NULL;
     uv_mutex_lock(&t->base.mu);
-    bool ok = qs_kafka_registry_apply(&t->reg, key, strlen(key), tomb ? NULL : f->payload,
-                                      tomb ? 0 : f->payload_len, (int64_t)seq, qs_now_ms(), &got,
-                                      &n_got, &got_node);
+    bool ok = qs_kafka_registry_apply(&t->reg, key, strlen(key), tomb ? NULL : m->payload,
+                                      tomb ? 0 : m->len, (int64_t)seq, qs_now_ms(), &got, &n_got,
+                                      &got_node);
     uv_mutex_unlock(&t->base.mu);
     if (!ok)
         qs_debug("pulsar %s: skipping a record of \"%s\" that is not a presence record",
@@ -279,8 +277,8 @@ static int presence_frame(pulsar_transport *t, const qs_pulsar_frame *f)
     case QS_PULSAR_MESSAGE:
         if (f->cmd->message->consumer_id != CONSUMER_ID)
             return 0;
-        apply(t, f);
-        if (++t->presence_received >= PERMITS / 2) {
+        t->presence_received += qs_pulsar_each_message(t, f, t->s.presence_topic, apply);
+        if (t->presence_received >= PERMITS / 2) {
             t->presence_received = 0;
             if (qs_pulsar_flow(&t->pconn, CONSUMER_ID, PERMITS / 2) < 0)
                 return -1;
@@ -312,7 +310,9 @@ int qs_pulsar_presence_create(pulsar_transport *t, char **err)
         goto fail;
     const Qspulsar__MessageId *last = f->cmd->get_last_message_id_response->last_message_id;
     uint64_t target = 0;
-    bool known = qs_pulsar_seq_of(last->ledger, last->entry, &target);
+    bool known = last->entry != QS_PULSAR_ID_NONE &&
+                 qs_pulsar_seq_of(last->ledger, last->entry,
+                                  last->has_batch_index ? last->batch_index : 0, &target);
     bool maybe = !known && last->ledger != QS_PULSAR_ID_NONE;
     if (qs_pulsar_flow(c, CONSUMER_ID, PERMITS) < 0)
         goto fail;

@@ -5,6 +5,7 @@
  */
 #include "transport/pulsar_internal.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 
 #include "log.h"
@@ -52,4 +53,37 @@ int qs_pulsar_flow(qs_pulsar_conn *c, uint64_t consumer_id, uint32_t permits)
     fl.consumer_id = consumer_id;
     fl.message_permits = permits;
     return qs_pulsar_conn_send_command(c, &cmd, qs_now_ms() + c->ctx->s->timeout_ms);
+}
+
+/* ------------------------------------------------------------ messages */
+
+uint32_t qs_pulsar_each_message(pulsar_transport *t, const qs_pulsar_frame *f, const char *topic,
+                                void (*fn)(pulsar_transport *t, const qs_pulsar_msg *m,
+                                           uint64_t seq))
+{
+    const Qspulsar__MessageId *id = f->cmd->message->message_id;
+    qs_pulsar_msgs it;
+    qs_pulsar_msgs_init(&it, f);
+    qs_pulsar_msg m;
+    const char *why = NULL;
+    int rc;
+    uint32_t n = 0;
+    while ((rc = qs_pulsar_msgs_next(&it, &m, &why)) == 1) {
+        n++;
+        uint64_t seq;
+        if (qs_pulsar_seq_of(id->ledger, id->entry, m.batch_index, &seq))
+            fn(t, &m, seq);
+        else
+            qs_error("pulsar %s: message (%" PRIu64 ", %" PRIu64 ", %" PRId64 ") of \"%s\" has "
+                     "an id beyond what the hub orders (ledger < 2^27, entry < 2^24 - 1, batch "
+                     "index < 4096); skipped",
+                     t->s.service_url, id->ledger, id->entry, m.batch_index, topic);
+    }
+    if (rc < 0)
+        qs_warn("pulsar %s: skipping message (%" PRIu64 ", %" PRIu64 ") of \"%s\": %s",
+                t->s.service_url, id->ledger, id->entry, topic, why);
+    qs_pulsar_msgs_clear(&it);
+    /* What the broker counts against the permits: the batch's size. */
+    int64_t count = it.count > 0 ? QS_MIN(it.count, (int64_t)QS_PULSAR_MAX_BATCH) : 1;
+    return QS_MAX(n, (uint32_t)count);
 }

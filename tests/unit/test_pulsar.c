@@ -218,6 +218,7 @@ TEST(recorded_presence_session_with_messages)
 {
     int types[16];
     qs_pulsar_frame m = {0};
+    const char *why_unused = NULL;
     size_t n = parse_all(recorded_presence, sizeof(recorded_presence), types, 16, &m);
     const int want[] = {QS_PULSAR_CONNECTED,    QS_PULSAR_PRODUCER_SUCCESS,
                         QS_PULSAR_SUCCESS,      QS_PULSAR_GET_LAST_MESSAGE_ID_RESPONSE,
@@ -230,11 +231,20 @@ TEST(recorded_presence_session_with_messages)
     ASSERT_EQ_STR("standalone-0-1", m.meta->producer_name);
     ASSERT(m.meta->partition_key && !strncmp(m.meta->partition_key, "n/", 2));
     ASSERT(m.payload_len > 8 && !memcmp(m.payload, "{\"ttl\":", 7));
-    /* Not an update: no id property, and not a record. */
-    ASSERT(qs_pulsar_message_update(&m, 1) == NULL);
+    /* One message (not a batch), with its key; not an update: no id property. */
+    qs_pulsar_msgs it;
+    qs_pulsar_msg one;
+    qs_pulsar_msgs_init(&it, &m);
+    ASSERT_EQ_INT(1, qs_pulsar_msgs_next(&it, &one, &why_unused));
+    ASSERT_EQ_INT(0, one.batch_index);
+    ASSERT_EQ_STR(m.meta->partition_key, one.key);
+    ASSERT(one.payload == m.payload && one.len == m.payload_len);
+    ASSERT(qs_pulsar_message_update(&one, 1) == NULL);
+    ASSERT_EQ_INT(0, qs_pulsar_msgs_next(&it, &one, &why_unused));
+    qs_pulsar_msgs_clear(&it);
     uint64_t seq;
     const Qspulsar__MessageId *id = m.cmd->message->message_id;
-    ASSERT(qs_pulsar_seq_of(id->ledger, id->entry, &seq));
+    ASSERT(qs_pulsar_seq_of(id->ledger, id->entry, -1, &seq));
     qs_pulsar_frame_clear(&m);
 }
 
@@ -280,16 +290,20 @@ TEST(corrupted_frames_are_refused)
     ASSERT(strstr(why, "does not decode"));
 }
 
-TEST(send_frames_read_back_as_messages)
+static qs_update *make_update(const char *id, const char *data)
 {
     qs_update *u = qs_update_new();
     qs_update_add_topic(u, "urn:a", 5);
-    qs_update_set_id(u, "custom-1", 8);
-    qs_update_set_data(u, "hello", 5);
+    qs_update_set_id(u, id, strlen(id));
+    qs_update_set_data(u, data, strlen(data));
     qs_update_finalize(u);
-    qs_buf rec = QS_BUF_INIT, out = QS_BUF_INIT;
-    qs_record_encode(u, &rec);
+    return u;
+}
 
+/* A MESSAGE frame as a broker sends it to a consumer, for a batch of `n` updates (n = 0:
+ * one update outside a batch, with its id property `prop`). */
+static void message_frame(qs_buf *out, qs_update **u, size_t n, const char *prop)
+{
     Qspulsar__BaseCommand cmd = QSPULSAR__BASE_COMMAND__INIT;
     Qspulsar__Message msg = QSPULSAR__MESSAGE__INIT;
     Qspulsar__MessageId mid = QSPULSAR__MESSAGE_ID__INIT;
@@ -305,42 +319,103 @@ TEST(send_frames_read_back_as_messages)
     md.producer_name = "p";
     md.sequence_id = 1;
     md.publish_time = 1;
-    kv.key = QS_PULSAR_ID_PROPERTY;
-    kv.value = "custom-1";
-    md.n_properties = 1;
-    md.properties = props;
-    qs_pulsar_frame_payload(&out, &cmd, &md, rec.p, rec.len);
+    qs_buf rec = QS_BUF_INIT, payload = QS_BUF_INIT;
+    if (!n) {
+        kv.key = QS_PULSAR_ID_PROPERTY;
+        kv.value = (char *)prop;
+        md.n_properties = 1;
+        md.properties = props;
+        qs_record_encode(u[0], &payload);
+    } else {
+        md.has_num_messages_in_batch = true;
+        md.num_messages_in_batch = (int32_t)n;
+        for (size_t i = 0; i < n; i++) {
+            rec.len = 0;
+            qs_record_encode(u[i], &rec);
+            qs_pulsar_batch_append(&payload, u[i]->id, rec.p, rec.len);
+        }
+    }
+    out->len = 0;
+    qs_pulsar_frame_payload(out, &cmd, &md, payload.p, payload.len);
+    qs_buf_free(&rec);
+    qs_buf_free(&payload);
+}
 
+TEST(messages_and_batches_read_back_as_updates)
+{
+    qs_update *u[3] = {make_update("custom-1", "hello"), make_update("urn:uuid:x", "second"),
+                       make_update("third", "")};
+    qs_buf out = QS_BUF_INIT;
     qs_pulsar_frame f;
+    qs_pulsar_msgs it;
+    qs_pulsar_msg m;
     const char *why = NULL;
+
+    /* One update outside a batch. */
+    message_frame(&out, u, 0, "custom-1");
     ASSERT_EQ_INT(out.len, qs_pulsar_frame_parse(out.p, out.len, 5u << 20, &f, &why));
     ASSERT_EQ_INT(7, f.cmd->message->consumer_id);
-    ASSERT_EQ_STR("custom-1", qs_pulsar_property(f.meta, QS_PULSAR_ID_PROPERTY));
+    qs_pulsar_msgs_init(&it, &f);
+    ASSERT_EQ_INT(1, qs_pulsar_msgs_next(&it, &m, &why));
     uint64_t seq;
-    ASSERT(qs_pulsar_seq_of(12, 34, &seq));
-    qs_update *back = qs_pulsar_message_update(&f, seq);
+    ASSERT(qs_pulsar_seq_of(12, 34, m.batch_index, &seq));
+    qs_update *back = qs_pulsar_message_update(&m, seq);
     ASSERT(back != NULL);
     ASSERT_EQ_STR("custom-1", back->id);
     ASSERT_EQ_INT(seq, back->seq);
-    ASSERT_EQ_MEM(u->frame->data, u->frame->len, back->frame->data, back->frame->len);
+    ASSERT_EQ_MEM(u[0]->frame->data, u[0]->frame->len, back->frame->data, back->frame->len);
     qs_update_unref(back);
+    ASSERT_EQ_INT(0, qs_pulsar_msgs_next(&it, &m, &why));
+    qs_pulsar_msgs_clear(&it);
     qs_pulsar_frame_clear(&f);
 
     /* An id property that disagrees with the record: not ours. */
-    kv.value = "forged";
-    out.len = 0;
-    qs_pulsar_frame_payload(&out, &cmd, &md, rec.p, rec.len);
+    message_frame(&out, u, 0, "forged");
     ASSERT(qs_pulsar_frame_parse(out.p, out.len, 5u << 20, &f, &why) > 0);
-    ASSERT(qs_pulsar_message_update(&f, seq) == NULL);
+    qs_pulsar_msgs_init(&it, &f);
+    ASSERT_EQ_INT(1, qs_pulsar_msgs_next(&it, &m, &why));
+    ASSERT(qs_pulsar_message_update(&m, seq) == NULL);
+    qs_pulsar_msgs_clear(&it);
     qs_pulsar_frame_clear(&f);
-    /* A batch: not ours either. */
-    kv.value = "custom-1";
-    md.has_num_messages_in_batch = true;
-    md.num_messages_in_batch = 2;
-    out.len = 0;
-    qs_pulsar_frame_payload(&out, &cmd, &md, rec.p, rec.len);
+
+    /* A batch of three, each with its own id and seq, in order. */
+    message_frame(&out, u, 3, NULL);
     ASSERT(qs_pulsar_frame_parse(out.p, out.len, 5u << 20, &f, &why) > 0);
-    ASSERT(qs_pulsar_message_update(&f, seq) == NULL);
+    qs_pulsar_msgs_init(&it, &f);
+    uint64_t last = 0;
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ_INT(1, qs_pulsar_msgs_next(&it, &m, &why));
+        ASSERT_EQ_INT(i, m.batch_index);
+        ASSERT(qs_pulsar_seq_of(12, 34, m.batch_index, &seq));
+        ASSERT(seq > last);
+        last = seq;
+        back = qs_pulsar_message_update(&m, seq);
+        ASSERT(back != NULL);
+        ASSERT_EQ_STR(u[i]->id, back->id);
+        ASSERT_EQ_MEM(u[i]->frame->data, u[i]->frame->len, back->frame->data, back->frame->len);
+        qs_update_unref(back);
+    }
+    ASSERT_EQ_INT(0, qs_pulsar_msgs_next(&it, &m, &why));
+    qs_pulsar_msgs_clear(&it);
+    qs_pulsar_frame_clear(&f);
+
+    /* A batch that says it holds more messages than its payload: refused at the end. */
+    message_frame(&out, u, 2, NULL);
+    ASSERT(qs_pulsar_frame_parse(out.p, out.len, 5u << 20, &f, &why) > 0);
+    f.meta->num_messages_in_batch = 3;
+    qs_pulsar_msgs_init(&it, &f);
+    ASSERT_EQ_INT(1, qs_pulsar_msgs_next(&it, &m, &why));
+    ASSERT_EQ_INT(1, qs_pulsar_msgs_next(&it, &m, &why));
+    ASSERT_EQ_INT(-1, qs_pulsar_msgs_next(&it, &m, &why));
+    ASSERT(strstr(why, "batch"));
+    qs_pulsar_msgs_clear(&it);
+    /* A compressed one: not readable here. */
+    f.meta->has_compression = true;
+    f.meta->compression = 1;
+    qs_pulsar_msgs_init(&it, &f);
+    ASSERT_EQ_INT(-1, qs_pulsar_msgs_next(&it, &m, &why));
+    ASSERT(strstr(why, "compressed"));
+    qs_pulsar_msgs_clear(&it);
     qs_pulsar_frame_clear(&f);
 
     /* A simple command, with the sizes the protocol defines. */
@@ -353,8 +428,8 @@ TEST(send_frames_read_back_as_messages)
     const uint8_t want[] = {0, 0, 0, 9, 0, 0, 0, 5, 0x08, 0x12, 0x92, 0x01, 0x00};
     ASSERT_EQ_MEM(want, sizeof(want), out.p, out.len);
     qs_buf_free(&out);
-    qs_buf_free(&rec);
-    qs_update_unref(u);
+    for (int i = 0; i < 3; i++)
+        qs_update_unref(u[i]);
 }
 
 /* ------------------------------------------------------------ positions */
@@ -362,20 +437,24 @@ TEST(send_frames_read_back_as_messages)
 TEST(message_ids_as_bus_positions)
 {
     uint64_t seq, ledger, entry;
-    ASSERT(qs_pulsar_seq_of(0, 0, &seq));
+    ASSERT(qs_pulsar_seq_of(0, 0, -1, &seq));
     ASSERT_EQ_INT(1, seq);
-    ASSERT(qs_pulsar_seq_of(5, 7, &seq));
+    ASSERT(qs_pulsar_seq_of(5, 7, 3, &seq));
     qs_pulsar_msgid_of(seq, &ledger, &entry);
     ASSERT_EQ_INT(5, ledger);
     ASSERT_EQ_INT(7, entry);
-    uint64_t a, b, c;
-    ASSERT(qs_pulsar_seq_of(5, 0xfffffffdu, &a));
-    ASSERT(qs_pulsar_seq_of(6, 0, &b)); /* a later ledger sorts after every entry of 5 */
-    ASSERT(qs_pulsar_seq_of(6, 1, &c));
-    ASSERT(a < b && b < c);
-    ASSERT(!qs_pulsar_seq_of(QS_PULSAR_ID_NONE, QS_PULSAR_ID_NONE, &seq)); /* "earliest" */
-    ASSERT(!qs_pulsar_seq_of(5, QS_PULSAR_ID_NONE, &seq));                 /* (5, -1) */
-    ASSERT(!qs_pulsar_seq_of(UINT64_C(1) << 31, 0, &seq));
+    uint64_t a, b, c, d, e;
+    ASSERT(qs_pulsar_seq_of(5, 0xfffffd, 4095, &a));
+    ASSERT(qs_pulsar_seq_of(6, 0, -1, &b)); /* a later ledger sorts after every entry of 5 */
+    ASSERT(qs_pulsar_seq_of(6, 0, 1, &c));  /* and batch indexes within their entry */
+    ASSERT(qs_pulsar_seq_of(6, 1, 0, &d));
+    ASSERT(qs_pulsar_seq_of(6, 1, 1, &e));
+    ASSERT(a < b && b < c && c < d && d < e);
+    ASSERT(!qs_pulsar_seq_of(QS_PULSAR_ID_NONE, QS_PULSAR_ID_NONE, 0, &seq)); /* "earliest" */
+    ASSERT(!qs_pulsar_seq_of(5, QS_PULSAR_ID_NONE, 0, &seq));                 /* (5, -1) */
+    ASSERT(!qs_pulsar_seq_of(UINT64_C(1) << 27, 0, 0, &seq));
+    ASSERT(!qs_pulsar_seq_of(5, 0xffffff, 0, &seq));
+    ASSERT(!qs_pulsar_seq_of(5, 0, QS_PULSAR_MAX_BATCH, &seq));
 }
 
 TEST(names_of_commands_and_errors)
