@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <uv.h>
 
 #include "record.h"
 
@@ -18,7 +19,7 @@
 /* ------------------------------------------------------------ CRC32C */
 
 static uint32_t crc_table[8][256];
-static bool crc_ready;
+static uv_once_t crc_once = UV_ONCE_INIT;
 
 static void crc_init(void)
 {
@@ -31,15 +32,11 @@ static void crc_init(void)
     for (uint32_t i = 0; i < 256; i++)
         for (int t = 1; t < 8; t++)
             crc_table[t][i] = (crc_table[t - 1][i] >> 8) ^ crc_table[0][crc_table[t - 1][i] & 0xff];
-    __atomic_store_n(&crc_ready, true, __ATOMIC_RELEASE);
 }
 
 uint32_t qs_pulsar_crc32c(uint32_t crc, const void *p, size_t n)
 {
-    /* Filling the tables twice from two threads writes the same values: harmless, but the
-     * flag is read with acquire so that a thread seeing it set sees the tables. */
-    if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
-        crc_init();
+    uv_once(&crc_once, crc_init);
     const uint8_t *b = p;
     crc = ~crc;
     while (n >= 8) {
