@@ -12,8 +12,8 @@
  *
  * Threads, each with its own connection (blocking I/O with deadlines; never a worker):
  *  - the writer: a producer on the topic. The publishes queued since its last write go out
- *    together as batches (one SEND, one stored entry, up to 1 000 updates each), while
- *    earlier batches await their receipts; a publish completes when the broker's
+ *    together as batches (one SEND, one stored entry, up to 1 000 updates each) while fewer
+ *    than two batches await their receipts; a publish completes when the broker's
  *    SEND_RECEIPT says its batch is stored.
  *  - the bus: a non-durable exclusive subscription named subscription_name, from this
  *    node's position. Every message, in order, goes to host->deliver (the node's own
@@ -57,6 +57,8 @@
 #define MAX_BATCH 4096           /* publishes sent in one write, at most */
 #define BATCH_MSGS 1000          /* updates in one batch (one stored entry), at most */
 #define BATCH_BYTES (512u << 10) /* …and about this many bytes */
+#define MAX_BATCHES_IN_FLIGHT 2  /* batches sent and not yet acknowledged, at most */
+#define STALL_CHECK_MS 5000      /* the bus's watchdog (bus_check) */
 #define MAX_CANDIDATES 8         /* messages read to resolve one Last-Event-ID */
 #define QUIET_MS 3000            /* a history read that gets nothing for this long is done */
 #define PRODUCER_ID 1
@@ -137,7 +139,7 @@ static void index_message(pulsar_transport *t, const qs_pulsar_msg *m, uint64_t 
         qs_kafka_index_add(&t->index, id, strlen(id), (int64_t)seq);
         qs_transport_set_position(&t->base, seq, id);
     } else {
-        qs_transport_set_position(&t->base, seq, t->base.last_id);
+        t->base.seq = seq; /* not an update: the last event id stays */
     }
     uv_mutex_unlock(&t->base.mu);
 }
@@ -329,9 +331,14 @@ static void writer_main(void *arg)
             backoff = BACKOFF_MIN_MS;
             qs_pulsar_link_up(t, &t->plink);
         }
-        /* Send what is queued. */
+        /* Send what is queued, unless MAX_BATCHES_IN_FLIGHT batches await their receipts:
+         * what queues meanwhile goes in the next batch (the broker's cost is per batch). */
+        size_t in_flight_batches =
+            t->ihead < t->in_n
+                ? (size_t)(t->inflight[t->in_n - 1]->seqid - t->inflight[t->ihead]->seqid + 1)
+                : 0;
         uv_mutex_lock(&t->base.mu);
-        size_t n = QS_MIN(t->qn, (size_t)MAX_BATCH);
+        size_t n = in_flight_batches < MAX_BATCHES_IN_FLIGHT ? QS_MIN(t->qn, (size_t)MAX_BATCH) : 0;
         pending **batch = NULL;
         if (n) {
             batch = qs_xmalloc(n * sizeof(*batch));
@@ -431,8 +438,10 @@ static void bus_message(pulsar_transport *t, const qs_pulsar_msg *m, uint64_t se
     bool fresh = seq > t->base.seq;
     if (fresh && id)
         qs_kafka_index_add(&t->index, id, strlen(id), (int64_t)seq);
-    if (fresh)
-        qs_transport_set_position(&t->base, seq, u ? u->id : t->base.last_id);
+    if (fresh && u)
+        qs_transport_set_position(&t->base, seq, u->id);
+    else if (fresh)
+        t->base.seq = seq; /* not an update: the last event id stays */
     uv_mutex_unlock(&t->base.mu);
     if (!u && fresh && t->bus_skipped++ % 1000 == 0)
         qs_warn("pulsar %s: skipping a message of \"%s\": not a Quicksilver update (%" PRIu64
@@ -444,10 +453,38 @@ static void bus_message(pulsar_transport *t, const qs_pulsar_msg *m, uint64_t se
         qs_update_unref(u);
 }
 
+/* The bus's watchdog: every STALL_CHECK_MS it asks the broker for the topic's last message
+ * id; when the topic holds messages past the node's position and none came for as long,
+ * the subscription is stuck (a broker restarted after a crash was seen to position a
+ * resumed non-durable subscription past the messages of its new ledger): it subscribes
+ * again from the node's position. */
+static void bus_check(pulsar_transport *t, const Qspulsar__GetLastMessageIdResponse *r,
+                      uint64_t quiet_ms)
+{
+    const Qspulsar__MessageId *last = r->last_message_id;
+    uint64_t end = 0;
+    if (last->entry == QS_PULSAR_ID_NONE ||
+        !qs_pulsar_seq_of(last->ledger, last->entry, last->has_batch_index ? last->batch_index : 0,
+                          &end))
+        return;
+    uv_mutex_lock(&t->base.mu);
+    uint64_t pos = t->base.seq;
+    uv_mutex_unlock(&t->base.mu);
+    if (end <= pos || quiet_ms < STALL_CHECK_MS)
+        return;
+    uint64_t l, e;
+    qs_pulsar_msgid_of(pos, &l, &e);
+    qs_warn("pulsar %s: bus: no message for %" PRIu64 " ms at (%" PRIu64 ", %" PRIu64 ") while "
+            "the topic goes on to (%" PRIu64 ", %" PRIu64 "): subscribing again",
+            t->s.service_url, quiet_ms, l, e, last->ledger, last->entry);
+    qs_pulsar_conn_close(&t->bconn);
+}
+
 static void bus_main(void *arg)
 {
     pulsar_transport *t = arg;
     uint64_t backoff = BACKOFF_MIN_MS;
+    uint64_t last_msg_ms = 0, next_check_ms = 0, check_req = 0;
     while (!qs_pulsar_is_stopping(t)) {
         if (!qs_pulsar_conn_is_open(&t->bconn)) {
             if (bus_open(t) < 0 || qs_pulsar_flow(&t->bconn, BUS_CONSUMER_ID, BUS_PERMITS) < 0) {
@@ -460,6 +497,23 @@ static void bus_main(void *arg)
             t->bus_received = 0;
             backoff = BACKOFF_MIN_MS;
             qs_pulsar_link_up(t, &t->blink);
+            last_msg_ms = qs_now_ms();
+            next_check_ms = last_msg_ms + STALL_CHECK_MS;
+            check_req = 0;
+        }
+        uint64_t now = qs_now_ms();
+        if (now >= next_check_ms) {
+            Qspulsar__BaseCommand cmd = QSPULSAR__BASE_COMMAND__INIT;
+            Qspulsar__GetLastMessageId gl = QSPULSAR__GET_LAST_MESSAGE_ID__INIT;
+            cmd.type = QS_PULSAR_GET_LAST_MESSAGE_ID;
+            cmd.get_last_message_id = &gl;
+            gl.consumer_id = BUS_CONSUMER_ID;
+            gl.request_id = check_req = qs_pulsar_conn_request_id(&t->bconn);
+            next_check_ms = now + STALL_CHECK_MS;
+            if (qs_pulsar_conn_send_command(&t->bconn, &cmd, now + t->s.timeout_ms) < 0) {
+                qs_pulsar_link_down(t, &t->blink, t->bconn.err);
+                continue;
+            }
         }
         qs_pulsar_frame *f;
         int r = qs_pulsar_conn_next(&t->bconn, qs_now_ms() + POLL_MS, -1, &f);
@@ -471,11 +525,18 @@ static void bus_main(void *arg)
         if (r == 0)
             continue;
         int type = f->cmd->type;
-        if (type == QS_PULSAR_MESSAGE && f->cmd->message->consumer_id == BUS_CONSUMER_ID) {
+        if (type == QS_PULSAR_GET_LAST_MESSAGE_ID_RESPONSE && check_req &&
+            f->cmd->get_last_message_id_response->request_id == check_req) {
+            check_req = 0;
+            bus_check(t, f->cmd->get_last_message_id_response, qs_now_ms() - last_msg_ms);
+        } else if (type == QS_PULSAR_MESSAGE && f->cmd->message->consumer_id == BUS_CONSUMER_ID) {
+            last_msg_ms = qs_now_ms();
             t->bus_received += qs_pulsar_each_message(t, f, t->s.topic, bus_message);
             if (t->bus_received >= BUS_PERMITS / 2) {
+                /* Exactly what was taken is given back (a batch takes its size). */
+                uint32_t k = t->bus_received;
                 t->bus_received = 0;
-                if (qs_pulsar_flow(&t->bconn, BUS_CONSUMER_ID, BUS_PERMITS / 2) < 0)
+                if (qs_pulsar_flow(&t->bconn, BUS_CONSUMER_ID, k) < 0)
                     qs_pulsar_link_down(t, &t->blink, t->bconn.err);
             }
         } else if (type == QS_PULSAR_CLOSE_CONSUMER) {
@@ -539,8 +600,9 @@ static int catch_up(pulsar_transport *t, char **err)
         n += k;
         t->bus_received += k;
         if (t->bus_received >= BUS_PERMITS / 2) {
+            uint32_t give = t->bus_received;
             t->bus_received = 0;
-            if (qs_pulsar_flow(c, BUS_CONSUMER_ID, BUS_PERMITS / 2) < 0)
+            if (qs_pulsar_flow(c, BUS_CONSUMER_ID, give) < 0)
                 goto fail;
         }
         if (qs_now_ms() - last_log >= 5000) {
@@ -640,8 +702,9 @@ static int reader_next(pulsar_transport *t, uint64_t deadline, qs_pulsar_msg *m,
                         : 1;
         t->rreceived += (uint32_t)QS_MIN(k, (int64_t)QS_PULSAR_MAX_BATCH);
         if (t->rreceived >= t->rpermits / 2) {
+            uint32_t give = t->rreceived; /* exactly what was taken */
             t->rreceived = 0;
-            if (qs_pulsar_flow(&t->rconn, t->rconsumer, t->rpermits / 2 ? t->rpermits / 2 : 1) < 0)
+            if (qs_pulsar_flow(&t->rconn, t->rconsumer, give) < 0)
                 return -1;
         }
         if (!f->meta)
@@ -808,6 +871,7 @@ static void reader_main(void *arg)
         uv_mutex_lock(&t->base.mu);
     }
     uv_mutex_unlock(&t->base.mu);
+    reader_drop(t);
     qs_pulsar_conn_close(&t->rconn);
 }
 

@@ -279,8 +279,9 @@ static int presence_frame(pulsar_transport *t, const qs_pulsar_frame *f)
             return 0;
         t->presence_received += qs_pulsar_each_message(t, f, t->s.presence_topic, apply);
         if (t->presence_received >= PERMITS / 2) {
+            uint32_t give = t->presence_received; /* exactly what was taken */
             t->presence_received = 0;
-            if (qs_pulsar_flow(&t->pconn, CONSUMER_ID, PERMITS / 2) < 0)
+            if (qs_pulsar_flow(&t->pconn, CONSUMER_ID, give) < 0)
                 return -1;
         }
         return 0;
