@@ -146,6 +146,9 @@ class Broker:
             "numIOThreads=2",
             "numHttpServerThreads=4",
             "journalMaxGroupWaitMSec=1",
+            # A subscription that caught up is told of new entries at once, not after the
+            # default 10 ms check delay (which every delivery across nodes would wait).
+            "managedLedgerNewEntriesCheckDelayInMillis=0",
             "systemTopicEnabled=false",
             "topicLevelPoliciesEnabled=false",
             "transactionCoordinatorEnabled=false",
@@ -166,6 +169,8 @@ class Broker:
                       "brokerClientAuthenticationPlugin=org.apache.pulsar.client.impl.auth."
                       "AuthenticationToken",
                       "brokerClientAuthenticationParameters=token:" + make_token("broker")]
+        # Extra settings (bench/pulsar.sh runs, e.g. journalSyncData=false), one per ";".
+        lines += [x for x in os.environ.get("QS_PULSAR_EXTRA_CONF", "").split(";") if x]
         return "\n".join(lines) + "\n"
 
     def _java(self, libs):
