@@ -427,6 +427,14 @@ def test_token_authentication_and_a_wrong_token(pulsar, start_hub, tmp_path):
     assert "transport pulsar: token_file" in err, err
 
 
+def test_a_topic_the_broker_refuses_is_named(pulsar, tmp_path):
+    # A namespace that does not exist: the broker refuses the lookup.
+    err = refused(tmp_path, url_for(pulsar.url, "persistent://public/qs-no-such-ns/t",
+                                    "timeout=5s"))
+    assert "transport pulsar: topic" in err and "TopicNotFound" in err, err
+    assert "persistent://public/qs-no-such-ns/t" in err, err
+
+
 # --------------------------------------------------------------------------- configuration
 
 @pytest.mark.parametrize("url,extra,needles", [
