@@ -164,7 +164,10 @@ static void pulsar_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, v
 {
     pulsar_transport *t = (pulsar_transport *)base;
     pending *p = qs_xcalloc(1, sizeof(*p));
-    *p = (pending){.u = qs_update_ref(u), .cb = cb, .arg = arg};
+    *p = (pending){.u = qs_update_ref(u),
+                   .cb = cb,
+                   .arg = arg,
+                   .deadline = qs_now_ms() + t->s.publish_timeout_ms};
     char why[QS_REASON_MAX] = "";
     uv_mutex_lock(&t->base.mu);
     if (t->stopping) {
@@ -210,6 +213,29 @@ static void fail_queued(pulsar_transport *t, const char *reason)
     for (size_t i = 0; i < n; i++)
         complete(q[i], -EAGAIN, reason);
     free(q);
+}
+
+/* Publishes still queued past their publish_timeout (behind batches in flight) fail: every
+ * publish is answered within publish_timeout. */
+static void expire_queued(pulsar_transport *t)
+{
+    uint64_t now = qs_now_ms();
+    pending **gone = NULL;
+    uv_mutex_lock(&t->base.mu);
+    size_t k = 0;
+    while (k < t->qn && t->queue[k]->deadline <= now)
+        k++;
+    if (k) {
+        gone = qs_xmalloc(k * sizeof(*gone));
+        memcpy(gone, t->queue, k * sizeof(*gone));
+        memmove(t->queue, t->queue + k, (t->qn - k) * sizeof(*t->queue));
+        t->qn -= k;
+    }
+    uv_mutex_unlock(&t->base.mu);
+    for (size_t i = 0; i < k; i++)
+        complete(gone[i], -EAGAIN,
+                 "pulsar unavailable: the publish could not be sent within publish_timeout");
+    free(gone);
 }
 
 static int producer_open(pulsar_transport *t)
@@ -360,8 +386,7 @@ static void writer_main(void *arg)
                 uint64_t seqid = t->next_seqid++;
                 while (i + k < n && k < BATCH_MSGS && bytes < BATCH_BYTES) {
                     pending *p = batch[i + k];
-                    p->seqid = seqid;
-                    p->deadline = now + t->s.publish_timeout_ms;
+                    p->seqid = seqid; /* its deadline runs from when it was queued */
                     bytes += p->u->frame->len;
                     t->inflight[t->in_n++] = p;
                     k++;
@@ -387,6 +412,7 @@ static void writer_main(void *arg)
         if (r < 0) {
             qs_pulsar_link_down(t, &t->plink, t->wconn.err);
             fail_inflight(t, t->wconn.err);
+            fail_queued(t, t->wconn.err);
             continue;
         }
         if (r == 1 && writer_frame(t, f) < 0) {
@@ -401,8 +427,10 @@ static void writer_main(void *arg)
                      t->s.publish_timeout_ms);
             qs_pulsar_link_down(t, &t->plink, why);
             fail_inflight(t, why);
+            fail_queued(t, why);
             qs_pulsar_conn_close(&t->wconn);
         }
+        expire_queued(t);
     }
     qs_buf_free(&out);
     fail_inflight(t, "the hub is shutting down");
