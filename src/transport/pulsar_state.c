@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * pulsar_state.c - what the Pulsar transport's two files (pulsar.c, pulsar_presence.c)
- * both use of its state: the links' health, the stop flag, flow permits
- * (pulsar_internal.h).
+ * both use of its state: the links' health, the stop flag, flow permits, and the walk over
+ * the messages of a MESSAGE frame (pulsar_internal.h).
  */
 #include "transport/pulsar_internal.h"
 
