@@ -18,6 +18,8 @@ static const struct {
     {"postgres", &qs_transport_postgres_ops},
     {"postgresql", &qs_transport_postgres_ops},
     {"kafka", &qs_transport_kafka_ops},
+    {"pulsar", &qs_transport_pulsar_ops},
+    {"pulsar+ssl", &qs_transport_pulsar_ops}, /* pulsar over TLS */
 };
 
 /* A libpq key-value string ("host=db dbname=mercure …") rather than a URL: it selects the

@@ -201,5 +201,6 @@ extern const qs_transport_ops qs_transport_lmdb_ops;
 extern const qs_transport_ops qs_transport_redis_ops;
 extern const qs_transport_ops qs_transport_kafka_ops;
 extern const qs_transport_ops qs_transport_postgres_ops;
+extern const qs_transport_ops qs_transport_pulsar_ops;
 
 #endif
