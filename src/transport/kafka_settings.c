@@ -27,47 +27,8 @@ void qs_kafka_settings_free(qs_kafka_settings *s)
     memset(s, 0, sizeof(*s));
 }
 
-static void set_str(char **dst, const char *v)
-{
-    free(*dst);
-    *dst = v ? qs_xstrdup(v) : NULL;
-}
-
-/* An error in the style of the qs_topts getters; a password's value is never shown. */
-static int opt_fail(const qs_topts *o, const qs_topt *t, const char *what, char **err)
-{
-    bool secret = strcmp(t->key, "password") == 0;
-    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
-                        t->key, what,
-                        secret     ? "****"
-                        : t->value ? t->value
-                                   : "");
-    return -1;
-}
-
-static int opt_duration(qs_topts *o, const char *key, uint64_t min_ms, uint64_t *out, char **err)
-{
-    const qs_topt *t = qs_topts_get(o, key);
-    if (!t)
-        return 0;
-    uint64_t ms = 0;
-    if (!t->value || qs_parse_duration_ms(t->value, &ms) < 0)
-        return opt_fail(o, t, "invalid duration", err);
-    if (ms < min_ms)
-        return opt_fail(o, t, min_ms >= 1000 ? "at least 1s is needed" : "too short", err);
-    *out = ms;
-    return 0;
-}
-
-static int opt_copy(qs_topts *o, const char *key, char **dst, char **err)
-{
-    const char *v = NULL;
-    if (qs_topts_string(o, key, &v, err) < 0)
-        return -1;
-    if (v)
-        set_str(dst, v);
-    return 0;
-}
+/* The options whose values an error never shows. */
+static const char *const secrets[] = {"password", NULL};
 
 /* "host", "host:port", "[v6]" or "[v6]:port" (Kafka's port 9092 by default), normalized to
  * "host:port"; NULL when malformed. */
@@ -130,7 +91,7 @@ static int read_addrs(qs_topts *o, qs_kafka_settings *s, char **err)
             continue;
         t->used = true;
         if (!t->value || !*t->value)
-            return opt_fail(o, t, "a broker address is required", err);
+            return qs_topts_fail(o, t, "a broker address is required", secrets, err);
         if (!replaced) {
             for (size_t k = 0; k < s->n_addrs; k++)
                 free(s->addrs[k]);
@@ -142,7 +103,7 @@ static int read_addrs(qs_topts *o, qs_kafka_settings *s, char **err)
             size_t len = comma ? (size_t)(comma - p) : strlen(p);
             char *a = normalize_address(p, len);
             if (!a)
-                return opt_fail(o, t, "expected host:port", err);
+                return qs_topts_fail(o, t, "expected host:port", secrets, err);
             s->addrs = qs_xrealloc(s->addrs, (s->n_addrs + 1) * sizeof(*s->addrs));
             s->addrs[s->n_addrs++] = a;
             if (!comma)
@@ -157,24 +118,26 @@ static int read_common(qs_topts *o, qs_kafka_settings *s, char **err)
 {
     uint64_t rf = 0;
     const qs_topt *rft = qs_topts_get(o, "replication_factor");
-    if (read_addrs(o, s, err) < 0 || opt_copy(o, "topic", &s->topic, err) < 0 ||
-        opt_copy(o, "presence_topic", &s->presence_topic, err) < 0 ||
-        opt_copy(o, "consumer_group", &s->consumer_group, err) < 0 ||
-        opt_copy(o, "user", &s->user, err) < 0 || opt_copy(o, "password", &s->password, err) < 0 ||
-        opt_copy(o, "sasl_mechanism", &s->sasl_mechanism, err) < 0 ||
+    if (read_addrs(o, s, err) < 0 || qs_topts_copy(o, "topic", &s->topic, err) < 0 ||
+        qs_topts_copy(o, "presence_topic", &s->presence_topic, err) < 0 ||
+        qs_topts_copy(o, "consumer_group", &s->consumer_group, err) < 0 ||
+        qs_topts_copy(o, "user", &s->user, err) < 0 ||
+        qs_topts_copy(o, "password", &s->password, err) < 0 ||
+        qs_topts_copy(o, "sasl_mechanism", &s->sasl_mechanism, err) < 0 ||
         qs_topts_bool(o, "tls", &s->tls, err) < 0 ||
         qs_topts_bool(o, "tls_insecure", &s->tls_insecure, err) < 0 ||
-        opt_copy(o, "tls_ca", &s->tls_ca, err) < 0 ||
-        opt_copy(o, "tls_cert", &s->tls_cert, err) < 0 ||
-        opt_copy(o, "tls_key", &s->tls_key, err) < 0 ||
-        opt_duration(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
-        opt_duration(o, "publish_timeout", 100, &s->publish_timeout_ms, err) < 0 ||
-        opt_duration(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0 ||
+        qs_topts_copy(o, "tls_ca", &s->tls_ca, err) < 0 ||
+        qs_topts_copy(o, "tls_cert", &s->tls_cert, err) < 0 ||
+        qs_topts_copy(o, "tls_key", &s->tls_key, err) < 0 ||
+        qs_topts_duration_min(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
+        qs_topts_duration_min(o, "publish_timeout", 100, &s->publish_timeout_ms, err) < 0 ||
+        qs_topts_duration_min(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0 ||
         qs_topts_u64(o, "replication_factor", &rf, err) < 0)
         return -1;
     if (rft) {
         if (rf < 1 || rf > 32767)
-            return opt_fail(o, rft, "expected a number of replicas from 1 to 32767", err);
+            return qs_topts_fail(o, rft, "expected a number of replicas from 1 to 32767", secrets,
+                                 err);
         s->replication_factor = (int)rf;
     }
     return 0;
@@ -191,9 +154,9 @@ static int read_url(qs_topts *o, qs_kafka_settings *s, char **err)
         return -1;
     }
     if (u->user && *u->user)
-        set_str(&s->user, u->user);
+        qs_topts_set(&s->user, u->user);
     if (u->password)
-        set_str(&s->password, u->password);
+        qs_topts_set(&s->password, u->password);
     if (read_common(o, s, err) < 0)
         return -1;
     return qs_topts_finish(o, err);
@@ -204,7 +167,7 @@ static int read_block(qs_topts *o, const char *name, qs_kafka_settings *s, char 
     const qs_topt *url = qs_topts_get(o, "url");
     if (url) {
         if (!url->value || !*url->value)
-            return opt_fail(o, url, "a value is required", err);
+            return qs_topts_fail(o, url, "a value is required", secrets, err);
         qs_config_transport sub = {.name = (char *)name,
                                    .url = (char *)url->value,
                                    .source = (char *)url->source,

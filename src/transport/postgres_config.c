@@ -395,27 +395,6 @@ static bool libpq_knows(const char *key)
     return found;
 }
 
-static int opt_fail(const qs_topts *o, const qs_topt *t, const char *what, char **err)
-{
-    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
-                        t->key, what, t->value ? t->value : "");
-    return -1;
-}
-
-static int opt_duration(qs_topts *o, const char *key, uint64_t min_ms, uint64_t *out, char **err)
-{
-    const qs_topt *t = qs_topts_get(o, key);
-    if (!t)
-        return 0;
-    uint64_t ms = 0;
-    if (!t->value || qs_parse_duration_ms(t->value, &ms) < 0)
-        return opt_fail(o, t, "invalid duration", err);
-    if (ms < min_ms)
-        return opt_fail(o, t, min_ms >= 1000 ? "at least 1s is needed" : "too short", err);
-    *out = ms;
-    return 0;
-}
-
 static int read_hub_options(loader *l, qs_pg_settings *s, const char *source, int line, char **err)
 {
     qs_topts o = {
@@ -423,17 +402,17 @@ static int read_hub_options(loader *l, qs_pg_settings *s, const char *source, in
     const char *prefix = NULL;
     if (qs_topts_string(&o, HUB_PREFIX "table_prefix", &prefix, err) < 0 ||
         qs_topts_u64(&o, HUB_PREFIX "size", &s->size, err) < 0 ||
-        opt_duration(&o, HUB_PREFIX "max_age", 0, &s->max_age_ms, err) < 0 ||
-        opt_duration(&o, HUB_PREFIX "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0 ||
-        opt_duration(&o, HUB_PREFIX "timeout", 100, &s->timeout_ms, err) < 0 ||
-        opt_duration(&o, HUB_PREFIX "start_timeout", 0, &s->start_timeout_ms, err) < 0)
+        qs_topts_duration_min(&o, HUB_PREFIX "max_age", 0, &s->max_age_ms, err) < 0 ||
+        qs_topts_duration_min(&o, HUB_PREFIX "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0 ||
+        qs_topts_duration_min(&o, HUB_PREFIX "timeout", 100, &s->timeout_ms, err) < 0 ||
+        qs_topts_duration_min(&o, HUB_PREFIX "start_timeout", 0, &s->start_timeout_ms, err) < 0)
         return -1;
     if (prefix) {
         if (!qs_pg_prefix_valid(prefix))
-            return opt_fail(&o, qs_topts_get(&o, HUB_PREFIX "table_prefix"),
-                            "expected lower-case letters, digits and _ (at most 40, not starting "
-                            "with a digit)",
-                            err);
+            return qs_topts_fail(&o, qs_topts_get(&o, HUB_PREFIX "table_prefix"),
+                                 "expected lower-case letters, digits and _ (at most 40, not "
+                                 "starting with a digit)",
+                                 NULL, err);
         free(s->prefix);
         s->prefix = qs_xstrdup(prefix);
     }

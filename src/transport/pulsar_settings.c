@@ -20,62 +20,23 @@ void qs_pulsar_settings_free(qs_pulsar_settings *s)
     memset(s, 0, sizeof(*s));
 }
 
-static void set_str(char **dst, const char *v)
-{
-    free(*dst);
-    *dst = v ? qs_xstrdup(v) : NULL;
-}
-
-/* An error in the style of the qs_topts getters; a token's value is never shown. */
-static int opt_fail(const qs_topts *o, const qs_topt *t, const char *what, char **err)
-{
-    bool secret = strcmp(t->key, "token") == 0;
-    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
-                        t->key, what,
-                        secret     ? "****"
-                        : t->value ? t->value
-                                   : "");
-    return -1;
-}
-
-static int opt_duration(qs_topts *o, const char *key, uint64_t min_ms, uint64_t *out, char **err)
-{
-    const qs_topt *t = qs_topts_get(o, key);
-    if (!t)
-        return 0;
-    uint64_t ms = 0;
-    if (!t->value || qs_parse_duration_ms(t->value, &ms) < 0)
-        return opt_fail(o, t, "invalid duration", err);
-    if (ms < min_ms)
-        return opt_fail(o, t, min_ms >= 1000 ? "at least 1s is needed" : "too short", err);
-    *out = ms;
-    return 0;
-}
-
-static int opt_copy(qs_topts *o, const char *key, char **dst, char **err)
-{
-    const char *v = NULL;
-    if (qs_topts_string(o, key, &v, err) < 0)
-        return -1;
-    if (v)
-        set_str(dst, v);
-    return 0;
-}
+/* The options whose values an error never shows. */
+static const char *const secrets[] = {"token", NULL};
 
 static int read_common(qs_topts *o, qs_pulsar_settings *s, char **err)
 {
-    if (opt_copy(o, "topic", &s->topic, err) < 0 ||
-        opt_copy(o, "presence_topic", &s->presence_topic, err) < 0 ||
-        opt_copy(o, "subscription_name", &s->subscription_name, err) < 0 ||
-        opt_copy(o, "token", &s->token, err) < 0 ||
-        opt_copy(o, "token_file", &s->token_file, err) < 0 ||
-        opt_copy(o, "tls_ca", &s->tls_ca, err) < 0 ||
-        opt_copy(o, "tls_trust_certs_file", &s->tls_ca, err) < 0 ||
+    if (qs_topts_copy(o, "topic", &s->topic, err) < 0 ||
+        qs_topts_copy(o, "presence_topic", &s->presence_topic, err) < 0 ||
+        qs_topts_copy(o, "subscription_name", &s->subscription_name, err) < 0 ||
+        qs_topts_copy(o, "token", &s->token, err) < 0 ||
+        qs_topts_copy(o, "token_file", &s->token_file, err) < 0 ||
+        qs_topts_copy(o, "tls_ca", &s->tls_ca, err) < 0 ||
+        qs_topts_copy(o, "tls_trust_certs_file", &s->tls_ca, err) < 0 ||
         qs_topts_bool(o, "tls_insecure", &s->tls_insecure, err) < 0 ||
         qs_topts_bool(o, "tls_allow_insecure_connection", &s->tls_insecure, err) < 0 ||
-        opt_duration(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
-        opt_duration(o, "publish_timeout", 100, &s->publish_timeout_ms, err) < 0 ||
-        opt_duration(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0)
+        qs_topts_duration_min(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
+        qs_topts_duration_min(o, "publish_timeout", 100, &s->publish_timeout_ms, err) < 0 ||
+        qs_topts_duration_min(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0)
         return -1;
     return 0;
 }
@@ -103,7 +64,7 @@ static int read_url(qs_topts *o, qs_pulsar_settings *s, char **err)
         return -1;
     }
     s->tls = tls;
-    set_str(&s->host, u->host);
+    qs_topts_set(&s->host, u->host);
     s->port = u->port ? u->port : tls ? QS_PULSAR_DEFAULT_TLS_PORT : QS_PULSAR_DEFAULT_PORT;
     if (read_common(o, s, err) < 0)
         return -1;
@@ -120,7 +81,7 @@ static int read_block(qs_topts *o, const char *name, qs_pulsar_settings *s, char
         return -1;
     }
     if (!url->value || !*url->value)
-        return opt_fail(o, url, "a value is required", err);
+        return qs_topts_fail(o, url, "a value is required", secrets, err);
     qs_config_transport sub = {.name = (char *)name,
                                .url = (char *)url->value,
                                .source = (char *)url->source,
@@ -183,14 +144,14 @@ static const char *check(qs_pulsar_settings *s, const char **option)
         return "not a persistent Pulsar topic (\"name\" or persistent://tenant/namespace/name; "
                "name of a-z, A-Z, 0-9, '-', '_', '.', '=', ':')";
     }
-    set_str(&s->topic, full);
+    qs_topts_set(&s->topic, full);
     free(full);
     full = qs_pulsar_topic_full_name(s->presence_topic);
     if (!full) {
         *option = "presence_topic";
         return "not a persistent Pulsar topic (\"name\" or persistent://tenant/namespace/name)";
     }
-    set_str(&s->presence_topic, full);
+    qs_topts_set(&s->presence_topic, full);
     free(full);
     if (!strcmp(s->topic, s->presence_topic)) {
         *option = "presence_topic";

@@ -200,44 +200,6 @@ void qs_redis_settings_free(qs_redis_settings *s)
     memset(s, 0, sizeof(*s));
 }
 
-static void set_str(char **dst, const char *v)
-{
-    free(*dst);
-    *dst = v ? qs_xstrdup(v) : NULL;
-}
-
-/* An error in the style of the qs_topts getters. */
-static int opt_fail(const qs_topts *o, const qs_topt *t, const char *what, char **err)
-{
-    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
-                        t->key, what, t->value ? t->value : "");
-    return -1;
-}
-
-static int opt_duration(qs_topts *o, const char *key, uint64_t min_ms, uint64_t *out, char **err)
-{
-    const qs_topt *t = qs_topts_get(o, key);
-    if (!t)
-        return 0;
-    uint64_t ms = 0;
-    if (!t->value || qs_parse_duration_ms(t->value, &ms) < 0)
-        return opt_fail(o, t, "invalid duration", err);
-    if (ms < min_ms)
-        return opt_fail(o, t, min_ms >= 1000 ? "at least 1s is needed" : "too short", err);
-    *out = ms;
-    return 0;
-}
-
-static int opt_string_copy(qs_topts *o, const char *key, char **dst, char **err)
-{
-    const char *v = NULL;
-    if (qs_topts_string(o, key, &v, err) < 0)
-        return -1;
-    if (v)
-        set_str(dst, v);
-    return 0;
-}
-
 /* Parses "host", "host:port", "[v6]" or "[v6]:port". */
 static bool parse_address(const char *a, char **host, int *port)
 {
@@ -289,11 +251,11 @@ static int read_common(qs_topts *o, qs_redis_settings *s, char **err)
         qs_topts_u64(o, "max_length", &s->max_length, err) < 0 ||
         qs_topts_bool(o, "tls", &s->tls, err) < 0 ||
         qs_topts_bool(o, "tls_insecure", &s->tls_insecure, err) < 0 ||
-        opt_string_copy(o, "tls_ca", &s->tls_ca, err) < 0 ||
-        opt_string_copy(o, "tls_cert", &s->tls_cert, err) < 0 ||
-        opt_string_copy(o, "tls_key", &s->tls_key, err) < 0 ||
-        opt_duration(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
-        opt_duration(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0)
+        qs_topts_copy(o, "tls_ca", &s->tls_ca, err) < 0 ||
+        qs_topts_copy(o, "tls_cert", &s->tls_cert, err) < 0 ||
+        qs_topts_copy(o, "tls_key", &s->tls_key, err) < 0 ||
+        qs_topts_duration_min(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
+        qs_topts_duration_min(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0)
         return -1;
     return 0;
 }
@@ -311,16 +273,16 @@ static int read_url(qs_topts *o, qs_redis_settings *s, char **err)
     if (strcmp(u->scheme, "rediss") == 0)
         s->tls = true;
     if (u->host && *u->host)
-        set_str(&s->host, u->host);
+        qs_topts_set(&s->host, u->host);
     if (u->port)
         s->port = u->port;
     if (u->user && *u->user)
-        set_str(&s->username, u->user);
+        qs_topts_set(&s->username, u->user);
     if (u->password)
-        set_str(&s->password, u->password);
+        qs_topts_set(&s->password, u->password);
     const char *stream = u->path && u->path[0] == '/' ? u->path + 1 : u->path;
     if (stream && *stream)
-        set_str(&s->stream, stream);
+        qs_topts_set(&s->stream, stream);
     if (read_common(o, s, err) < 0)
         return -1;
     if (o->has_url && !s->password && s->username) {
@@ -337,7 +299,7 @@ static int read_block(qs_topts *o, const char *name, qs_redis_settings *s, char 
     const qs_topt *url = qs_topts_get(o, "url");
     if (url) {
         if (!url->value || !*url->value)
-            return opt_fail(o, url, "a value is required", err);
+            return qs_topts_fail(o, url, "a value is required", NULL, err);
         qs_config_transport sub = {.name = (char *)name,
                                    .url = (char *)url->value,
                                    .source = (char *)url->source,
@@ -352,10 +314,10 @@ static int read_block(qs_topts *o, const char *name, qs_redis_settings *s, char 
     }
     const qs_topt *addr = qs_topts_get(o, "address");
     if (addr && (!addr->value || !parse_address(addr->value, &s->host, &s->port)))
-        return opt_fail(o, addr, "expected host:port", err);
-    if (opt_string_copy(o, "stream", &s->stream, err) < 0 ||
-        opt_string_copy(o, "username", &s->username, err) < 0 ||
-        opt_string_copy(o, "password", &s->password, err) < 0 || read_common(o, s, err) < 0)
+        return qs_topts_fail(o, addr, "expected host:port", NULL, err);
+    if (qs_topts_copy(o, "stream", &s->stream, err) < 0 ||
+        qs_topts_copy(o, "username", &s->username, err) < 0 ||
+        qs_topts_copy(o, "password", &s->password, err) < 0 || read_common(o, s, err) < 0)
         return -1;
     return qs_topts_finish(o, err);
 }

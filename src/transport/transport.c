@@ -166,11 +166,23 @@ const qs_topt *qs_topts_get(qs_topts *o, const char *key)
     return found;
 }
 
+int qs_topts_fail(const qs_topts *o, const qs_topt *t, const char *what, const char *const *secrets,
+                  char **err)
+{
+    bool secret = false;
+    for (size_t i = 0; secrets && secrets[i]; i++)
+        secret = secret || strcmp(t->key, secrets[i]) == 0;
+    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
+                        t->key, what,
+                        secret     ? "****"
+                        : t->value ? t->value
+                                   : "");
+    return -1;
+}
+
 static int topt_fail(const qs_topts *o, const qs_topt *t, const char *what, char **err)
 {
-    *err = qs_xasprintf("%s:%d: transport %s: %s: %s \"%s\"", t->source, t->line, o->transport,
-                        t->key, what, t->value ? t->value : "");
-    return -1;
+    return qs_topts_fail(o, t, what, NULL, err);
 }
 
 int qs_topts_string(qs_topts *o, const char *key, const char **out, char **err)
@@ -237,6 +249,36 @@ int qs_topts_bool(qs_topts *o, const char *key, bool *out, char **err)
         *out = false;
     else
         return topt_fail(o, t, "expected true or false", err);
+    return 0;
+}
+
+int qs_topts_duration_min(qs_topts *o, const char *key, uint64_t min_ms, uint64_t *out, char **err)
+{
+    const qs_topt *t = qs_topts_get(o, key);
+    if (!t)
+        return 0;
+    uint64_t ms = 0;
+    if (!t->value || qs_parse_duration_ms(t->value, &ms) < 0)
+        return topt_fail(o, t, "invalid duration", err);
+    if (ms < min_ms)
+        return topt_fail(o, t, min_ms >= 1000 ? "at least 1s is needed" : "too short", err);
+    *out = ms;
+    return 0;
+}
+
+void qs_topts_set(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = v ? qs_xstrdup(v) : NULL;
+}
+
+int qs_topts_copy(qs_topts *o, const char *key, char **dst, char **err)
+{
+    const char *v = NULL;
+    if (qs_topts_string(o, key, &v, err) < 0)
+        return -1;
+    if (v)
+        qs_topts_set(dst, v);
     return 0;
 }
 

@@ -192,6 +192,18 @@ int qs_topts_size(qs_topts *o, const char *key, uint64_t *out, char **err);
 int qs_topts_double(qs_topts *o, const char *key, double min, double max, double *out, char **err);
 /** A flag: present without value, or "1"/"true"/"on" vs "0"/"false"/"off". */
 int qs_topts_bool(qs_topts *o, const char *key, bool *out, char **err);
+/** A duration ("500ms", "2s"…) of at least min_ms; below it the error says "at least 1s is
+ *  needed" (min_ms >= 1000) or "too short". *out is untouched when key is absent. */
+int qs_topts_duration_min(qs_topts *o, const char *key, uint64_t min_ms, uint64_t *out, char **err);
+/** A string option replacing the malloc'd *dst with a copy; *dst is untouched when absent. */
+int qs_topts_copy(qs_topts *o, const char *key, char **dst, char **err);
+/** Replaces the malloc'd string *dst with a copy of v (NULL: clears it). */
+void qs_topts_set(char **dst, const char *v);
+/** Fails on option t in the getters' style ("source:line: transport T: key: what "value"");
+ *  for transports' own checks. The value of a key in `secrets` (NULL-terminated, or NULL for
+ *  none) shows as "****", so a password never reaches a log. Returns -1. */
+int qs_topts_fail(const qs_topts *o, const qs_topt *t, const char *what, const char *const *secrets,
+                  char **err);
 /** Errors on the first option that no getter used. */
 int qs_topts_finish(qs_topts *o, char **err);
 void qs_topts_free(qs_topts *o);
