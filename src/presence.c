@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT
- * presence.c - the single-node registry of active subscriptions.
+ * presence.c - the single-node registry of active subscriptions, and the map of its own
+ * entries that a cluster transport keeps (presence.h).
  */
 #include "presence.h"
 
@@ -98,6 +99,51 @@ void qs_presence_entries_free(qs_presence_entry *v, size_t n)
     free(v);
 }
 
+/* ------------------------------------------------------------ a node's own entries */
+
+static void entry_free(qs_presence_entry *e)
+{
+    if (e) {
+        qs_presence_entry_clear(e);
+        free(e);
+    }
+}
+
+void qs_presence_map_put(qs_strmap *m, qs_presence_entry *e)
+{
+    void **slot = qs_strmap_upsert(m, e->subscriber, strlen(e->subscriber));
+    entry_free(*slot);
+    *slot = e;
+}
+
+bool qs_presence_map_remove(qs_strmap *m, const char *subscriber)
+{
+    qs_presence_entry *old = qs_strmap_remove(m, subscriber, strlen(subscriber));
+    entry_free(old);
+    return old != NULL;
+}
+
+qs_presence_entry *qs_presence_map_copy(const qs_strmap *m, size_t *n)
+{
+    size_t count = qs_strmap_count(m), k = 0;
+    qs_presence_entry *v = qs_xcalloc(count ? count : 1, sizeof(*v));
+    const qs_strmap_entry *me;
+    for (size_t pos = 0; qs_strmap_next(m, &pos, &me);)
+        qs_presence_entry_copy(&v[k++], me->value);
+    *n = count;
+    return v;
+}
+
+void qs_presence_map_free(qs_strmap *m)
+{
+    const qs_strmap_entry *me;
+    for (size_t pos = 0; qs_strmap_next(m, &pos, &me);)
+        entry_free(me->value);
+    qs_strmap_free(m);
+}
+
+/* ------------------------------------------------------------ the single-node registry */
+
 qs_presence *qs_presence_new(void)
 {
     qs_presence *p = qs_xcalloc(1, sizeof(*p));
@@ -110,12 +156,7 @@ void qs_presence_free(qs_presence *p)
 {
     if (!p)
         return;
-    const qs_strmap_entry *e;
-    for (size_t i = 0; qs_strmap_next(&p->by_id, &i, &e);) {
-        qs_presence_entry_clear(e->value);
-        free(e->value);
-    }
-    qs_strmap_free(&p->by_id);
+    qs_presence_map_free(&p->by_id);
     uv_mutex_destroy(&p->mu);
     free(p);
 }

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "strmap.h"
 #include "util.h"
 
 typedef struct qs_presence_entry {
@@ -41,6 +42,21 @@ void qs_presence_v1_from_json(const json_t *o, qs_presence_entry *e);
 void qs_presence_entry_copy(qs_presence_entry *out, const qs_presence_entry *e);
 void qs_presence_entry_clear(qs_presence_entry *e);
 void qs_presence_entries_free(qs_presence_entry *v, size_t n);
+
+/*
+ * A node's own entries as the cluster transports keep them beside the shared registry (to
+ * write them again after an outage, to list them without a round trip): a map from
+ * subscriber id to a malloc'd entry it owns. Not thread-safe: the caller holds the lock that
+ * guards the map.
+ */
+/** Puts e (malloc'd; taken) under its subscriber, freeing the entry it replaces. */
+void qs_presence_map_put(qs_strmap *m, qs_presence_entry *e);
+/** Forgets subscriber; false when the map did not hold it. */
+bool qs_presence_map_remove(qs_strmap *m, const char *subscriber);
+/** Copies of the map's entries (*n of them), for qs_presence_entries_free; never NULL. */
+qs_presence_entry *qs_presence_map_copy(const qs_strmap *m, size_t *n);
+/** Frees the entries and the map. */
+void qs_presence_map_free(qs_strmap *m);
 
 typedef struct qs_presence qs_presence;
 

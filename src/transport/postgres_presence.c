@@ -93,20 +93,9 @@ void qs_pg_presence_init(qs_pg_presence *p, const char *prefix, uint64_t ttl_ms,
     qs_strmap_init(&p->dirty);
 }
 
-static void entry_free(qs_presence_entry *e)
-{
-    if (e) {
-        qs_presence_entry_clear(e);
-        free(e);
-    }
-}
-
 void qs_pg_presence_destroy(qs_pg_presence *p)
 {
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&p->local, &pos, &me);)
-        entry_free(me->value);
-    qs_strmap_free(&p->local);
+    qs_presence_map_free(&p->local);
     qs_strmap_free(&p->dirty);
     free(p->sql_sync);
     free(p->sql_refresh);
@@ -145,18 +134,14 @@ void qs_pg_presence_add(qs_pg_presence *p, const qs_presence_entry *e)
     qs_presence_entry *copy = qs_xcalloc(1, sizeof(*copy));
     qs_presence_entry_copy(copy, e);
     copy->order = next_order(p);
-    void **slot = qs_strmap_upsert(&p->local, copy->subscriber, strlen(copy->subscriber));
-    entry_free(*slot);
-    *slot = copy;
+    qs_presence_map_put(&p->local, copy);
     mark_dirty(p, copy->subscriber);
 }
 
 void qs_pg_presence_remove(qs_pg_presence *p, const char *subscriber)
 {
-    qs_presence_entry *old = qs_strmap_remove(&p->local, subscriber, strlen(subscriber));
-    if (!old)
+    if (!qs_presence_map_remove(&p->local, subscriber))
         return;
-    entry_free(old);
     mark_dirty(p, subscriber);
 }
 

@@ -65,12 +65,7 @@ void qs_pulsar_presence_free(pulsar_transport *t)
         free(t->pq[i].value);
     }
     free(t->pq);
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);) {
-        qs_presence_entry_clear(me->value);
-        free(me->value);
-    }
-    qs_strmap_free(&t->local);
+    qs_presence_map_free(&t->local);
     qs_kafka_registry_free(&t->reg);
     free(t->presence_producer);
 }
@@ -475,12 +470,7 @@ void qs_pulsar_presence_add(qs_transport *base, const qs_presence_entry *e)
     qs_presence_entry_copy(copy, e);
     uv_mutex_lock(&t->base.mu);
     copy->order = next_order(t);
-    void **slot = qs_strmap_upsert(&t->local, copy->subscriber, strlen(copy->subscriber));
-    if (*slot) {
-        qs_presence_entry_clear(*slot);
-        free(*slot);
-    }
-    *slot = copy;
+    qs_presence_map_put(&t->local, copy);
     if (!t->stopping)
         write_entry_locked(t, copy);
     uv_mutex_unlock(&t->base.mu);
@@ -490,10 +480,7 @@ void qs_pulsar_presence_remove(qs_transport *base, const char *subscriber)
 {
     pulsar_transport *t = (pulsar_transport *)base;
     uv_mutex_lock(&t->base.mu);
-    qs_presence_entry *old = qs_strmap_remove(&t->local, subscriber, strlen(subscriber));
-    if (old) {
-        qs_presence_entry_clear(old);
-        free(old);
+    if (qs_presence_map_remove(&t->local, subscriber)) {
         char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, subscriber);
         write_locked(t, key, NULL);
         free(key);
@@ -505,11 +492,8 @@ void qs_pulsar_presence_list(qs_transport *base, qs_presence_query *q)
 {
     pulsar_transport *t = (pulsar_transport *)base;
     uv_mutex_lock(&t->base.mu);
-    size_t n_local = qs_strmap_count(&t->local), k = 0;
-    qs_presence_entry *local = qs_xcalloc(n_local ? n_local : 1, sizeof(*local));
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);)
-        qs_presence_entry_copy(&local[k++], me->value);
+    size_t n_local;
+    qs_presence_entry *local = qs_presence_map_copy(&t->local, &n_local);
     q->entries = qs_kafka_registry_list(&t->reg, clock_locked(t), local, n_local, &q->n);
     uv_mutex_unlock(&t->base.mu);
     qs_presence_entries_free(local, n_local);

@@ -214,20 +214,9 @@ void qs_redis_presence_init(qs_redis_presence *p, const char *stream, uint64_t t
     qs_strmap_init(&p->local);
 }
 
-static void entry_free(qs_presence_entry *e)
-{
-    if (e) {
-        qs_presence_entry_clear(e);
-        free(e);
-    }
-}
-
 void qs_redis_presence_destroy(qs_redis_presence *p)
 {
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&p->local, &pos, &me);)
-        entry_free(me->value);
-    qs_strmap_free(&p->local);
+    qs_presence_map_free(&p->local);
     free(p->k_nodes);
     free(p->k_presence);
     free(p->presence_prefix);
@@ -270,9 +259,7 @@ size_t qs_redis_presence_add(qs_redis_presence *p, const qs_presence_entry *e, q
     qs_presence_entry *copy = qs_xcalloc(1, sizeof(*copy));
     qs_presence_entry_copy(copy, e);
     copy->order = next_order(p);
-    void **slot = qs_strmap_upsert(&p->local, copy->subscriber, strlen(copy->subscriber));
-    entry_free(*slot);
-    *slot = copy;
+    qs_presence_map_put(&p->local, copy);
     if (!cmds)
         return 0;
     char *json = qs_redis_presence_encode(copy);
@@ -285,10 +272,8 @@ size_t qs_redis_presence_add(qs_redis_presence *p, const qs_presence_entry *e, q
 
 size_t qs_redis_presence_remove(qs_redis_presence *p, const char *subscriber, qs_buf *cmds)
 {
-    qs_presence_entry *old = qs_strmap_remove(&p->local, subscriber, strlen(subscriber));
-    if (!old)
+    if (!qs_presence_map_remove(&p->local, subscriber))
         return 0;
-    entry_free(old);
     if (!cmds)
         return 0;
     const char *hdel[] = {"HDEL", p->k_presence, subscriber};
@@ -437,11 +422,8 @@ int qs_redis_presence_list(qs_redis_presence *p, qs_redis_client *c, qs_presence
         return 0;
     }
     uv_mutex_lock(p->mu);
-    size_t n_local = qs_strmap_count(&p->local), k = 0;
-    qs_presence_entry *local = qs_xcalloc(n_local ? n_local : 1, sizeof(*local));
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&p->local, &pos, &me);)
-        qs_presence_entry_copy(&local[k++], me->value);
+    size_t n_local;
+    qs_presence_entry *local = qs_presence_map_copy(&p->local, &n_local);
     uv_mutex_unlock(p->mu);
     if (qs_redis_presence_merge(rep, p->node, local, n_local, &q->entries, &q->n) < 0) {
         q->status = -1;
