@@ -1176,9 +1176,11 @@ static void kafka_replay(qs_transport *base, qs_replay *r)
 
 /* ------------------------------------------------------------ presence */
 
-/* Writes one presence record (value NULL = tombstone); under mu. */
-static void presence_write_locked(kafka_transport *t, const char *key, const char *value)
+/* Writes one presence record (value NULL = tombstone); under mu. The registry's writer
+ * (qs_kafka_presence_write), ctx being the transport. */
+static void presence_write_locked(void *ctx, const char *key, const char *value)
 {
+    kafka_transport *t = ctx;
     pending *p = qs_xcalloc(1, sizeof(*p));
     p->kind = P_PRESENCE;
     if (produce(t, t->s.presence_topic, key, strlen(key), value, value ? strlen(value) : 0, NULL,
@@ -1188,42 +1190,12 @@ static void presence_write_locked(kafka_transport *t, const char *key, const cha
     }
 }
 
-static void write_entry_locked(kafka_transport *t, const qs_presence_entry *e)
-{
-    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, e->subscriber);
-    char *json = qs_kafka_presence_encode_entry(e);
-    presence_write_locked(t, key, json);
-    free(key);
-    free(json);
-}
-
-static void heartbeat_locked(kafka_transport *t)
-{
-    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_HEARTBEAT, t->node, NULL);
-    char value[48];
-    snprintf(value, sizeof(value), "{\"ttl\":%" PRIu64 "}", t->s.presence_ttl_ms);
-    presence_write_locked(t, key, value);
-    free(key);
-}
-
 /* Writes this node's entries again (after a failed write, or after another node took them
  * while this one stalled), deleting those the topic still holds but the node forgot. */
 static void rewrite_locked(kafka_transport *t)
 {
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);)
-        write_entry_locked(t, me->value);
-    const qs_kafka_node *self = qs_strmap_get(&t->reg.nodes, t->node, strlen(t->node));
-    if (self)
-        for (size_t pos = 0; qs_strmap_next(&self->entries, &pos, &me);)
-            if (!qs_strmap_get(&t->local, me->key, me->key_len)) {
-                char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, me->key);
-                presence_write_locked(t, key, NULL);
-                free(key);
-            }
-    heartbeat_locked(t);
+    qs_kafka_registry_write_again(&t->reg, &t->local, presence_write_locked, t);
     t->presence_dirty = false;
-    t->reg.self_taken = false;
 }
 
 /* This node won the claim on a dead node: publish the departures, then delete its keys. */
@@ -1234,15 +1206,9 @@ static void presence_taken(kafka_transport *t, const char *node, qs_presence_ent
                 t->s.brokers, n, node);
     if (n && t->host.presence_lost)
         t->host.presence_lost(t->host.ctx, v, n);
-    char **keys = NULL;
-    size_t k = qs_kafka_registry_tombstones(node, v, n, &keys);
     uv_mutex_lock(&t->base.mu);
-    for (size_t i = 0; i < k; i++) {
-        presence_write_locked(t, keys[i], NULL);
-        free(keys[i]);
-    }
+    qs_kafka_registry_write_tombstones(node, v, n, presence_write_locked, t);
     uv_mutex_unlock(&t->base.mu);
-    free(keys);
 }
 
 /* Registration order across nodes: wall-clock microseconds, strictly increasing here. */
@@ -1266,7 +1232,7 @@ static void kafka_presence_add(qs_transport *base, const qs_presence_entry *e)
     copy->order = next_order(t);
     qs_presence_map_put(&t->local, copy);
     if (!t->stopping)
-        write_entry_locked(t, copy);
+        qs_kafka_registry_write_entry(&t->reg, copy, presence_write_locked, t);
     uv_mutex_unlock(&t->base.mu);
 }
 
@@ -1274,11 +1240,8 @@ static void kafka_presence_remove(qs_transport *base, const char *subscriber)
 {
     kafka_transport *t = (kafka_transport *)base;
     uv_mutex_lock(&t->base.mu);
-    if (qs_presence_map_remove(&t->local, subscriber)) {
-        char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, subscriber);
-        presence_write_locked(t, key, NULL);
-        free(key);
-    }
+    if (qs_presence_map_remove(&t->local, subscriber))
+        qs_kafka_registry_write_removal(&t->reg, subscriber, presence_write_locked, t);
     uv_mutex_unlock(&t->base.mu);
 }
 
@@ -1360,8 +1323,6 @@ static void presence_main(void *arg)
         if (now < next_beat)
             continue;
         next_beat = now + refresh;
-        char **keys = NULL, **values = NULL;
-        size_t n = 0;
         uv_mutex_lock(&t->base.mu);
         if (t->presence_dirty || t->reg.self_taken) {
             if (t->reg.self_taken)
@@ -1371,32 +1332,17 @@ static void presence_main(void *arg)
             if (t->plink.up)
                 rewrite_locked(t);
         } else {
-            heartbeat_locked(t);
+            qs_kafka_registry_write_heartbeat(&t->reg, presence_write_locked, t);
         }
         /* Only a node that publishes subscription events claims dead nodes: one that does
          * not would drop their departures. */
         if (t->host.presence_lost && t->prlink.up && t->plink.up)
-            n = qs_kafka_registry_claims(&t->reg, now, &keys, &values);
-        for (size_t i = 0; i < n; i++) {
-            presence_write_locked(t, keys[i], values[i]);
-            free(keys[i]);
-            free(values[i]);
-        }
+            qs_kafka_registry_write_claims(&t->reg, now, presence_write_locked, t);
         uv_mutex_unlock(&t->base.mu);
-        free(keys);
-        free(values);
     }
     /* A clean stop: this node's entries and heartbeat are deleted. */
     uv_mutex_lock(&t->base.mu);
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);) {
-        char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, me->key);
-        presence_write_locked(t, key, NULL);
-        free(key);
-    }
-    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_HEARTBEAT, t->node, NULL);
-    presence_write_locked(t, key, NULL);
-    free(key);
+    qs_kafka_registry_write_goodbye(&t->reg, &t->local, presence_write_locked, t);
     uv_mutex_unlock(&t->base.mu);
 }
 

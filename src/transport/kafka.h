@@ -189,4 +189,35 @@ size_t qs_kafka_registry_claims(qs_kafka_registry *g, uint64_t now_ms, char ***k
 size_t qs_kafka_registry_tombstones(const char *node, const qs_presence_entry *entries, size_t n,
                                     char ***keys);
 
+/*
+ * The records this node writes, made here and handed to the transport's own writer (Kafka's
+ * producer, Pulsar's presence queue), so every transport over this registry writes the same
+ * records in the same order. Called with the caller's lock held; `write` is too.
+ */
+/** Writes one record to the presence topic (value NULL = a tombstone). */
+typedef void (*qs_kafka_presence_write)(void *ctx, const char *key, const char *value);
+/** This node's entry e. */
+void qs_kafka_registry_write_entry(const qs_kafka_registry *g, const qs_presence_entry *e,
+                                   qs_kafka_presence_write write, void *ctx);
+/** The tombstone of this node's entry for subscriber. */
+void qs_kafka_registry_write_removal(const qs_kafka_registry *g, const char *subscriber,
+                                     qs_kafka_presence_write write, void *ctx);
+/** This node's heartbeat, naming its ttl. */
+void qs_kafka_registry_write_heartbeat(const qs_kafka_registry *g, qs_kafka_presence_write write,
+                                       void *ctx);
+/** This node's entries again (local: subscriber -> qs_presence_entry *; after a failed write,
+ *  or after another node took them while this one stalled), tombstones for those the topic
+ *  still holds but local forgot, then a heartbeat; clears self_taken. */
+void qs_kafka_registry_write_again(qs_kafka_registry *g, const qs_strmap *local,
+                                   qs_kafka_presence_write write, void *ctx);
+/** A clean stop: the tombstones of this node's entries (local) and heartbeat. */
+void qs_kafka_registry_write_goodbye(const qs_kafka_registry *g, const qs_strmap *local,
+                                     qs_kafka_presence_write write, void *ctx);
+/** The claims qs_kafka_registry_claims says to make now. */
+void qs_kafka_registry_write_claims(qs_kafka_registry *g, uint64_t now_ms,
+                                    qs_kafka_presence_write write, void *ctx);
+/** The tombstones of qs_kafka_registry_tombstones, once this node took node's entries. */
+void qs_kafka_registry_write_tombstones(const char *node, const qs_presence_entry *entries,
+                                        size_t n, qs_kafka_presence_write write, void *ctx);
+
 #endif

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * kafka_registry.c - the records of the Kafka transport's presence topic and the
  * registry of the cluster's subscriptions that every node builds by reading them (kafka.h
- * says what the records are and how a dead node's entries are claimed). Pure: the caller
- * reads and writes the topic, passes its clock, and holds the lock.
+ * says what the records are and how a dead node's entries are claimed), and this node's own
+ * records, which the Kafka and Pulsar transports both write. Pure: the caller reads and
+ * writes the topic (handing its writer to the functions that make records), passes its
+ * clock, and holds the lock.
  */
 #include "transport/kafka.h"
 
@@ -438,4 +440,86 @@ size_t qs_kafka_registry_tombstones(const char *node, const qs_presence_entry *e
     v[n + 1] = qs_kafka_presence_key(QS_KAFKA_PRESENCE_CLAIM, node, NULL);
     *keys = v;
     return n + 2;
+}
+
+/* ------------------------------------------------------------ this node's records */
+
+void qs_kafka_registry_write_entry(const qs_kafka_registry *g, const qs_presence_entry *e,
+                                   qs_kafka_presence_write write, void *ctx)
+{
+    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, g->self, e->subscriber);
+    char *json = qs_kafka_presence_encode_entry(e);
+    write(ctx, key, json);
+    free(key);
+    free(json);
+}
+
+void qs_kafka_registry_write_removal(const qs_kafka_registry *g, const char *subscriber,
+                                     qs_kafka_presence_write write, void *ctx)
+{
+    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, g->self, subscriber);
+    write(ctx, key, NULL);
+    free(key);
+}
+
+void qs_kafka_registry_write_heartbeat(const qs_kafka_registry *g, qs_kafka_presence_write write,
+                                       void *ctx)
+{
+    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_HEARTBEAT, g->self, NULL);
+    char value[48];
+    snprintf(value, sizeof(value), "{\"ttl\":%" PRIu64 "}", g->ttl_ms);
+    write(ctx, key, value);
+    free(key);
+}
+
+void qs_kafka_registry_write_again(qs_kafka_registry *g, const qs_strmap *local,
+                                   qs_kafka_presence_write write, void *ctx)
+{
+    const qs_strmap_entry *me;
+    for (size_t pos = 0; qs_strmap_next(local, &pos, &me);)
+        qs_kafka_registry_write_entry(g, me->value, write, ctx);
+    const qs_kafka_node *self = qs_strmap_get(&g->nodes, g->self, strlen(g->self));
+    if (self)
+        for (size_t pos = 0; qs_strmap_next(&self->entries, &pos, &me);)
+            if (!qs_strmap_get(local, me->key, me->key_len))
+                qs_kafka_registry_write_removal(g, me->key, write, ctx);
+    qs_kafka_registry_write_heartbeat(g, write, ctx);
+    g->self_taken = false;
+}
+
+void qs_kafka_registry_write_goodbye(const qs_kafka_registry *g, const qs_strmap *local,
+                                     qs_kafka_presence_write write, void *ctx)
+{
+    const qs_strmap_entry *me;
+    for (size_t pos = 0; qs_strmap_next(local, &pos, &me);)
+        qs_kafka_registry_write_removal(g, me->key, write, ctx);
+    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_HEARTBEAT, g->self, NULL);
+    write(ctx, key, NULL);
+    free(key);
+}
+
+void qs_kafka_registry_write_claims(qs_kafka_registry *g, uint64_t now_ms,
+                                    qs_kafka_presence_write write, void *ctx)
+{
+    char **keys = NULL, **values = NULL;
+    size_t n = qs_kafka_registry_claims(g, now_ms, &keys, &values);
+    for (size_t i = 0; i < n; i++) {
+        write(ctx, keys[i], values[i]);
+        free(keys[i]);
+        free(values[i]);
+    }
+    free(keys);
+    free(values);
+}
+
+void qs_kafka_registry_write_tombstones(const char *node, const qs_presence_entry *entries,
+                                        size_t n, qs_kafka_presence_write write, void *ctx)
+{
+    char **keys = NULL;
+    size_t k = qs_kafka_registry_tombstones(node, entries, n, &keys);
+    for (size_t i = 0; i < k; i++) {
+        write(ctx, keys[i], NULL);
+        free(keys[i]);
+    }
+    free(keys);
 }

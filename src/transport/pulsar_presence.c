@@ -72,9 +72,11 @@ void qs_pulsar_presence_free(pulsar_transport *t)
 
 /* ------------------------------------------------------------ records */
 
-/* Queues one record (value NULL = tombstone); under mu. */
-static void write_locked(pulsar_transport *t, const char *key, const char *value)
+/* Queues one record (value NULL = tombstone); under mu. The registry's writer
+ * (qs_kafka_presence_write), ctx being the transport. */
+static void write_locked(void *ctx, const char *key, const char *value)
 {
+    pulsar_transport *t = ctx;
     if (t->pqn == t->pqcap) {
         t->pqcap = t->pqcap ? t->pqcap * 2 : 64;
         t->pq = qs_xrealloc(t->pq, t->pqcap * sizeof(*t->pq));
@@ -87,41 +89,11 @@ static void write_locked(pulsar_transport *t, const char *key, const char *value
     }
 }
 
-static void write_entry_locked(pulsar_transport *t, const qs_presence_entry *e)
-{
-    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, e->subscriber);
-    char *json = qs_kafka_presence_encode_entry(e);
-    write_locked(t, key, json);
-    free(key);
-    free(json);
-}
-
-static void heartbeat_locked(pulsar_transport *t)
-{
-    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_HEARTBEAT, t->node, NULL);
-    char value[48];
-    snprintf(value, sizeof(value), "{\"ttl\":%" PRIu64 "}", t->s.presence_ttl_ms);
-    write_locked(t, key, value);
-    free(key);
-}
-
 /* Writes this node's entries again, deleting those the topic holds but the node forgot. */
 static void rewrite_locked(pulsar_transport *t)
 {
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);)
-        write_entry_locked(t, me->value);
-    const qs_kafka_node *self = qs_strmap_get(&t->reg.nodes, t->node, strlen(t->node));
-    if (self)
-        for (size_t pos = 0; qs_strmap_next(&self->entries, &pos, &me);)
-            if (!qs_strmap_get(&t->local, me->key, me->key_len)) {
-                char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, me->key);
-                write_locked(t, key, NULL);
-                free(key);
-            }
-    heartbeat_locked(t);
+    qs_kafka_registry_write_again(&t->reg, &t->local, write_locked, t);
     t->presence_dirty = false;
-    t->reg.self_taken = false;
 }
 
 /* This node won the claim on a dead node: publish the departures, then delete its keys. */
@@ -132,15 +104,9 @@ static void taken(pulsar_transport *t, const char *node, qs_presence_entry *v, s
                 t->s.service_url, n, node);
     if (n && t->host.presence_lost)
         t->host.presence_lost(t->host.ctx, v, n);
-    char **keys = NULL;
-    size_t k = qs_kafka_registry_tombstones(node, v, n, &keys);
     uv_mutex_lock(&t->base.mu);
-    for (size_t i = 0; i < k; i++) {
-        write_locked(t, keys[i], NULL);
-        free(keys[i]);
-    }
+    qs_kafka_registry_write_tombstones(node, v, n, write_locked, t);
     uv_mutex_unlock(&t->base.mu);
-    free(keys);
 }
 
 /* A message of the presence topic: applied to the registry. */
@@ -374,8 +340,6 @@ void qs_pulsar_presence_main(void *arg)
         uint64_t now = qs_now_ms();
         if (now >= next_beat) {
             next_beat = now + refresh;
-            char **keys = NULL, **values = NULL;
-            size_t n = 0;
             uv_mutex_lock(&t->base.mu);
             if (t->presence_dirty || t->reg.self_taken) {
                 if (t->reg.self_taken)
@@ -384,19 +348,12 @@ void qs_pulsar_presence_main(void *arg)
                             t->s.service_url);
                 rewrite_locked(t);
             } else {
-                heartbeat_locked(t);
+                qs_kafka_registry_write_heartbeat(&t->reg, write_locked, t);
             }
             /* Only a node that publishes subscription events claims dead nodes. */
             if (t->host.presence_lost && t->plink.up)
-                n = qs_kafka_registry_claims(&t->reg, clock_locked(t), &keys, &values);
-            for (size_t i = 0; i < n; i++) {
-                write_locked(t, keys[i], values[i]);
-                free(keys[i]);
-                free(values[i]);
-            }
+                qs_kafka_registry_write_claims(&t->reg, clock_locked(t), write_locked, t);
             uv_mutex_unlock(&t->base.mu);
-            free(keys);
-            free(values);
         }
         uint64_t one;
         while (read(t->presence_fd, &one, sizeof(one)) > 0) {
@@ -425,15 +382,7 @@ void qs_pulsar_presence_main(void *arg)
     }
     /* A clean stop: this node's entries and heartbeat are deleted. */
     uv_mutex_lock(&t->base.mu);
-    const qs_strmap_entry *me;
-    for (size_t pos = 0; qs_strmap_next(&t->local, &pos, &me);) {
-        char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, me->key);
-        write_locked(t, key, NULL);
-        free(key);
-    }
-    char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_HEARTBEAT, t->node, NULL);
-    write_locked(t, key, NULL);
-    free(key);
+    qs_kafka_registry_write_goodbye(&t->reg, &t->local, write_locked, t);
     uv_mutex_unlock(&t->base.mu);
     if (qs_pulsar_conn_is_open(&t->pconn) && send_queued(t) == 0) {
         /* Wait briefly for the receipts, so that the records are stored before we leave. */
@@ -472,7 +421,7 @@ void qs_pulsar_presence_add(qs_transport *base, const qs_presence_entry *e)
     copy->order = next_order(t);
     qs_presence_map_put(&t->local, copy);
     if (!t->stopping)
-        write_entry_locked(t, copy);
+        qs_kafka_registry_write_entry(&t->reg, copy, write_locked, t);
     uv_mutex_unlock(&t->base.mu);
 }
 
@@ -480,11 +429,8 @@ void qs_pulsar_presence_remove(qs_transport *base, const char *subscriber)
 {
     pulsar_transport *t = (pulsar_transport *)base;
     uv_mutex_lock(&t->base.mu);
-    if (qs_presence_map_remove(&t->local, subscriber)) {
-        char *key = qs_kafka_presence_key(QS_KAFKA_PRESENCE_ENTRY, t->node, subscriber);
-        write_locked(t, key, NULL);
-        free(key);
-    }
+    if (qs_presence_map_remove(&t->local, subscriber))
+        qs_kafka_registry_write_removal(&t->reg, subscriber, write_locked, t);
     uv_mutex_unlock(&t->base.mu);
 }
 
