@@ -486,3 +486,51 @@ void qs_tls_free(qs_tls *t)
     uv_mutex_destroy(&t->mu);
     free(t);
 }
+
+/* ------------------------------------------------------------ the client side */
+
+SSL_CTX *qs_tls_client_ctx(const char *transport, const char *source, int line, bool insecure,
+                           const char *ca, char **err)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        *err = qs_xasprintf("%s:%d: transport %s: cannot set up TLS", source, line, transport);
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (insecure) {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    } else {
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+        int ok = ca ? SSL_CTX_load_verify_locations(ctx, ca, NULL)
+                    : SSL_CTX_set_default_verify_paths(ctx);
+        if (ok != 1) {
+            *err = qs_xasprintf("%s:%d: transport %s: tls_ca: cannot load \"%s\"", source, line,
+                                transport, ca ? ca : "(system CAs)");
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    }
+    ERR_clear_error();
+    return ctx;
+}
+
+static bool is_ip_literal(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+void qs_tls_client_host(SSL *ssl, const char *host, bool insecure)
+{
+    bool ip = is_ip_literal(host);
+    if (!ip)
+        SSL_set_tlsext_host_name(ssl, host);
+    if (!insecure) {
+        if (ip)
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+        else
+            SSL_set1_host(ssl, host);
+    }
+}

@@ -12,6 +12,9 @@
  * session state.
  *
  * Threading: qs_tls_new_ssl may be called from any worker; qs_tls_reload from any thread.
+ *
+ * The client side below serves the transports that speak TLS to their brokers themselves
+ * (Redis, Pulsar), so they set up contexts and check a server's name the same way.
  */
 #ifndef QS_TLS_H
 #define QS_TLS_H
@@ -39,5 +42,17 @@ void qs_tls_free(qs_tls *t);
 
 /** True when ALPN chose HTTP/2 on this connection. */
 bool qs_tls_negotiated_h2(SSL *ssl);
+
+/**
+ * A client context: TLS 1.2 at least, partial writes allowed; unless insecure, the server's
+ * certificate is verified against ca (a PEM file) or, when ca is NULL, the system's CAs.
+ * NULL on error with a malloc'd message "SOURCE:LINE: transport NAME: …" (naming tls_ca when
+ * the CAs cannot be loaded).
+ */
+SSL_CTX *qs_tls_client_ctx(const char *transport, const char *source, int line, bool insecure,
+                           const char *ca, char **err);
+/** Before a client handshake: names host to the server (SNI) unless it is an IP address and,
+ *  unless insecure, has the handshake check the certificate against that name or address. */
+void qs_tls_client_host(SSL *ssl, const char *host, bool insecure);
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tls.h"
 
 #define READ_CHUNK 65536
 #define PING_IDLE_MS 10000 /* a link silent this long is probed with a PING */
@@ -39,27 +40,9 @@ int qs_pulsar_client_ctx_init(qs_pulsar_client_ctx *ctx, const qs_pulsar_setting
     }
     if (!s->tls)
         return 0;
-    ctx->ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx->ssl_ctx) {
-        *err = qs_xasprintf("%s:%d: transport pulsar: cannot set up TLS", s->source, s->line);
+    ctx->ssl_ctx = qs_tls_client_ctx("pulsar", s->source, s->line, s->tls_insecure, s->tls_ca, err);
+    if (!ctx->ssl_ctx)
         goto fail;
-    }
-    SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx->ssl_ctx,
-                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (s->tls_insecure) {
-        SSL_CTX_set_verify(ctx->ssl_ctx, SSL_VERIFY_NONE, NULL);
-    } else {
-        SSL_CTX_set_verify(ctx->ssl_ctx, SSL_VERIFY_PEER, NULL);
-        int ok = s->tls_ca ? SSL_CTX_load_verify_locations(ctx->ssl_ctx, s->tls_ca, NULL)
-                           : SSL_CTX_set_default_verify_paths(ctx->ssl_ctx);
-        if (ok != 1) {
-            *err = qs_xasprintf("%s:%d: transport pulsar: tls_ca: cannot load \"%s\"", s->source,
-                                s->line, s->tls_ca ? s->tls_ca : "(system CAs)");
-            goto fail;
-        }
-    }
-    ERR_clear_error();
     return 0;
 fail:
     qs_pulsar_client_ctx_destroy(ctx);
@@ -530,12 +513,6 @@ bool qs_pulsar_conn_is_open(const qs_pulsar_conn *c)
     return c->fd >= 0;
 }
 
-static bool is_ip_literal(const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static int tls_handshake(qs_pulsar_conn *c, uint64_t deadline)
 {
     const qs_pulsar_settings *s = c->ctx->s;
@@ -544,15 +521,7 @@ static int tls_handshake(qs_pulsar_conn *c, uint64_t deadline)
         return fail_as(c, QS_PULSAR_FAIL_TLS, "tls_ca",
                        "pulsar TLS handshake failed: cannot set "
                        "up TLS");
-    bool ip = is_ip_literal(c->host);
-    if (!ip)
-        SSL_set_tlsext_host_name(c->ssl, c->host);
-    if (!s->tls_insecure) {
-        if (ip)
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->host);
-        else
-            SSL_set1_host(c->ssl, c->host);
-    }
+    qs_tls_client_host(c->ssl, c->host, s->tls_insecure);
     for (;;) {
         ERR_clear_error();
         errno = 0;

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "tls.h"
 #include "transport/redis_client.h"
 
 #define READ_CHUNK (64 * 1024)
@@ -94,26 +95,9 @@ static int make_ssl_ctx(qs_redis_client_ctx *ctx, char **err)
 {
     const qs_redis_client_options *o = &ctx->o;
     const char *src = o->source ? o->source : "config";
-    ctx->ssl_ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx->ssl_ctx) {
-        *err = qs_xasprintf("%s:%d: transport redis: cannot set up TLS", src, o->line);
+    ctx->ssl_ctx = qs_tls_client_ctx("redis", src, o->line, o->tls_insecure, o->tls_ca, err);
+    if (!ctx->ssl_ctx)
         return -1;
-    }
-    SSL_CTX_set_min_proto_version(ctx->ssl_ctx, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ctx->ssl_ctx,
-                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    if (o->tls_insecure) {
-        SSL_CTX_set_verify(ctx->ssl_ctx, SSL_VERIFY_NONE, NULL);
-    } else {
-        SSL_CTX_set_verify(ctx->ssl_ctx, SSL_VERIFY_PEER, NULL);
-        int ok = o->tls_ca ? SSL_CTX_load_verify_locations(ctx->ssl_ctx, o->tls_ca, NULL)
-                           : SSL_CTX_set_default_verify_paths(ctx->ssl_ctx);
-        if (ok != 1) {
-            *err = qs_xasprintf("%s:%d: transport redis: tls_ca: cannot load \"%s\"", src, o->line,
-                                o->tls_ca ? o->tls_ca : "(system CAs)");
-            return -1;
-        }
-    }
     if (o->tls_cert) {
         if (SSL_CTX_use_certificate_chain_file(ctx->ssl_ctx, o->tls_cert) != 1) {
             *err = qs_xasprintf("%s:%d: transport redis: tls_cert: cannot load \"%s\"", src,
@@ -434,27 +418,13 @@ bool qs_redis_client_alive(qs_redis_client *c)
     return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-static bool is_ip_literal(const char *host)
-{
-    unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static int tls_handshake(qs_redis_client *c, uint64_t deadline, bool wakeable)
 {
     const qs_redis_client_options *o = &c->ctx->o;
     c->ssl = SSL_new(c->ctx->ssl_ctx);
     if (!c->ssl || !SSL_set_fd(c->ssl, c->fd))
         return qs_redis_client_fail(c, "redis TLS handshake failed: cannot set up TLS");
-    bool ip = is_ip_literal(o->host);
-    if (!ip)
-        SSL_set_tlsext_host_name(c->ssl, o->host);
-    if (!o->tls_insecure) {
-        if (ip)
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), o->host);
-        else
-            SSL_set1_host(c->ssl, o->host);
-    }
+    qs_tls_client_host(c->ssl, o->host, o->tls_insecure);
     for (;;) {
         ERR_clear_error();
         errno = 0;
