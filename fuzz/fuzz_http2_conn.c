@@ -19,6 +19,7 @@
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,7 +92,22 @@ static int connect_hub(void)
     CHECK(fd >= 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+    /* The machine's loopback can refuse for a moment (ephemeral ports all in TIME_WAIT after
+     * thousands of runs, a busy accept queue): that says nothing about the input. */
+    int tries = 0;
+    while (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        if (errno == EISCONN)
+            break;
+        if (++tries == 200 || (errno != EADDRNOTAVAIL && errno != ECONNREFUSED && errno != EAGAIN &&
+                               errno != EINTR && errno != ETIMEDOUT)) {
+            fprintf(stderr, "fuzz_http2_conn: cannot connect to the hub: %s\n", strerror(errno));
+            abort();
+        }
+        close(fd);
+        fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(fd >= 0);
+        usleep(10000);
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     return fd;
