@@ -4,8 +4,11 @@
  *
  * TLS goes through a BIO of our own rather than a socket BIO: OpenSSL reads the records of
  * the current read straight from the worker's read buffer and writes records into the
- * socket's `cipher` buffer, which is handed to the kernel as a whole. Nothing stays
- * allocated while a connection is idle but OpenSSL's session state.
+ * socket's `cipher` buffer, which is handed to the kernel as a whole. Once a TLS 1.3
+ * handshake is over, the connection leaves OpenSSL: its SSL is freed and the hub's record
+ * layer (tls13.h) opens records in place in the read buffer and seals them into `cipher`.
+ * Nothing stays allocated while a connection is idle but its keys (or, for TLS 1.2,
+ * OpenSSL's session state).
  */
 #include "sock.h"
 
@@ -55,15 +58,19 @@ struct qs_socks {
     size_t n_listeners;
     qs_list starting; /* handshakes and first bytes, oldest first */
     uint64_t n_open;
-    char *plaintext; /* decrypted records land here, one read at a time */
-    char *record;    /* plaintext gathered into one record before it is encrypted */
+    char *plaintext;           /* decrypted records land here, one read at a time */
+    char *record;              /* plaintext gathered into one record before it is encrypted */
+    qs_tls13_ciphers *ciphers; /* the AEAD contexts of the hub's record layer */
 };
 
 struct sock_tls {
-    SSL *ssl;
-    bool seen; /* a first read arrived */
+    SSL *ssl;                /* until a TLS 1.3 handshake is over (then rl), or for good */
+    qs_tls_secrets *secrets; /* during the handshake */
+    qs_tls13 *rl;            /* after a TLS 1.3 handshake: the hub's record layer */
+    qs_buf partial;          /* rl: the start of a record whose end has not arrived */
+    bool seen;               /* a first read arrived */
     bool handshaken;
-    const char *in; /* the ciphertext of the read being handled */
+    char *in; /* the ciphertext of the read being handled (in the worker's buffer) */
     size_t in_len;
     qs_buf cipher;   /* records not handed to the kernel yet */
     qs_buf inflight; /* records of the write in flight */
@@ -135,6 +142,15 @@ static void tls_free(struct sock_tls *t)
         return;
     free(t->held);
     SSL_free(t->ssl);
+    if (t->secrets) {
+        OPENSSL_cleanse(t->secrets, sizeof(*t->secrets));
+        free(t->secrets);
+    }
+    if (t->rl) {
+        qs_tls13_wipe(t->rl);
+        free(t->rl);
+    }
+    qs_buf_free(&t->partial);
     qs_buf_free(&t->cipher);
     qs_buf_free(&t->inflight);
     free(t);
@@ -191,9 +207,14 @@ static int tls_flush(qs_sock *s)
     return 0;
 }
 
-/* Seals one record. */
-static int seal(struct sock_tls *t, const char *p, size_t n)
+/* Seals one record of application data. */
+static int seal(qs_sock *s, const char *p, size_t n)
 {
+    struct sock_tls *t = s->tls;
+    if (t->rl)
+        return qs_tls13_seal(t->rl, s->ss->ciphers, QS_TLS13_APPLICATION_DATA, p, n, &t->cipher) < 0
+                   ? UV_EPROTO
+                   : 0;
     if (SSL_write(t->ssl, p, (int)n) <= 0) {
         ERR_clear_error();
         return UV_EPROTO;
@@ -205,7 +226,6 @@ static int seal(struct sock_tls *t, const char *p, size_t n)
  * record. Returns the bytes encrypted, or a negative libuv error. */
 static int tls_encrypt(qs_sock *s, const uv_buf_t *iov, unsigned n)
 {
-    struct sock_tls *t = s->tls;
     char *record = s->ss->record;
     size_t total = 0, fill = 0;
     for (unsigned i = 0; i < n; i++) {
@@ -218,7 +238,7 @@ static int tls_encrypt(qs_sock *s, const uv_buf_t *iov, unsigned n)
             p += take;
             left -= take;
             if (fill == RECORD_PLAINTEXT) {
-                if (seal(t, record, fill) < 0)
+                if (seal(s, record, fill) < 0)
                     return UV_EPROTO;
                 total += fill;
                 fill = 0;
@@ -226,7 +246,7 @@ static int tls_encrypt(qs_sock *s, const uv_buf_t *iov, unsigned n)
         }
     }
     if (fill) {
-        if (seal(t, record, fill) < 0)
+        if (seal(s, record, fill) < 0)
             return UV_EPROTO;
         total += fill;
     }
@@ -345,6 +365,19 @@ int qs_sock_write(qs_sock *s, const uv_buf_t *iov, unsigned n)
     return rc < 0 ? rc : 0;
 }
 
+/* Seals an alert (level 1 warning, 2 fatal) after the records sealed so far. */
+static void send_alert(qs_sock *s, uint8_t level, uint8_t description)
+{
+    struct sock_tls *t = s->tls;
+    if (t->rl) {
+        const uint8_t alert[2] = {level, description};
+        qs_tls13_seal(t->rl, s->ss->ciphers, QS_TLS13_ALERT, alert, sizeof(alert), &t->cipher);
+    } else if (description == QS_TLS13_CLOSE_NOTIFY) {
+        SSL_shutdown(t->ssl);
+        ERR_clear_error();
+    }
+}
+
 static void on_shutdown(uv_shutdown_t *req, int status)
 {
     QS_UNUSED(status);
@@ -355,8 +388,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
 static void send_fin(qs_sock *s)
 {
     if (s->tls) {
-        SSL_shutdown(s->tls->ssl); /* close_notify, the last record */
-        ERR_clear_error();
+        send_alert(s, 1, QS_TLS13_CLOSE_NOTIFY); /* the last record */
         if (tls_flush(s) < 0) {
             qs_sock_close(s);
             return;
@@ -442,10 +474,81 @@ static void choose_plain(qs_sock *s, const char *data, size_t len)
     qs_buf_free(&all);
 }
 
+/* With the hub's record layer: how many bytes the record kept in `partial` needs to be
+ * opened (its header first; a length TLS does not allow is left for open to refuse). */
+static size_t partial_wants(const qs_buf *b)
+{
+    size_t size = qs_tls13_record_size((const uint8_t *)b->p, b->len);
+    if (!size)
+        return QS_TLS13_HEADER;
+    return size > QS_TLS13_HEADER + QS_TLS13_MAX_CIPHERTEXT ? b->len : size;
+}
+
+/* With the hub's record layer: opens the records of the current read (after the piece of
+ * one kept from the reads before) in place and hands their data to the protocol. */
+static void tls13_read_records(qs_sock *s)
+{
+    struct sock_tls *t = s->tls;
+    while (!s->closing && s->events) {
+        bool kept = t->partial.len > 0;
+        uint8_t *p = (uint8_t *)t->in;
+        size_t n = t->in_len, want;
+        if (kept) {
+            while ((want = partial_wants(&t->partial)) > t->partial.len && t->in_len) {
+                size_t take = QS_MIN(want - t->partial.len, t->in_len);
+                qs_buf_append(&t->partial, t->in, take);
+                t->in += take;
+                t->in_len -= take;
+            }
+            if (want > t->partial.len)
+                return; /* the rest comes with a later read */
+            p = (uint8_t *)t->partial.p;
+            n = t->partial.len;
+        } else if (!n) {
+            return;
+        }
+        qs_tls13_opened o;
+        qs_tls13_status st = qs_tls13_open(t->rl, s->ss->ciphers, p, n, &o, &t->cipher);
+        if (st == QS_TLS13_NEED_MORE) {
+            /* Only without a kept piece: the rest of this read is less than one record
+             * (whose header has a length TLS allows), kept until its end arrives. */
+            qs_buf_append(&t->partial, t->in, t->in_len);
+            t->in_len = 0;
+            return;
+        }
+        if (!kept) {
+            t->in += o.used;
+            t->in_len -= o.used;
+        }
+        if (st == QS_TLS13_DATA) {
+            if (o.len)
+                s->events->read(s, (const char *)o.data, o.len);
+            if (kept)
+                qs_buf_free(&t->partial); /* after the protocol read from it */
+            continue;
+        }
+        if (kept)
+            qs_buf_free(&t->partial);
+        if (st == QS_TLS13_FAILED) {
+            qs_debug("TLS with %s: %s", s->peer, o.why);
+            if (o.alert != 0xff) {
+                send_alert(s, 2, o.alert);
+                tls_flush(s); /* at once: the protocol closes the connection next */
+            }
+        }
+        s->events->ended(s, st == QS_TLS13_CLOSED ? UV_EOF : UV_EPROTO);
+        return;
+    }
+}
+
 /* Decrypts what the current read brought and hands it to the protocol. */
 static void tls_read_records(qs_sock *s)
 {
     struct sock_tls *t = s->tls;
+    if (t->rl) {
+        tls13_read_records(s);
+        return;
+    }
     char *buf = s->ss->plaintext;
     while (!s->closing && s->events) {
         int n = SSL_read(t->ssl, buf, RECORD_PLAINTEXT);
@@ -487,11 +590,31 @@ static void trim_after_handshakes(qs_socks *ss, uint64_t now)
 #endif
 }
 
+/* After a TLS 1.3 handshake, the connection goes on with the hub's record layer and its SSL
+ * is freed; `sent` records were written by the call that completed the handshake. */
+static void leave_openssl(struct sock_tls *t, uint64_t sent)
+{
+    qs_tls13 *rl = qs_xmalloc(sizeof(*rl));
+    if (qs_tls_leave_openssl(t->ssl, t->secrets, sent, rl) == 0) {
+        SSL_free(t->ssl);
+        t->ssl = NULL;
+        t->rl = rl;
+    } else {
+        free(rl);
+    }
+    free(t->secrets);
+    t->secrets = NULL;
+}
+
 /* The TLS handshake, then the protocol ALPN chose. */
 static void tls_handshake(qs_sock *s)
 {
     struct sock_tls *t = s->tls;
+    size_t before = t->cipher.len;
     int r = SSL_do_handshake(t->ssl);
+    uint64_t sent = r == 1 ? qs_tls13_count_records((const uint8_t *)t->cipher.p + before,
+                                                    t->cipher.len - before)
+                           : 0;
     if (tls_flush(s) < 0) {
         qs_sock_close(s);
         return;
@@ -512,7 +635,9 @@ static void tls_handshake(qs_sock *s)
     t->handshaken = true;
     atomic_fetch_add_explicit(&handshakes_since_trim, 1, memory_order_relaxed);
     atomic_store_explicit(&last_handshake_ms, qs_now_ms(), memory_order_relaxed);
-    start(s, qs_tls_negotiated_h2(t->ssl), NULL, 0);
+    bool h2 = qs_tls_negotiated_h2(t->ssl);
+    leave_openssl(t, sent);
+    start(s, h2, NULL, 0);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -640,6 +765,8 @@ static void on_accept(uv_stream_t *server, int status)
         BIO *bio = BIO_new(bio_method);
         BIO_set_data(bio, s->tls);
         SSL_set_bio(s->tls->ssl, bio, bio);
+        s->tls->secrets = qs_xmalloc(sizeof(*s->tls->secrets));
+        qs_tls_keep_secrets(s->tls->ssl, s->tls->secrets);
     } else if (!l->h2c) {
         start(s, false, NULL, 0);
         return;
@@ -663,6 +790,8 @@ qs_socks *qs_socks_new(qs_ctx *ctx, qs_tls *tls, const qs_sock_protocols *protoc
     qs_list_init(&ss->starting);
     ss->plaintext = qs_xmalloc(RECORD_PLAINTEXT);
     ss->record = qs_xmalloc(RECORD_PLAINTEXT);
+    if (tls)
+        ss->ciphers = qs_tls13_ciphers_new();
     return ss;
 }
 
@@ -732,5 +861,6 @@ void qs_socks_free(qs_socks *ss)
     free(ss->listeners);
     free(ss->plaintext);
     free(ss->record);
+    qs_tls13_ciphers_free(ss->ciphers);
     free(ss);
 }

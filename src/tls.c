@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "tls13.h"
 
 /* Forward-secret AEAD suites for TLS 1.2 (TLS 1.3's own suites are all of that kind). */
 #define TLS12_CIPHERS                                                                              \
@@ -92,6 +93,74 @@ bool qs_tls_negotiated_h2(SSL *ssl)
     unsigned n = 0;
     SSL_get0_alpn_selected(ssl, &p, &n);
     return n == 2 && memcmp(p, "h2", 2) == 0;
+}
+
+/* ------------------------------------------- leaving OpenSSL after the handshake */
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the hex digits of p (up to a space or the end) into out; their count, or 0 when
+ * they are not hex or too many. */
+static size_t unhex(const char *p, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (; *p && *p != ' '; p += 2) {
+        int hi = hex_value(p[0]), lo = hi < 0 ? -1 : hex_value(p[1]);
+        if (lo < 0 || n == cap)
+            return 0;
+        out[n++] = (uint8_t)(hi << 4 | lo);
+    }
+    return n;
+}
+
+/* OpenSSL's key-log callback: "LABEL CLIENT_RANDOM SECRET", in hex. Only the application
+ * traffic secrets are kept, and only for connections that asked (qs_tls_keep_secrets). */
+static void keep_traffic_secret(const SSL *ssl, const char *line)
+{
+    qs_tls_secrets *s = SSL_get_app_data(ssl);
+    if (!s)
+        return;
+    static const char client[] = "CLIENT_TRAFFIC_SECRET_0 ", server[] = "SERVER_TRAFFIC_SECRET_0 ";
+    uint8_t *into;
+    uint8_t *len;
+    if (strncmp(line, client, sizeof(client) - 1) == 0)
+        into = s->client, len = &s->client_len;
+    else if (strncmp(line, server, sizeof(server) - 1) == 0)
+        into = s->server, len = &s->server_len;
+    else
+        return;
+    const char *secret = strchr(line + sizeof(client) - 1, ' ');
+    *len = secret ? (uint8_t)unhex(secret + 1, into, QS_TLS13_MAX_SECRET) : 0;
+}
+
+void qs_tls_keep_secrets(SSL *ssl, qs_tls_secrets *s)
+{
+    memset(s, 0, sizeof(*s));
+    SSL_set_app_data(ssl, s);
+}
+
+int qs_tls_leave_openssl(SSL *ssl, qs_tls_secrets *s, uint64_t sent, qs_tls13 *rl)
+{
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+    int rc = -1;
+    /* Data OpenSSL has read but not handed over would be lost: there is none after a
+     * handshake (it reads records one at a time), but it is checked. */
+    if (SSL_version(ssl) == TLS1_3_VERSION && cipher && s->client_len &&
+        s->client_len == s->server_len && SSL_pending(ssl) == 0 && !SSL_has_pending(ssl))
+        rc = qs_tls13_init(rl, SSL_CIPHER_get_protocol_id(cipher), s->client, s->server,
+                           s->client_len, 0, sent);
+    SSL_set_app_data(ssl, NULL);
+    OPENSSL_cleanse(s, sizeof(*s));
+    return rc;
 }
 
 /* -------------------------------------------------------- certificates */
@@ -389,6 +458,7 @@ static SSL_CTX *build_ctx(qs_tls *t, char **err)
     /* Resumption through tickets only: no session cache shared between workers. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, t);
+    SSL_CTX_set_keylog_callback(ctx, keep_traffic_secret);
     int rc =
         t->internal ? use_internal(t, ctx, err) : use_files(ctx, t->cert_file, t->key_file, err);
     if (rc < 0) {

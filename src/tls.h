@@ -8,8 +8,9 @@
  *
  * Protocol versions TLS 1.2 and 1.3 only; for 1.2, forward-secret AEAD suites only. ALPN
  * offers "h2" (when HTTP/2 is enabled) and "http/1.1". Record buffers are released while a
- * connection is idle (SSL_MODE_RELEASE_BUFFERS): an idle subscriber keeps only its
- * session state.
+ * connection is idle (SSL_MODE_RELEASE_BUFFERS). After a TLS 1.3 handshake, the
+ * connection leaves OpenSSL for the hub's own record layer (tls13.h), keeping some 200
+ * bytes of keys instead of OpenSSL's 14 KB of state; TLS 1.2 connections stay with OpenSSL.
  *
  * Threading: qs_tls_new_ssl may be called from any worker; qs_tls_reload from any thread.
  *
@@ -22,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include "config.h"
+#include "tls13.h"
 
 typedef struct qs_tls qs_tls;
 
@@ -39,6 +41,26 @@ int qs_tls_reload(qs_tls *t, char **err);
 /** An SSL object in server mode for an accepted connection. */
 SSL *qs_tls_new_ssl(qs_tls *t);
 void qs_tls_free(qs_tls *t);
+
+/** The TLS 1.3 application traffic secrets of a handshake, as OpenSSL reports them. */
+typedef struct qs_tls_secrets {
+    uint8_t client[QS_TLS13_MAX_SECRET], server[QS_TLS13_MAX_SECRET];
+    uint8_t client_len, server_len;
+} qs_tls_secrets;
+
+/** Before the handshake of an SSL made by qs_tls_new_ssl: its traffic secrets are to be
+ *  written into s (which outlives the handshake). */
+void qs_tls_keep_secrets(SSL *ssl, qs_tls_secrets *s);
+
+/**
+ * After a successful handshake: when it negotiated TLS 1.3 with a suite tls13.h supports,
+ * sets up rl so that the connection goes on without OpenSSL, and returns 0 (the caller
+ * frees the SSL); otherwise returns -1 and the connection stays with OpenSSL. `sent` is the
+ * number of records written by the SSL_do_handshake call that completed the handshake (the
+ * session tickets, sent under the first sequence numbers of the write key). The secrets
+ * are erased either way.
+ */
+int qs_tls_leave_openssl(SSL *ssl, qs_tls_secrets *s, uint64_t sent, qs_tls13 *rl);
 
 /** True when ALPN chose HTTP/2 on this connection. */
 bool qs_tls_negotiated_h2(SSL *ssl);
