@@ -11,6 +11,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -185,6 +186,78 @@ def test_tls_1_1_is_refused(start_hub, tls_files):
     assert "PROTOCOL_VERSION" in str(e.value).upper() or "VERSION" in str(e.value).upper(), e
     with qs.HTTPConn(hub.port, tls=tls_files.context()) as c:
         assert c.request("GET", "/healthz").status == 200
+
+
+class MemoryTLS:
+    """A TLS client whose records the test sends itself over a raw socket (ssl.MemoryBIO),
+    so that they can be cut up or changed."""
+
+    def __init__(self, hub, ctx):
+        self.raw = socket.create_connection((qs.HOST, hub.port), timeout=T(5))
+        self.raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=qs.HOST)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.raw.sendall(self.outgoing.read())
+                self.receive()
+        self.raw.sendall(self.outgoing.read())  # the client's Finished
+
+    def receive(self):
+        data = self.raw.recv(65536)
+        if not data:
+            self.incoming.write_eof()
+        self.incoming.write(data)
+        return data
+
+    def records(self, plaintext):
+        """The records of plaintext, as bytes to send."""
+        self.tls.write(plaintext)
+        return self.outgoing.read()
+
+    def read_all(self):
+        """Everything the hub sends until it closes (an SSLError if it sent an alert)."""
+        out = b""
+        while True:
+            try:
+                chunk = self.tls.read(65536)
+                if not chunk:
+                    return out
+                out += chunk
+            except ssl.SSLWantReadError:
+                if not self.receive():
+                    return out
+            except ssl.SSLZeroReturnError:
+                return out
+
+
+def test_tls_records_arriving_a_byte_at_a_time_and_changed_records(start_hub, tls_files):
+    """After a TLS 1.3 handshake the hub opens records itself: a request whose records
+    arrive one byte per read is served; a record with a changed byte ends the connection
+    with an alert, and the hub goes on serving others."""
+    hub = start_hub(tls=tls_files)
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    c = MemoryTLS(hub, tls_files.context())
+    assert c.tls.version() == "TLSv1.3"
+    for byte in c.records(request):
+        c.raw.send(bytes([byte]))
+        time.sleep(0.002)  # one read each, most of the time
+    assert c.read_all().startswith(b"HTTP/1.1 200 ")
+    c.raw.close()
+
+    c = MemoryTLS(hub, tls_files.context())
+    data = bytearray(c.records(request))
+    data[len(data) // 2] ^= 0x01
+    c.raw.sendall(bytes(data))
+    with pytest.raises(ssl.SSLError) as e:
+        c.read_all()
+    assert "BAD_RECORD_MAC" in str(e.value).upper(), e
+    c.raw.close()
+    with qs.HTTPConn(hub.port, tls=tls_files.context()) as ok:
+        assert ok.request("GET", "/healthz").status == 200
 
 
 @pytest.mark.parametrize("offer,protocols,chosen", [
