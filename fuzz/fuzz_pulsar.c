@@ -4,7 +4,8 @@
  * (qs_pulsar_frame_parse) the way the client does, fed in pieces whose sizes come from the
  * first byte (a frame split across reads must parse the same). The messages of every
  * MESSAGE frame (one, or those of a batch: qs_pulsar_msgs_next) are read as updates
- * (qs_pulsar_message_update), whose id must then be the id property.
+ * (qs_pulsar_message_update), whose id must then be the id property. The answer of every
+ * PARTITIONED_METADATA_RESPONSE frame is read (qs_pulsar_partitions_of).
  */
 #include "check.h"
 #include "transport/pulsar.h"
@@ -74,6 +75,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 CHECK(rc == 0 || why != NULL);
                 qs_pulsar_msgs_clear(&it);
             }
+        }
+        if (f.cmd->type == QS_PULSAR_PARTITIONED_METADATA_RESPONSE) {
+            const Qspulsar__PartitionedTopicMetadataResponse *r =
+                f.cmd->partition_metadata_response;
+            uint32_t parts = 1;
+            int code = -1;
+            int rc = qs_pulsar_partitions_of(r, &parts, &code);
+            CHECK(rc >= -1 && rc <= 1);
+            CHECK(rc == 1 || parts == 0);
+            CHECK(rc != 1 || (r && code == 0 && parts == (r->has_partitions ? r->partitions : 0)));
+            CHECK(rc != 0 || code == QS_PULSAR_ERR_TOPIC_NOT_FOUND);
+            CHECK(r || rc == -1);
         }
         char nb[24];
         CHECK(qs_pulsar_command_name(f.cmd->type, nb) != NULL);

@@ -22,10 +22,10 @@
  *    starts at the message the index names.
  *  - the presence thread (pulsar_presence.c).
  *
- * Start (create): reach the broker (or fail naming the option), subscribe from the topic's
- * first retained message, ask for its last message id, and read up to it once to build the
- * id index (in memory; the bus keeps it up to date). The node delivers what follows; the
- * rest is history.
+ * Start (create): reach the broker (or fail naming the option), refuse a partitioned topic
+ * or presence topic (pulsar.h), subscribe from the topic's first retained message, ask for
+ * its last message id, and read up to it once to build the id index (in memory; the bus
+ * keeps it up to date). The node delivers what follows; the rest is history.
  *
  * Failures: a connection that fails is opened again with a backoff (100 ms doubling to
  * 2 s). While the producer or the bus is down the transport is unhealthy and publishes fail
@@ -238,10 +238,11 @@ static void expire_queued(pulsar_transport *t)
     free(gone);
 }
 
+/* Creates the producer, on the connection already open (at start) or on a new one. */
 static int producer_open(pulsar_transport *t)
 {
     qs_pulsar_conn *c = &t->wconn;
-    if (qs_pulsar_conn_open(c, t->s.topic) < 0)
+    if (!qs_pulsar_conn_is_open(c) && qs_pulsar_conn_open(c, t->s.topic) < 0)
         return -1;
     Qspulsar__BaseCommand cmd = QSPULSAR__BASE_COMMAND__INIT;
     Qspulsar__Producer pr = QSPULSAR__PRODUCER__INIT;
@@ -945,6 +946,32 @@ static char *start_error(pulsar_transport *t, const qs_pulsar_conn *c, const cha
                         option, what, t->s.service_url, c->err);
 }
 
+/* At start, on the producer's connection: refuses a partitioned topic (or presence topic),
+ * whose messages would have no one order. */
+static int refuse_partitioned(pulsar_transport *t, bool presence, char **err)
+{
+    qs_pulsar_conn *c = &t->wconn;
+    const char *topic = presence ? t->s.presence_topic : t->s.topic;
+    const char *option = presence ? "presence_topic" : "topic";
+    uint32_t n;
+    if (qs_pulsar_conn_partitions(c, topic, &n) < 0) {
+        if (c->option && !strcmp(c->option, "topic"))
+            c->option = option;
+        *err = start_error(t, c,
+                           presence ? "ask for the presence topic's partitions"
+                                    : "ask for the topic's partitions");
+        return -1;
+    }
+    if (!n)
+        return 0;
+    *err = qs_xasprintf("%s:%d: transport pulsar: %s: \"%s\" is a partitioned topic (%" PRIu32
+                        " partition%s); the hub needs a non-partitioned topic, whose single "
+                        "order every node %s",
+                        t->s.source, t->s.line, option, topic, n, n == 1 ? "" : "s",
+                        presence ? "reads the registry of subscriptions in" : "delivers in");
+    return -1;
+}
+
 static int pulsar_create(const qs_config_transport *cfg, const qs_transport_host *host,
                          qs_transport **out, char **err)
 {
@@ -980,7 +1007,14 @@ static int pulsar_create(const qs_config_transport *cfg, const qs_transport_host
     if (qs_pulsar_client_ctx_init(&t->cctx, &t->s, err) < 0)
         goto fail;
     uint64_t t0 = qs_now_ms();
-    /* The producer first: it is what proves the topic can be written (and creates it). */
+    /* The producer first: it is what proves the topic can be written (and creates it). Its
+     * connection first makes sure that neither topic is partitioned. */
+    if (qs_pulsar_conn_open(&t->wconn, t->s.topic) < 0) {
+        *err = start_error(t, &t->wconn, "create a producer on the topic");
+        goto fail;
+    }
+    if (refuse_partitioned(t, false, err) < 0 || refuse_partitioned(t, true, err) < 0)
+        goto fail;
     if (producer_open(t) < 0) {
         *err = start_error(t, &t->wconn, "create a producer on the topic");
         goto fail;

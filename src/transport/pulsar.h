@@ -120,6 +120,8 @@ enum {
     QS_PULSAR_PRODUCER_SUCCESS = 17,
     QS_PULSAR_PING = 18,
     QS_PULSAR_PONG = 19,
+    QS_PULSAR_PARTITIONED_METADATA = 21,
+    QS_PULSAR_PARTITIONED_METADATA_RESPONSE = 22,
     QS_PULSAR_LOOKUP = 23,
     QS_PULSAR_LOOKUP_RESPONSE = 24,
     QS_PULSAR_REACHED_END_OF_TOPIC = 27,
@@ -130,6 +132,7 @@ enum {
     QS_PULSAR_AUTH_RESPONSE = 37,
 };
 enum { QS_PULSAR_LOOKUP_REDIRECT = 0, QS_PULSAR_LOOKUP_CONNECT = 1, QS_PULSAR_LOOKUP_FAILED = 2 };
+enum { QS_PULSAR_PARTITIONED_SUCCESS = 0, QS_PULSAR_PARTITIONED_FAILED = 1 };
 enum { QS_PULSAR_SUB_EXCLUSIVE = 0 };
 enum { QS_PULSAR_POSITION_LATEST = 0, QS_PULSAR_POSITION_EARLIEST = 1 };
 enum {
@@ -146,6 +149,29 @@ enum {
 };
 /** The protocol version the hub speaks (it needs nothing newer). */
 #define QS_PULSAR_PROTOCOL_VERSION 15
+
+/* ------------------------------------------------------------ partitions */
+
+/*
+ * The hub needs non-partitioned topics (the order of one topic is the order every node
+ * delivers in). At start it asks the broker how many partitions its topics have, without
+ * letting the broker create a topic that does not exist yet (which the namespace's
+ * auto-creation policy could make partitioned): the hub's producer creates it, not
+ * partitioned.
+ */
+
+/** Fills cmd, with *pm, as the PARTITIONED_METADATA request of `topic` (borrowed). */
+void qs_pulsar_partitions_request(Qspulsar__BaseCommand *cmd,
+                                  Qspulsar__PartitionedTopicMetadata *pm, const char *topic,
+                                  uint64_t request_id);
+/**
+ * Reads the answer (NULL: the command had none): 1 with *partitions (0 for a topic that is
+ * not partitioned), 0 when the topic does not exist yet (TopicNotFound), -1 with *error (the
+ * broker's error code, UnknownError when it gave none) when the broker failed the request;
+ * r->message, when not NULL, says why.
+ */
+int qs_pulsar_partitions_of(const Qspulsar__PartitionedTopicMetadataResponse *r,
+                            uint32_t *partitions, int *error);
 
 /* ------------------------------------------------------------ positions */
 

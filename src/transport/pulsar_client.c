@@ -402,6 +402,10 @@ static uint64_t answer_request_id(const Qspulsar__BaseCommand *cmd, bool *has)
         if (cmd->get_last_message_id_response)
             return cmd->get_last_message_id_response->request_id;
         break;
+    case QS_PULSAR_PARTITIONED_METADATA_RESPONSE:
+        if (cmd->partition_metadata_response)
+            return cmd->partition_metadata_response->request_id;
+        break;
     default:
         break;
     }
@@ -425,6 +429,17 @@ static const char *error_option(int code)
     default:
         return NULL;
     }
+}
+
+/* The kind of failure a refusal with this error code is. */
+static qs_pulsar_fail error_kind(int code)
+{
+    if (code == QS_PULSAR_ERR_AUTHENTICATION || code == QS_PULSAR_ERR_AUTHORIZATION)
+        return QS_PULSAR_FAIL_AUTH;
+    if (code == QS_PULSAR_ERR_SERVICE_NOT_READY || code == QS_PULSAR_ERR_TOO_MANY_REQUESTS ||
+        code <= 2)
+        return QS_PULSAR_FAIL_UNAVAILABLE;
+    return QS_PULSAR_FAIL_REFUSED;
 }
 
 int qs_pulsar_conn_request(qs_pulsar_conn *c, const Qspulsar__BaseCommand *cmd, uint64_t request_id,
@@ -453,13 +468,7 @@ int qs_pulsar_conn_request(qs_pulsar_conn *c, const Qspulsar__BaseCommand *cmd, 
                      qs_pulsar_error_name(e->error, nb), e->message ? e->message : "");
             c->error_code = e->error;
             c->option = error_option(e->error);
-            c->kind =
-                e->error == QS_PULSAR_ERR_AUTHENTICATION || e->error == QS_PULSAR_ERR_AUTHORIZATION
-                    ? QS_PULSAR_FAIL_AUTH
-                : e->error == QS_PULSAR_ERR_SERVICE_NOT_READY ||
-                        e->error == QS_PULSAR_ERR_TOO_MANY_REQUESTS || e->error <= 2
-                    ? QS_PULSAR_FAIL_UNAVAILABLE
-                    : QS_PULSAR_FAIL_REFUSED;
+            c->kind = error_kind(e->error);
             return -1;
         }
         if ((*f)->cmd->type == QS_PULSAR_PRODUCER_SUCCESS && (*f)->cmd->producer_success &&
@@ -473,6 +482,29 @@ int qs_pulsar_conn_request(qs_pulsar_conn *c, const Qspulsar__BaseCommand *cmd, 
 uint64_t qs_pulsar_conn_request_id(qs_pulsar_conn *c)
 {
     return ++c->next_request;
+}
+
+int qs_pulsar_conn_partitions(qs_pulsar_conn *c, const char *topic, uint32_t *partitions)
+{
+    Qspulsar__BaseCommand cmd;
+    Qspulsar__PartitionedTopicMetadata pm;
+    uint64_t id = qs_pulsar_conn_request_id(c);
+    qs_pulsar_partitions_request(&cmd, &pm, topic, id);
+    qs_pulsar_frame *f;
+    if (qs_pulsar_conn_request(c, &cmd, id, "the request for the topic's partitions", &f) < 0)
+        return -1;
+    const Qspulsar__PartitionedTopicMetadataResponse *r = f->cmd->partition_metadata_response;
+    int code;
+    if (qs_pulsar_partitions_of(r, partitions, &code) >= 0)
+        return 0;
+    char nb[24];
+    snprintf(c->err, sizeof(c->err),
+             "pulsar refused the request for the partitions of \"%s\": %s: %s", topic,
+             qs_pulsar_error_name(code, nb), r && r->message ? r->message : "");
+    c->error_code = code;
+    c->option = error_option(code);
+    c->kind = error_kind(code);
+    return -1;
 }
 
 /* ------------------------------------------------------------ connections */

@@ -93,6 +93,12 @@ int qs_pulsar_conn_next(qs_pulsar_conn *c, uint64_t deadline, int notify_fd, qs_
  */
 int qs_pulsar_conn_request(qs_pulsar_conn *c, const Qspulsar__BaseCommand *cmd, uint64_t request_id,
                            const char *what, qs_pulsar_frame **f);
+/**
+ * Asks the broker how many partitions `topic` has (pulsar.h): 0 with *partitions (0 when the
+ * topic is not partitioned or does not exist yet), or -1 (c->err) when the broker does not
+ * answer in time or refuses (the connection then stays open).
+ */
+int qs_pulsar_conn_partitions(qs_pulsar_conn *c, const char *topic, uint32_t *partitions);
 /** Marks the connection failed with a reason (kind UNAVAILABLE) and closes it. -1. */
 int qs_pulsar_conn_fail(qs_pulsar_conn *c, const char *fmt, ...) QS_PRINTF(2, 3);
 

@@ -193,6 +193,8 @@ const char *qs_pulsar_command_name(int type, char buf[24])
         [QS_PULSAR_PRODUCER_SUCCESS] = "PRODUCER_SUCCESS",
         [QS_PULSAR_PING] = "PING",
         [QS_PULSAR_PONG] = "PONG",
+        [QS_PULSAR_PARTITIONED_METADATA] = "PARTITIONED_METADATA",
+        [QS_PULSAR_PARTITIONED_METADATA_RESPONSE] = "PARTITIONED_METADATA_RESPONSE",
         [QS_PULSAR_LOOKUP] = "LOOKUP",
         [QS_PULSAR_LOOKUP_RESPONSE] = "LOOKUP_RESPONSE",
         [QS_PULSAR_REACHED_END_OF_TOPIC] = "REACHED_END_OF_TOPIC",
@@ -242,6 +244,37 @@ const char *qs_pulsar_error_name(int code, char buf[24])
         return names[code];
     snprintf(buf, 24, "error %d", code);
     return buf;
+}
+
+/* ------------------------------------------------------------ partitions */
+
+void qs_pulsar_partitions_request(Qspulsar__BaseCommand *cmd,
+                                  Qspulsar__PartitionedTopicMetadata *pm, const char *topic,
+                                  uint64_t request_id)
+{
+    qspulsar__base_command__init(cmd);
+    qspulsar__partitioned_topic_metadata__init(pm);
+    cmd->type = QS_PULSAR_PARTITIONED_METADATA;
+    cmd->partition_metadata = pm;
+    pm->topic = (char *)topic;
+    pm->request_id = request_id;
+    pm->has_metadata_auto_creation_enabled = true;
+    pm->metadata_auto_creation_enabled = false;
+}
+
+int qs_pulsar_partitions_of(const Qspulsar__PartitionedTopicMetadataResponse *r,
+                            uint32_t *partitions, int *error)
+{
+    *partitions = 0;
+    *error = 0;
+    if (!r)
+        return -1;
+    if (r->has_response && r->response != QS_PULSAR_PARTITIONED_SUCCESS) {
+        *error = r->has_error ? r->error : 0;
+        return *error == QS_PULSAR_ERR_TOPIC_NOT_FOUND ? 0 : -1;
+    }
+    *partitions = r->has_partitions ? r->partitions : 0;
+    return 1;
 }
 
 /* ------------------------------------------------------------ positions */

@@ -3,8 +3,8 @@ topic of a real Pulsar broker (4.0.x standalone) behave as one hub. The scenario
 test_redis.py and test_kafka.py — delivery across nodes in one order with the same ids,
 Last-Event-ID on any node (generated and custom ids, `earliest`), private updates, presence
 across nodes and a SIGKILLed node — plus TLS, token authentication (a wrong token
-refused), configuration errors, and, last, the broker killed with SIGKILL during publishes
-and restarted on the same folders.
+refused), a partitioned topic refused, configuration errors, and, last, the broker killed
+with SIGKILL during publishes and restarted on the same folders.
 
 One broker (plain and TLS ports, token authentication with anonymous clients allowed) is
 started once for the session (pulsar_broker.py); each test uses topics of its own."""
@@ -433,6 +433,48 @@ def test_a_topic_the_broker_refuses_is_named(pulsar, tmp_path):
                                     "timeout=5s"))
     assert "transport pulsar: topic" in err and "TopicNotFound" in err, err
     assert "persistent://public/qs-no-such-ns/t" in err, err
+
+
+def test_a_partitioned_topic_is_refused_at_start(pulsar, start_hub, tmp_path):
+    # A topic created partitioned through the admin API: its messages have no one order, so
+    # the hub stops at once, naming the option, the topic and why.
+    topic = "qs-part-" + uuid.uuid4().hex[:8]
+    full = "persistent://public/default/" + topic
+    pulsar.admin("PUT", "/admin/v2/persistent/public/default/%s/partitions" % topic, 3)
+    t0 = time.monotonic()
+    err = refused(tmp_path / "a", url_for(pulsar.url, topic, "timeout=5s"))
+    assert time.monotonic() - t0 < T(15), "the refusal took %.1f s" % (time.monotonic() - t0)
+    lines = [line for line in err.splitlines() if "transport pulsar" in line]
+    assert len(lines) == 1, err
+    assert ('MERCURE_TRANSPORT_URL:1: transport pulsar: topic: "%s" is a partitioned topic '
+            "(3 partitions); the hub needs a non-partitioned topic, whose single order every "
+            "node delivers in" % full) in lines[0], err
+    # Nothing was created on it (no producer on the partitioned topic's name).
+    assert pulsar.admin("GET", "/admin/v2/persistent/public/default/%s/partitions"
+                        % topic)["partitions"] == 3
+    assert full not in pulsar.admin("GET", "/admin/v2/persistent/public/default")
+    # The presence topic too, in a block this time (its line is the block's).
+    other = "qs-part-" + uuid.uuid4().hex[:8]
+    pulsar.admin("PUT", "/admin/v2/persistent/public/default/%s-presence/partitions" % other, 1)
+    err = refused(tmp_path / "b", None, "transport pulsar {\nurl %s\ntopic %s\ntimeout 5s\n}"
+                  % (pulsar.url, other))
+    assert ('transport pulsar: presence_topic: "persistent://public/default/%s-presence" is a '
+            "partitioned topic (1 partition)" % other) in err, err
+    # In a namespace whose policy creates topics partitioned, the check creates nothing: the
+    # hub's producer creates its topics, not partitioned, and the hub starts.
+    ns = "public/qs-autopart-" + uuid.uuid4().hex[:6]
+    pulsar.admin("PUT", "/admin/v2/namespaces/" + ns, {})
+    pulsar.admin("POST", "/admin/v2/namespaces/%s/autoTopicCreation" % ns,
+                 {"allowAutoTopicCreation": True, "topicType": "partitioned",
+                  "defaultNumPartitions": 2})
+    hub = start_hub(env={"MERCURE_TRANSPORT_URL": url_for(pulsar.url,
+                                                          "persistent://%s/updates" % ns)})
+    with qs.open_stream(hub, ["urn:part"]) as s:
+        uid = publish_id(hub, "urn:part", "one order")
+        assert s.next_event(T(10)).id == uid
+    for name in ("updates", "updates-presence"):
+        assert pulsar.admin("GET", "/admin/v2/persistent/%s/%s/partitions"
+                            % (ns, name))["partitions"] == 0, name
 
 
 # --------------------------------------------------------------------------- configuration

@@ -2,8 +2,9 @@
  * test_pulsar.c - the pure pieces of the Pulsar transport: options from a URL and from a
  * block, topic names, CRC32C, the frame parser on frames a real broker sent (recorded,
  * pulsar_frames.h) and on truncated or corrupted ones, frames the hub encodes read back,
- * message ids as bus positions, and messages as updates. The transport against a real
- * broker is covered by tests/integration/test_pulsar.py.
+ * the request for a topic's partitions and the broker's answers, message ids as bus
+ * positions, and messages as updates. The transport against a real broker is covered by
+ * tests/integration/test_pulsar.py.
  */
 #include "harness.h"
 #include "pulsar_frames.h"
@@ -248,6 +249,126 @@ TEST(recorded_presence_session_with_messages)
     qs_pulsar_frame_clear(&m);
 }
 
+/* ------------------------------------------------------------ partitions */
+
+TEST(partitions_request_encoding)
+{
+    Qspulsar__BaseCommand cmd;
+    Qspulsar__PartitionedTopicMetadata pm;
+    const char *topic = "persistent://public/default/mercure-ha";
+    qs_pulsar_partitions_request(&cmd, &pm, topic, 2);
+    qs_buf out = QS_BUF_INIT;
+    qs_pulsar_frame_command(&out, &cmd);
+    /* [total 53][command 49] type 21, field 21 (44 bytes): topic (38 bytes), request id 2,
+     * metadata_auto_creation_enabled (field 6) false. */
+    uint8_t want[57];
+    const uint8_t head[] = {0, 0, 0, 0x35, 0, 0, 0, 0x31, 0x08, 0x15, 0xaa, 0x01, 0x2c, 0x0a, 0x26};
+    const uint8_t tail[] = {0x10, 0x02, 0x30, 0x00};
+    ASSERT_EQ_INT(38, strlen(topic));
+    memcpy(want, head, sizeof(head));
+    memcpy(want + sizeof(head), topic, 38);
+    memcpy(want + sizeof(head) + 38, tail, sizeof(tail));
+    ASSERT_EQ_MEM(want, sizeof(want), out.p, out.len);
+    /* Read back. */
+    qs_pulsar_frame f;
+    const char *why = NULL;
+    ASSERT_EQ_INT(out.len, qs_pulsar_frame_parse(out.p, out.len, 5u << 20, &f, &why));
+    ASSERT_EQ_INT(QS_PULSAR_PARTITIONED_METADATA, f.cmd->type);
+    const Qspulsar__PartitionedTopicMetadata *back = f.cmd->partition_metadata;
+    ASSERT(back != NULL);
+    ASSERT_EQ_STR(topic, back->topic);
+    ASSERT_EQ_INT(2, back->request_id);
+    ASSERT(back->has_metadata_auto_creation_enabled && !back->metadata_auto_creation_enabled);
+    qs_pulsar_frame_clear(&f);
+    qs_buf_free(&out);
+}
+
+/* The PARTITIONED_METADATA_RESPONSE frames of a recorded stream (after its CONNECTED). */
+static size_t partition_answers(const uint8_t *buf, size_t len, qs_pulsar_frame *out, size_t max)
+{
+    int types[8];
+    size_t n = parse_all(buf, len, types, 8, NULL), k = 0, off = 0;
+    ASSERT_EQ_INT(QS_PULSAR_CONNECTED, types[0]);
+    for (size_t i = 0; i < n; i++) {
+        const char *why = NULL;
+        ssize_t used = qs_pulsar_frame_parse(buf + off, len - off, 5u << 20, &out[k], &why);
+        ASSERT(used > 0);
+        off += (size_t)used;
+        if (i == 0) {
+            qs_pulsar_frame_clear(&out[k]);
+            continue;
+        }
+        ASSERT_EQ_INT(QS_PULSAR_PARTITIONED_METADATA_RESPONSE, types[i]);
+        ASSERT(out[k].cmd->partition_metadata_response != NULL);
+        ASSERT(k < max);
+        k++;
+    }
+    return k;
+}
+
+TEST(recorded_partitions_answers)
+{
+    qs_pulsar_frame f[2];
+    uint32_t n;
+    int code;
+    /* A topic created with 3 partitions: refused by the hub. */
+    ASSERT_EQ_INT(1, partition_answers(recorded_partitioned, sizeof(recorded_partitioned), f, 2));
+    const Qspulsar__PartitionedTopicMetadataResponse *r = f[0].cmd->partition_metadata_response;
+    ASSERT_EQ_INT(2, r->request_id);
+    ASSERT_EQ_INT(1, qs_pulsar_partitions_of(r, &n, &code));
+    ASSERT_EQ_INT(3, n);
+    ASSERT_EQ_INT(0, code);
+    qs_pulsar_frame_clear(&f[0]);
+    /* A topic that does not exist yet (not created by the request), then one that is not
+     * partitioned. */
+    ASSERT_EQ_INT(
+        2, partition_answers(recorded_not_partitioned, sizeof(recorded_not_partitioned), f, 2));
+    r = f[0].cmd->partition_metadata_response;
+    ASSERT_EQ_INT(2, r->request_id);
+    ASSERT_EQ_INT(QS_PULSAR_PARTITIONED_FAILED, r->response);
+    ASSERT_EQ_INT(0, qs_pulsar_partitions_of(r, &n, &code));
+    ASSERT_EQ_INT(0, n);
+    ASSERT_EQ_INT(QS_PULSAR_ERR_TOPIC_NOT_FOUND, code);
+    r = f[1].cmd->partition_metadata_response;
+    ASSERT_EQ_INT(3, r->request_id);
+    ASSERT_EQ_INT(1, qs_pulsar_partitions_of(r, &n, &code));
+    ASSERT_EQ_INT(0, n);
+    qs_pulsar_frame_clear(&f[0]);
+    qs_pulsar_frame_clear(&f[1]);
+}
+
+TEST(partitions_answers_that_fail)
+{
+    Qspulsar__PartitionedTopicMetadataResponse r =
+        QSPULSAR__PARTITIONED_TOPIC_METADATA_RESPONSE__INIT;
+    uint32_t n = 9;
+    int code = 9;
+    ASSERT_EQ_INT(-1, qs_pulsar_partitions_of(NULL, &n, &code));
+    ASSERT_EQ_INT(0, n);
+    /* Success without the count: not partitioned (the count is optional). */
+    ASSERT_EQ_INT(1, qs_pulsar_partitions_of(&r, &n, &code));
+    ASSERT_EQ_INT(0, n);
+    /* A refusal, with its code; then one without a code. */
+    r.has_response = true;
+    r.response = QS_PULSAR_PARTITIONED_FAILED;
+    r.has_error = true;
+    r.error = QS_PULSAR_ERR_AUTHORIZATION;
+    r.has_partitions = true;
+    r.partitions = 4; /* a failed answer's count is not one */
+    ASSERT_EQ_INT(-1, qs_pulsar_partitions_of(&r, &n, &code));
+    ASSERT_EQ_INT(QS_PULSAR_ERR_AUTHORIZATION, code);
+    ASSERT_EQ_INT(0, n);
+    r.has_error = false;
+    ASSERT_EQ_INT(-1, qs_pulsar_partitions_of(&r, &n, &code));
+    ASSERT_EQ_INT(0, code);
+    /* A response type this hub does not know is no success. */
+    r.response = 7;
+    ASSERT_EQ_INT(-1, qs_pulsar_partitions_of(&r, &n, &code));
+    r.response = QS_PULSAR_PARTITIONED_SUCCESS;
+    ASSERT_EQ_INT(1, qs_pulsar_partitions_of(&r, &n, &code));
+    ASSERT_EQ_INT(4, n);
+}
+
 TEST(corrupted_frames_are_refused)
 {
     /* The presence session's first MESSAGE frame, a byte of its payload flipped. */
@@ -462,6 +583,8 @@ TEST(names_of_commands_and_errors)
     char b[24];
     ASSERT_EQ_STR("SEND_RECEIPT", qs_pulsar_command_name(QS_PULSAR_SEND_RECEIPT, b));
     ASSERT_EQ_STR("command 99", qs_pulsar_command_name(99, b));
+    ASSERT_EQ_STR("PARTITIONED_METADATA_RESPONSE",
+                  qs_pulsar_command_name(QS_PULSAR_PARTITIONED_METADATA_RESPONSE, b));
     ASSERT_EQ_STR("AuthenticationError", qs_pulsar_error_name(QS_PULSAR_ERR_AUTHENTICATION, b));
     ASSERT_EQ_STR("TopicNotFound", qs_pulsar_error_name(QS_PULSAR_ERR_TOPIC_NOT_FOUND, b));
     ASSERT_EQ_STR("error -3", qs_pulsar_error_name(-3, b));
