@@ -4,8 +4,9 @@ tests and benchmark, on kernel-chosen loopback ports in a folder of its own.
 The broker's jars are resolved from Maven Central by Maven (tests/kafka/pom.xml) into a
 cache folder kept between runs (.cache/kafka at the repository's root, or $QS_KAFKA_CACHE).
 The broker listens on PLAINTEXT, and optionally on SSL (a PEM key and certificate) and on
-SASL_PLAINTEXT (PLAIN users). It can be killed with SIGKILL and started again on
-the same log folder and ports.
+SASL_PLAINTEXT (PLAIN users; SCRAM-SHA-256 and SCRAM-SHA-512 users, whose credentials are
+written into the metadata log when the storage is formatted). It can be killed with SIGKILL
+and started again on the same log folder and ports.
 
     python3 tests/integration/kafka_broker.py run DIR   # for bench/kafka.sh: prints the
                                                         # PLAINTEXT address, runs until
@@ -31,6 +32,12 @@ MVN = shutil.which("mvn")
 
 # SASL users of the SASL_PLAINTEXT listener (PLAIN, from the JAAS line).
 PLAIN_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
+# SCRAM users of the same listener, with credentials for each of SCRAM_MECHANISMS. KRaft
+# keeps SCRAM credentials in the metadata log: they are added when the storage is formatted
+# (`kafka-storage format --add-scram`), so a log folder formatted without them has none.
+# Passwords differ from the PLAIN ones, so that a hub authenticated with them proves SCRAM.
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SCRAM_USERS = {"carol": "carol-scram-secret", "dave": "dave-scram-secret"}
 
 
 def available():
@@ -90,7 +97,8 @@ def resolve_jars():
 
 class Broker:
     """One broker+controller. ssl: (pem with key and certificate) to add an SSL listener;
-    sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS)."""
+    sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS, and SCRAM_USERS for each of
+    SCRAM_MECHANISMS)."""
 
     def __init__(self, workdir, ssl=None, sasl=False, flush_every_message=False, quick_jit=True):
         self.dir = Path(workdir)
@@ -148,11 +156,16 @@ class Broker:
         if self.sasl:
             plain = " ".join('user_%s="%s"' % kv for kv in PLAIN_USERS.items())
             lines += [
-                "sasl.enabled.mechanisms=PLAIN",
+                "sasl.enabled.mechanisms=" + ",".join(("PLAIN",) + SCRAM_MECHANISMS),
                 "listener.name.sasl_plaintext.plain.sasl.jaas.config="
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
                 'username="admin" password="%s" %s;' % (PLAIN_USERS["admin"], plain),
             ]
+            # The SCRAM login modules need no user of their own: the brokers talk to each
+            # other over PLAINTEXT. Clients are checked against the metadata log's credentials.
+            lines += ["listener.name.sasl_plaintext.%s.sasl.jaas.config="
+                      "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                      % m.lower() for m in SCRAM_MECHANISMS]
         return "\n".join(lines) + "\n"
 
     def _java(self, libs, main, *args):
@@ -178,8 +191,15 @@ class Broker:
                                   capture_output=True, text=True, check=True,
                                   timeout=120).stdout.strip().splitlines()[-1]
             fmt = ["format", "-t", uuid, "-c", str(props)]
-            subprocess.run(self._java(libs, "kafka.tools.StorageTool", *fmt),
-                           capture_output=True, text=True, check=True, timeout=120)
+            if self.sasl:
+                for m in SCRAM_MECHANISMS:
+                    for user, password in SCRAM_USERS.items():
+                        fmt += ["--add-scram", "%s=[name=%s,password=%s]" % (m, user, password)]
+            p = subprocess.run(self._java(libs, "kafka.tools.StorageTool", *fmt),
+                               capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                raise RuntimeError("formatting the broker's storage failed:\n" +
+                                   (p.stdout + p.stderr)[-3000:])
         self.log = open(self.dir / "stdout.log", "ab")
         deadline = time.monotonic() + timeout
         clashes = self._clashes()
