@@ -6,13 +6,16 @@ cache folder kept between runs (.cache/kafka at the repository's root, or $QS_KA
 The broker listens on PLAINTEXT, and optionally on SSL (a PEM key and certificate) and on
 SASL_PLAINTEXT (PLAIN users; SCRAM-SHA-256 and SCRAM-SHA-512 users, whose credentials are
 written into the metadata log when the storage is formatted). It can be killed with SIGKILL
-and started again on the same log folder and ports.
+and started again on the same log folder and ports. scram_env() gives hubs a librdkafka able
+to log in with SCRAM (from a PyPI wheel, into the same cache folder, when the system's is
+too old).
 
     python3 tests/integration/kafka_broker.py run DIR   # for bench/kafka.sh: prints the
                                                         # PLAINTEXT address, runs until
                                                         # SIGTERM, then stops the broker
 """
 
+import ctypes
 import fcntl
 import os
 import shutil
@@ -21,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 KAFKA_VERSION = "4.4.0"
@@ -38,6 +42,13 @@ PLAIN_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
 # Passwords differ from the PLAIN ones, so that a hub authenticated with them proves SCRAM.
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 SCRAM_USERS = {"carol": "carol-scram-secret", "dave": "dave-scram-secret"}
+
+# librdkafka before 2.6.1 repeats its own nonce in the final message of a SCRAM login, which
+# Kafka brokers 4.0 and later refuse whatever the password (librdkafka's issue 4895; Debian
+# 12 has 2.0.2). The SCRAM tests then run the hub with the librdkafka that this release of
+# the confluent-kafka wheel bundles (a self-contained librdkafka 2.16.0 of the same ABI).
+SCRAM_NONCE_FIXED = 0x02060100  # 2.6.1, as rd_kafka_version() gives it
+LIBRDKAFKA_WHEEL = "confluent-kafka==2.16.1"
 
 
 def available():
@@ -93,6 +104,60 @@ def resolve_jars():
                            check=True, timeout=900, stdin=subprocess.DEVNULL)
             done.write_text("ok\n")
     return libs
+
+
+def librdkafka_version(path="librdkafka.so.1"):
+    """rd_kafka_version() of a librdkafka (by default the one the hub loads), or None."""
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        return None
+    lib.rd_kafka_version.restype = ctypes.c_int
+    return lib.rd_kafka_version()
+
+
+def scram_env():
+    """The environment in which the hub's librdkafka can log in to this broker with SCRAM:
+    none needed when it is 2.6.1 or later, else LD_LIBRARY_PATH to the librdkafka.so.1 of
+    LIBRDKAFKA_WHEEL, fetched once with pip into the cache (under its lock). RuntimeError
+    when no such librdkafka can be had."""
+    if (librdkafka_version() or 0) >= SCRAM_NONCE_FIXED:
+        return {}
+    d = CACHE / LIBRDKAFKA_WHEEL.replace("==", "-")
+    lib = d / "librdkafka.so.1"
+    if not lib.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with open(CACHE / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not lib.exists():
+                _fetch_librdkafka(d, lib)
+    version = librdkafka_version(lib)
+    if (version or 0) < SCRAM_NONCE_FIXED:
+        raise RuntimeError("%s holds librdkafka %#x, not 2.6.1 or later" % (lib, version or 0))
+    path = os.environ.get("LD_LIBRARY_PATH")
+    return {"LD_LIBRARY_PATH": str(d) + (":" + path if path else "")}
+
+
+def _fetch_librdkafka(d, lib):
+    wheels = d.parent / (d.name + ".wheel")
+    shutil.rmtree(wheels, ignore_errors=True)
+    p = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--only-binary", ":all:", "-d", str(wheels), LIBRDKAFKA_WHEEL],
+                       capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    found = sorted(wheels.glob("*.whl")) if p.returncode == 0 else []
+    if not found:
+        raise RuntimeError("pip download %s failed: %s" % (LIBRDKAFKA_WHEEL,
+                                                         (p.stdout + p.stderr).strip()[-2000:]))
+    with zipfile.ZipFile(found[0]) as z:
+        names = [n for n in z.namelist()
+                 if Path(n).name.startswith("librdkafka") and ".so" in Path(n).name]
+        if not names:
+            raise RuntimeError("no librdkafka in " + found[0].name)
+        d.mkdir(parents=True, exist_ok=True)
+        part = d / "librdkafka.so.1.part"
+        part.write_bytes(z.read(names[0]))
+        part.rename(lib)  # the name the hub asks for; its own soname does not matter
+    shutil.rmtree(wheels, ignore_errors=True)
 
 
 class Broker:
