@@ -290,20 +290,6 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, c
     return rd_kafka_conf_set(conf, key, value, errstr, size) == RD_KAFKA_CONF_OK ? 0 : -1;
 }
 
-/* The option a client configuration error is about, for messages. */
-static const char *option_of(const char *errstr)
-{
-    if (strstr(errstr, "ssl.ca") || strstr(errstr, "CA"))
-        return "tls_ca";
-    if (strstr(errstr, "ssl.certificate") || strstr(errstr, "certificate"))
-        return "tls_cert";
-    if (strstr(errstr, "ssl.key") || strstr(errstr, "private key"))
-        return "tls_key";
-    if (strstr(errstr, "sasl"))
-        return "sasl_mechanism";
-    return "addr";
-}
-
 /* A client: the settings every client shares, then `extra` (key, value pairs). */
 static rd_kafka_t *new_client(kafka_transport *t, rd_kafka_type_t type, client_ctx *ctx,
                               const char *role, const char *const *extra, size_t n_extra,
@@ -355,7 +341,7 @@ static rd_kafka_t *new_client(kafka_transport *t, rd_kafka_type_t type, client_c
         if (conf_set(conf, kv[i], kv[i + 1], errstr, sizeof(errstr)) < 0) {
             rd_kafka_conf_destroy(conf);
             *err = qs_xasprintf("%s:%d: transport kafka: %s: %s", s->source, s->line,
-                                option_of(errstr), errstr);
+                                qs_kafka_conf_error_option(errstr), errstr);
             return NULL;
         }
     ctx->t = t;
@@ -367,8 +353,8 @@ static rd_kafka_t *new_client(kafka_transport *t, rd_kafka_type_t type, client_c
     rd_kafka_t *rk = rd_kafka_new(type, conf, errstr, sizeof(errstr));
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        *err = qs_xasprintf("%s:%d: transport kafka: %s: %s", s->source, s->line, option_of(errstr),
-                            errstr);
+        *err = qs_xasprintf("%s:%d: transport kafka: %s: %s", s->source, s->line,
+                            qs_kafka_conf_error_option(errstr), errstr);
         return NULL;
     }
     if (type == RD_KAFKA_CONSUMER)
@@ -445,10 +431,7 @@ static char *connect_error(kafka_transport *t, const char *what)
     snprintf(reason, sizeof(reason), "%s", t->pctx.last_reason[0] ? t->pctx.last_reason : what);
     uv_mutex_unlock(&t->base.mu);
     if (e == RD_KAFKA_RESP_ERR__AUTHENTICATION)
-        return qs_xasprintf("%s:%d: transport kafka: password: the brokers refused user \"%s\" "
-                            "(SASL %s, password ****): %s",
-                            s->source, s->line, s->user ? s->user : "",
-                            s->sasl_mechanism ? s->sasl_mechanism : "PLAIN", reason);
+        return qs_kafka_login_error(s, reason, rd_kafka_version(), rd_kafka_version_str());
     if (e == RD_KAFKA_RESP_ERR__SSL)
         return qs_xasprintf("%s:%d: transport kafka: tls: TLS with the brokers failed (see tls_ca, "
                             "tls_cert, tls_key): %s",
@@ -1368,6 +1351,11 @@ static int kafka_create(const qs_config_transport *cfg, const qs_transport_host 
     qs_kafka_settings s;
     if (qs_kafka_settings_load(cfg, &s, err) < 0)
         return -1;
+    if (qs_kafka_scram_nonce_repeated(rd_kafka_version(), s.sasl_mechanism))
+        qs_warn("kafka %s: sasl_mechanism %s with librdkafka %s, which repeats its nonce in SCRAM "
+                "logins: Kafka brokers 4.0 and later refuse them whatever the password (fixed in "
+                "librdkafka 2.6.1)",
+                s.brokers, s.sasl_mechanism, rd_kafka_version_str());
     kafka_transport *t = qs_xcalloc(1, sizeof(*t));
     qs_transport_base_init(&t->base, &qs_transport_kafka_ops);
     t->host = *host;

@@ -61,6 +61,35 @@ bool qs_kafka_topic_name_ok(const char *s);
  */
 const char *qs_kafka_topic_refusal(bool presence, int partitions, const char *cleanup_policy);
 
+/* ------------------------------------------------------------ the brokers' refusals */
+
+/**
+ * The option a librdkafka configuration error (rd_kafka_conf_set's or rd_kafka_new's errstr)
+ * is about, for messages: "sasl_mechanism", "tls_ca", "tls_cert", "tls_key", else "addr".
+ */
+const char *qs_kafka_conf_error_option(const char *errstr);
+
+/** librdkafka 2.6.1 as rd_kafka_version() gives it (0xMMmmrrpp, pp the pre-release). */
+#define QS_KAFKA_SCRAM_NONCE_FIXED 0x02060100
+
+/**
+ * True when `mechanism` (NULL: PLAIN) is a SCRAM one and librdkafka `version`
+ * (rd_kafka_version()) is older than 2.6.1: such a librdkafka repeats its own nonce in the
+ * final message of a SCRAM login (its issue 4895), which Kafka brokers 4.0 and later, which
+ * compare the nonce exactly, refuse whatever the password.
+ */
+bool qs_kafka_scram_nonce_repeated(int version, const char *mechanism);
+
+/**
+ * The start-up error for a login the brokers refused, from librdkafka's `reason`: names the
+ * option to look at (sasl_mechanism when the brokers do not offer the mechanism, else
+ * password), the user and the mechanism, never the password; when the librdkafka in use
+ * (`version`, `version_str`: rd_kafka_version() and rd_kafka_version_str()) repeats its
+ * SCRAM nonce, says so. malloc'd.
+ */
+char *qs_kafka_login_error(const qs_kafka_settings *s, const char *reason, int version,
+                           const char *version_str);
+
 /* ------------------------------------------------------------ messages */
 
 /**

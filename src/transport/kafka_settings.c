@@ -314,6 +314,51 @@ const char *qs_kafka_topic_refusal(bool presence, int partitions, const char *cl
     return NULL;
 }
 
+/* ------------------------------------------------------------ the brokers' refusals */
+
+const char *qs_kafka_conf_error_option(const char *errstr)
+{
+    /* librdkafka writes "SASL" in capitals too: "Unsupported SASL mechanism: …" from a
+     * build without SCRAM. */
+    if (strcasestr(errstr, "sasl"))
+        return "sasl_mechanism";
+    if (strstr(errstr, "ssl.ca") || strstr(errstr, "CA"))
+        return "tls_ca";
+    if (strstr(errstr, "ssl.certificate") || strstr(errstr, "certificate"))
+        return "tls_cert";
+    if (strstr(errstr, "ssl.key") || strstr(errstr, "private key"))
+        return "tls_key";
+    return "addr";
+}
+
+bool qs_kafka_scram_nonce_repeated(int version, const char *mechanism)
+{
+    return mechanism && !strncmp(mechanism, "SCRAM-", 6) && version >= 0 &&
+           version < QS_KAFKA_SCRAM_NONCE_FIXED;
+}
+
+char *qs_kafka_login_error(const qs_kafka_settings *s, const char *reason, int version,
+                           const char *version_str)
+{
+    const char *mechanism = s->sasl_mechanism ? s->sasl_mechanism : "PLAIN";
+    const char *user = s->user ? s->user : "";
+    /* The brokers' answer to a mechanism they do not offer (SaslHandshake's error). */
+    if (strstr(reason, "Unsupported SASL mechanism"))
+        return qs_xasprintf("%s:%d: transport kafka: sasl_mechanism: the brokers do not offer "
+                            "SASL %s (user \"%s\", password ****): %s",
+                            s->source, s->line, mechanism, user, reason);
+    char note[320] = "";
+    if (qs_kafka_scram_nonce_repeated(version, s->sasl_mechanism))
+        snprintf(note, sizeof(note),
+                 "; note: librdkafka %s repeats its nonce in SCRAM logins, which Kafka brokers 4.0 "
+                 "and later refuse whatever the password (fixed in librdkafka 2.6.1): with such "
+                 "brokers, use librdkafka 2.6.1 or later, or sasl_mechanism PLAIN over tls",
+                 version_str ? version_str : "?");
+    return qs_xasprintf("%s:%d: transport kafka: password: the brokers refused user \"%s\" (SASL "
+                        "%s, password ****): %s%s",
+                        s->source, s->line, user, mechanism, reason, note);
+}
+
 /* ------------------------------------------------------------ messages */
 
 qs_update *qs_kafka_message_update(const void *value, size_t len, const void *id_header,

@@ -4,14 +4,18 @@ tests and benchmark, on kernel-chosen loopback ports in a folder of its own.
 The broker's jars are resolved from Maven Central by Maven (tests/kafka/pom.xml) into a
 cache folder kept between runs (.cache/kafka at the repository's root, or $QS_KAFKA_CACHE).
 The broker listens on PLAINTEXT, and optionally on SSL (a PEM key and certificate) and on
-SASL_PLAINTEXT (PLAIN users). It can be killed with SIGKILL and started again on
-the same log folder and ports.
+SASL_PLAINTEXT (PLAIN users; SCRAM-SHA-256 and SCRAM-SHA-512 users, whose credentials are
+written into the metadata log when the storage is formatted). It can be killed with SIGKILL
+and started again on the same log folder and ports. scram_env() gives hubs a librdkafka able
+to log in with SCRAM (from a PyPI wheel, into the same cache folder, when the system's is
+too old).
 
     python3 tests/integration/kafka_broker.py run DIR   # for bench/kafka.sh: prints the
                                                         # PLAINTEXT address, runs until
                                                         # SIGTERM, then stops the broker
 """
 
+import ctypes
 import fcntl
 import os
 import shutil
@@ -20,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 KAFKA_VERSION = "4.4.0"
@@ -31,6 +36,19 @@ MVN = shutil.which("mvn")
 
 # SASL users of the SASL_PLAINTEXT listener (PLAIN, from the JAAS line).
 PLAIN_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
+# SCRAM users of the same listener, with credentials for each of SCRAM_MECHANISMS. KRaft
+# keeps SCRAM credentials in the metadata log: they are added when the storage is formatted
+# (`kafka-storage format --add-scram`), so a log folder formatted without them has none.
+# Passwords differ from the PLAIN ones, so that a hub authenticated with them proves SCRAM.
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+SCRAM_USERS = {"carol": "carol-scram-secret", "dave": "dave-scram-secret"}
+
+# librdkafka before 2.6.1 repeats its own nonce in the final message of a SCRAM login, which
+# Kafka brokers 4.0 and later refuse whatever the password (librdkafka's issue 4895; Debian
+# 12 has 2.0.2). The SCRAM tests then run the hub with the librdkafka that this release of
+# the confluent-kafka wheel bundles (a self-contained librdkafka 2.16.0 of the same ABI).
+SCRAM_NONCE_FIXED = 0x02060100  # 2.6.1, as rd_kafka_version() gives it
+LIBRDKAFKA_WHEEL = "confluent-kafka==2.16.1"
 
 
 def available():
@@ -88,9 +106,64 @@ def resolve_jars():
     return libs
 
 
+def librdkafka_version(path="librdkafka.so.1"):
+    """rd_kafka_version() of a librdkafka (by default the one the hub loads), or None."""
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError:
+        return None
+    lib.rd_kafka_version.restype = ctypes.c_int
+    return lib.rd_kafka_version()
+
+
+def scram_env():
+    """The environment in which the hub's librdkafka can log in to this broker with SCRAM:
+    none needed when it is 2.6.1 or later, else LD_LIBRARY_PATH to the librdkafka.so.1 of
+    LIBRDKAFKA_WHEEL, fetched once with pip into the cache (under its lock). RuntimeError
+    when no such librdkafka can be had."""
+    if (librdkafka_version() or 0) >= SCRAM_NONCE_FIXED:
+        return {}
+    d = CACHE / LIBRDKAFKA_WHEEL.replace("==", "-")
+    lib = d / "librdkafka.so.1"
+    if not lib.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with open(CACHE / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not lib.exists():
+                _fetch_librdkafka(d, lib)
+    version = librdkafka_version(lib)
+    if (version or 0) < SCRAM_NONCE_FIXED:
+        raise RuntimeError("%s holds librdkafka %#x, not 2.6.1 or later" % (lib, version or 0))
+    path = os.environ.get("LD_LIBRARY_PATH")
+    return {"LD_LIBRARY_PATH": str(d) + (":" + path if path else "")}
+
+
+def _fetch_librdkafka(d, lib):
+    wheels = d.parent / (d.name + ".wheel")
+    shutil.rmtree(wheels, ignore_errors=True)
+    p = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--only-binary", ":all:", "-d", str(wheels), LIBRDKAFKA_WHEEL],
+                       capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    found = sorted(wheels.glob("*.whl")) if p.returncode == 0 else []
+    if not found:
+        raise RuntimeError("pip download %s failed: %s" % (LIBRDKAFKA_WHEEL,
+                                                         (p.stdout + p.stderr).strip()[-2000:]))
+    with zipfile.ZipFile(found[0]) as z:
+        names = [n for n in z.namelist()
+                 if Path(n).name.startswith("librdkafka") and ".so" in Path(n).name]
+        if not names:
+            raise RuntimeError("no librdkafka in " + found[0].name)
+        d.mkdir(parents=True, exist_ok=True)
+        part = d / "librdkafka.so.1.part"
+        part.write_bytes(z.read(names[0]))
+        part.rename(lib)  # the name the hub asks for; its own soname does not matter
+    shutil.rmtree(wheels, ignore_errors=True)
+
+
 class Broker:
     """One broker+controller. ssl: (pem with key and certificate) to add an SSL listener;
-    sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS)."""
+    sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS, and SCRAM_USERS for each of
+    SCRAM_MECHANISMS)."""
 
     def __init__(self, workdir, ssl=None, sasl=False, flush_every_message=False, quick_jit=True):
         self.dir = Path(workdir)
@@ -148,11 +221,16 @@ class Broker:
         if self.sasl:
             plain = " ".join('user_%s="%s"' % kv for kv in PLAIN_USERS.items())
             lines += [
-                "sasl.enabled.mechanisms=PLAIN",
+                "sasl.enabled.mechanisms=" + ",".join(("PLAIN",) + SCRAM_MECHANISMS),
                 "listener.name.sasl_plaintext.plain.sasl.jaas.config="
                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
                 'username="admin" password="%s" %s;' % (PLAIN_USERS["admin"], plain),
             ]
+            # The SCRAM login modules need no user of their own: the brokers talk to each
+            # other over PLAINTEXT. Clients are checked against the metadata log's credentials.
+            lines += ["listener.name.sasl_plaintext.%s.sasl.jaas.config="
+                      "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                      % m.lower() for m in SCRAM_MECHANISMS]
         return "\n".join(lines) + "\n"
 
     def _java(self, libs, main, *args):
@@ -178,8 +256,15 @@ class Broker:
                                   capture_output=True, text=True, check=True,
                                   timeout=120).stdout.strip().splitlines()[-1]
             fmt = ["format", "-t", uuid, "-c", str(props)]
-            subprocess.run(self._java(libs, "kafka.tools.StorageTool", *fmt),
-                           capture_output=True, text=True, check=True, timeout=120)
+            if self.sasl:
+                for m in SCRAM_MECHANISMS:
+                    for user, password in SCRAM_USERS.items():
+                        fmt += ["--add-scram", "%s=[name=%s,password=%s]" % (m, user, password)]
+            p = subprocess.run(self._java(libs, "kafka.tools.StorageTool", *fmt),
+                               capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                raise RuntimeError("formatting the broker's storage failed:\n" +
+                                   (p.stdout + p.stderr)[-3000:])
         self.log = open(self.dir / "stdout.log", "ab")
         deadline = time.monotonic() + timeout
         clashes = self._clashes()

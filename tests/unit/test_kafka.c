@@ -141,6 +141,65 @@ TEST(topic_names_and_requirements)
     ASSERT(qs_kafka_topic_refusal(true, 2, "compact") != NULL);
 }
 
+TEST(librdkafka_errors_name_the_option)
+{
+    ASSERT_EQ_STR("sasl_mechanism",
+                  qs_kafka_conf_error_option("Unsupported SASL mechanism: SCRAM-SHA-256"));
+    ASSERT_EQ_STR("sasl_mechanism",
+                  qs_kafka_conf_error_option("Invalid value for configuration property "
+                                             "\"sasl.mechanisms\""));
+    ASSERT_EQ_STR("tls_ca", qs_kafka_conf_error_option("ssl.ca.location failed: No such file"));
+    ASSERT_EQ_STR("tls_cert", qs_kafka_conf_error_option("ssl.certificate.location failed"));
+    ASSERT_EQ_STR("tls_key", qs_kafka_conf_error_option("ssl.key.location failed"));
+    ASSERT_EQ_STR("addr", qs_kafka_conf_error_option("Invalid value \"x\" for bootstrap.servers"));
+}
+
+TEST(refused_logins_name_the_option_and_librdkafkas_scram_nonce_defect)
+{
+    /* librdkafka before 2.6.1 repeats its nonce in SCRAM logins; PLAIN is unaffected. */
+    ASSERT(qs_kafka_scram_nonce_repeated(0x020002ff, "SCRAM-SHA-256"));
+    ASSERT(qs_kafka_scram_nonce_repeated(0x020600ff, "SCRAM-SHA-512"));
+    ASSERT(!qs_kafka_scram_nonce_repeated(0x020601ff, "SCRAM-SHA-512"));
+    ASSERT(!qs_kafka_scram_nonce_repeated(0x021000ff, "SCRAM-SHA-256"));
+    ASSERT(!qs_kafka_scram_nonce_repeated(0x020002ff, "PLAIN"));
+    ASSERT(!qs_kafka_scram_nonce_repeated(0x020002ff, NULL));
+
+    qs_kafka_settings s;
+    char *err = NULL;
+    ASSERT_EQ_INT(0, load_url("kafka://k/?addr=h&user=carol&password=hunter2&"
+                              "sasl_mechanism=SCRAM-SHA-256",
+                              &s, &err));
+    const char *invalid = "sasl_plaintext://h:9092/bootstrap: SASL authentication error: "
+                          "Authentication failed during authentication due to invalid "
+                          "credentials with SASL mechanism SCRAM-SHA-256";
+    char *m = qs_kafka_login_error(&s, invalid, 0x021000ff, "2.16.0");
+    ASSERT(strstr(m, "MERCURE_TRANSPORT_URL:1: transport kafka: password: the brokers refused "
+                     "user \"carol\" (SASL SCRAM-SHA-256, password ****): sasl_plaintext://"));
+    ASSERT(!strstr(m, "hunter2") && !strstr(m, "note:"));
+    free(m);
+    m = qs_kafka_login_error(&s, invalid, 0x020002ff, "2.0.2");
+    ASSERT(strstr(m, "transport kafka: password: the brokers refused user \"carol\""));
+    ASSERT(strstr(m, "note: librdkafka 2.0.2 repeats its nonce in SCRAM logins"));
+    ASSERT(strstr(m, "librdkafka 2.6.1 or later, or sasl_mechanism PLAIN over tls"));
+    ASSERT(!strstr(m, "hunter2"));
+    free(m);
+    /* A mechanism the brokers do not offer is about sasl_mechanism, whatever librdkafka. */
+    m = qs_kafka_login_error(&s,
+                             "SASL SCRAM-SHA-256 mechanism handshake failed: Broker: Unsupported "
+                             "SASL mechanism: broker's supported mechanisms: PLAIN",
+                             0x020002ff, "2.0.2");
+    ASSERT(strstr(m, "transport kafka: sasl_mechanism: the brokers do not offer SASL "
+                     "SCRAM-SHA-256 (user \"carol\", password ****): "));
+    ASSERT(!strstr(m, "hunter2") && !strstr(m, "note:"));
+    free(m);
+    qs_kafka_settings_free(&s);
+    ASSERT_EQ_INT(0, load_url("kafka://k/?addr=h&user=alice&password=hunter2", &s, &err));
+    m = qs_kafka_login_error(&s, invalid, 0x020002ff, "2.0.2");
+    ASSERT(strstr(m, "(SASL PLAIN, password ****)") && !strstr(m, "note:"));
+    free(m);
+    qs_kafka_settings_free(&s);
+}
+
 TEST(messages_are_updates_when_record_and_header_agree)
 {
     qs_update *u = qs_update_new();
