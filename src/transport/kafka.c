@@ -9,8 +9,10 @@
  * the update's record (record.h); its header "mercure-id" is the update's id.
  *
  * Handles (librdkafka clients, each with its own connections and threads):
- *  - the producer: idempotent, acks=all; a publish completes from its delivery report,
- *    served by the writer thread (rd_kafka_poll). It also writes the presence records.
+ *  - the producer: idempotent, acks=all; publishes leave in bursts, one at a time (what
+ *    comes while a burst awaits its acknowledgement leaves as the next one, see
+ *    send_held); a publish completes from its delivery report, served by the writer
+ *    thread (rd_kafka_poll). It also writes the presence records.
  *  - the bus consumer: the bus thread reads the partition from this node's position and
  *    hands every update to host->deliver, the node's own publishes included, indexing ids.
  *    It never joins its consumer group (it assigns the partition itself); it commits its
@@ -56,6 +58,7 @@
 #define COMMIT_EVERY_MS 1000 /* the bus commits its position at most this often (when idle) */
 #define MAX_CANDIDATES 8     /* offsets read to resolve one Last-Event-ID */
 #define CLOSE_BOUND_MS 10000 /* the clients' destruction at stop, at most (see close_clients) */
+#define MAX_BURSTS 1 /* bursts of publishes produced and not yet acknowledged (see send_held) */
 
 /* ------------------------------------------------------------ types */
 
@@ -85,7 +88,17 @@ typedef struct pending {
     qs_update *u;
     qs_publish_cb cb;
     void *arg;
+    struct pending *next;        /* P_PUBLISH: in the held queue, or a list of failures */
+    uint64_t burst;              /* P_PUBLISH: the burst it left in */
+    qs_buf rec;                  /* P_PUBLISH: its record, until produced */
+    rd_kafka_resp_err_t refused; /* P_PUBLISH: why librdkafka did not take it */
 } pending;
+
+/* Publishes produced together, counted down by their delivery reports. */
+typedef struct burst {
+    uint64_t id;
+    size_t left; /* 0: the slot is free */
+} burst;
 
 struct kafka_transport {
     qs_transport base;
@@ -96,6 +109,12 @@ struct kafka_transport {
     rd_kafka_t *producer, *bus, *reader, *pres;
     client_ctx pctx, bctx, rctx, prctx;
     link_state plink, blink, rlink, prlink;
+
+    /* Publishing, under mu (see send_held): publishes waiting for a burst to leave in, and
+     * the bursts awaiting their acknowledgements. */
+    pending *held, **held_tail;
+    burst bursts[MAX_BURSTS];
+    uint64_t last_burst;
 
     uv_cond_t reader_cond;
     bool stopping;    /* publishes refused, threads exit */
@@ -240,6 +259,8 @@ static void publish_reason(kafka_transport *t, rd_kafka_resp_err_t err, char why
     }
 }
 
+static void burst_done(kafka_transport *t, uint64_t id);
+
 /* Completes a produced message: a publish's callback, or a presence record's failure. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -249,6 +270,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (!p)
         return;
     if (p->kind == P_PUBLISH) {
+        uint64_t burst_id = p->burst;
         if (!m->err) {
             link_up(t, &t->plink);
             p->cb(p->arg, 0, NULL);
@@ -271,6 +293,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
             p->cb(p->arg, again ? -EAGAIN : -EIO, why);
         }
         qs_update_unref(p->u);
+        free(p);
+        burst_done(t, burst_id);
+        return;
     } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
                m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
         /* A presence record was lost: this node's entries are written again once the
@@ -733,29 +758,125 @@ static rd_kafka_resp_err_t produce(kafka_transport *t, const char *topic, const 
     return e;
 }
 
+/* Publishes are produced in bursts, at most MAX_BURSTS of them awaiting the brokers'
+ * acknowledgements; what comes meanwhile is held here and leaves as the next burst. Why:
+ * librdkafka 2.0 lets an idempotent producer send a request only while fewer than five
+ * *messages* (not requests) are in flight on the partition, and while others wait its
+ * producer thread polls its sockets with no timeout, in a loop. At 10 000 publishes/s
+ * that loop took most of a CPU core of this machine's two (1.6 million poll calls in 4 s).
+ * Held here instead, the publishes leave together when the burst before them is
+ * acknowledged (as one or two requests), and the producer thread sleeps meanwhile.
+ * With the lock held: the held publishes that could not be queued are returned in *failed,
+ * with librdkafka's error. */
+static void send_held(kafka_transport *t, pending **failed)
+{
+    burst *slot = NULL;
+    for (size_t i = 0; i < MAX_BURSTS && !slot; i++)
+        if (!t->bursts[i].left)
+            slot = &t->bursts[i];
+    if (!t->held || !slot)
+        return;
+    uint64_t id = ++t->last_burst;
+    size_t n = 0;
+    pending *p;
+    while ((p = t->held)) {
+        t->held = p->next;
+        p->next = NULL;
+        p->burst = id;
+        rd_kafka_resp_err_t e = produce(t, t->s.topic, NULL, 0, p->rec.p, p->rec.len, p->u->id, p);
+        qs_buf_free(&p->rec);
+        if (e) {
+            p->refused = e;
+            p->next = *failed;
+            *failed = p;
+        } else {
+            n++;
+        }
+    }
+    t->held_tail = &t->held;
+    *slot = (burst){id, n};
+}
+
+/* With the lock held: every held publish fails (the brokers are away, or the hub stops). */
+static void fail_held(kafka_transport *t, pending **failed)
+{
+    pending *p;
+    while ((p = t->held)) {
+        t->held = p->next;
+        p->next = *failed;
+        *failed = p;
+    }
+    t->held_tail = &t->held;
+}
+
+/* Completes publishes that did not leave: with `why`, or (NULL) librdkafka's refusal. */
+static void fail_publishes(pending *list, const char *why)
+{
+    pending *p;
+    while ((p = list)) {
+        list = p->next;
+        char reason[QS_REASON_MAX];
+        if (why)
+            snprintf(reason, sizeof(reason), "%s", why);
+        else
+            snprintf(reason, sizeof(reason), "kafka unavailable: %s", rd_kafka_err2str(p->refused));
+        p->cb(p->arg, -EAGAIN, reason);
+        qs_update_unref(p->u);
+        qs_buf_free(&p->rec);
+        free(p);
+    }
+}
+
+/* A publish of burst `id` was acknowledged or failed: when it was the burst's last, the
+ * held publishes leave (or fail, while the brokers are away or the hub stops). */
+static void burst_done(kafka_transport *t, uint64_t id)
+{
+    pending *failed = NULL, *refused = NULL;
+    char why[QS_REASON_MAX] = "";
+    uv_mutex_lock(&t->base.mu);
+    for (size_t i = 0; i < MAX_BURSTS; i++) {
+        burst *b = &t->bursts[i];
+        if (b->id != id || !b->left || --b->left)
+            continue;
+        if (t->stopping) {
+            snprintf(why, sizeof(why), "the hub is shutting down");
+            fail_held(t, &failed);
+        } else if (!t->plink.up || !t->blink.up) {
+            down_reason(t, why);
+            fail_held(t, &failed);
+        } else {
+            send_held(t, &refused);
+        }
+    }
+    uv_mutex_unlock(&t->base.mu);
+    fail_publishes(failed, why);
+    fail_publishes(refused, NULL);
+}
+
 static void kafka_publish(qs_transport *base, qs_update *u, qs_publish_cb cb, void *arg)
 {
     kafka_transport *t = (kafka_transport *)base;
-    qs_buf rec = QS_BUF_INIT;
-    qs_record_encode(u, &rec);
     pending *p = qs_xcalloc(1, sizeof(*p));
-    *p = (pending){P_PUBLISH, qs_update_ref(u), cb, arg};
+    *p = (pending){.kind = P_PUBLISH, .u = qs_update_ref(u), .cb = cb, .arg = arg};
+    qs_record_encode(u, &p->rec);
     char why[QS_REASON_MAX] = "";
-    rd_kafka_resp_err_t e;
+    pending *refused = NULL;
     uv_mutex_lock(&t->base.mu);
-    if (t->stopping)
+    if (t->stopping) {
         snprintf(why, sizeof(why), "the hub is shutting down");
-    else if (!t->plink.up || !t->blink.up)
+    } else if (!t->plink.up || !t->blink.up) {
         down_reason(t, why);
-    else if ((e = produce(t, t->s.topic, NULL, 0, rec.p, rec.len, u->id, p)))
-        snprintf(why, sizeof(why), "kafka unavailable: %s", rd_kafka_err2str(e));
-    uv_mutex_unlock(&t->base.mu);
-    qs_buf_free(&rec);
-    if (why[0]) {
-        qs_update_unref(p->u);
-        free(p);
-        cb(arg, -EAGAIN, why);
+    } else {
+        *t->held_tail = p;
+        t->held_tail = &p->next;
+        send_held(t, &refused);
     }
+    uv_mutex_unlock(&t->base.mu);
+    if (why[0]) {
+        p->next = NULL;
+        fail_publishes(p, why);
+    }
+    fail_publishes(refused, NULL);
 }
 
 static void writer_main(void *arg)
@@ -776,6 +897,12 @@ static void writer_main(void *arg)
     for (int i = 0; i < 50 && rd_kafka_outq_len(t->producer) > 0; i++)
         rd_kafka_poll(t->producer, POLL_MS);
     rd_kafka_poll(t->producer, 0);
+    /* Held behind a burst whose reports never came: they fail too. */
+    pending *failed = NULL;
+    uv_mutex_lock(&t->base.mu);
+    fail_held(t, &failed);
+    uv_mutex_unlock(&t->base.mu);
+    fail_publishes(failed, "the hub is shutting down");
 }
 
 /* ------------------------------------------------------------ the bus */
@@ -1370,6 +1497,7 @@ static int kafka_create(const qs_config_transport *cfg, const qs_transport_host 
     qs_kafka_registry_init(&t->reg, t->node, s.presence_ttl_ms);
     t->group = s.consumer_group ? qs_xstrdup(s.consumer_group) : derive_group(t->node);
     t->rpos = -1;
+    t->held_tail = &t->held;
     t->plink = (link_state){.name = "publish", .up = true};
     t->blink = (link_state){.name = "bus", .up = true};
     t->rlink = (link_state){.name = "history", .up = true};
@@ -1380,22 +1508,13 @@ static int kafka_create(const qs_config_transport *cfg, const qs_transport_host 
     t->prctx.link = &t->prlink;
     uint64_t t0 = qs_now_ms();
 
-    char linger[8] = "0.5", msg_timeout[24];
+    char msg_timeout[24];
     snprintf(msg_timeout, sizeof(msg_timeout), "%" PRIu64, t->s.publish_timeout_ms);
-    const char *producer_conf[] = {"enable.idempotence",
-                                   "true",
-                                   "acks",
-                                   "all",
-                                   "linger.ms",
-                                   linger,
-                                   "message.timeout.ms",
-                                   msg_timeout,
-                                   "batch.num.messages",
-                                   "10000",
-                                   "queue.buffering.max.messages",
-                                   "1000000",
-                                   "queue.buffering.max.kbytes",
-                                   "1048576"};
+    const char *producer_conf[] = {"enable.idempotence", "true", "acks", "all",
+                                   /* no wait: the bursts (send_held) are the batches */
+                                   "linger.ms", "0", "message.timeout.ms", msg_timeout,
+                                   "batch.num.messages", "10000", "queue.buffering.max.messages",
+                                   "1000000", "queue.buffering.max.kbytes", "1048576"};
     t->pctx.t = t;
     t->producer = new_client(t, RD_KAFKA_PRODUCER, &t->pctx, "producer", producer_conf,
                              QS_ARRAY_LEN(producer_conf), err);
