@@ -44,6 +44,11 @@ start_hub ra "redis://127.0.0.1:$rport/bench"; ra_port=$port
 start_hub rb "redis://127.0.0.1:$rport/bench"; rb_port=$port
 start_hub lmdb "lmdb://$work/store.db"; lmdb_port=$port
 
+# Warm-up, not measured: the broker's JVM compiles its hot paths during its first tens of
+# thousands of requests, and the first measurements of a fresh broker were up to three
+# times slower; the figures below are those of a broker that has served some traffic.
+build/loadgen --port "$kb_port" --pub-port "$ka_port" --subscribers 1 --publishers 64 \
+    --updates 30000 --json >/dev/null || true
 updates=$(awk "BEGIN{print int($rate*$secs)}")
 echo "latency at $rate publishes/s for ${secs}s ($(nproc) CPUs; Kafka $kaddr, Redis everysec)"
 echo
