@@ -97,24 +97,14 @@ bool qs_tls_negotiated_h2(SSL *ssl)
 
 /* ------------------------------------------- leaving OpenSSL after the handshake */
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes the hex digits of p (up to a space or the end) into out; their count, or 0 when
  * they are not hex or too many. */
 static size_t unhex(const char *p, uint8_t *out, size_t cap)
 {
     size_t n = 0;
     for (; *p && *p != ' '; p += 2) {
-        int hi = hex_value(p[0]), lo = hi < 0 ? -1 : hex_value(p[1]);
+        int hi = qs_hex_value((unsigned char)p[0]);
+        int lo = hi < 0 ? -1 : qs_hex_value((unsigned char)p[1]);
         if (lo < 0 || n == cap)
             return 0;
         out[n++] = (uint8_t)(hi << 4 | lo);
