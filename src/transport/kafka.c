@@ -10,7 +10,7 @@
  *
  * Handles (librdkafka clients, each with its own connections and threads):
  *  - the producer: idempotent, acks=all; publishes leave in bursts, one at a time (what
- *    comes while a burst awaits its acknowledgement leaves as the next one, see
+ *    comes while a burst awaits its acknowledgements leaves as the next one, see
  *    send_held); a publish completes from its delivery report, served by the writer
  *    thread (rd_kafka_poll). It also writes the presence records.
  *  - the bus consumer: the bus thread reads the partition from this node's position and
@@ -58,7 +58,6 @@
 #define COMMIT_EVERY_MS 1000 /* the bus commits its position at most this often (when idle) */
 #define MAX_CANDIDATES 8     /* offsets read to resolve one Last-Event-ID */
 #define CLOSE_BOUND_MS 10000 /* the clients' destruction at stop, at most (see close_clients) */
-#define MAX_BURSTS 1 /* bursts of publishes produced and not yet acknowledged (see send_held) */
 
 /* ------------------------------------------------------------ types */
 
@@ -89,16 +88,9 @@ typedef struct pending {
     qs_publish_cb cb;
     void *arg;
     struct pending *next;        /* P_PUBLISH: in the held queue, or a list of failures */
-    uint64_t burst;              /* P_PUBLISH: the burst it left in */
     qs_buf rec;                  /* P_PUBLISH: its record, until produced */
     rd_kafka_resp_err_t refused; /* P_PUBLISH: why librdkafka did not take it */
 } pending;
-
-/* Publishes produced together, counted down by their delivery reports. */
-typedef struct burst {
-    uint64_t id;
-    size_t left; /* 0: the slot is free */
-} burst;
 
 struct kafka_transport {
     qs_transport base;
@@ -110,11 +102,10 @@ struct kafka_transport {
     client_ctx pctx, bctx, rctx, prctx;
     link_state plink, blink, rlink, prlink;
 
-    /* Publishing, under mu (see send_held): publishes waiting for a burst to leave in, and
-     * the bursts awaiting their acknowledgements. */
+    /* Publishing, under mu (see send_held): publishes waiting for the next burst, and how
+     * many of the burst in flight are not reported yet (0: none in flight). */
     pending *held, **held_tail;
-    burst bursts[MAX_BURSTS];
-    uint64_t last_burst;
+    size_t burst_left;
 
     uv_cond_t reader_cond;
     bool stopping;    /* publishes refused, threads exit */
@@ -259,7 +250,7 @@ static void publish_reason(kafka_transport *t, rd_kafka_resp_err_t err, char why
     }
 }
 
-static void burst_done(kafka_transport *t, uint64_t id);
+static void burst_reported(kafka_transport *t);
 
 /* Completes a produced message: a publish's callback, or a presence record's failure. */
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -270,7 +261,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (!p)
         return;
     if (p->kind == P_PUBLISH) {
-        uint64_t burst_id = p->burst;
         if (!m->err) {
             link_up(t, &t->plink);
             p->cb(p->arg, 0, NULL);
@@ -294,7 +284,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         }
         qs_update_unref(p->u);
         free(p);
-        burst_done(t, burst_id);
+        burst_reported(t);
         return;
     } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PURGE_QUEUE &&
                m->err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT) {
@@ -758,8 +748,8 @@ static rd_kafka_resp_err_t produce(kafka_transport *t, const char *topic, const 
     return e;
 }
 
-/* Publishes are produced in bursts, at most MAX_BURSTS of them awaiting the brokers'
- * acknowledgements; what comes meanwhile is held here and leaves as the next burst. Why:
+/* Publishes are produced in bursts, one awaiting the brokers' acknowledgements at a time;
+ * what comes meanwhile is held here and leaves as the next burst. Why:
  * librdkafka 2.0 lets an idempotent producer send a request only while fewer than five
  * *messages* (not requests) are in flight on the partition, and while others wait its
  * producer thread polls its sockets with no timeout, in a loop. At 10 000 publishes/s
@@ -770,19 +760,12 @@ static rd_kafka_resp_err_t produce(kafka_transport *t, const char *topic, const 
  * with librdkafka's error. */
 static void send_held(kafka_transport *t, pending **failed)
 {
-    burst *slot = NULL;
-    for (size_t i = 0; i < MAX_BURSTS && !slot; i++)
-        if (!t->bursts[i].left)
-            slot = &t->bursts[i];
-    if (!t->held || !slot)
+    if (!t->held || t->burst_left)
         return;
-    uint64_t id = ++t->last_burst;
-    size_t n = 0;
     pending *p;
     while ((p = t->held)) {
         t->held = p->next;
         p->next = NULL;
-        p->burst = id;
         rd_kafka_resp_err_t e = produce(t, t->s.topic, NULL, 0, p->rec.p, p->rec.len, p->u->id, p);
         qs_buf_free(&p->rec);
         if (e) {
@@ -790,11 +773,10 @@ static void send_held(kafka_transport *t, pending **failed)
             p->next = *failed;
             *failed = p;
         } else {
-            n++;
+            t->burst_left++;
         }
     }
     t->held_tail = &t->held;
-    *slot = (burst){id, n};
 }
 
 /* With the lock held: every held publish fails (the brokers are away, or the hub stops). */
@@ -827,17 +809,14 @@ static void fail_publishes(pending *list, const char *why)
     }
 }
 
-/* A publish of burst `id` was acknowledged or failed: when it was the burst's last, the
- * held publishes leave (or fail, while the brokers are away or the hub stops). */
-static void burst_done(kafka_transport *t, uint64_t id)
+/* A publish of the burst in flight was acknowledged or failed: when it was the burst's
+ * last, the held publishes leave (or fail, while the brokers are away or the hub stops). */
+static void burst_reported(kafka_transport *t)
 {
     pending *failed = NULL, *refused = NULL;
     char why[QS_REASON_MAX] = "";
     uv_mutex_lock(&t->base.mu);
-    for (size_t i = 0; i < MAX_BURSTS; i++) {
-        burst *b = &t->bursts[i];
-        if (b->id != id || !b->left || --b->left)
-            continue;
+    if (t->burst_left && !--t->burst_left) {
         if (t->stopping) {
             snprintf(why, sizeof(why), "the hub is shutting down");
             fail_held(t, &failed);
