@@ -382,10 +382,20 @@ static rd_kafka_t *new_client(kafka_transport *t, rd_kafka_type_t type, client_c
  * coordinator (the bus's commits) waits for one, also when the client is destroyed. With
  * the default (45 s), a commit sent as the brokers died held rd_kafka_destroy for 45 s at
  * stop (its consumer group stays in query-coord, "waiting for 1 commit(s)"); a commit is
- * only a progress report, so it gives up after 3 s. */
+ * only a progress report, so it gives up after 3 s.
+ *
+ * fetch_wait_ms: 0 has the broker answer a read at the first update there is, and hold it
+ * up to 100 ms when there is none (cheap when idle). The bus's reads use `fetch_wait` instead:
+ * the broker holds each read until 16 KiB have come or that long has passed. At high rates
+ * that makes reads fewer and fuller: each read costs the broker about as much whatever it
+ * carries, and with a read answered at every update the broker spent half its CPU on them
+ * (bench/README.md). The price is up to fetch_wait per update, and an idle node reading
+ * 1/fetch_wait times a second. */
 static rd_kafka_t *new_consumer(kafka_transport *t, client_ctx *ctx, const char *role,
-                                const char *reset, bool commit, char **err)
+                                const char *reset, bool commit, uint64_t fetch_wait_ms, char **err)
 {
+    char wait_ms[24];
+    snprintf(wait_ms, sizeof(wait_ms), "%" PRIu64, fetch_wait_ms ? fetch_wait_ms : 100);
     const char *extra[] = {"session.timeout.ms",
                            "3000",
                            "group.id",
@@ -401,7 +411,9 @@ static rd_kafka_t *new_consumer(kafka_transport *t, client_ctx *ctx, const char 
                            "enable.partition.eof",
                            "true",
                            "fetch.wait.max.ms",
-                           "100",
+                           wait_ms,
+                           "fetch.min.bytes",
+                           fetch_wait_ms ? "16384" : "1",
                            "fetch.error.backoff.ms",
                            "100",
                            "isolation.level",
@@ -1500,9 +1512,9 @@ static int kafka_create(const qs_config_transport *cfg, const qs_transport_host 
     if (!t->producer || reach_brokers(t, err) < 0 || ensure_topic(t, s.topic, false, err) < 0 ||
         ensure_topic(t, s.presence_topic, true, err) < 0)
         goto fail;
-    t->bus = new_consumer(t, &t->bctx, "bus", "error", false, err);
-    t->reader = t->bus ? new_consumer(t, &t->rctx, "history", "error", false, err) : NULL;
-    t->pres = t->reader ? new_consumer(t, &t->prctx, "presence", "earliest", false, err) : NULL;
+    t->bus = new_consumer(t, &t->bctx, "bus", "error", false, t->s.fetch_wait_ms, err);
+    t->reader = t->bus ? new_consumer(t, &t->rctx, "history", "error", false, 0, err) : NULL;
+    t->pres = t->reader ? new_consumer(t, &t->prctx, "presence", "earliest", false, 0, err) : NULL;
     if (!t->pres)
         goto fail;
 

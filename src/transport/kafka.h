@@ -19,6 +19,9 @@
 #define QS_KAFKA_DEFAULT_TIMEOUT_MS 10000
 #define QS_KAFKA_DEFAULT_PUBLISH_TIMEOUT_MS 5000
 #define QS_KAFKA_DEFAULT_PRESENCE_TTL_MS 15000
+/* How long the broker may hold a node's read of the topic of updates for more to come. */
+#define QS_KAFKA_DEFAULT_FETCH_WAIT_MS 2
+#define QS_KAFKA_MAX_FETCH_WAIT_MS 1000
 /** The header that carries an update's id on every message. */
 #define QS_KAFKA_ID_HEADER "mercure-id"
 
@@ -36,6 +39,8 @@ typedef struct qs_kafka_settings {
     uint64_t timeout_ms;         /* start, sockets, history reads */
     uint64_t publish_timeout_ms; /* a publish not acknowledged by then is answered 503 */
     uint64_t presence_ttl_ms;    /* a node not heard of for that long is dead */
+    uint64_t fetch_wait_ms;      /* the bus's reads wait that long for 16 KiB; 0: answered
+                                    at the first update (and held 100 ms when idle) */
     int replication_factor;      /* for topics the hub creates; -1 = the broker's default */
     const char *source;          /* where the options came from, for messages (borrowed) */
     int line;

@@ -132,8 +132,12 @@ static int read_common(qs_topts *o, qs_kafka_settings *s, char **err)
         qs_topts_duration_min(o, "timeout", 100, &s->timeout_ms, err) < 0 ||
         qs_topts_duration_min(o, "publish_timeout", 100, &s->publish_timeout_ms, err) < 0 ||
         qs_topts_duration_min(o, "presence_ttl", 1000, &s->presence_ttl_ms, err) < 0 ||
+        qs_topts_duration_min(o, "fetch_wait", 0, &s->fetch_wait_ms, err) < 0 ||
         qs_topts_u64(o, "replication_factor", &rf, err) < 0)
         return -1;
+    const qs_topt *fw = qs_topts_get(o, "fetch_wait");
+    if (fw && s->fetch_wait_ms > QS_KAFKA_MAX_FETCH_WAIT_MS)
+        return qs_topts_fail(o, fw, "at most 1s: every update may wait that long", secrets, err);
     if (rft) {
         if (rf < 1 || rf > 32767)
             return qs_topts_fail(o, rft, "expected a number of replicas from 1 to 32767", secrets,
@@ -254,6 +258,7 @@ int qs_kafka_settings_load(const qs_config_transport *cfg, qs_kafka_settings *s,
     s->timeout_ms = QS_KAFKA_DEFAULT_TIMEOUT_MS;
     s->publish_timeout_ms = QS_KAFKA_DEFAULT_PUBLISH_TIMEOUT_MS;
     s->presence_ttl_ms = QS_KAFKA_DEFAULT_PRESENCE_TTL_MS;
+    s->fetch_wait_ms = QS_KAFKA_DEFAULT_FETCH_WAIT_MS;
     s->replication_factor = -1;
     s->source = cfg->source ? cfg->source : "config";
     s->line = cfg->line;

@@ -128,8 +128,10 @@ def refused(tmp_path, url=None, extra=None, env=None):
 
 # --------------------------------------------------------------------------- delivery
 
-def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster):
-    hubs = cluster(3)
+# fetch_wait=0: the bus's reads answered at the first update instead of held for more.
+@pytest.mark.parametrize("query", ["", "fetch_wait=0"])
+def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster, query):
+    hubs = cluster(3, query=query)
     assert all(h.transport == "kafka" for h in hubs)
     subs = [qs.open_stream(h, ["urn:order"]) for h in hubs]
     acked = [[] for _ in hubs]
@@ -506,6 +508,7 @@ def test_topics_the_hub_cannot_use_are_refused(kafka, tmp_path):
     ("kafka://kafka/?addr=127.0.0.1:1&tls_ca=/x.pem", None, ["tls_ca", "need tls=1"]),
     ("kafka://kafka/?addr=127.0.0.1:1&user=a&password=s3cret&sasl_mechanism=MD5", None,
      ["sasl_mechanism"]),
+    ("kafka://kafka/?addr=127.0.0.1:1&fetch_wait=5s", None, ["fetch_wait", "at most 1s"]),
     (None, "transport kafka {\naddr 127.0.0.1:1\ntimeout soon\n}",
      ["MERCURE_EXTRA_DIRECTIVES:3", "timeout", "\"soon\""]),
     ("kafka://kafka/?addr=127.0.0.1:1&timeout=1s&password=s3cret&user=u", None,

@@ -47,7 +47,7 @@ TEST(url_in_the_paid_editions_format)
     ASSERT_EQ_INT(0, load_url("kafka://kafka/?addr=localhost:9092&addr=10.0.0.2:9093,[::1]&"
                               "topic=mercure-ha&consumer_group=node-1&user=alice&password=s%40c&"
                               "tls=1&tls_ca=/ca.pem&presence_ttl=3s&timeout=2s&"
-                              "publish_timeout=1500ms&sasl_mechanism=SCRAM-SHA-512",
+                              "publish_timeout=1500ms&sasl_mechanism=SCRAM-SHA-512&fetch_wait=5ms",
                               &s, &err));
     ASSERT_EQ_INT(3, s.n_addrs);
     ASSERT_EQ_STR("localhost:9092,10.0.0.2:9093,[::1]:9092", s.brokers);
@@ -62,6 +62,7 @@ TEST(url_in_the_paid_editions_format)
     ASSERT_EQ_INT(3000, s.presence_ttl_ms);
     ASSERT_EQ_INT(2000, s.timeout_ms);
     ASSERT_EQ_INT(1500, s.publish_timeout_ms);
+    ASSERT_EQ_INT(5, s.fetch_wait_ms);
     ASSERT_EQ_INT(-1, s.replication_factor);
     qs_kafka_settings_free(&s);
 }
@@ -81,15 +82,21 @@ TEST(block_with_url_then_overrides)
         NULL,
         "replication_factor",
         "3",
+        "fetch_wait",
+        "0",
     };
     qs_kafka_settings s;
     char *err = NULL;
-    ASSERT_EQ_INT(0, load_block(kv, 6, &s, &err));
+    ASSERT_EQ_INT(0, load_block(kv, 7, &s, &err));
     ASSERT_EQ_STR("b:2,c:3", s.brokers);
     ASSERT_EQ_STR("from-block", s.topic);
     ASSERT_EQ_STR("from-block-presence", s.presence_topic);
     ASSERT(s.tls);
     ASSERT_EQ_INT(3, s.replication_factor);
+    ASSERT_EQ_INT(0, s.fetch_wait_ms);
+    qs_kafka_settings_free(&s);
+    ASSERT_EQ_INT(0, load_url("kafka://k/?addr=h", &s, &err));
+    ASSERT_EQ_INT(QS_KAFKA_DEFAULT_FETCH_WAIT_MS, s.fetch_wait_ms);
     qs_kafka_settings_free(&s);
 }
 
@@ -117,6 +124,10 @@ TEST(errors_name_the_option_and_never_the_password)
                  "tls_cert and tls_key go together", NULL);
     expect_error(load_url("kafka://k/?addr=h&presence_ttl=10ms", &s, &err), &err, "presence_ttl",
                  NULL);
+    expect_error(load_url("kafka://k/?addr=h&fetch_wait=2s", &s, &err), &err,
+                 "fetch_wait: at most 1s", NULL);
+    expect_error(load_url("kafka://k/?addr=h&fetch_wait=soon", &s, &err), &err,
+                 "fetch_wait: invalid duration", NULL);
     expect_error(load_url("kafka://k/?addr=h&replication_factor=0", &s, &err), &err,
                  "replication_factor", NULL);
     expect_error(load_url("kafka://k/?addr=h&nope=1", &s, &err), &err, "unknown option \"nope\"",
