@@ -44,11 +44,13 @@ start_hub ra "redis://127.0.0.1:$rport/bench"; ra_port=$port
 start_hub rb "redis://127.0.0.1:$rport/bench"; rb_port=$port
 start_hub lmdb "lmdb://$work/store.db"; lmdb_port=$port
 
-# Warm-up, not measured: the broker's JVM compiles its hot paths during its first tens of
-# thousands of requests, and the first measurements of a fresh broker were up to three
-# times slower; the figures below are those of a broker that has served some traffic.
+# Warm-up, not measured: the broker's JVM compiles its hot paths during its first few
+# hundred thousand requests (its compiler threads took 4.6 s of CPU during the first 100 000
+# publishes, 2 s during the next, 0.2 s from the 300 000th on), and a fresh broker measured
+# up to three times slower; the figures below are those of a broker that has served some
+# traffic, as a production broker has.
 build/loadgen --port "$kb_port" --pub-port "$ka_port" --subscribers 1 --publishers 64 \
-    --updates 30000 --json >/dev/null || true
+    --updates 300000 --json >/dev/null || true
 updates=$(awk "BEGIN{print int($rate*$secs)}")
 echo "latency at $rate publishes/s for ${secs}s ($(nproc) CPUs; Kafka $kaddr, Redis everysec)"
 echo
