@@ -13,6 +13,8 @@
 # (its jars resolved by Maven into .cache/kafka); redis-server with appendfsync everysec.
 #
 #   bench/kafka.sh [RATE] [SECONDS] [SUBS] [UPDATES]
+#
+# KAFKA_OPTIONS (e.g. fetch_wait=0) is added to every hub's Kafka URL.
 rate="${1:-1000}"
 secs="${2:-10}"
 subs="${3:-100}"
@@ -36,7 +38,7 @@ for _ in $(seq 100); do
     redis-cli -p "$rport" ping >/dev/null 2>&1 && break
     sleep 0.05
 done
-kurl() { echo "kafka://kafka/?addr=$kaddr&topic=$1"; }
+kurl() { echo "kafka://kafka/?addr=$kaddr&topic=$1${KAFKA_OPTIONS:+&$KAFKA_OPTIONS}"; }
 
 start_hub ka "$(kurl bench)"; ka_port=$port
 start_hub kb "$(kurl bench)"; kb_port=$port
