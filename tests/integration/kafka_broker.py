@@ -19,20 +19,20 @@ import ctypes
 import fcntl
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
 
+from java_broker import JAVA, Process, free_port, run_until_signalled
+import java_broker
+
 KAFKA_VERSION = "4.4.0"
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "tests" / "kafka" / "pom.xml"
 CACHE = Path(os.environ.get("QS_KAFKA_CACHE") or REPO / ".cache" / "kafka")
-JAVA = shutil.which("java")
-MVN = shutil.which("mvn")
+LIBS = CACHE / ("libs-" + KAFKA_VERSION)
 
 # SASL users of the SASL_PLAINTEXT listener (PLAIN, from the JAAS line).
 PLAIN_USERS = {"admin": "admin-secret", "alice": "alice-secret"}
@@ -53,17 +53,7 @@ LIBRDKAFKA_WHEEL = "confluent-kafka==2.16.1"
 
 def available():
     """None when a broker can be run here, else why not."""
-    if not JAVA:
-        return "java is not installed"
-    if not MVN and not (CACHE / ("libs-" + KAFKA_VERSION) / ".complete").exists():
-        return "maven is not installed (needed once, to fetch the broker's jars)"
-    return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return java_broker.available(LIBS)
 
 
 def admin_binary():
@@ -85,25 +75,8 @@ def admin(brokers, *args, timeout=60, check=True):
 
 
 def resolve_jars():
-    """The folder of the broker's jars, resolved once with Maven (under a lock, so that two
-    runs never fill it at the same time)."""
-    libs = CACHE / ("libs-" + KAFKA_VERSION)
-    done = libs / ".complete"
-    if done.exists():
-        return libs
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            shutil.rmtree(libs, ignore_errors=True)
-            subprocess.run([MVN, "-q", "-B", "-f", str(POM),
-                            "-Dmaven.repo.local=" + str(CACHE / "m2"),
-                            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:"
-                            "copy-dependencies", "-DincludeScope=runtime",
-                            "-DoutputDirectory=" + str(libs)],
-                           check=True, timeout=900, stdin=subprocess.DEVNULL)
-            done.write_text("ok\n")
-    return libs
+    """The folder of the broker's jars, resolved once with Maven."""
+    return java_broker.resolve_jars(CACHE, LIBS, POM)
 
 
 def librdkafka_version(path="librdkafka.so.1"):
@@ -160,7 +133,7 @@ def _fetch_librdkafka(d, lib):
     shutil.rmtree(wheels, ignore_errors=True)
 
 
-class Broker:
+class Broker(Process):
     """One broker+controller. ssl: (pem with key and certificate) to add an SSL listener;
     sasl: True to add a SASL_PLAINTEXT listener (PLAIN_USERS, and SCRAM_USERS for each of
     SCRAM_MECHANISMS)."""
@@ -295,44 +268,9 @@ class Broker:
                                      stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
-    def tail(self, n=3000):
-        out = ""
-        for name in ("stdout.log", "broker.log"):
-            p = self.dir / name
-            if p.exists():
-                out += p.read_text(errors="replace")[-n:]
-        return out
-
-    def kill(self):
-        """SIGKILL: the broker dies without flushing anything of its own."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
-        if self.log:
-            self.log.close()
-            self.log = None
-
-    def stop(self, timeout=30):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
 
 def _run(workdir):
-    broker = Broker(workdir, quick_jit=False).start()
-    print(broker.addr, flush=True)
-    done = []
-    signal.signal(signal.SIGTERM, lambda *_: done.append(1))
-    signal.signal(signal.SIGINT, lambda *_: done.append(1))
-    try:
-        while not done and broker.proc.poll() is None:
-            time.sleep(0.2)
-    finally:
-        broker.stop()
+    run_until_signalled(Broker(workdir, quick_jit=False), lambda b: b.addr)
 
 
 if __name__ == "__main__":

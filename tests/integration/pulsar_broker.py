@@ -17,13 +17,10 @@ refused. It can be killed with SIGKILL and started again on the same folders and
 """
 
 import base64
-import fcntl
 import hashlib
 import hmac
 import json
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -31,13 +28,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+from java_broker import JAVA, Process, free_port, run_until_signalled
+import java_broker
+
 PULSAR_VERSION = "4.0.7"
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "tests" / "pulsar" / "pom.xml"
 SETTINGS = REPO / "tests" / "pulsar" / "settings.xml"
 CACHE = Path(os.environ.get("QS_PULSAR_CACHE") or REPO / ".cache" / "pulsar")
-JAVA = shutil.which("java")
-MVN = shutil.which("mvn")
+LIBS = CACHE / ("libs-" + PULSAR_VERSION)
 
 # The secret that signs the broker's tokens (HS256), and its subject.
 TOKEN_SECRET = b"quicksilver-tests-pulsar-token-secret-32b"
@@ -45,17 +44,7 @@ TOKEN_SECRET = b"quicksilver-tests-pulsar-token-secret-32b"
 
 def available():
     """None when a broker can be run here, else why not."""
-    if not JAVA:
-        return "java is not installed"
-    if not MVN and not (CACHE / ("libs-" + PULSAR_VERSION) / ".complete").exists():
-        return "maven is not installed (needed once, to fetch the broker's jars)"
-    return None
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return java_broker.available(LIBS)
 
 
 def make_token(subject="quicksilver", secret=TOKEN_SECRET):
@@ -69,28 +58,13 @@ def make_token(subject="quicksilver", secret=TOKEN_SECRET):
 
 
 def resolve_jars():
-    """The folder of the broker's jars, resolved once with Maven (under a lock, so that two
-    runs never fill it at the same time)."""
-    libs = CACHE / ("libs-" + PULSAR_VERSION)
-    done = libs / ".complete"
-    if done.exists():
-        return libs
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.exists():
-            shutil.rmtree(libs, ignore_errors=True)
-            subprocess.run([MVN, "-q", "-B", "-s", str(SETTINGS), "-f", str(POM),
-                            "-Dmaven.repo.local=" + str(CACHE / "m2"),
-                            "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:"
-                            "copy-dependencies", "-DincludeScope=runtime",
-                            "-DoutputDirectory=" + str(libs)],
-                           check=True, timeout=1200, stdin=subprocess.DEVNULL)
-            done.write_text("ok\n")
-    return libs
+    """The folder of the broker's jars, resolved once with Maven (every repository that
+    Pulsar's POMs name sent to Maven Central by SETTINGS)."""
+    return java_broker.resolve_jars(CACHE, LIBS, POM, mvn_options=("-s", str(SETTINGS)),
+                                    timeout=1200)
 
 
-class Broker:
+class Broker(Process):
     """One standalone broker. tls: (certificate PEM, PKCS#8 key PEM), to add a TLS port;
     auth: True to turn token authentication on (TOKEN_SECRET; anonymous clients allowed)."""
 
@@ -286,44 +260,9 @@ class Broker:
                     raise RuntimeError("websocket: connection closed before the answer")
                 buf += chunk
 
-    def tail(self, n=3000):
-        out = ""
-        for name in ("stdout.log", "broker.log"):
-            p = self.dir / name
-            if p.exists():
-                out += p.read_text(errors="replace")[-n:]
-        return out
-
-    def kill(self):
-        """SIGKILL: the broker dies without flushing anything of its own."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)
-        if self.log:
-            self.log.close()
-            self.log = None
-
-    def stop(self, timeout=30):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
 
 def _run(workdir):
-    broker = Broker(workdir).start()
-    print(broker.url, flush=True)
-    done = []
-    signal.signal(signal.SIGTERM, lambda *_: done.append(1))
-    signal.signal(signal.SIGINT, lambda *_: done.append(1))
-    try:
-        while not done and broker.proc.poll() is None:
-            time.sleep(0.2)
-    finally:
-        broker.stop()
+    run_until_signalled(Broker(workdir), lambda b: b.url)
 
 
 if __name__ == "__main__":
