@@ -23,12 +23,12 @@ import uuid
 
 import pytest
 
+import cluster_scenarios as scenario
 import kafka_broker
 import qs
 import qs1
+from cluster_scenarios import WATCH, api, healthz, publish_id
 from qs import T
-
-WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
 
 
 def _binary_has(marker):
@@ -97,19 +97,6 @@ def cluster(kafka, start_hub):
     return start
 
 
-def healthz(hub):
-    return hub.request("GET", "/healthz", timeout=T(5))
-
-
-def publish_id(hub, topic, data, **kw):
-    return qs.publish_ok(hub, [topic], data, **kw)
-
-
-def drain(stream, n, timeout=None):
-    stream.wait_for(lambda: len(stream.events) >= n, timeout or T(10), "%d events" % n)
-    return stream.events[:n]
-
-
 BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
             "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
 
@@ -131,148 +118,41 @@ def refused(tmp_path, url=None, extra=None, env=None):
 # fetch_wait=0: the bus's reads answered at the first update instead of held for more.
 @pytest.mark.parametrize("query", ["", "fetch_wait=0"])
 def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster, query):
-    hubs = cluster(3, query=query)
-    assert all(h.transport == "kafka" for h in hubs)
-    subs = [qs.open_stream(h, ["urn:order"]) for h in hubs]
-    acked = [[] for _ in hubs]
+    def one_message_each(ids):
+        # One message per update, in the topic's single partition.
+        offsets = kafka_broker.admin(cluster.kafka.addr, "offsets", cluster.topic)
+        lo, hi = offsets.stdout.split()
+        assert (int(lo), int(hi)) == (0, 75)
 
-    def publisher(i):
-        with hubs[i].conn() as c:
-            for k in range(25):
-                acked[i].append(qs.publish_ok(hubs[i], ["urn:order"], "n%d-%d" % (i, k),
-                                              conn=c))
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(T(30))
-    orders = []
-    for s in subs:
-        events = drain(s, 75)
-        orders.append([(e.id, e.data) for e in events])
-        s.close()
-    assert orders[0] == orders[1] == orders[2], "nodes disagree on the order"
-    ids = [i for i, _ in orders[0]]
-    assert sorted(ids) == sorted(sum(acked, [])), "delivered ids differ from acknowledged ids"
-    for i in range(3):  # each publisher's updates keep their order
-        pos = [ids.index(x) for x in acked[i]]
-        assert pos == sorted(pos)
-        assert all(qs.UUID_V7_RE.match(x) for x in acked[i])
-    # One message per update, in the topic's single partition.
-    lo, hi = kafka_broker.admin(cluster.kafka.addr, "offsets", cluster.topic).stdout.split()
-    assert (int(lo), int(hi)) == (0, 75)
+    scenario.one_order_with_the_same_ids(cluster, "kafka", query=query, check=one_message_each)
 
 
 def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
-    hubs = cluster(3)
-    n1, n2, n3 = hubs
-    with qs.open_stream(n3, ["urn:h"]) as probe:
-        first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
-        drain(probe, 3)
-    with qs.open_stream(n3, ["urn:h"]) as s:
-        seen = [publish_id(n3, "urn:h", "seen-%d" % i) for i in range(3)]
-        assert [e.id for e in drain(s, 3)] == seen
-    with qs.open_stream(n2, ["urn:h"]) as probe:
-        missed = [publish_id(n1, "urn:h", "m0"), publish_id(n1, "urn:h", "m1", id="custom-1"),
-                  publish_id(n1, "urn:h", "m2")]
-        publish_id(n1, "urn:other", "not mine")
-        missed.append(publish_id(n1, "urn:h", "m3", id="custom-2"))
-        drain(probe, 4)
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", seen[-1])]) as s:
-        assert s.response.header("Last-Event-ID") == seen[-1]
-        live = publish_id(n3, "urn:h", "live")
-        got = [e.id for e in s.events_until(live, T(10))]
-        assert got == missed + [live]
-    with qs.open_stream(n3, ["urn:h"], extra_query=[("lastEventID", "custom-1")]) as s:
-        marker = publish_id(n1, "urn:h", "marker")
-        assert [e.id for e in s.events_until(marker, T(10))] == [missed[2], missed[3], live,
-                                                                marker]
-    with qs.open_stream(n2, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n1, "urn:h", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == (first + seen + missed +
-                                                              [live, marker, end])
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", "nope")]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-        nxt = publish_id(n1, "urn:h", "next")
-        assert [e.id for e in s.events_until(nxt, T(10))] == [nxt]
+    scenario.last_event_id_on_another_node(cluster)
 
 
 def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
-    n1, n2 = cluster(2)
-    a = publish_id(n1, "urn:d", "a", id="dup")
-    publish_id(n2, "urn:d", "b")
-    c = publish_id(n2, "urn:d", "c", id="dup")
-    assert a == c == "dup"
-    with qs.open_stream(n2, ["urn:d"], headers=[("Last-Event-ID", "dup")]) as s:
-        end = publish_id(n1, "urn:d", "end")
-        assert [e.data for e in s.events_until(end, T(10))] == ["b", "c", "end"]
+    scenario.duplicated_custom_id(cluster)
 
 
 def test_private_updates_stay_private_across_nodes(cluster):
-    n1, n2, n3 = cluster(3)
-    anon = qs.open_stream(n2, ["urn:p"])
-    allowed = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:p"]))
-    other = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:elsewhere"]))
-    secret = publish_id(n1, "urn:p", "secret", private=True)
-    public = publish_id(n1, "urn:p", "public")
-    assert [e.id for e in allowed.events_until(public, T(10))] == [secret, public]
-    assert [e.id for e in anon.events_until(public, T(10))] == [public]
-    assert [e.id for e in other.events_until(public, T(10))] == [public]
-    for s in (anon, allowed, other):
-        s.close()
-    with qs.open_stream(n3, ["urn:p"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n2, "urn:p", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == [public, end]
-    tok = qs.sub_token(["urn:p"])
-    with qs.open_stream(n2, ["urn:p"], token=tok,
-                        extra_query=[("lastEventID", "earliest")]) as s:
-        end2 = publish_id(n1, "urn:p", "end2")
-        assert [e.id for e in s.events_until(end2, T(10))] == [secret, public, end, end2]
+    scenario.private_updates_across_nodes(cluster)
 
 
 def test_a_foreign_message_in_the_topic_is_skipped(cluster):
-    n1, n2 = cluster(2)
-    with qs.open_stream(n2, ["urn:f"]) as s:
-        a = publish_id(n1, "urn:f", "a")
-        kafka_broker.admin(cluster.kafka.addr, "produce", cluster.topic, "not an update")
-        b = publish_id(n1, "urn:f", "b")
-        assert [e.id for e in s.events_until(b, T(10))] == [a, b]
-    with qs.open_stream(n1, ["urn:f"], headers=[("Last-Event-ID", a)]) as s:
-        c = publish_id(n2, "urn:f", "c")
-        assert [e.id for e in s.events_until(c, T(10))] == [b, c]
-    assert "not a Quicksilver update" in n2.stderr()
+    scenario.foreign_message_is_skipped(cluster, lambda: kafka_broker.admin(
+        cluster.kafka.addr, "produce", cluster.topic, "not an update"))
 
 
 def test_long_history_is_replayed_in_batches_across_nodes(cluster):
-    n1, n2 = cluster(2)
-    ids = []
-    with n1.conn() as c:
-        for i in range(2500):
-            ids.append(qs.publish_ok(n1, ["urn:long"], "x" * 50 + str(i), conn=c))
-    with qs.open_stream(n2, ["urn:long"], headers=[("Last-Event-ID", ids[99])]) as s:
-        live = publish_id(n1, "urn:long", "live")
-        got = [e.id for e in s.events_until(live, T(20))]
-        assert got == ids[100:] + [live]
+    scenario.long_history_in_batches(cluster, T(20))
 
 
 def test_a_node_started_after_tens_of_thousands_of_updates_knows_old_ids(cluster, tmp_path):
-    (n1,) = cluster(1)
-    old = [publish_id(n1, "urn:old", "old-%d" % i) for i in range(3)]
-    # 30 000 more updates, straight through the transport (no HTTP): build/transport_tput.
+    # 30 000 more updates, straight through the transport: build/transport_tput.
     tput = str(kafka_broker.Path(kafka_broker.admin_binary()).parent / "transport_tput")
-    p = subprocess.run([tput, url_for(cluster.kafka.addr, cluster.topic), "30000", "256"],
-                       capture_output=True, text=True, timeout=T(120))
-    assert p.returncode == 0, p.stderr
-    t0 = time.monotonic()
-    (late,) = cluster(1)
-    started = time.monotonic() - t0
-    assert "30003 ids indexed" in late.stderr(), late.stderr()
-    assert started < T(30)
-    with qs.open_stream(late, ["urn:old"], headers=[("Last-Event-ID", old[0])]) as s:
-        assert s.response.header("Last-Event-ID") == old[0]
-        live = publish_id(n1, "urn:old", "live")
-        assert [e.id for e in s.events_until(live, T(30))] == old[1:] + [live]
+    scenario.late_node_knows_old_ids(cluster, tput, url_for(cluster.kafka.addr, cluster.topic),
+                                     30000, tput_timeout=T(120), start_bound=T(30))
 
 
 def test_an_id_removed_by_retention_is_unknown(cluster):
@@ -292,12 +172,6 @@ def test_an_id_removed_by_retention_is_unknown(cluster):
 
 
 # --------------------------------------------------------------------------- presence
-
-def api(hub, path="/.well-known/mercure/subscriptions"):
-    r = hub.request("GET", path, headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-    assert r.status == 200, r
-    return json.loads(r.body)["subscriptions"]
-
 
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
     extra = ["subscriptions", "heartbeat 500ms"]

@@ -20,20 +20,14 @@ import uuid
 
 import pytest
 
+import cluster_scenarios as scenario
 import qs
 import qs1
+from cluster_scenarios import WATCH, api, free_port, healthz, publish_id
 from qs import T
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
-
-WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- redis-server
@@ -202,127 +196,22 @@ def cluster(redis, start_hub):
     return start
 
 
-def healthz(hub):
-    return hub.request("GET", "/healthz", timeout=T(5))
-
-
-def publish_id(hub, topic, data, **kw):
-    return qs.publish_ok(hub, [topic], data, **kw)
-
-
-def drain(stream, n, timeout=None):
-    stream.wait_for(lambda: len(stream.events) >= n, timeout or T(10), "%d events" % n)
-    return stream.events[:n]
-
-
 # --------------------------------------------------------------------------- delivery
 
 def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster):
-    hubs = cluster(3)
-    assert all(h.transport == "redis" for h in hubs)
-    subs = [qs.open_stream(h, ["urn:order"]) for h in hubs]
-    acked = [[] for _ in hubs]
-
-    def publisher(i):
-        with hubs[i].conn() as c:
-            for k in range(25):
-                acked[i].append(qs.publish_ok(hubs[i], ["urn:order"], "n%d-%d" % (i, k),
-                                              conn=c))
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(T(30))
-    orders = []
-    for s in subs:
-        events = drain(s, 75)
-        orders.append([(e.id, e.data) for e in events])
-        s.close()
-    assert orders[0] == orders[1] == orders[2], "nodes disagree on the order"
-    ids = [i for i, _ in orders[0]]
-    assert sorted(ids) == sorted(sum(acked, [])), "delivered ids differ from acknowledged ids"
-    for i in range(3):  # each publisher's updates keep their order
-        pos = [ids.index(x) for x in acked[i]]
-        assert pos == sorted(pos)
-        assert all(qs.UUID_V7_RE.match(x) for x in acked[i])
+    scenario.one_order_with_the_same_ids(cluster, "redis")
 
 
 def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
-    hubs = cluster(3)
-    n1, n2, n3 = hubs
-    # A stream opened on node 3 receives what node 3's bus delivers after it opened: the
-    # probe shows node 3 has delivered `first` before `s` opens.
-    with qs.open_stream(n3, ["urn:h"]) as probe:
-        first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
-        drain(probe, 3)
-    with qs.open_stream(n3, ["urn:h"]) as s:
-        seen = [publish_id(n3, "urn:h", "seen-%d" % i) for i in range(3)]
-        assert [e.id for e in drain(s, 3)] == seen
-    # Missed while disconnected: generated and custom ids, published on node 1 (and an
-    # update of another topic in between). The probe shows node 2 has delivered them.
-    with qs.open_stream(n2, ["urn:h"]) as probe:
-        missed = [publish_id(n1, "urn:h", "m0"), publish_id(n1, "urn:h", "m1", id="custom-1"),
-                  publish_id(n1, "urn:h", "m2")]
-        publish_id(n1, "urn:other", "not mine")
-        missed.append(publish_id(n1, "urn:h", "m3", id="custom-2"))
-        drain(probe, 4)
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", seen[-1])]) as s:
-        assert s.response.header("Last-Event-ID") == seen[-1]
-        live = publish_id(n3, "urn:h", "live")
-        got = [e.id for e in s.events_until(live, T(10))]
-        assert got == missed + [live]
-    # A custom id works as a cursor on every node.
-    with qs.open_stream(n3, ["urn:h"], extra_query=[("lastEventID", "custom-1")]) as s:
-        marker = publish_id(n1, "urn:h", "marker")
-        assert [e.id for e in s.events_until(marker, T(10))] == [missed[2], missed[3], live,
-                                                                marker]
-    # `earliest` gives the whole history, on any node.
-    # (Node 2 delivers `end` before the next stream opens there.)
-    with qs.open_stream(n2, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n1, "urn:h", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == (first + seen + missed +
-                                                              [live, marker, end])
-    # An unknown id replays nothing and says so.
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", "nope")]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-        nxt = publish_id(n1, "urn:h", "next")
-        assert [e.id for e in s.events_until(nxt, T(10))] == [nxt]
+    scenario.last_event_id_on_another_node(cluster)
 
 
 def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
-    n1, n2 = cluster(2)
-    a = publish_id(n1, "urn:d", "a", id="dup")
-    b = publish_id(n2, "urn:d", "b")
-    c = publish_id(n2, "urn:d", "c", id="dup")
-    assert a == c == "dup"
-    with qs.open_stream(n2, ["urn:d"], headers=[("Last-Event-ID", "dup")]) as s:
-        end = publish_id(n1, "urn:d", "end")
-        assert [e.data for e in s.events_until(end, T(10))] == ["b", "c", "end"]
-        del b
+    scenario.duplicated_custom_id(cluster)
 
 
 def test_private_updates_stay_private_across_nodes(cluster):
-    n1, n2, n3 = cluster(3)
-    anon = qs.open_stream(n2, ["urn:p"])
-    allowed = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:p"]))
-    other = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:elsewhere"]))
-    secret = publish_id(n1, "urn:p", "secret", private=True)
-    public = publish_id(n1, "urn:p", "public")
-    assert [e.id for e in allowed.events_until(public, T(10))] == [secret, public]
-    assert [e.id for e in anon.events_until(public, T(10))] == [public]
-    assert [e.id for e in other.events_until(public, T(10))] == [public]
-    for s in (anon, allowed, other):
-        s.close()
-    # History on another node is authorized the same way.
-    with qs.open_stream(n3, ["urn:p"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n2, "urn:p", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == [public, end]
-    tok = qs.sub_token(["urn:p"])
-    with qs.open_stream(n2, ["urn:p"], token=tok,
-                        extra_query=[("lastEventID", "earliest")]) as s:
-        end2 = publish_id(n1, "urn:p", "end2")
-        assert [e.id for e in s.events_until(end2, T(10))] == [secret, public, end, end2]
+    scenario.private_updates_across_nodes(cluster)
 
 
 # --------------------------------------------------------------------------- outages
@@ -430,35 +319,14 @@ def test_retention_follows_max_len_approx_and_trims_the_index(cluster):
     length = redis.call("XLEN", cluster.stream)
     assert 50 <= length < 200, length
     assert redis.call("ZCARD", cluster.stream + ":ids") < length + 300
-    # A trimmed id is unknown; a retained one replays exactly what follows it.
-    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[0])]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[-5])]) as s:
-        assert [e.id for e in drain(s, 4)] == ids[-4:]
-    with qs.open_stream(hub, ["urn:ret"], extra_query=[("lastEventID", "earliest")]) as s:
-        got = [e.id for e in drain(s, length)]
-        assert got == ids[-length:]
+    scenario.history_after_retention(hub, ids, length)
 
 
 def test_long_history_is_replayed_in_batches_across_nodes(cluster):
-    n1, n2 = cluster(2)
-    ids = []
-    with n1.conn() as c:
-        for i in range(2500):
-            ids.append(qs.publish_ok(n1, ["urn:long"], "x" * 50 + str(i), conn=c))
-    with qs.open_stream(n2, ["urn:long"], headers=[("Last-Event-ID", ids[99])]) as s:
-        live = publish_id(n1, "urn:long", "live")
-        got = [e.id for e in s.events_until(live, T(20))]
-        assert got == ids[100:] + [live]
+    scenario.long_history_in_batches(cluster, T(20))
 
 
 # --------------------------------------------------------------------------- presence
-
-def api(hub, path="/.well-known/mercure/subscriptions"):
-    r = hub.request("GET", path, headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-    assert r.status == 200, r
-    return json.loads(r.body)["subscriptions"]
-
 
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
     extra = ["subscriptions", "heartbeat 500ms"]
