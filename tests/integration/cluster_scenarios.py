@@ -224,3 +224,147 @@ def history_after_retention(hub, ids, kept):
         assert [e.id for e in drain(s, 4)] == ids[-4:]
     with qs.open_stream(hub, ["urn:ret"], extra_query=[("lastEventID", "earliest")]) as s:
         assert [e.id for e in drain(s, kept)] == ids[-kept:]
+
+
+# --------------------------------------------------------------------------- outages
+
+def publishes_through_an_outage(hubs, subs, kill, restart, transport, refusal_text, *,
+                                publish_timeout, pause, before, unhealthy, healthy, after,
+                                join, publish_bound=None, kill_bound=None, refusal_bound=None):
+    """Three publishers, one per hub, publish to urn:k (ids k-<publisher>-<n>) while kill()
+    takes the broker down and restart() brings it back on the same data. During the
+    outage every hub says `<transport> unavailable` (/healthz, the metric), a publish is
+    refused with 503 (its text holding refusal_text), and the subscribers `subs` stay
+    connected; after it, the hubs are healthy again and publish. Returns the acknowledged
+    ids, in the order of their acknowledgements.
+
+    The waits, in seconds (T(...)): publish_timeout, each publish's; pause, after a
+    refusal; before, for 60 publishes before the outage; unhealthy and healthy, for each
+    hub's /healthz to say so; after, for 60 publishes after the restart; join, for each
+    publisher to end. Bounds, when given: publish_bound, on the refused publish during the
+    outage; kill_bound, from the kill to that refusal; refusal_bound, on every refused
+    publish."""
+    acked, refusals = [], []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def publisher(i):
+        k = 0
+        while not stop.is_set():
+            uid = "k-%d-%d" % (i, k)
+            k += 1
+            try:
+                t0 = time.monotonic()
+                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=publish_timeout)
+                took = time.monotonic() - t0
+            except OSError:
+                continue
+            with lock:
+                (acked if r.status == 200 else refusals).append((uid, r.status, r.text, took))
+            if r.status != 200:
+                time.sleep(pause)
+
+    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        qs.wait_until(lambda: len(acked) > 60, before, what="publishes before the outage")
+        kill()
+        t_kill = time.monotonic()
+        for h in hubs:
+            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
+                              unhealthy, what="/healthz 503")
+            assert "%s unavailable" % transport in r.text, r.text
+            assert h.metric("mercure_transport_healthy", {"transport": transport}) == 0
+        t0 = time.monotonic()
+        r = qs.publish(hubs[0], ["urn:k"], "during the outage", timeout=T(10))
+        assert r.status == 503 and refusal_text in r.text, r
+        if publish_bound is not None:
+            assert time.monotonic() - t0 < publish_bound
+        if kill_bound is not None:
+            assert time.monotonic() - t_kill < kill_bound
+        for s in subs:
+            s.collect(0.2)
+            assert not s.eof, "a subscriber was disconnected during the outage"
+        with lock:
+            during = len(acked)
+        restart()
+        for h in hubs:
+            qs.wait_until(lambda: healthz(h).status == 200, healthy, what="/healthz 200 again")
+            assert h.metric("mercure_transport_healthy", {"transport": transport}) == 1
+        qs.wait_until(lambda: len(acked) > during + 60, after, what="publishes after restart")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(join)
+    assert any(st == 503 for _, st, _, _ in refusals), "no publish was refused during the outage"
+    assert all(transport in text for _, _, text, _ in refusals), refusals[:3]
+    if refusal_bound is not None:
+        assert max(took for _, _, _, took in refusals) < refusal_bound, \
+            sorted(refusals, key=lambda x: x[3])[-3:]
+    return [uid for uid, _, _, _ in acked]
+
+
+def delivered_once_in_one_order(hubs, subs, acked, timeout):
+    """After publishes_through_an_outage: up to a marker (waited for `timeout`), every
+    subscriber got each acknowledged update once, all in one order, each publisher's in
+    its order. Closes the subscribers; returns that order."""
+    marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
+    orders = []
+    for s in subs:
+        got = [e.id for e in s.events_until(marker, timeout)]
+        assert len(got) == len(set(got)), "an update was delivered twice"
+        missing = set(acked) - set(got)
+        assert not missing, "acknowledged but never delivered: %r" % sorted(missing)[:5]
+        orders.append(got)
+        s.close()
+    assert orders[0] == orders[1] == orders[2]
+    for i in range(3):  # each publisher's acknowledged updates arrive in their order
+        mine = [x for x in orders[0] if x.startswith("k-%d-" % i)]
+        assert mine == sorted(mine, key=lambda x: int(x.split("-")[2]))
+    return orders[0]
+
+
+def clean_exit_while_down(hubs, kill):
+    """Hubs (with `subscriptions`) whose server kill() took down stop at once, exit 0."""
+    s = qs.open_stream(hubs[0], ["urn:x"])
+    kill()
+    qs.wait_until(lambda: healthz(hubs[0]).status == 503, T(5), what="unhealthy")
+    t0 = time.monotonic()
+    for h in hubs:
+        assert h.stop() == 0, h.stderr()
+    assert time.monotonic() - t0 < T(8)
+    s.close()
+
+
+def replay_that_cannot_be_served(hub, kill):
+    """A reconnection whose history cannot be read (kill() took the server down) is refused
+    as the reference refuses a subscriber it cannot add: 503, before any stream byte."""
+    first = publish_id(hub, "urn:r503", "x")
+    kill()
+    qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
+    r = hub.request("GET", qs.subscribe_target(["urn:r503"]),
+                    headers=[("Last-Event-ID", first)], timeout=T(15))
+    assert r.status == 503, r
+    assert r.body == b"Service Unavailable\n"
+    assert r.header("Connection") == "close"
+
+
+def hung_server(hub, freeze, thaw, transport, bound):
+    """freeze() stops the server's processes (SIGSTOP), thaw() resumes them: a publish is
+    refused within bound (the hub's timeout is 500 ms), the hub is unhealthy, and once the
+    server is back it delivers again."""
+    with qs.open_stream(hub, ["urn:hung"]) as s:
+        freeze()
+        try:
+            t0 = time.monotonic()
+            r = qs.publish(hub, ["urn:hung"], "x", timeout=T(10))
+            assert r.status == 503 and "%s unavailable" % transport in r.text, r
+            assert time.monotonic() - t0 < bound
+            qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
+        finally:
+            thaw()
+        qs.wait_until(lambda: healthz(hub).status == 200, T(10), what="healthy again")
+        uid = publish_id(hub, "urn:hung", "after")
+        got = [e.id for e in s.events_until(uid, T(10))]
+        assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have been stored

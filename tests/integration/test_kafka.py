@@ -16,7 +16,6 @@ its own."""
 import json
 import signal
 import subprocess
-import threading
 import time
 import urllib.parse
 import uuid
@@ -27,7 +26,7 @@ import cluster_scenarios as scenario
 import kafka_broker
 import qs
 import qs1
-from cluster_scenarios import WATCH, api, healthz, publish_id
+from cluster_scenarios import WATCH, api, publish_id
 from qs import T
 
 
@@ -409,67 +408,11 @@ def _killed_and_restarted(broker, start_hub):
     url = url_for(broker.addr, "qs-kill", "publish_timeout=3s")
     hubs = [start_hub(env={"MERCURE_TRANSPORT_URL": url}) for _ in range(3)]
     subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
-    acked, refused_ = [], []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publisher(i):
-        k = 0
-        while not stop.is_set():
-            uid = "k-%d-%d" % (i, k)
-            k += 1
-            try:
-                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(15))
-            except OSError:
-                continue
-            with lock:
-                (acked if r.status == 200 else refused_).append((uid, r.status, r.text))
-            if r.status != 200:
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        qs.wait_until(lambda: len(acked) > 60, T(20), what="publishes before the outage")
-        broker.kill()
-        t_kill = time.monotonic()
-        for h in hubs:
-            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
-                              T(10), what="/healthz 503")
-            assert "kafka unavailable" in r.text, r.text
-            assert h.metric("mercure_transport_healthy", {"transport": "kafka"}) == 0
-        r = qs.publish(hubs[0], ["urn:k"], "during the outage", timeout=T(10))
-        assert r.status == 503 and "kafka" in r.text, r
-        assert time.monotonic() - t_kill < T(10)
-        for s in subs:
-            s.collect(0.2)
-            assert not s.eof, "a subscriber was disconnected during the outage"
-        with lock:
-            during = len(acked)
-        broker.start()  # same ports, same log folder
-        for h in hubs:
-            qs.wait_until(lambda: healthz(h).status == 200, T(30), what="/healthz 200 again")
-            assert h.metric("mercure_transport_healthy", {"transport": "kafka"}) == 1
-        qs.wait_until(lambda: len(acked) > during + 60, T(30), what="publishes after restart")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(T(20))
-    assert any(st == 503 for _, st, _ in refused_), "no publish was refused during the outage"
-    marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
-    orders = []
-    for s in subs:
-        got = [e.id for e in s.events_until(marker, T(30))]
-        assert len(got) == len(set(got)), "an update was delivered twice"
-        missing = set(uid for uid, _, _ in acked) - set(got)
-        assert not missing, "acknowledged but never delivered: %r" % sorted(missing)[:5]
-        orders.append(got)
-        s.close()
-    assert orders[0] == orders[1] == orders[2]
-    for i in range(3):  # each publisher's acknowledged updates arrive in their order
-        mine = [x for x in orders[0] if x.startswith("k-%d-" % i)]
-        assert mine == sorted(mine, key=lambda x: int(x.split("-")[2]))
+    acked = scenario.publishes_through_an_outage(
+        hubs, subs, broker.kill, broker.start,  # same ports, same log folder
+        "kafka", "kafka", publish_timeout=T(15), pause=0.05, before=T(20), unhealthy=T(10),
+        healthy=T(30), after=T(30), join=T(20), kill_bound=T(10))
+    scenario.delivered_once_in_one_order(hubs, subs, acked, T(30))
     if TSAN:
         # Under ThreadSanitizer (librdkafka's C11 threads rerouted to POSIX threads, see
         # tests/tsan_c11_threads.c), after this outage librdkafka's destruction of a

@@ -472,63 +472,16 @@ def test_postgres_killed_during_publishes_and_restarted(pg_factory, start_hub):
     url = server.url("postgres", query="mercure_timeout=2s")
     hubs = [start_hub(env={"MERCURE_TRANSPORT_URL": url}) for _ in range(3)]
     subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
-    acked, refused = [], []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publisher(i):
-        k = 0
-        while not stop.is_set():
-            uid = "k-%d-%d" % (i, k)
-            k += 1
-            try:
-                t0 = time.monotonic()
-                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(10))
-                took = time.monotonic() - t0
-            except OSError:
-                continue
-            with lock:
-                (acked if r.status == 200 else refused).append((uid, r.status, r.text, took))
-            if r.status != 200:
-                time.sleep(0.02)
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        qs.wait_until(lambda: len(acked) > 60, T(10), what="publishes before the outage")
-        server.kill()
-        for h in hubs:
-            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
-                              T(5), what="/healthz 503")
-            assert "postgres unavailable" in r.text, r.text
-            assert h.metric("mercure_transport_healthy", {"transport": "postgres"}) == 0
-        t0 = time.monotonic()
-        r = qs.publish(hubs[0], ["urn:k"], "during the outage")
-        assert r.status == 503 and "postgres unavailable" in r.text, r
-        assert time.monotonic() - t0 < T(1)
-        for s in subs:
-            s.collect(0.2)
-            assert not s.eof, "a subscriber was disconnected during the outage"
-        with lock:
-            during = len(acked)
-        server.start()  # same port, same data: crash recovery
-        for h in hubs:
-            qs.wait_until(lambda: healthz(h).status == 200, T(15), what="/healthz 200 again")
-            assert h.metric("mercure_transport_healthy", {"transport": "postgres"}) == 1
-        qs.wait_until(lambda: len(acked) > during + 60, T(10), what="publishes after restart")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(T(15))
-    assert any(st == 503 for _, st, _, _ in refused), "no publish was refused during the outage"
-    assert all("postgres" in text for _, st, text, _ in refused), refused[:3]
     # 503 within the bound: mercure_timeout (2 s), twice that behind a group in flight.
-    assert max(took for _, _, _, took in refused) < T(4.5), sorted(refused, key=lambda x: x[3])[-3:]
+    acked = scenario.publishes_through_an_outage(
+        hubs, subs, server.kill, server.start,  # same port, same data: crash recovery
+        "postgres", "postgres unavailable", publish_timeout=T(10), pause=0.02, before=T(10),
+        unhealthy=T(5), healthy=T(15), after=T(10), join=T(15), publish_bound=T(1),
+        refusal_bound=T(4.5))
     marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
     stored = [r["id"] for r in server.rows("SELECT id FROM mercure_updates ORDER BY seq")]
     assert len(stored) == len(set(stored)), "an update was stored twice"
-    missing = set(uid for uid, _, _, _ in acked) - set(stored)
+    missing = set(acked) - set(stored)
     assert not missing, "answered 200 but not in the table: %r" % sorted(missing)[:5]
     for s in subs:
         got = [e.id for e in s.events_until(marker, T(20))]
@@ -579,46 +532,21 @@ def test_clean_exit_while_postgres_is_down(pg_factory, start_hub):
     server = pg_factory().start()
     hubs = [start_hub(env={"MERCURE_TRANSPORT_URL": server.url("postgres")},
                       extra=["subscriptions"]) for _ in range(2)]
-    s = qs.open_stream(hubs[0], ["urn:x"])
-    server.kill()
-    qs.wait_until(lambda: healthz(hubs[0]).status == 503, T(5), what="unhealthy")
-    t0 = time.monotonic()
-    for h in hubs:
-        assert h.stop() == 0, h.stderr()
-    assert time.monotonic() - t0 < T(8)
-    s.close()
+    scenario.clean_exit_while_down(hubs, server.kill)
 
 
 def test_a_replay_postgres_cannot_serve_is_answered_503(pg_factory, start_hub):
     server = pg_factory().start()
     hub = start_hub(env={"MERCURE_TRANSPORT_URL": server.url("postgres")})
-    first = publish_id(hub, "urn:r503", "x")
-    server.kill()
-    qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-    r = hub.request("GET", qs.subscribe_target(["urn:r503"]),
-                    headers=[("Last-Event-ID", first)], timeout=T(15))
-    assert r.status == 503, r
-    assert r.body == b"Service Unavailable\n"
+    scenario.replay_that_cannot_be_served(hub, server.kill)
 
 
 def test_a_hung_postgres_times_out_and_recovers(pg_factory, start_hub):
     server = pg_factory().start()
     hub = start_hub(env={"MERCURE_TRANSPORT_URL": server.url("postgres",
                                                              query="mercure_timeout=500ms")})
-    with qs.open_stream(hub, ["urn:hung"]) as s:
-        server.signal_all(signal.SIGSTOP)
-        try:
-            t0 = time.monotonic()
-            r = qs.publish(hub, ["urn:hung"], "x", timeout=T(10))
-            assert r.status == 503 and "postgres unavailable" in r.text, r
-            assert time.monotonic() - t0 < T(2)
-            qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-        finally:
-            server.signal_all(signal.SIGCONT)
-        qs.wait_until(lambda: healthz(hub).status == 200, T(10), what="healthy again")
-        uid = publish_id(hub, "urn:hung", "after")
-        got = [e.id for e in s.events_until(uid, T(10))]
-        assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have committed
+    scenario.hung_server(hub, lambda: server.signal_all(signal.SIGSTOP),
+                         lambda: server.signal_all(signal.SIGCONT), "postgres", T(2))
 
 
 # --------------------------------------------------------------------------- presence

@@ -12,7 +12,6 @@ started once for the session (pulsar_broker.py); each test uses topics of its ow
 import json
 import signal
 import subprocess
-import threading
 import time
 import urllib.parse
 import uuid
@@ -391,74 +390,18 @@ def test_broker_killed_with_sigkill_and_restarted_mid_stream(pulsar, start_hub):
         pulsar.url, topic, "publish_timeout=3s&subscription_name=kill-%d" % i)})
         for i in range(3)]
     subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
-    acked, refused_ = [], []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publisher(i):
-        k = 0
-        while not stop.is_set():
-            uid = "k-%d-%d" % (i, k)
-            k += 1
-            try:
-                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(15))
-            except OSError:
-                continue
-            with lock:
-                (acked if r.status == 200 else refused_).append((uid, r.status, r.text))
-            if r.status != 200:
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        qs.wait_until(lambda: len(acked) > 60, T(20), what="publishes before the outage")
-        pulsar.kill()
-        t_kill = time.monotonic()
-        for h in hubs:
-            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
-                              T(10), what="/healthz 503")
-            assert "pulsar unavailable" in r.text, r.text
-            assert h.metric("mercure_transport_healthy", {"transport": "pulsar"}) == 0
-        r = qs.publish(hubs[0], ["urn:k"], "during the outage", timeout=T(10))
-        assert r.status == 503 and "pulsar" in r.text, r
-        assert time.monotonic() - t_kill < T(10)
-        for s in subs:
-            s.collect(0.2)
-            assert not s.eof, "a subscriber was disconnected during the outage"
-        with lock:
-            during = len(acked)
-        pulsar.start()  # same ports, same folders
-        for h in hubs:
-            qs.wait_until(lambda: healthz(h).status == 200, T(60), what="/healthz 200 again")
-            assert h.metric("mercure_transport_healthy", {"transport": "pulsar"}) == 1
-        qs.wait_until(lambda: len(acked) > during + 60, T(30), what="publishes after restart")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(T(20))
-    assert any(st == 503 for _, st, _ in refused_), "no publish was refused during the outage"
-    marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
-    orders = []
-    for s in subs:
-        got = [e.id for e in s.events_until(marker, T(30))]
-        assert len(got) == len(set(got)), "an update was delivered twice"
-        missing = set(uid for uid, _, _ in acked) - set(got)
-        assert not missing, "acknowledged but never delivered: %r" % sorted(missing)[:5]
-        orders.append(got)
-        s.close()
-    assert orders[0] == orders[1] == orders[2]
-    for i in range(3):  # each publisher's acknowledged updates arrive in their order
-        mine = [x for x in orders[0] if x.startswith("k-%d-" % i)]
-        assert mine == sorted(mine, key=lambda x: int(x.split("-")[2]))
+    acked = scenario.publishes_through_an_outage(
+        hubs, subs, pulsar.kill, pulsar.start,  # same ports, same folders
+        "pulsar", "pulsar", publish_timeout=T(15), pause=0.05, before=T(20), unhealthy=T(10),
+        healthy=T(60), after=T(30), join=T(20), kill_bound=T(10))
+    order = scenario.delivered_once_in_one_order(hubs, subs, acked, T(30))
     # A node started after the restart knows the ids from before the outage.
     late = start_hub(env={"MERCURE_TRANSPORT_URL": url_for(pulsar.url, topic)})
-    with qs.open_stream(late, ["urn:k"], headers=[("Last-Event-ID", acked[0][0])]) as s:
-        assert s.response.header("Last-Event-ID") == acked[0][0]
+    with qs.open_stream(late, ["urn:k"], headers=[("Last-Event-ID", acked[0])]) as s:
+        assert s.response.header("Last-Event-ID") == acked[0]
         end = publish_id(late, "urn:k", "end")
         got = [e.id for e in s.events_until(end, T(30))]
-        assert got == orders[0][orders[0].index(acked[0][0]) + 1:] + [end]
+        assert got == order[order.index(acked[0]) + 1:] + [end]
     # Down again: the hubs stop cleanly, all at once, and do not hang (a hang check with room
     # for a loaded machine, not a speed check); the broker is started again for what follows.
     pulsar.kill()

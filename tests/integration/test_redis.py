@@ -13,7 +13,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.parse
 import uuid
@@ -220,63 +219,11 @@ def test_redis_killed_and_restarted_mid_stream(cluster):
     hubs = cluster(3)
     redis = cluster.redis
     subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
-    acked, refused = [], []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publisher(i):
-        k = 0
-        while not stop.is_set():
-            uid = "k-%d-%d" % (i, k)
-            k += 1
-            try:
-                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(10))
-            except OSError:
-                continue
-            with lock:
-                (acked if r.status == 200 else refused).append((uid, r.status, r.text))
-            if r.status != 200:
-                time.sleep(0.02)
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        qs.wait_until(lambda: len(acked) > 60, T(10), what="publishes before the outage")
-        redis.kill()
-        for h in hubs:
-            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
-                              T(5), what="/healthz 503")
-            assert "redis unavailable" in r.text, r.text
-            assert h.metric("mercure_transport_healthy", {"transport": "redis"}) == 0
-        r = qs.publish(hubs[0], ["urn:k"], "during the outage")
-        assert r.status == 503 and "redis unavailable" in r.text, r
-        for s in subs:
-            s.collect(0.2)
-            assert not s.eof, "a subscriber was disconnected during the outage"
-        with lock:
-            during = len(acked)
-        redis.start()  # same port, same AOF
-        for h in hubs:
-            qs.wait_until(lambda: healthz(h).status == 200, T(10), what="/healthz 200 again")
-            assert h.metric("mercure_transport_healthy", {"transport": "redis"}) == 1
-        qs.wait_until(lambda: len(acked) > during + 60, T(10), what="publishes after restart")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(T(15))
-    assert any(st == 503 for _, st, _ in refused), "no publish was refused during the outage"
-    assert all("redis" in text for _, st, text in refused), refused[:3]
-    marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
-    orders = []
-    for s in subs:
-        got = [e.id for e in s.events_until(marker, T(20))]
-        assert len(got) == len(set(got)), "an update was delivered twice"
-        missing = set(uid for uid, _, _ in acked) - set(got)
-        assert not missing, "acknowledged but never delivered: %r" % sorted(missing)[:5]
-        orders.append(got)
-        s.close()
-    assert orders[0] == orders[1] == orders[2]
+    acked = scenario.publishes_through_an_outage(
+        hubs, subs, redis.kill, redis.start,  # same port, same AOF
+        "redis", "redis unavailable", publish_timeout=T(10), pause=0.02, before=T(10),
+        unhealthy=T(5), healthy=T(10), after=T(10), join=T(15))
+    scenario.delivered_once_in_one_order(hubs, subs, acked, T(20))
 
 
 def test_a_hub_started_without_redis_waits_for_it(redis_factory, start_hub, tmp_path):
@@ -534,48 +481,19 @@ def test_configuration_errors_stop_the_hub(tmp_path, env, needles):
 
 
 def test_clean_exit_while_redis_is_down(cluster):
-    hubs = cluster(2, extra=["subscriptions"])
-    s = qs.open_stream(hubs[0], ["urn:x"])
-    cluster.redis.kill()
-    qs.wait_until(lambda: healthz(hubs[0]).status == 503, T(5), what="unhealthy")
-    t0 = time.monotonic()
-    for h in hubs:
-        assert h.stop() == 0, h.stderr()
-    assert time.monotonic() - t0 < T(8)
-    s.close()
+    scenario.clean_exit_while_down(cluster(2, extra=["subscriptions"]), cluster.redis.kill)
 
 
 def test_a_replay_redis_cannot_serve_is_answered_503(cluster):
-    """A reconnection whose history cannot be read is refused as the reference refuses a
-    subscriber it cannot add: 503, before any stream byte."""
     (hub,) = cluster(1)
-    first = publish_id(hub, "urn:r503", "x")
-    cluster.redis.kill()
-    qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-    r = hub.request("GET", qs.subscribe_target(["urn:r503"]),
-                    headers=[("Last-Event-ID", first)], timeout=T(15))
-    assert r.status == 503, r
-    assert r.body == b"Service Unavailable\n"
-    assert r.header("Connection") == "close"
+    scenario.replay_that_cannot_be_served(hub, cluster.redis.kill)
 
 
 def test_a_hung_redis_times_out_and_recovers(cluster):
     (hub,) = cluster(1, query="timeout=500ms")
-    redis = cluster.redis
-    with qs.open_stream(hub, ["urn:hung"]) as s:
-        redis.proc.send_signal(signal.SIGSTOP)
-        try:
-            t0 = time.monotonic()
-            r = qs.publish(hub, ["urn:hung"], "x", timeout=T(10))
-            assert r.status == 503 and "redis unavailable" in r.text, r
-            assert time.monotonic() - t0 < T(3)
-            qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-        finally:
-            redis.proc.send_signal(signal.SIGCONT)
-        qs.wait_until(lambda: healthz(hub).status == 200, T(10), what="healthy again")
-        uid = publish_id(hub, "urn:hung", "after")
-        got = [e.id for e in s.events_until(uid, T(10))]
-        assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have been stored
+    proc = cluster.redis.proc
+    scenario.hung_server(hub, lambda: proc.send_signal(signal.SIGSTOP),
+                         lambda: proc.send_signal(signal.SIGCONT), "redis", T(3))
 
 
 def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
