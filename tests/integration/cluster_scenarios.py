@@ -13,8 +13,10 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.parse
 
 import qs
+import qs1
 from qs import T
 
 WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
@@ -368,3 +370,135 @@ def hung_server(hub, freeze, thaw, transport, bound):
         uid = publish_id(hub, "urn:hung", "after")
         got = [e.id for e in s.events_until(uid, T(10))]
         assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have been stored
+
+
+# --------------------------------------------------------------------------- presence
+# ttl: the name of the transport's presence TTL option (presence_ttl, mercure_presence_ttl).
+
+def presence_across_nodes(cluster, ttl, check_registry=None):
+    """Subscriptions on nodes 1 and 3 are listed on every node and announced to a watcher
+    on node 2; node 3, killed, leaves no goodbye: its entries expire and one surviving node
+    publishes their departures, once. check_registry(), when given, checks the
+    transport's registry while both subscriptions are listed."""
+    extra = ["subscriptions", "heartbeat 500ms"]
+    n1, n2, n3 = cluster(3, extra=extra, query=ttl + "=2s")
+    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
+        a = qs.open_stream(n1, ["urn:on-1"])
+        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
+        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
+        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
+        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
+        assert all(d["active"] for d in arrivals.values())
+
+        def topics_on(hub):  # the watcher on node 2 is a subscriber too
+            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
+
+        for h in (n1, n2, n3):
+            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
+                          what="both subscriptions listed on every node")
+        listed = {s["topic"]: s for s in api(n2)}
+        assert listed["urn:on-3"]["payload"] == {"u": 3}
+        assert listed["urn:on-3"]["subscriber"] == arrivals["urn:on-3"]["subscriber"]
+        if check_registry:
+            check_registry()
+        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
+        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
+                       headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
+        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
+
+        # A node killed with SIGKILL leaves no goodbye: its entries expire (presence_ttl).
+        t0 = time.monotonic()
+        n3.kill()
+        b.close()
+        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
+                      what="the killed node's subscription to expire")
+        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
+        assert topics_on(n1) == ["urn:on-1"]
+
+        # ...and one surviving node publishes its subscribers' departures, once, within
+        # presence_ttl, a refresh period (a third of it) and a claim's round trip.
+        def departures(topic):
+            return [json.loads(e.data) for e in w.events
+                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
+        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
+        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
+        gone = departures("urn:on-3")[0]
+        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
+        assert gone["payload"] == {"u": 3}
+        assert gone["id"] == arrivals["urn:on-3"]["id"]
+
+        # A subscriber leaving a live node is forgotten at once, everywhere, with an event.
+        a.close()
+        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
+        time.sleep(1)  # a second publication of the dead node's departures would be here
+        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
+        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+
+
+def departures_of_a_dead_cluster(cluster, ttl, stored=None, outlive_lease=False,
+                                 check_left=None):
+    """The only node is killed with a subscriber; a node started afterwards publishes that
+    subscriber's departure, once.
+
+    stored(): true once the node's entry is where the other nodes read it (a node lists its
+    own subscribers from memory, and a node killed before writing its entry leaves nothing
+    for the others to take); without it, half a second is given. outlive_lease: the new
+    node starts only once the dead node's lease has expired. check_left(), when given,
+    checks what the registry keeps at the end."""
+    extra = ["subscriptions"]
+    (n1,) = cluster(1, extra=extra, query=ttl + "=1s")
+    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
+    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
+    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
+    if stored:
+        qs.wait_until(stored, T(5), what="the entry written where the other nodes read it")
+    else:
+        time.sleep(0.5)  # listed at once on its node; in the topic a moment later
+    n1.kill()
+    s.close()
+    if outlive_lease:
+        time.sleep(1.2)  # the lease expires: nobody is left to publish the departure
+    (n2,) = cluster(1, extra=extra, query=ttl + "=1s")
+    # The new node may reap at its first lease refresh, before this stream is open: read the
+    # history from the start (the departure is an update like any other) instead of racing it.
+    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]),
+                        extra_query=[("lastEventID", "earliest")]) as w:
+        def gone():
+            return [d for d in (json.loads(e.data) for e in w.events)
+                    if d["topic"] == "urn:orphan" and d["active"] is False]
+        w.wait_for(gone, T(10), "the departure published by the new node")
+        time.sleep(1)  # a second publication of the same departure would arrive by now
+        assert len(gone()) == 1 and gone()[0]["payload"] == {"o": 1}
+        assert listed(n2) == []
+        if check_left:
+            check_left()
+
+
+def a_cleanly_stopped_node_leaves(cluster, ttl, before_stop=None, after_stop=None):
+    """A node stopped with SIGTERM removes its entries at once (not after the TTL) and
+    publishes its subscribers' departures before it leaves. before_stop() and after_stop(),
+    when given, check the transport's registry before the stop and once the entry is gone
+    from node 2's list."""
+    n1, n2 = cluster(2, extra=["subscriptions"], query=ttl + "=30s")
+    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
+    s = qs.open_stream(n1, ["urn:bye"])
+    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
+    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
+    if before_stop:
+        before_stop()
+    assert n1.stop() == 0
+    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
+    if after_stop:
+        after_stop()
+    # The departure caused by the shutdown was published before node 1 left.
+    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
+               T(5), "the arrival and the departure")
+    s.close()
+    w.close()
+
+
+def presence_of_1_0_subscribers(cluster, ttl):
+    # Each selector's syntax and payload travel through the registry (qs1.py says how).
+    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
+                     query=ttl + "=2s")
+    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)

@@ -29,8 +29,7 @@ import pytest
 
 import cluster_scenarios as scenario
 import qs
-import qs1
-from cluster_scenarios import WATCH, api, free_port, healthz, publish_id
+from cluster_scenarios import free_port, healthz, publish_id
 from qs import T
 
 
@@ -552,96 +551,35 @@ def test_a_hung_postgres_times_out_and_recovers(pg_factory, start_hub):
 # --------------------------------------------------------------------------- presence
 
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
-    extra = ["subscriptions", "heartbeat 500ms"]
-    n1, n2, n3 = cluster(3, extra=extra, query="mercure_presence_ttl=2s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
-        a = qs.open_stream(n1, ["urn:on-1"])
-        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
-        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
-        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
-        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
-
-        def topics_on(hub):
-            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
-
-        for h in (n1, n2, n3):
-            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
-                          what="both subscriptions listed on every node")
-        listed = {s["topic"]: s for s in api(n2)}
-        assert listed["urn:on-3"]["payload"] == {"u": 3}
-        assert listed["urn:on-3"]["subscriber"] == arrivals["urn:on-3"]["subscriber"]
+    def in_the_table():
         rows = cluster.db.rows("SELECT topics, payload FROM mercure_subscriptions"
                                " ORDER BY registered_at")
         assert {"topics": ["urn:on-3"], "payload": {"u": 3}} in rows
-        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
-        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
-                       headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
 
-        t0 = time.monotonic()
-        n3.kill()
-        b.close()
-        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
-                      what="the killed node's subscription to expire")
-        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
-        assert topics_on(n1) == ["urn:on-1"]
-
-        def departures(topic):
-            return [json.loads(e.data) for e in w.events
-                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
-        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
-        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
-        gone = departures("urn:on-3")[0]
-        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        assert gone["payload"] == {"u": 3}
-
-        a.close()
-        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
-        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
-        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+    scenario.presence_across_nodes(cluster, "mercure_presence_ttl", check_registry=in_the_table)
 
 
 def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
-    extra = ["subscriptions"]
-    (n1,) = cluster(1, extra=extra, query="mercure_presence_ttl=1s")
-    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
-    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
-    # A node lists its own subscribers from memory: wait until the entry is in the table too
-    # (a node killed before writing it leaves nothing for the others to take).
-    qs.wait_until(lambda: cluster.db.rows("SELECT 1 FROM mercure_subscriptions"
-                                          " WHERE topics = '{urn:orphan}'"), T(5),
-                  what="the entry written to the table")
-    n1.kill()
-    s.close()
-    time.sleep(1.2)
-    (n2,) = cluster(1, extra=extra, query="mercure_presence_ttl=1s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]),
-                        extra_query=[("lastEventID", "earliest")]) as w:
-        def gone():
-            return [d for d in (json.loads(e.data) for e in w.events)
-                    if d["topic"] == "urn:orphan" and d["active"] is False]
-        w.wait_for(gone, T(10), "the departure published by the new node")
-        time.sleep(0.5)
-        assert len(gone()) == 1 and gone()[0]["payload"] == {"o": 1}
-        assert listed(n2) == []
+    def written():  # the entry is in the table
+        return cluster.db.rows("SELECT 1 FROM mercure_subscriptions"
+                               " WHERE topics = '{urn:orphan}'")
+
+    def only_the_new_node_left():
         assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == 1
+
+    scenario.departures_of_a_dead_cluster(cluster, "mercure_presence_ttl", stored=written,
+                                          outlive_lease=True, check_left=only_the_new_node_left)
 
 
 def test_a_cleanly_stopped_node_removes_its_entries(cluster):
-    n1, n2 = cluster(2, extra=["subscriptions"], query="mercure_presence_ttl=30s")
-    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
-    s = qs.open_stream(n1, ["urn:bye"])
-    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
-    assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == 2
-    assert n1.stop() == 0
-    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
-    assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == 1
-    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
-               T(5), "the arrival and the departure")
-    s.close()
-    w.close()
+    def nodes_in_the_table(n):
+        def check():
+            assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == n
+        return check
+
+    scenario.a_cleanly_stopped_node_leaves(cluster, "mercure_presence_ttl",
+                                           before_stop=nodes_in_the_table(2),
+                                           after_stop=nodes_in_the_table(1))
 
 
 # --------------------------------------------------------------------------- set-up
@@ -862,7 +800,4 @@ def test_tls_verify_full_and_scram(pg_factory, start_hub, tmp_path):
 
 
 def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
-    # Each selector's syntax and payload travel through the registry (qs1.py says how).
-    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
-                     query="mercure_presence_ttl=2s")
-    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)
+    scenario.presence_of_1_0_subscribers(cluster, "mercure_presence_ttl")

@@ -9,11 +9,9 @@ with SIGKILL during publishes and restarted on the same folders.
 One broker (plain and TLS ports, token authentication with anonymous clients allowed) is
 started once for the session (pulsar_broker.py); each test uses topics of its own."""
 
-import json
 import signal
 import subprocess
 import time
-import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 import cluster_scenarios as scenario
 import pulsar_broker
 import qs
-from cluster_scenarios import WATCH, api, healthz, publish_id
+from cluster_scenarios import healthz, publish_id
 from qs import T
 
 pytestmark = pytest.mark.skipif(pulsar_broker.available() is not None,
@@ -178,87 +176,15 @@ def test_an_id_removed_by_retention_is_unknown(pulsar, start_hub):
 # --------------------------------------------------------------------------- presence
 
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
-    extra = ["subscriptions", "heartbeat 500ms"]
-    n1, n2, n3 = cluster(3, extra=extra, query="presence_ttl=2s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
-        a = qs.open_stream(n1, ["urn:on-1"])
-        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
-        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
-        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
-        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
-
-        def topics_on(hub):
-            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
-
-        for h in (n1, n2, n3):
-            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
-                          what="both subscriptions listed on every node")
-        listed = {s["topic"]: s for s in api(n2)}
-        assert listed["urn:on-3"]["payload"] == {"u": 3}
-        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
-        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
-                       headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
-
-        # SIGKILL: no goodbye. The entries expire after presence_ttl...
-        t0 = time.monotonic()
-        n3.kill()
-        b.close()
-        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
-                      what="the killed node's subscription to expire")
-        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
-        assert topics_on(n1) == ["urn:on-1"]
-
-        def departures(topic):
-            return [json.loads(e.data) for e in w.events
-                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
-        # ...and one surviving node publishes the departure, once, within presence_ttl,
-        # a heartbeat period (a third of it) and a claim's round trip.
-        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
-        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
-        gone = departures("urn:on-3")[0]
-        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        assert gone["payload"] == {"u": 3}
-        a.close()
-        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
-        time.sleep(1)
-        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
-        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+    scenario.presence_across_nodes(cluster, "presence_ttl")
 
 
 def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
-    extra = ["subscriptions"]
-    (n1,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
-    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
-    time.sleep(0.5)  # listed at once on its node; in the topic a moment later
-    n1.kill()
-    s.close()
-    (n2,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]),
-                        extra_query=[("lastEventID", "earliest")]) as w:
-        def gone():
-            return [d for d in (json.loads(e.data) for e in w.events)
-                    if d["topic"] == "urn:orphan" and d["active"] is False]
-        w.wait_for(gone, T(10), "the departure published by the new node")
-        time.sleep(1)
-        assert len(gone()) == 1 and gone()[0]["payload"] == {"o": 1}
-        assert listed(n2) == []
+    scenario.departures_of_a_dead_cluster(cluster, "presence_ttl")
 
 
 def test_a_cleanly_stopped_node_removes_its_entries(cluster):
-    n1, n2 = cluster(2, extra=["subscriptions"], query="presence_ttl=30s")
-    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
-    s = qs.open_stream(n1, ["urn:bye"])
-    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
-    assert n1.stop() == 0
-    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
-    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
-               T(5), "the arrival and the departure")
-    s.close()
-    w.close()
+    scenario.a_cleanly_stopped_node_leaves(cluster, "presence_ttl")
 
 
 # --------------------------------------------------------------------------- TLS and tokens

@@ -7,22 +7,19 @@ retention, and configuration errors.
 Each test starts its own redis-server (a free port, AOF with appendfsync always, a
 temporary directory) and kills it in the fixture's finalizer, after the hubs are stopped."""
 
-import json
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import time
-import urllib.parse
 import uuid
 
 import pytest
 
 import cluster_scenarios as scenario
 import qs
-import qs1
-from cluster_scenarios import WATCH, api, free_port, healthz, publish_id
+from cluster_scenarios import free_port, healthz, publish_id
 from qs import T
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -276,106 +273,30 @@ def test_long_history_is_replayed_in_batches_across_nodes(cluster):
 # --------------------------------------------------------------------------- presence
 
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
-    extra = ["subscriptions", "heartbeat 500ms"]
-    n1, n2, n3 = cluster(3, extra=extra, query="presence_ttl=2s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
-        a = qs.open_stream(n1, ["urn:on-1"])
-        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
-        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
-        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
-        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
-        assert all(d["active"] for d in arrivals.values())
-
-        def topics_on(hub):  # the watcher on node 2 is a subscriber too
-            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
-
-        for h in (n1, n2, n3):
-            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
-                          what="both subscriptions listed on every node")
-        listed = {s["topic"]: s for s in api(n2)}
-        assert listed["urn:on-3"]["payload"] == {"u": 3}
-        assert listed["urn:on-3"]["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        one = qs.sub_token(["*"])
-        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
-        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
-                       headers=[("Authorization", "Bearer " + one)])
-        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
-
-        # A node killed with SIGKILL leaves no goodbye: its entries expire (presence_ttl).
-        t0 = time.monotonic()
-        n3.kill()
-        b.close()
-        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
-                      what="the killed node's subscription to expire")
-        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
-        assert topics_on(n1) == ["urn:on-1"]
-        # ...and one surviving node publishes its subscribers' departures, once, within
-        # presence_ttl and a refresh period (a third of it).
-        def departures(topic):
-            return [json.loads(e.data) for e in w.events
-                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
-        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
-        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
-        gone = departures("urn:on-3")[0]
-        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        assert gone["payload"] == {"u": 3}
-        assert gone["id"] == arrivals["urn:on-3"]["id"]
-
-        # A subscriber leaving a live node is forgotten at once, everywhere, with an event.
-        a.close()
-        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
-        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
-        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+    scenario.presence_across_nodes(cluster, "presence_ttl")
 
 
 def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
-    extra = ["subscriptions"]
-    (n1,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
-    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
+    redis = cluster.redis
 
-    # A node lists its own subscribers from memory: wait until the entry is in Redis too
-    # (a node killed before writing it leaves nothing for the others to take).
-    def written():
-        keys = cluster.redis.call("KEYS", cluster.stream + ":presence:*") or []
-        return any(b"urn:orphan" in v for k in keys for v in cluster.redis.call("HVALS", k))
+    def written():  # the entry is in Redis
+        keys = redis.call("KEYS", cluster.stream + ":presence:*") or []
+        return any(b"urn:orphan" in v for k in keys for v in redis.call("HVALS", k))
 
-    qs.wait_until(written, T(5), what="the entry written to Redis")
-    n1.kill()
-    s.close()
-    time.sleep(1.2)  # the lease expires: nobody is left to publish the departure
-    (n2,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    # The new node may reap at its first lease refresh, before this stream is open: read the
-    # history from the start (the departure is an update like any other) instead of racing it.
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]),
-                        extra_query=[("lastEventID", "earliest")]) as w:
-        def gone():
-            return [d for d in (json.loads(e.data) for e in w.events)
-                    if d["topic"] == "urn:orphan" and d["active"] is False]
-        w.wait_for(gone, T(10), "the departure published by the new node")
-        time.sleep(0.5)  # a second publication of the same departure would arrive by now
-        assert len(gone()) == 1 and gone()[0]["payload"] == {"o": 1}
-        assert listed(n2) == []
+    def only_the_new_node_left():
         # The dead node's hash is gone; only the new node's (its watcher) is left.
-        assert len(cluster.redis.call("KEYS", cluster.stream + ":presence:*")) == 1
+        assert len(redis.call("KEYS", cluster.stream + ":presence:*")) == 1
+
+    scenario.departures_of_a_dead_cluster(cluster, "presence_ttl", stored=written,
+                                          outlive_lease=True, check_left=only_the_new_node_left)
 
 
 def test_a_cleanly_stopped_node_removes_its_entries(cluster):
-    n1, n2 = cluster(2, extra=["subscriptions"], query="presence_ttl=30s")
-    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
-    s = qs.open_stream(n1, ["urn:bye"])
-    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
-    assert n1.stop() == 0
-    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
-    keys = cluster.redis.call("KEYS", cluster.stream + ":presence:" + "*")
-    assert len(keys) == 1  # node 2's, for its watcher
-    # The departure caused by the shutdown was published before node 1 left.
-    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
-               T(5), "the arrival and the departure")
-    s.close()
-    w.close()
+    def only_node_2_left():
+        keys = cluster.redis.call("KEYS", cluster.stream + ":presence:*")
+        assert len(keys) == 1  # node 2's, for its watcher
+
+    scenario.a_cleanly_stopped_node_leaves(cluster, "presence_ttl", after_stop=only_node_2_left)
 
 
 # --------------------------------------------------------------------------- TLS and AUTH
@@ -497,7 +418,4 @@ def test_a_hung_redis_times_out_and_recovers(cluster):
 
 
 def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
-    # Each selector's syntax and payload travel through the registry (qs1.py says how).
-    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
-                     query="presence_ttl=2s")
-    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)
+    scenario.presence_of_1_0_subscribers(cluster, "presence_ttl")
