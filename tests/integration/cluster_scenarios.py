@@ -21,6 +21,9 @@ from qs import T
 
 WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
 
+BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
+            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -47,6 +50,41 @@ def api(hub, path="/.well-known/mercure/subscriptions"):
     r = hub.request("GET", path, headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
     assert r.status == 200, r
     return json.loads(r.body)["subscriptions"]
+
+
+def refused(tmp_path, url=None, extra=None, env=None, timeout=None):
+    """Runs a hub that must refuse to start (url: MERCURE_TRANSPORT_URL, extra:
+    MERCURE_EXTRA_DIRECTIVES, env: more variables; timeout: for the hub to give up, T(60)
+    unless given); returns its stderr."""
+    env = dict(BASE_ENV, **(env or {}))
+    if url:
+        env["MERCURE_TRANSPORT_URL"] = url
+    if extra:
+        env["MERCURE_EXTRA_DIRECTIVES"] = extra
+    p = qs.run_mercure(["run"], tmp_path, env=env, timeout=timeout or T(60))
+    assert p.returncode > 0, (p.returncode, p.stderr)  # refused, not killed by a signal
+    return p.stderr
+
+
+def openssl(d, *args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
+
+
+def make_certs(d):
+    """In folder d: a test CA, a certificate it signed for 127.0.0.1 and localhost, and
+    another CA, that did not sign it. Returns the files: cert, key, ca, other."""
+    d.mkdir(parents=True, exist_ok=True)
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=qs test CA", "-keyout", "ca.key", "-out", "ca.pem")
+    openssl(d, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
+            "server.key", "-out", "server.csr")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(d, "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
+    openssl(d, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+            "/CN=other CA", "-keyout", "other.key", "-out", "other.pem")
+    return {k: str(d / v) for k, v in (("cert", "server.pem"), ("key", "server.key"),
+                                       ("ca", "ca.pem"), ("other", "other.pem"))}
 
 
 # --------------------------------------------------------------------------- delivery

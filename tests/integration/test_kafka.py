@@ -22,7 +22,7 @@ import pytest
 import cluster_scenarios as scenario
 import kafka_broker
 import qs
-from cluster_scenarios import publish_id
+from cluster_scenarios import publish_id, refused
 from qs import T
 
 
@@ -41,25 +41,11 @@ pytestmark = pytest.mark.skipif(kafka_broker.available() is not None,
 
 
 def make_certs(d):
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-        "-keyout", "other.key", "-out", "other.pem")
+    certs = scenario.make_certs(d)
     # The broker's PEM keystore: the key, then the certificate.
     (d / "keystore.pem").write_text((d / "server.key").read_text() +
                                     (d / "server.pem").read_text())
-    return {"ca": str(d / "ca.pem"), "other": str(d / "other.pem"),
-            "keystore": str(d / "keystore.pem")}
+    return dict(certs, keystore=str(d / "keystore.pem"))
 
 
 @pytest.fixture(scope="session")
@@ -90,22 +76,6 @@ def cluster(kafka, start_hub):
     start.kafka = kafka
     start.topic = topic
     return start
-
-
-BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
-            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
-
-
-def refused(tmp_path, url=None, extra=None, env=None):
-    """Runs a hub that must refuse to start (env: more variables); returns its stderr."""
-    env = dict(BASE_ENV, **(env or {}))
-    if url:
-        env["MERCURE_TRANSPORT_URL"] = url
-    if extra:
-        env["MERCURE_EXTRA_DIRECTIVES"] = extra
-    p = qs.run_mercure(["run"], tmp_path, env=env, timeout=T(60))
-    assert p.returncode > 0, (p.returncode, p.stderr)  # refused, not killed by a signal
-    return p.stderr
 
 
 # --------------------------------------------------------------------------- delivery

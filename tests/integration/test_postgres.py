@@ -29,7 +29,7 @@ import pytest
 
 import cluster_scenarios as scenario
 import qs
-from cluster_scenarios import free_port, healthz, publish_id
+from cluster_scenarios import BASE_ENV, free_port, healthz, make_certs, publish_id, refused
 from qs import T
 
 
@@ -665,20 +665,13 @@ def test_every_way_to_configure_it(pg, start_hub):
     assert {"application_name": "quicksilver"} in names
 
 
-BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
-            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
-
-
 def run_and_fail(tmp_path, env, needles, absent=()):
-    full = dict(BASE_ENV)
-    full.update(env)
     t0 = time.monotonic()
-    p = qs.run_mercure(["run"], tmp_path, env=full, timeout=T(30))
-    assert p.returncode != 0, p.stderr
+    err = refused(tmp_path, env=env, timeout=T(30))
     for n in needles:
-        assert n in p.stderr, (n, p.stderr)
+        assert n in err, (n, err)
     for n in absent:
-        assert n not in p.stderr, (n, p.stderr)
+        assert n not in err, (n, err)
     return time.monotonic() - t0
 
 
@@ -737,25 +730,6 @@ def test_configuration_errors_stop_the_hub(tmp_path, pg):
 
 
 # --------------------------------------------------------------------------- TLS and SCRAM
-
-def make_certs(d):
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-        "-keyout", "other.key", "-out", "other.pem")
-    return {k: str(d / v) for k, v in (("cert", "server.pem"), ("key", "server.key"),
-                                       ("ca", "ca.pem"), ("other", "other.pem"))}
-
 
 def test_tls_verify_full_and_scram(pg_factory, start_hub, tmp_path):
     certs = make_certs(tmp_path / "certs")

@@ -10,7 +10,6 @@ One broker (plain and TLS ports, token authentication with anonymous clients all
 started once for the session (pulsar_broker.py); each test uses topics of its own."""
 
 import signal
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 import cluster_scenarios as scenario
 import pulsar_broker
 import qs
-from cluster_scenarios import healthz, publish_id
+from cluster_scenarios import healthz, publish_id, refused
 from qs import T
 
 pytestmark = pytest.mark.skipif(pulsar_broker.available() is not None,
@@ -28,23 +27,11 @@ pytestmark = pytest.mark.skipif(pulsar_broker.available() is not None,
 
 
 def make_certs(d):
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    run("pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8.pem")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-        "-keyout", "other.key", "-out", "other.pem")
-    return {"ca": str(d / "ca.pem"), "other": str(d / "other.pem"),
-            "cert": str(d / "server.pem"), "key": str(d / "server.pk8.pem")}
+    certs = scenario.make_certs(d)
+    # The broker's key in PKCS#8.
+    scenario.openssl(d, "pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out",
+                     "server.pk8.pem")
+    return dict(certs, key=str(d / "server.pk8.pem"))
 
 
 @pytest.fixture(scope="session")
@@ -81,22 +68,6 @@ def cluster(pulsar, start_hub):
     start.pulsar = pulsar
     start.topic = topic
     return start
-
-
-BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
-            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
-
-
-def refused(tmp_path, url=None, extra=None):
-    """Runs a hub that must refuse to start; returns its stderr."""
-    env = dict(BASE_ENV)
-    if url:
-        env["MERCURE_TRANSPORT_URL"] = url
-    if extra:
-        env["MERCURE_EXTRA_DIRECTIVES"] = extra
-    p = qs.run_mercure(["run"], tmp_path, env=env, timeout=T(60))
-    assert p.returncode != 0, p.stderr
-    return p.stderr
 
 
 # --------------------------------------------------------------------------- delivery

@@ -19,7 +19,7 @@ import pytest
 
 import cluster_scenarios as scenario
 import qs
-from cluster_scenarios import free_port, healthz, publish_id
+from cluster_scenarios import free_port, healthz, make_certs, publish_id, refused
 from qs import T
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -301,26 +301,6 @@ def test_a_cleanly_stopped_node_removes_its_entries(cluster):
 
 # --------------------------------------------------------------------------- TLS and AUTH
 
-def make_certs(d):
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    # Another CA, that did not sign the server's certificate.
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-        "-keyout", "other.key", "-out", "other.pem")
-    return {k: str(d / v) for k, v in (("cert", "server.pem"), ("key", "server.key"),
-                                       ("ca", "ca.pem"), ("other", "other.pem"))}
-
-
 def test_tls(redis_factory, start_hub, tmp_path):
     certs = make_certs(tmp_path / "certs")
     redis = redis_factory(tls=(certs["cert"], certs["key"], certs["ca"]))
@@ -378,10 +358,6 @@ def test_auth_with_user_and_password(redis_factory, start_hub):
 
 # --------------------------------------------------------------------------- configuration
 
-BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
-            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
-
-
 @pytest.mark.parametrize("env,needles", [
     ({"MERCURE_TRANSPORT_URL": "redis://127.0.0.1:1/s?max_len_approx=many"},
      ["MERCURE_TRANSPORT_URL:1", "transport redis", "max_len_approx", "\"many\""]),
@@ -393,12 +369,9 @@ BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KE
      ["MERCURE_EXTRA_DIRECTIVES:2", "address", "\"nowhere:99999\""]),
 ])
 def test_configuration_errors_stop_the_hub(tmp_path, env, needles):
-    full = dict(BASE_ENV)
-    full.update(env)
-    p = qs.run_mercure(["run"], tmp_path, env=full)
-    assert p.returncode != 0, p.stderr
+    err = refused(tmp_path, env=env, timeout=T(15))
     for n in needles:
-        assert n in p.stderr, (n, p.stderr)
+        assert n in err, (n, err)
 
 
 def test_clean_exit_while_redis_is_down(cluster):
