@@ -1,13 +1,13 @@
-"""Cluster mode over Apache Kafka (transport kafka): several hub processes sharing one topic
-of a real Kafka broker (4.x, KRaft mode) behave as one hub. The scenarios of
-test_redis.py — delivery across nodes in one order with the same ids, Last-Event-ID on any
-node (generated and custom ids, `earliest`), private updates, presence across nodes and a
-SIGKILLed node — plus the broker killed with SIGKILL during publishes and restarted on the
-same log folder, TLS and SASL listeners (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512), topics
-the hub refuses, a node started after tens of thousands of updates, retention, and
-configuration errors. SCRAM logins to Kafka 4.x need librdkafka 2.6.1 or later: with an
-older one (Debian 12's), those hubs run with a newer librdkafka (kafka_broker.scram_env), and
-a test checks what the hub says with its own.
+"""Cluster mode over Apache Kafka (transport kafka): several hub processes sharing one topic of
+a real Kafka broker (4.x, KRaft mode) behave as one hub. The scenarios every cluster
+transport runs (cluster_scenarios.py) — delivery across nodes in one order with the same
+ids, Last-Event-ID on any node (generated and custom ids, `earliest`), private updates,
+presence across nodes and a SIGKILLed node — plus the broker killed with SIGKILL during
+publishes and restarted on the same log folder, TLS and SASL listeners (PLAIN, SCRAM-SHA-256
+and SCRAM-SHA-512), topics the hub refuses, a node started after tens of thousands of
+updates, retention, and configuration errors. SCRAM logins to Kafka 4.x need librdkafka
+2.6.1 or later: with an older one (Debian 12's), those hubs run with a newer librdkafka
+(kafka_broker.scram_env), and a test checks what the hub says with its own.
 
 One broker (PLAINTEXT, SSL and SASL_PLAINTEXT listeners) is started once for the session
 (kafka_broker.py); each test uses topics of its own. The test that kills the broker runs

@@ -1,12 +1,13 @@
 """Cluster mode over PostgreSQL (transport postgres): several hub processes sharing one real
 PostgreSQL database behave as one hub, and the updates are rows users can query with SQL.
-The scenarios of test_redis.py (one order with the same ids on every node, Last-Event-ID with
-generated and custom ids and `earliest` on any node, private updates, retention, long
-replays, presence across nodes and a SIGKILLed node, TLS and authentication, configuration
-errors), plus: concurrent publishes on three nodes for several seconds, every node
-delivering every update exactly once in the same order (commit order is not sequence
-order); PostgreSQL killed with -9 during publishes (fsync on) and restarted; a hung server;
-the tables created by several hubs starting at once; a hub started before its database.
+The scenarios every cluster transport runs (cluster_scenarios.py: one order with the same
+ids on every node, Last-Event-ID with generated and custom ids and `earliest` on any node,
+private updates, retention, long replays, presence across nodes and a SIGKILLed node), TLS
+and authentication, configuration errors, plus: concurrent publishes on three nodes for
+several seconds, every node delivering every update exactly once in the same order (commit
+order is not sequence order); PostgreSQL killed with -9 during publishes (fsync on) and
+restarted; a hung server; the tables created by several hubs starting at once; a hub started
+before its database.
 
 One PostgreSQL server (initdb in a temporary folder, a free port, fsync off) serves the whole
 module, and every test gets a database of its own. Tests that stop, kill or reconfigure a

@@ -1,8 +1,8 @@
-"""Cluster mode over Apache Pulsar (transport pulsar): several hub processes sharing one
-topic of a real Pulsar broker (4.0.x standalone) behave as one hub. The scenarios of
-test_redis.py and test_kafka.py — delivery across nodes in one order with the same ids,
-Last-Event-ID on any node (generated and custom ids, `earliest`), private updates, presence
-across nodes and a SIGKILLed node — plus TLS, token authentication (a wrong token
+"""Cluster mode over Apache Pulsar (transport pulsar): several hub processes sharing one topic
+of a real Pulsar broker (4.0.x standalone) behave as one hub. The scenarios every cluster
+transport runs (cluster_scenarios.py) — delivery across nodes in one order with the same
+ids, Last-Event-ID on any node (generated and custom ids, `earliest`), private updates,
+presence across nodes and a SIGKILLed node — plus TLS, token authentication (a wrong token
 refused), a partitioned topic refused, configuration errors, and, last, the broker killed
 with SIGKILL during publishes and restarted on the same folders.
 
