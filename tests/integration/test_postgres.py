@@ -1,12 +1,13 @@
 """Cluster mode over PostgreSQL (transport postgres): several hub processes sharing one real
 PostgreSQL database behave as one hub, and the updates are rows users can query with SQL.
-The scenarios of test_redis.py (one order with the same ids on every node, Last-Event-ID with
-generated and custom ids and `earliest` on any node, private updates, retention, long
-replays, presence across nodes and a SIGKILLed node, TLS and authentication, configuration
-errors), plus: concurrent publishes on three nodes for several seconds, every node
-delivering every update exactly once in the same order (commit order is not sequence
-order); PostgreSQL killed with -9 during publishes (fsync on) and restarted; a hung server;
-the tables created by several hubs starting at once; a hub started before its database.
+The scenarios every cluster transport runs (cluster_scenarios.py: one order with the same
+ids on every node, Last-Event-ID with generated and custom ids and `earliest` on any node,
+private updates, retention, long replays, presence across nodes and a SIGKILLed node), TLS
+and authentication, configuration errors, plus: concurrent publishes on three nodes for
+several seconds, every node delivering every update exactly once in the same order (commit
+order is not sequence order); PostgreSQL killed with -9 during publishes (fsync on) and
+restarted; a hung server; the tables created by several hubs starting at once; a hub started
+before its database.
 
 One PostgreSQL server (initdb in a temporary folder, a free port, fsync off) serves the whole
 module, and every test gets a database of its own. Tests that stop, kill or reconfigure a
@@ -18,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -28,8 +28,9 @@ import uuid
 
 import pytest
 
+import cluster_scenarios as scenario
 import qs
-import qs1
+from cluster_scenarios import BASE_ENV, free_port, healthz, make_certs, publish_id, refused
 from qs import T
 
 
@@ -46,15 +47,8 @@ def _pg_bindir():
 PG_BIN = _pg_bindir()
 pytestmark = pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL (initdb) is not installed")
 
-WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
 # initdb and postgres refuse to run as root: as root, they run as the postgres user.
 AS_PG = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _alive(pid):
@@ -270,51 +264,13 @@ def cluster(pg, start_hub):
     return start
 
 
-def healthz(hub):
-    return hub.request("GET", "/healthz", timeout=T(5))
-
-
-def publish_id(hub, topic, data, **kw):
-    return qs.publish_ok(hub, [topic], data, **kw)
-
-
-def drain(stream, n, timeout=None):
-    stream.wait_for(lambda: len(stream.events) >= n, timeout or T(10), "%d events" % n)
-    return stream.events[:n]
-
-
 # --------------------------------------------------------------------------- delivery
 
 def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster):
-    hubs = cluster(3)
-    assert all(h.transport == "postgres" for h in hubs)
-    subs = [qs.open_stream(h, ["urn:order"]) for h in hubs]
-    acked = [[] for _ in hubs]
+    def as_in_the_table(ids):
+        assert ids == cluster.db.ids(), "delivered order differs from the table's"
 
-    def publisher(i):
-        with hubs[i].conn() as c:
-            for k in range(25):
-                acked[i].append(qs.publish_ok(hubs[i], ["urn:order"], "n%d-%d" % (i, k),
-                                              conn=c))
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(T(30))
-    orders = []
-    for s in subs:
-        events = drain(s, 75)
-        orders.append([(e.id, e.data) for e in events])
-        s.close()
-    assert orders[0] == orders[1] == orders[2], "nodes disagree on the order"
-    ids = [i for i, _ in orders[0]]
-    assert sorted(ids) == sorted(sum(acked, [])), "delivered ids differ from acknowledged ids"
-    assert ids == cluster.db.ids(), "delivered order differs from the table's"
-    for i in range(3):  # each publisher's updates keep their order
-        pos = [ids.index(x) for x in acked[i]]
-        assert pos == sorted(pos)
-        assert all(qs.UUID_V7_RE.match(x) for x in acked[i])
+    scenario.one_order_with_the_same_ids(cluster, "postgres", check=as_in_the_table)
 
 
 def test_concurrent_publishes_on_three_nodes_are_delivered_once_in_one_order(cluster):
@@ -367,37 +323,7 @@ def test_concurrent_publishes_on_three_nodes_are_delivered_once_in_one_order(clu
 
 
 def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
-    hubs = cluster(3)
-    n1, n2, n3 = hubs
-    with qs.open_stream(n3, ["urn:h"]) as probe:
-        first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
-        drain(probe, 3)
-    with qs.open_stream(n3, ["urn:h"]) as s:
-        seen = [publish_id(n3, "urn:h", "seen-%d" % i) for i in range(3)]
-        assert [e.id for e in drain(s, 3)] == seen
-    with qs.open_stream(n2, ["urn:h"]) as probe:
-        missed = [publish_id(n1, "urn:h", "m0"), publish_id(n1, "urn:h", "m1", id="custom-1"),
-                  publish_id(n1, "urn:h", "m2")]
-        publish_id(n1, "urn:other", "not mine")
-        missed.append(publish_id(n1, "urn:h", "m3", id="custom-2"))
-        drain(probe, 4)
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", seen[-1])]) as s:
-        assert s.response.header("Last-Event-ID") == seen[-1]
-        live = publish_id(n3, "urn:h", "live")
-        got = [e.id for e in s.events_until(live, T(10))]
-        assert got == missed + [live]
-    with qs.open_stream(n3, ["urn:h"], extra_query=[("lastEventID", "custom-1")]) as s:
-        marker = publish_id(n1, "urn:h", "marker")
-        assert [e.id for e in s.events_until(marker, T(10))] == [missed[2], missed[3], live,
-                                                                marker]
-    with qs.open_stream(n2, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n1, "urn:h", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == (first + seen + missed +
-                                                              [live, marker, end])
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", "nope")]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-        nxt = publish_id(n1, "urn:h", "next")
-        assert [e.id for e in s.events_until(nxt, T(10))] == [nxt]
+    scenario.last_event_id_on_another_node(cluster)
 
 
 def test_updates_too_large_for_a_notification_come_from_the_table(cluster):
@@ -467,36 +393,11 @@ def test_a_notification_from_a_session_that_cannot_insert_is_not_believed(cluste
 
 
 def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
-    n1, n2 = cluster(2)
-    a = publish_id(n1, "urn:d", "a", id="dup")
-    publish_id(n2, "urn:d", "b")
-    c = publish_id(n2, "urn:d", "c", id="dup")
-    assert a == c == "dup"
-    with qs.open_stream(n2, ["urn:d"], headers=[("Last-Event-ID", "dup")]) as s:
-        end = publish_id(n1, "urn:d", "end")
-        assert [e.data for e in s.events_until(end, T(10))] == ["b", "c", "end"]
+    scenario.duplicated_custom_id(cluster)
 
 
 def test_private_updates_stay_private_across_nodes(cluster):
-    n1, n2, n3 = cluster(3)
-    anon = qs.open_stream(n2, ["urn:p"])
-    allowed = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:p"]))
-    other = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:elsewhere"]))
-    secret = publish_id(n1, "urn:p", "secret", private=True)
-    public = publish_id(n1, "urn:p", "public")
-    assert [e.id for e in allowed.events_until(public, T(10))] == [secret, public]
-    assert [e.id for e in anon.events_until(public, T(10))] == [public]
-    assert [e.id for e in other.events_until(public, T(10))] == [public]
-    for s in (anon, allowed, other):
-        s.close()
-    with qs.open_stream(n3, ["urn:p"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n2, "urn:p", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == [public, end]
-    tok = qs.sub_token(["urn:p"])
-    with qs.open_stream(n2, ["urn:p"], token=tok,
-                        extra_query=[("lastEventID", "earliest")]) as s:
-        end2 = publish_id(n1, "urn:p", "end2")
-        assert [e.id for e in s.events_until(end2, T(10))] == [secret, public, end, end2]
+    scenario.private_updates_across_nodes(cluster)
 
 
 def test_every_update_is_a_row_users_can_query(cluster):
@@ -547,12 +448,7 @@ def test_retention_by_size_and_by_age(cluster, pg_server):
     qs.wait_until(lambda: len(cluster.db.ids()) <= 50, T(10), interval=0.2,
                   what="retention to trim the table")
     assert cluster.db.ids() == ids[-50:]
-    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[0])]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[-5])]) as s:
-        assert [e.id for e in drain(s, 4)] == ids[-4:]
-    with qs.open_stream(hub, ["urn:ret"], extra_query=[("lastEventID", "earliest")]) as s:
-        assert [e.id for e in drain(s, 50)] == ids[-50:]
+    scenario.history_after_retention(hub, ids, 50)
     # By age, in another database.
     aged = Database(pg_server, pg_server.new_database())
     (old,) = cluster(1, query="mercure_max_age=2s", db=aged)
@@ -565,15 +461,7 @@ def test_retention_by_size_and_by_age(cluster, pg_server):
 
 
 def test_long_history_is_replayed_in_batches_across_nodes(cluster):
-    n1, n2 = cluster(2)
-    ids = []
-    with n1.conn() as c:
-        for i in range(2500):
-            ids.append(qs.publish_ok(n1, ["urn:long"], "x" * 50 + str(i), conn=c))
-    with qs.open_stream(n2, ["urn:long"], headers=[("Last-Event-ID", ids[99])]) as s:
-        live = publish_id(n1, "urn:long", "live")
-        got = [e.id for e in s.events_until(live, T(20))]
-        assert got == ids[100:] + [live]
+    scenario.long_history_in_batches(cluster, T(20))
 
 
 # --------------------------------------------------------------------------- outages
@@ -587,63 +475,16 @@ def test_postgres_killed_during_publishes_and_restarted(pg_factory, start_hub):
     url = server.url("postgres", query="mercure_timeout=2s")
     hubs = [start_hub(env={"MERCURE_TRANSPORT_URL": url}) for _ in range(3)]
     subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
-    acked, refused = [], []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publisher(i):
-        k = 0
-        while not stop.is_set():
-            uid = "k-%d-%d" % (i, k)
-            k += 1
-            try:
-                t0 = time.monotonic()
-                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(10))
-                took = time.monotonic() - t0
-            except OSError:
-                continue
-            with lock:
-                (acked if r.status == 200 else refused).append((uid, r.status, r.text, took))
-            if r.status != 200:
-                time.sleep(0.02)
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        qs.wait_until(lambda: len(acked) > 60, T(10), what="publishes before the outage")
-        server.kill()
-        for h in hubs:
-            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
-                              T(5), what="/healthz 503")
-            assert "postgres unavailable" in r.text, r.text
-            assert h.metric("mercure_transport_healthy", {"transport": "postgres"}) == 0
-        t0 = time.monotonic()
-        r = qs.publish(hubs[0], ["urn:k"], "during the outage")
-        assert r.status == 503 and "postgres unavailable" in r.text, r
-        assert time.monotonic() - t0 < T(1)
-        for s in subs:
-            s.collect(0.2)
-            assert not s.eof, "a subscriber was disconnected during the outage"
-        with lock:
-            during = len(acked)
-        server.start()  # same port, same data: crash recovery
-        for h in hubs:
-            qs.wait_until(lambda: healthz(h).status == 200, T(15), what="/healthz 200 again")
-            assert h.metric("mercure_transport_healthy", {"transport": "postgres"}) == 1
-        qs.wait_until(lambda: len(acked) > during + 60, T(10), what="publishes after restart")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(T(15))
-    assert any(st == 503 for _, st, _, _ in refused), "no publish was refused during the outage"
-    assert all("postgres" in text for _, st, text, _ in refused), refused[:3]
     # 503 within the bound: mercure_timeout (2 s), twice that behind a group in flight.
-    assert max(took for _, _, _, took in refused) < T(4.5), sorted(refused, key=lambda x: x[3])[-3:]
+    acked = scenario.publishes_through_an_outage(
+        hubs, subs, server.kill, server.start,  # same port, same data: crash recovery
+        "postgres", "postgres unavailable", publish_timeout=T(10), pause=0.02, before=T(10),
+        unhealthy=T(5), healthy=T(15), after=T(10), join=T(15), publish_bound=T(1),
+        refusal_bound=T(4.5))
     marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
     stored = [r["id"] for r in server.rows("SELECT id FROM mercure_updates ORDER BY seq")]
     assert len(stored) == len(set(stored)), "an update was stored twice"
-    missing = set(uid for uid, _, _, _ in acked) - set(stored)
+    missing = set(acked) - set(stored)
     assert not missing, "answered 200 but not in the table: %r" % sorted(missing)[:5]
     for s in subs:
         got = [e.id for e in s.events_until(marker, T(20))]
@@ -694,147 +535,55 @@ def test_clean_exit_while_postgres_is_down(pg_factory, start_hub):
     server = pg_factory().start()
     hubs = [start_hub(env={"MERCURE_TRANSPORT_URL": server.url("postgres")},
                       extra=["subscriptions"]) for _ in range(2)]
-    s = qs.open_stream(hubs[0], ["urn:x"])
-    server.kill()
-    qs.wait_until(lambda: healthz(hubs[0]).status == 503, T(5), what="unhealthy")
-    t0 = time.monotonic()
-    for h in hubs:
-        assert h.stop() == 0, h.stderr()
-    assert time.monotonic() - t0 < T(8)
-    s.close()
+    scenario.clean_exit_while_down(hubs, server.kill)
 
 
 def test_a_replay_postgres_cannot_serve_is_answered_503(pg_factory, start_hub):
     server = pg_factory().start()
     hub = start_hub(env={"MERCURE_TRANSPORT_URL": server.url("postgres")})
-    first = publish_id(hub, "urn:r503", "x")
-    server.kill()
-    qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-    r = hub.request("GET", qs.subscribe_target(["urn:r503"]),
-                    headers=[("Last-Event-ID", first)], timeout=T(15))
-    assert r.status == 503, r
-    assert r.body == b"Service Unavailable\n"
+    scenario.replay_that_cannot_be_served(hub, server.kill)
 
 
 def test_a_hung_postgres_times_out_and_recovers(pg_factory, start_hub):
     server = pg_factory().start()
     hub = start_hub(env={"MERCURE_TRANSPORT_URL": server.url("postgres",
                                                              query="mercure_timeout=500ms")})
-    with qs.open_stream(hub, ["urn:hung"]) as s:
-        server.signal_all(signal.SIGSTOP)
-        try:
-            t0 = time.monotonic()
-            r = qs.publish(hub, ["urn:hung"], "x", timeout=T(10))
-            assert r.status == 503 and "postgres unavailable" in r.text, r
-            assert time.monotonic() - t0 < T(2)
-            qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-        finally:
-            server.signal_all(signal.SIGCONT)
-        qs.wait_until(lambda: healthz(hub).status == 200, T(10), what="healthy again")
-        uid = publish_id(hub, "urn:hung", "after")
-        got = [e.id for e in s.events_until(uid, T(10))]
-        assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have committed
+    scenario.hung_server(hub, lambda: server.signal_all(signal.SIGSTOP),
+                         lambda: server.signal_all(signal.SIGCONT), "postgres", T(2))
 
 
 # --------------------------------------------------------------------------- presence
 
-def api(hub, path="/.well-known/mercure/subscriptions"):
-    r = hub.request("GET", path, headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-    assert r.status == 200, r
-    return json.loads(r.body)["subscriptions"]
-
-
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
-    extra = ["subscriptions", "heartbeat 500ms"]
-    n1, n2, n3 = cluster(3, extra=extra, query="mercure_presence_ttl=2s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
-        a = qs.open_stream(n1, ["urn:on-1"])
-        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
-        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
-        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
-        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
-
-        def topics_on(hub):
-            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
-
-        for h in (n1, n2, n3):
-            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
-                          what="both subscriptions listed on every node")
-        listed = {s["topic"]: s for s in api(n2)}
-        assert listed["urn:on-3"]["payload"] == {"u": 3}
-        assert listed["urn:on-3"]["subscriber"] == arrivals["urn:on-3"]["subscriber"]
+    def in_the_table():
         rows = cluster.db.rows("SELECT topics, payload FROM mercure_subscriptions"
                                " ORDER BY registered_at")
         assert {"topics": ["urn:on-3"], "payload": {"u": 3}} in rows
-        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
-        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
-                       headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
 
-        t0 = time.monotonic()
-        n3.kill()
-        b.close()
-        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
-                      what="the killed node's subscription to expire")
-        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
-        assert topics_on(n1) == ["urn:on-1"]
-
-        def departures(topic):
-            return [json.loads(e.data) for e in w.events
-                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
-        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
-        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
-        gone = departures("urn:on-3")[0]
-        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        assert gone["payload"] == {"u": 3}
-
-        a.close()
-        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
-        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
-        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+    scenario.presence_across_nodes(cluster, "mercure_presence_ttl", check_registry=in_the_table)
 
 
 def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
-    extra = ["subscriptions"]
-    (n1,) = cluster(1, extra=extra, query="mercure_presence_ttl=1s")
-    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
-    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
-    # A node lists its own subscribers from memory: wait until the entry is in the table too
-    # (a node killed before writing it leaves nothing for the others to take).
-    qs.wait_until(lambda: cluster.db.rows("SELECT 1 FROM mercure_subscriptions"
-                                          " WHERE topics = '{urn:orphan}'"), T(5),
-                  what="the entry written to the table")
-    n1.kill()
-    s.close()
-    time.sleep(1.2)
-    (n2,) = cluster(1, extra=extra, query="mercure_presence_ttl=1s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]),
-                        extra_query=[("lastEventID", "earliest")]) as w:
-        def gone():
-            return [d for d in (json.loads(e.data) for e in w.events)
-                    if d["topic"] == "urn:orphan" and d["active"] is False]
-        w.wait_for(gone, T(10), "the departure published by the new node")
-        time.sleep(0.5)
-        assert len(gone()) == 1 and gone()[0]["payload"] == {"o": 1}
-        assert listed(n2) == []
+    def written():  # the entry is in the table
+        return cluster.db.rows("SELECT 1 FROM mercure_subscriptions"
+                               " WHERE topics = '{urn:orphan}'")
+
+    def only_the_new_node_left():
         assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == 1
+
+    scenario.departures_of_a_dead_cluster(cluster, "mercure_presence_ttl", stored=written,
+                                          outlive_lease=True, check_left=only_the_new_node_left)
 
 
 def test_a_cleanly_stopped_node_removes_its_entries(cluster):
-    n1, n2 = cluster(2, extra=["subscriptions"], query="mercure_presence_ttl=30s")
-    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
-    s = qs.open_stream(n1, ["urn:bye"])
-    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
-    assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == 2
-    assert n1.stop() == 0
-    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
-    assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == 1
-    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
-               T(5), "the arrival and the departure")
-    s.close()
-    w.close()
+    def nodes_in_the_table(n):
+        def check():
+            assert len(cluster.db.rows("SELECT node FROM mercure_nodes")) == n
+        return check
+
+    scenario.a_cleanly_stopped_node_leaves(cluster, "mercure_presence_ttl",
+                                           before_stop=nodes_in_the_table(2),
+                                           after_stop=nodes_in_the_table(1))
 
 
 # --------------------------------------------------------------------------- set-up
@@ -920,20 +669,13 @@ def test_every_way_to_configure_it(pg, start_hub):
     assert {"application_name": "quicksilver"} in names
 
 
-BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
-            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
-
-
 def run_and_fail(tmp_path, env, needles, absent=()):
-    full = dict(BASE_ENV)
-    full.update(env)
     t0 = time.monotonic()
-    p = qs.run_mercure(["run"], tmp_path, env=full, timeout=T(30))
-    assert p.returncode != 0, p.stderr
+    err = refused(tmp_path, env=env, timeout=T(30))
     for n in needles:
-        assert n in p.stderr, (n, p.stderr)
+        assert n in err, (n, err)
     for n in absent:
-        assert n not in p.stderr, (n, p.stderr)
+        assert n not in err, (n, err)
     return time.monotonic() - t0
 
 
@@ -993,25 +735,6 @@ def test_configuration_errors_stop_the_hub(tmp_path, pg):
 
 # --------------------------------------------------------------------------- TLS and SCRAM
 
-def make_certs(d):
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-        "-keyout", "other.key", "-out", "other.pem")
-    return {k: str(d / v) for k, v in (("cert", "server.pem"), ("key", "server.key"),
-                                       ("ca", "ca.pem"), ("other", "other.pem"))}
-
-
 def test_tls_verify_full_and_scram(pg_factory, start_hub, tmp_path):
     certs = make_certs(tmp_path / "certs")
     server = pg_factory(hba=["hostssl all all 127.0.0.1/32 scram-sha-256",
@@ -1055,7 +778,4 @@ def test_tls_verify_full_and_scram(pg_factory, start_hub, tmp_path):
 
 
 def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
-    # Each selector's syntax and payload travel through the registry (qs1.py says how).
-    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
-                     query="mercure_presence_ttl=2s")
-    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)
+    scenario.presence_of_1_0_subscribers(cluster, "mercure_presence_ttl")

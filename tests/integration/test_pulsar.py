@@ -1,53 +1,37 @@
-"""Cluster mode over Apache Pulsar (transport pulsar): several hub processes sharing one
-topic of a real Pulsar broker (4.0.x standalone) behave as one hub. The scenarios of
-test_redis.py and test_kafka.py — delivery across nodes in one order with the same ids,
-Last-Event-ID on any node (generated and custom ids, `earliest`), private updates, presence
-across nodes and a SIGKILLed node — plus TLS, token authentication (a wrong token
+"""Cluster mode over Apache Pulsar (transport pulsar): several hub processes sharing one topic
+of a real Pulsar broker (4.0.x standalone) behave as one hub. The scenarios every cluster
+transport runs (cluster_scenarios.py) — delivery across nodes in one order with the same
+ids, Last-Event-ID on any node (generated and custom ids, `earliest`), private updates,
+presence across nodes and a SIGKILLed node — plus TLS, token authentication (a wrong token
 refused), a partitioned topic refused, configuration errors, and, last, the broker killed
 with SIGKILL during publishes and restarted on the same folders.
 
 One broker (plain and TLS ports, token authentication with anonymous clients allowed) is
 started once for the session (pulsar_broker.py); each test uses topics of its own."""
 
-import json
 import signal
-import subprocess
-import threading
 import time
-import urllib.parse
 import uuid
 from pathlib import Path
 
 import pytest
 
+import cluster_scenarios as scenario
 import pulsar_broker
 import qs
+from cluster_scenarios import healthz, publish_id, refused
 from qs import T
-
-WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
 
 pytestmark = pytest.mark.skipif(pulsar_broker.available() is not None,
                                 reason=str(pulsar_broker.available()))
 
 
 def make_certs(d):
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    run("pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out", "server.pk8.pem")
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-        "-keyout", "other.key", "-out", "other.pem")
-    return {"ca": str(d / "ca.pem"), "other": str(d / "other.pem"),
-            "cert": str(d / "server.pem"), "key": str(d / "server.pk8.pem")}
+    certs = scenario.make_certs(d)
+    # The broker's key in PKCS#8.
+    scenario.openssl(d, "pkcs8", "-topk8", "-nocrypt", "-in", "server.key", "-out",
+                     "server.pk8.pem")
+    return dict(certs, key=str(d / "server.pk8.pem"))
 
 
 @pytest.fixture(scope="session")
@@ -86,177 +70,47 @@ def cluster(pulsar, start_hub):
     return start
 
 
-def healthz(hub):
-    return hub.request("GET", "/healthz", timeout=T(5))
-
-
-def publish_id(hub, topic, data, **kw):
-    return qs.publish_ok(hub, [topic], data, **kw)
-
-
-def drain(stream, n, timeout=None):
-    stream.wait_for(lambda: len(stream.events) >= n, timeout or T(10), "%d events" % n)
-    return stream.events[:n]
-
-
-BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
-            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
-
-
-def refused(tmp_path, url=None, extra=None):
-    """Runs a hub that must refuse to start; returns its stderr."""
-    env = dict(BASE_ENV)
-    if url:
-        env["MERCURE_TRANSPORT_URL"] = url
-    if extra:
-        env["MERCURE_EXTRA_DIRECTIVES"] = extra
-    p = qs.run_mercure(["run"], tmp_path, env=env, timeout=T(60))
-    assert p.returncode != 0, p.stderr
-    return p.stderr
-
-
 # --------------------------------------------------------------------------- delivery
 
 def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster):
-    hubs = cluster(3)
-    assert all(h.transport == "pulsar" for h in hubs)
-    subs = [qs.open_stream(h, ["urn:order"]) for h in hubs]
-    acked = [[] for _ in hubs]
+    def one_message_each(ids):
+        # One message per update in the topic, as the broker counts them.
+        stats = cluster.pulsar.admin("GET", "/admin/v2/persistent/public/default/%s/stats"
+                                     % cluster.topic)
+        assert stats["msgInCounter"] == 75, stats
 
-    def publisher(i):
-        with hubs[i].conn() as c:
-            for k in range(25):
-                acked[i].append(qs.publish_ok(hubs[i], ["urn:order"], "n%d-%d" % (i, k),
-                                              conn=c))
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(T(30))
-    orders = []
-    for s in subs:
-        events = drain(s, 75)
-        orders.append([(e.id, e.data) for e in events])
-        s.close()
-    assert orders[0] == orders[1] == orders[2], "nodes disagree on the order"
-    ids = [i for i, _ in orders[0]]
-    assert sorted(ids) == sorted(sum(acked, [])), "delivered ids differ from acknowledged ids"
-    for i in range(3):  # each publisher's updates keep their order
-        pos = [ids.index(x) for x in acked[i]]
-        assert pos == sorted(pos)
-        assert all(qs.UUID_V7_RE.match(x) for x in acked[i])
-    # One message per update in the topic, as the broker counts them.
-    stats = cluster.pulsar.admin("GET", "/admin/v2/persistent/public/default/%s/stats"
-                                 % cluster.topic)
-    assert stats["msgInCounter"] == 75, stats
+    scenario.one_order_with_the_same_ids(cluster, "pulsar", check=one_message_each)
 
 
 def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
-    hubs = cluster(3)
-    n1, n2, n3 = hubs
-    with qs.open_stream(n3, ["urn:h"]) as probe:
-        first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
-        drain(probe, 3)
-    with qs.open_stream(n3, ["urn:h"]) as s:
-        seen = [publish_id(n3, "urn:h", "seen-%d" % i) for i in range(3)]
-        assert [e.id for e in drain(s, 3)] == seen
-    with qs.open_stream(n2, ["urn:h"]) as probe:
-        missed = [publish_id(n1, "urn:h", "m0"), publish_id(n1, "urn:h", "m1", id="custom-1"),
-                  publish_id(n1, "urn:h", "m2")]
-        publish_id(n1, "urn:other", "not mine")
-        missed.append(publish_id(n1, "urn:h", "m3", id="custom-2"))
-        drain(probe, 4)
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", seen[-1])]) as s:
-        assert s.response.header("Last-Event-ID") == seen[-1]
-        live = publish_id(n3, "urn:h", "live")
-        got = [e.id for e in s.events_until(live, T(10))]
-        assert got == missed + [live]
-    with qs.open_stream(n3, ["urn:h"], extra_query=[("lastEventID", "custom-1")]) as s:
-        marker = publish_id(n1, "urn:h", "marker")
-        assert [e.id for e in s.events_until(marker, T(10))] == [missed[2], missed[3], live,
-                                                                marker]
-    with qs.open_stream(n2, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n1, "urn:h", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == (first + seen + missed +
-                                                              [live, marker, end])
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", "nope")]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-        nxt = publish_id(n1, "urn:h", "next")
-        assert [e.id for e in s.events_until(nxt, T(10))] == [nxt]
+    scenario.last_event_id_on_another_node(cluster)
 
 
 def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
-    n1, n2 = cluster(2)
-    a = publish_id(n1, "urn:d", "a", id="dup")
-    publish_id(n2, "urn:d", "b")
-    c = publish_id(n2, "urn:d", "c", id="dup")
-    assert a == c == "dup"
-    with qs.open_stream(n2, ["urn:d"], headers=[("Last-Event-ID", "dup")]) as s:
-        end = publish_id(n1, "urn:d", "end")
-        assert [e.data for e in s.events_until(end, T(10))] == ["b", "c", "end"]
+    scenario.duplicated_custom_id(cluster)
 
 
 def test_private_updates_stay_private_across_nodes(cluster):
-    n1, n2, n3 = cluster(3)
-    anon = qs.open_stream(n2, ["urn:p"])
-    allowed = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:p"]))
-    other = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:elsewhere"]))
-    secret = publish_id(n1, "urn:p", "secret", private=True)
-    public = publish_id(n1, "urn:p", "public")
-    assert [e.id for e in allowed.events_until(public, T(10))] == [secret, public]
-    assert [e.id for e in anon.events_until(public, T(10))] == [public]
-    assert [e.id for e in other.events_until(public, T(10))] == [public]
-    for s in (anon, allowed, other):
-        s.close()
-    with qs.open_stream(n3, ["urn:p"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n2, "urn:p", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == [public, end]
+    scenario.private_updates_across_nodes(cluster)
 
 
 def test_a_foreign_message_in_the_topic_is_skipped(cluster):
-    n1, n2 = cluster(2)
-    with qs.open_stream(n2, ["urn:f"]) as s:
-        a = publish_id(n1, "urn:f", "a")
+    def produce():
         r = cluster.pulsar.produce(cluster.topic, b"not an update", {"mercure-id": "forged"})
         assert r["result"] == "ok", r
-        b = publish_id(n1, "urn:f", "b")
-        assert [e.id for e in s.events_until(b, T(10))] == [a, b]
-    with qs.open_stream(n1, ["urn:f"], headers=[("Last-Event-ID", a)]) as s:
-        c = publish_id(n2, "urn:f", "c")
-        assert [e.id for e in s.events_until(c, T(10))] == [b, c]
-    assert "not a Quicksilver update" in n2.stderr()
+
+    scenario.foreign_message_is_skipped(cluster, produce)
 
 
 def test_long_history_is_replayed_in_batches_across_nodes(cluster):
-    n1, n2 = cluster(2)
-    ids = []
-    with n1.conn() as c:
-        for i in range(2500):
-            ids.append(qs.publish_ok(n1, ["urn:long"], "x" * 50 + str(i), conn=c))
-    with qs.open_stream(n2, ["urn:long"], headers=[("Last-Event-ID", ids[99])]) as s:
-        live = publish_id(n1, "urn:long", "live")
-        got = [e.id for e in s.events_until(live, T(30))]
-        assert got == ids[100:] + [live]
+    scenario.long_history_in_batches(cluster, T(30))
 
 
 def test_a_node_started_after_tens_of_thousands_of_updates_knows_old_ids(cluster):
-    (n1,) = cluster(1)
-    old = [publish_id(n1, "urn:old", "old-%d" % i) for i in range(3)]
-    # 20 000 more updates, straight through the transport (no HTTP): build/transport_tput.
+    # 20 000 more updates, straight through the transport: build/transport_tput.
     tput = str(Path(qs.BINARY).parent / "transport_tput")
-    p = subprocess.run([tput, url_for(cluster.pulsar.url, cluster.topic), "20000", "256"],
-                       capture_output=True, text=True, timeout=T(180))
-    assert p.returncode == 0, p.stderr
-    t0 = time.monotonic()
-    (late,) = cluster(1)
-    started = time.monotonic() - t0
-    assert "20003 ids indexed" in late.stderr(), late.stderr()
-    assert started < T(60)
-    with qs.open_stream(late, ["urn:old"], headers=[("Last-Event-ID", old[0])]) as s:
-        assert s.response.header("Last-Event-ID") == old[0]
-        live = publish_id(n1, "urn:old", "live")
-        assert [e.id for e in s.events_until(live, T(30))] == old[1:] + [live]
+    scenario.late_node_knows_old_ids(cluster, tput, url_for(cluster.pulsar.url, cluster.topic),
+                                     20000, tput_timeout=T(180), start_bound=T(60))
 
 
 def test_an_id_removed_by_retention_is_unknown(pulsar, start_hub):
@@ -292,94 +146,16 @@ def test_an_id_removed_by_retention_is_unknown(pulsar, start_hub):
 
 # --------------------------------------------------------------------------- presence
 
-def api(hub, path="/.well-known/mercure/subscriptions"):
-    r = hub.request("GET", path, headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-    assert r.status == 200, r
-    return json.loads(r.body)["subscriptions"]
-
-
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
-    extra = ["subscriptions", "heartbeat 500ms"]
-    n1, n2, n3 = cluster(3, extra=extra, query="presence_ttl=2s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
-        a = qs.open_stream(n1, ["urn:on-1"])
-        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
-        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
-        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
-        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
-
-        def topics_on(hub):
-            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
-
-        for h in (n1, n2, n3):
-            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
-                          what="both subscriptions listed on every node")
-        listed = {s["topic"]: s for s in api(n2)}
-        assert listed["urn:on-3"]["payload"] == {"u": 3}
-        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
-        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
-                       headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
-
-        # SIGKILL: no goodbye. The entries expire after presence_ttl...
-        t0 = time.monotonic()
-        n3.kill()
-        b.close()
-        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
-                      what="the killed node's subscription to expire")
-        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
-        assert topics_on(n1) == ["urn:on-1"]
-
-        def departures(topic):
-            return [json.loads(e.data) for e in w.events
-                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
-        # ...and one surviving node publishes the departure, once, within presence_ttl,
-        # a heartbeat period (a third of it) and a claim's round trip.
-        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
-        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
-        gone = departures("urn:on-3")[0]
-        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        assert gone["payload"] == {"u": 3}
-        a.close()
-        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
-        time.sleep(1)
-        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
-        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+    scenario.presence_across_nodes(cluster, "presence_ttl")
 
 
 def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
-    extra = ["subscriptions"]
-    (n1,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
-    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
-    time.sleep(0.5)  # listed at once on its node; in the topic a moment later
-    n1.kill()
-    s.close()
-    (n2,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]),
-                        extra_query=[("lastEventID", "earliest")]) as w:
-        def gone():
-            return [d for d in (json.loads(e.data) for e in w.events)
-                    if d["topic"] == "urn:orphan" and d["active"] is False]
-        w.wait_for(gone, T(10), "the departure published by the new node")
-        time.sleep(1)
-        assert len(gone()) == 1 and gone()[0]["payload"] == {"o": 1}
-        assert listed(n2) == []
+    scenario.departures_of_a_dead_cluster(cluster, "presence_ttl")
 
 
 def test_a_cleanly_stopped_node_removes_its_entries(cluster):
-    n1, n2 = cluster(2, extra=["subscriptions"], query="presence_ttl=30s")
-    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
-    s = qs.open_stream(n1, ["urn:bye"])
-    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
-    assert n1.stop() == 0
-    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
-    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
-               T(5), "the arrival and the departure")
-    s.close()
-    w.close()
+    scenario.a_cleanly_stopped_node_leaves(cluster, "presence_ttl")
 
 
 # --------------------------------------------------------------------------- TLS and tokens
@@ -511,74 +287,18 @@ def test_broker_killed_with_sigkill_and_restarted_mid_stream(pulsar, start_hub):
         pulsar.url, topic, "publish_timeout=3s&subscription_name=kill-%d" % i)})
         for i in range(3)]
     subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
-    acked, refused_ = [], []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publisher(i):
-        k = 0
-        while not stop.is_set():
-            uid = "k-%d-%d" % (i, k)
-            k += 1
-            try:
-                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(15))
-            except OSError:
-                continue
-            with lock:
-                (acked if r.status == 200 else refused_).append((uid, r.status, r.text))
-            if r.status != 200:
-                time.sleep(0.05)
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        qs.wait_until(lambda: len(acked) > 60, T(20), what="publishes before the outage")
-        pulsar.kill()
-        t_kill = time.monotonic()
-        for h in hubs:
-            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
-                              T(10), what="/healthz 503")
-            assert "pulsar unavailable" in r.text, r.text
-            assert h.metric("mercure_transport_healthy", {"transport": "pulsar"}) == 0
-        r = qs.publish(hubs[0], ["urn:k"], "during the outage", timeout=T(10))
-        assert r.status == 503 and "pulsar" in r.text, r
-        assert time.monotonic() - t_kill < T(10)
-        for s in subs:
-            s.collect(0.2)
-            assert not s.eof, "a subscriber was disconnected during the outage"
-        with lock:
-            during = len(acked)
-        pulsar.start()  # same ports, same folders
-        for h in hubs:
-            qs.wait_until(lambda: healthz(h).status == 200, T(60), what="/healthz 200 again")
-            assert h.metric("mercure_transport_healthy", {"transport": "pulsar"}) == 1
-        qs.wait_until(lambda: len(acked) > during + 60, T(30), what="publishes after restart")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(T(20))
-    assert any(st == 503 for _, st, _ in refused_), "no publish was refused during the outage"
-    marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
-    orders = []
-    for s in subs:
-        got = [e.id for e in s.events_until(marker, T(30))]
-        assert len(got) == len(set(got)), "an update was delivered twice"
-        missing = set(uid for uid, _, _ in acked) - set(got)
-        assert not missing, "acknowledged but never delivered: %r" % sorted(missing)[:5]
-        orders.append(got)
-        s.close()
-    assert orders[0] == orders[1] == orders[2]
-    for i in range(3):  # each publisher's acknowledged updates arrive in their order
-        mine = [x for x in orders[0] if x.startswith("k-%d-" % i)]
-        assert mine == sorted(mine, key=lambda x: int(x.split("-")[2]))
+    acked = scenario.publishes_through_an_outage(
+        hubs, subs, pulsar.kill, pulsar.start,  # same ports, same folders
+        "pulsar", "pulsar", publish_timeout=T(15), pause=0.05, before=T(20), unhealthy=T(10),
+        healthy=T(60), after=T(30), join=T(20), kill_bound=T(10))
+    order = scenario.delivered_once_in_one_order(hubs, subs, acked, T(30))
     # A node started after the restart knows the ids from before the outage.
     late = start_hub(env={"MERCURE_TRANSPORT_URL": url_for(pulsar.url, topic)})
-    with qs.open_stream(late, ["urn:k"], headers=[("Last-Event-ID", acked[0][0])]) as s:
-        assert s.response.header("Last-Event-ID") == acked[0][0]
+    with qs.open_stream(late, ["urn:k"], headers=[("Last-Event-ID", acked[0])]) as s:
+        assert s.response.header("Last-Event-ID") == acked[0]
         end = publish_id(late, "urn:k", "end")
         got = [e.id for e in s.events_until(end, T(30))]
-        assert got == orders[0][orders[0].index(acked[0][0]) + 1:] + [end]
+        assert got == order[order.index(acked[0]) + 1:] + [end]
     # Down again: the hubs stop cleanly, all at once, and do not hang (a hang check with room
     # for a loaded machine, not a speed check); the broker is started again for what follows.
     pulsar.kill()

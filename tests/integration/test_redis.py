@@ -7,33 +7,23 @@ retention, and configuration errors.
 Each test starts its own redis-server (a free port, AOF with appendfsync always, a
 temporary directory) and kills it in the fixture's finalizer, after the hubs are stopped."""
 
-import json
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
-import urllib.parse
 import uuid
 
 import pytest
 
+import cluster_scenarios as scenario
 import qs
-import qs1
+from cluster_scenarios import free_port, healthz, make_certs, publish_id, refused
 from qs import T
 
 REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
-
-WATCH = "/.well-known/mercure/subscriptions{/topic}{/subscriber}"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------- redis-server
@@ -202,127 +192,22 @@ def cluster(redis, start_hub):
     return start
 
 
-def healthz(hub):
-    return hub.request("GET", "/healthz", timeout=T(5))
-
-
-def publish_id(hub, topic, data, **kw):
-    return qs.publish_ok(hub, [topic], data, **kw)
-
-
-def drain(stream, n, timeout=None):
-    stream.wait_for(lambda: len(stream.events) >= n, timeout or T(10), "%d events" % n)
-    return stream.events[:n]
-
-
 # --------------------------------------------------------------------------- delivery
 
 def test_three_nodes_deliver_every_update_in_one_order_with_the_same_ids(cluster):
-    hubs = cluster(3)
-    assert all(h.transport == "redis" for h in hubs)
-    subs = [qs.open_stream(h, ["urn:order"]) for h in hubs]
-    acked = [[] for _ in hubs]
-
-    def publisher(i):
-        with hubs[i].conn() as c:
-            for k in range(25):
-                acked[i].append(qs.publish_ok(hubs[i], ["urn:order"], "n%d-%d" % (i, k),
-                                              conn=c))
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(T(30))
-    orders = []
-    for s in subs:
-        events = drain(s, 75)
-        orders.append([(e.id, e.data) for e in events])
-        s.close()
-    assert orders[0] == orders[1] == orders[2], "nodes disagree on the order"
-    ids = [i for i, _ in orders[0]]
-    assert sorted(ids) == sorted(sum(acked, [])), "delivered ids differ from acknowledged ids"
-    for i in range(3):  # each publisher's updates keep their order
-        pos = [ids.index(x) for x in acked[i]]
-        assert pos == sorted(pos)
-        assert all(qs.UUID_V7_RE.match(x) for x in acked[i])
+    scenario.one_order_with_the_same_ids(cluster, "redis")
 
 
 def test_last_event_id_on_another_node_replays_exactly_what_was_missed(cluster):
-    hubs = cluster(3)
-    n1, n2, n3 = hubs
-    # A stream opened on node 3 receives what node 3's bus delivers after it opened: the
-    # probe shows node 3 has delivered `first` before `s` opens.
-    with qs.open_stream(n3, ["urn:h"]) as probe:
-        first = [publish_id(n1, "urn:h", "before-%d" % i) for i in range(3)]
-        drain(probe, 3)
-    with qs.open_stream(n3, ["urn:h"]) as s:
-        seen = [publish_id(n3, "urn:h", "seen-%d" % i) for i in range(3)]
-        assert [e.id for e in drain(s, 3)] == seen
-    # Missed while disconnected: generated and custom ids, published on node 1 (and an
-    # update of another topic in between). The probe shows node 2 has delivered them.
-    with qs.open_stream(n2, ["urn:h"]) as probe:
-        missed = [publish_id(n1, "urn:h", "m0"), publish_id(n1, "urn:h", "m1", id="custom-1"),
-                  publish_id(n1, "urn:h", "m2")]
-        publish_id(n1, "urn:other", "not mine")
-        missed.append(publish_id(n1, "urn:h", "m3", id="custom-2"))
-        drain(probe, 4)
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", seen[-1])]) as s:
-        assert s.response.header("Last-Event-ID") == seen[-1]
-        live = publish_id(n3, "urn:h", "live")
-        got = [e.id for e in s.events_until(live, T(10))]
-        assert got == missed + [live]
-    # A custom id works as a cursor on every node.
-    with qs.open_stream(n3, ["urn:h"], extra_query=[("lastEventID", "custom-1")]) as s:
-        marker = publish_id(n1, "urn:h", "marker")
-        assert [e.id for e in s.events_until(marker, T(10))] == [missed[2], missed[3], live,
-                                                                marker]
-    # `earliest` gives the whole history, on any node.
-    # (Node 2 delivers `end` before the next stream opens there.)
-    with qs.open_stream(n2, ["urn:h"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n1, "urn:h", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == (first + seen + missed +
-                                                              [live, marker, end])
-    # An unknown id replays nothing and says so.
-    with qs.open_stream(n2, ["urn:h"], headers=[("Last-Event-ID", "nope")]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-        nxt = publish_id(n1, "urn:h", "next")
-        assert [e.id for e in s.events_until(nxt, T(10))] == [nxt]
+    scenario.last_event_id_on_another_node(cluster)
 
 
 def test_a_duplicated_custom_id_resolves_to_its_earliest_occurrence(cluster):
-    n1, n2 = cluster(2)
-    a = publish_id(n1, "urn:d", "a", id="dup")
-    b = publish_id(n2, "urn:d", "b")
-    c = publish_id(n2, "urn:d", "c", id="dup")
-    assert a == c == "dup"
-    with qs.open_stream(n2, ["urn:d"], headers=[("Last-Event-ID", "dup")]) as s:
-        end = publish_id(n1, "urn:d", "end")
-        assert [e.data for e in s.events_until(end, T(10))] == ["b", "c", "end"]
-        del b
+    scenario.duplicated_custom_id(cluster)
 
 
 def test_private_updates_stay_private_across_nodes(cluster):
-    n1, n2, n3 = cluster(3)
-    anon = qs.open_stream(n2, ["urn:p"])
-    allowed = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:p"]))
-    other = qs.open_stream(n3, ["urn:p"], token=qs.sub_token(["urn:elsewhere"]))
-    secret = publish_id(n1, "urn:p", "secret", private=True)
-    public = publish_id(n1, "urn:p", "public")
-    assert [e.id for e in allowed.events_until(public, T(10))] == [secret, public]
-    assert [e.id for e in anon.events_until(public, T(10))] == [public]
-    assert [e.id for e in other.events_until(public, T(10))] == [public]
-    for s in (anon, allowed, other):
-        s.close()
-    # History on another node is authorized the same way.
-    with qs.open_stream(n3, ["urn:p"], extra_query=[("lastEventID", "earliest")]) as s:
-        end = publish_id(n2, "urn:p", "end")
-        assert [e.id for e in s.events_until(end, T(10))] == [public, end]
-    tok = qs.sub_token(["urn:p"])
-    with qs.open_stream(n2, ["urn:p"], token=tok,
-                        extra_query=[("lastEventID", "earliest")]) as s:
-        end2 = publish_id(n1, "urn:p", "end2")
-        assert [e.id for e in s.events_until(end2, T(10))] == [secret, public, end, end2]
+    scenario.private_updates_across_nodes(cluster)
 
 
 # --------------------------------------------------------------------------- outages
@@ -331,63 +216,11 @@ def test_redis_killed_and_restarted_mid_stream(cluster):
     hubs = cluster(3)
     redis = cluster.redis
     subs = [qs.open_stream(h, ["urn:k"]) for h in hubs]
-    acked, refused = [], []
-    stop = threading.Event()
-    lock = threading.Lock()
-
-    def publisher(i):
-        k = 0
-        while not stop.is_set():
-            uid = "k-%d-%d" % (i, k)
-            k += 1
-            try:
-                r = qs.publish(hubs[i], ["urn:k"], uid, id=uid, timeout=T(10))
-            except OSError:
-                continue
-            with lock:
-                (acked if r.status == 200 else refused).append((uid, r.status, r.text))
-            if r.status != 200:
-                time.sleep(0.02)
-
-    threads = [threading.Thread(target=publisher, args=(i,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        qs.wait_until(lambda: len(acked) > 60, T(10), what="publishes before the outage")
-        redis.kill()
-        for h in hubs:
-            r = qs.wait_until(lambda: (lambda x: x if x.status == 503 else None)(healthz(h)),
-                              T(5), what="/healthz 503")
-            assert "redis unavailable" in r.text, r.text
-            assert h.metric("mercure_transport_healthy", {"transport": "redis"}) == 0
-        r = qs.publish(hubs[0], ["urn:k"], "during the outage")
-        assert r.status == 503 and "redis unavailable" in r.text, r
-        for s in subs:
-            s.collect(0.2)
-            assert not s.eof, "a subscriber was disconnected during the outage"
-        with lock:
-            during = len(acked)
-        redis.start()  # same port, same AOF
-        for h in hubs:
-            qs.wait_until(lambda: healthz(h).status == 200, T(10), what="/healthz 200 again")
-            assert h.metric("mercure_transport_healthy", {"transport": "redis"}) == 1
-        qs.wait_until(lambda: len(acked) > during + 60, T(10), what="publishes after restart")
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(T(15))
-    assert any(st == 503 for _, st, _ in refused), "no publish was refused during the outage"
-    assert all("redis" in text for _, st, text in refused), refused[:3]
-    marker = publish_id(hubs[1], "urn:k", "marker", id="marker")
-    orders = []
-    for s in subs:
-        got = [e.id for e in s.events_until(marker, T(20))]
-        assert len(got) == len(set(got)), "an update was delivered twice"
-        missing = set(uid for uid, _, _ in acked) - set(got)
-        assert not missing, "acknowledged but never delivered: %r" % sorted(missing)[:5]
-        orders.append(got)
-        s.close()
-    assert orders[0] == orders[1] == orders[2]
+    acked = scenario.publishes_through_an_outage(
+        hubs, subs, redis.kill, redis.start,  # same port, same AOF
+        "redis", "redis unavailable", publish_timeout=T(10), pause=0.02, before=T(10),
+        unhealthy=T(5), healthy=T(10), after=T(10), join=T(15))
+    scenario.delivered_once_in_one_order(hubs, subs, acked, T(20))
 
 
 def test_a_hub_started_without_redis_waits_for_it(redis_factory, start_hub, tmp_path):
@@ -430,160 +263,43 @@ def test_retention_follows_max_len_approx_and_trims_the_index(cluster):
     length = redis.call("XLEN", cluster.stream)
     assert 50 <= length < 200, length
     assert redis.call("ZCARD", cluster.stream + ":ids") < length + 300
-    # A trimmed id is unknown; a retained one replays exactly what follows it.
-    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[0])]) as s:
-        assert s.response.header("Last-Event-ID") == "earliest"
-    with qs.open_stream(hub, ["urn:ret"], headers=[("Last-Event-ID", ids[-5])]) as s:
-        assert [e.id for e in drain(s, 4)] == ids[-4:]
-    with qs.open_stream(hub, ["urn:ret"], extra_query=[("lastEventID", "earliest")]) as s:
-        got = [e.id for e in drain(s, length)]
-        assert got == ids[-length:]
+    scenario.history_after_retention(hub, ids, length)
 
 
 def test_long_history_is_replayed_in_batches_across_nodes(cluster):
-    n1, n2 = cluster(2)
-    ids = []
-    with n1.conn() as c:
-        for i in range(2500):
-            ids.append(qs.publish_ok(n1, ["urn:long"], "x" * 50 + str(i), conn=c))
-    with qs.open_stream(n2, ["urn:long"], headers=[("Last-Event-ID", ids[99])]) as s:
-        live = publish_id(n1, "urn:long", "live")
-        got = [e.id for e in s.events_until(live, T(20))]
-        assert got == ids[100:] + [live]
+    scenario.long_history_in_batches(cluster, T(20))
 
 
 # --------------------------------------------------------------------------- presence
 
-def api(hub, path="/.well-known/mercure/subscriptions"):
-    r = hub.request("GET", path, headers=[("Authorization", "Bearer " + qs.sub_token(["*"]))])
-    assert r.status == 200, r
-    return json.loads(r.body)["subscriptions"]
-
-
 def test_presence_is_shared_and_a_killed_node_expires(cluster):
-    extra = ["subscriptions", "heartbeat 500ms"]
-    n1, n2, n3 = cluster(3, extra=extra, query="presence_ttl=2s")
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH])) as w:
-        a = qs.open_stream(n1, ["urn:on-1"])
-        b = qs.open_stream(n3, ["urn:on-3"], token=qs.sub_token(["urn:x"], payload={"u": 3}))
-        w.wait_for(lambda: len(w.events) >= 2, T(10), "the arrivals on nodes 1 and 3")
-        arrivals = {json.loads(e.data)["topic"]: json.loads(e.data) for e in w.events[:2]}
-        assert set(arrivals) == {"urn:on-1", "urn:on-3"}
-        assert all(d["active"] for d in arrivals.values())
-
-        def topics_on(hub):  # the watcher on node 2 is a subscriber too
-            return sorted(s["topic"] for s in api(hub) if s["topic"] != WATCH)
-
-        for h in (n1, n2, n3):
-            qs.wait_until(lambda: topics_on(h) == ["urn:on-1", "urn:on-3"], T(5),
-                          what="both subscriptions listed on every node")
-        listed = {s["topic"]: s for s in api(n2)}
-        assert listed["urn:on-3"]["payload"] == {"u": 3}
-        assert listed["urn:on-3"]["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        one = qs.sub_token(["*"])
-        sid = urllib.parse.quote(arrivals["urn:on-1"]["subscriber"], safe="")
-        r = n3.request("GET", "/.well-known/mercure/subscriptions/urn%3Aon-1/" + sid,
-                       headers=[("Authorization", "Bearer " + one)])
-        assert r.status == 200 and json.loads(r.body)["topic"] == "urn:on-1"
-
-        # A node killed with SIGKILL leaves no goodbye: its entries expire (presence_ttl).
-        t0 = time.monotonic()
-        n3.kill()
-        b.close()
-        qs.wait_until(lambda: topics_on(n2) == ["urn:on-1"], T(10), interval=0.1,
-                      what="the killed node's subscription to expire")
-        assert time.monotonic() - t0 < T(2 + 2), "not expired within presence_ttl"
-        assert topics_on(n1) == ["urn:on-1"]
-        # ...and one surviving node publishes its subscribers' departures, once, within
-        # presence_ttl and a refresh period (a third of it).
-        def departures(topic):
-            return [json.loads(e.data) for e in w.events
-                    if not json.loads(e.data)["active"] and json.loads(e.data)["topic"] == topic]
-        w.wait_for(lambda: departures("urn:on-3"), T(10), "the killed node's departure")
-        assert time.monotonic() - t0 < T(2 + 2 / 3 + 2), "departure not published in time"
-        gone = departures("urn:on-3")[0]
-        assert gone["subscriber"] == arrivals["urn:on-3"]["subscriber"]
-        assert gone["payload"] == {"u": 3}
-        assert gone["id"] == arrivals["urn:on-3"]["id"]
-
-        # A subscriber leaving a live node is forgotten at once, everywhere, with an event.
-        a.close()
-        w.wait_for(lambda: departures("urn:on-1"), T(5), "the departure from node 1")
-        assert len(departures("urn:on-3")) == 1, "a dead node's departures published twice"
-        qs.wait_until(lambda: topics_on(n2) == [], T(5), what="the departure in node 2's API")
+    scenario.presence_across_nodes(cluster, "presence_ttl")
 
 
 def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
-    extra = ["subscriptions"]
-    (n1,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    s = qs.open_stream(n1, ["urn:orphan"], token=qs.sub_token(["urn:x"], payload={"o": 1}))
-    listed = lambda h: [x["topic"] for x in api(h) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed(n1) == ["urn:orphan"], T(5), what="listed")
+    redis = cluster.redis
 
-    # A node lists its own subscribers from memory: wait until the entry is in Redis too
-    # (a node killed before writing it leaves nothing for the others to take).
-    def written():
-        keys = cluster.redis.call("KEYS", cluster.stream + ":presence:*") or []
-        return any(b"urn:orphan" in v for k in keys for v in cluster.redis.call("HVALS", k))
+    def written():  # the entry is in Redis
+        keys = redis.call("KEYS", cluster.stream + ":presence:*") or []
+        return any(b"urn:orphan" in v for k in keys for v in redis.call("HVALS", k))
 
-    qs.wait_until(written, T(5), what="the entry written to Redis")
-    n1.kill()
-    s.close()
-    time.sleep(1.2)  # the lease expires: nobody is left to publish the departure
-    (n2,) = cluster(1, extra=extra, query="presence_ttl=1s")
-    # The new node may reap at its first lease refresh, before this stream is open: read the
-    # history from the start (the departure is an update like any other) instead of racing it.
-    with qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]),
-                        extra_query=[("lastEventID", "earliest")]) as w:
-        def gone():
-            return [d for d in (json.loads(e.data) for e in w.events)
-                    if d["topic"] == "urn:orphan" and d["active"] is False]
-        w.wait_for(gone, T(10), "the departure published by the new node")
-        time.sleep(0.5)  # a second publication of the same departure would arrive by now
-        assert len(gone()) == 1 and gone()[0]["payload"] == {"o": 1}
-        assert listed(n2) == []
+    def only_the_new_node_left():
         # The dead node's hash is gone; only the new node's (its watcher) is left.
-        assert len(cluster.redis.call("KEYS", cluster.stream + ":presence:*")) == 1
+        assert len(redis.call("KEYS", cluster.stream + ":presence:*")) == 1
+
+    scenario.departures_of_a_dead_cluster(cluster, "presence_ttl", stored=written,
+                                          outlive_lease=True, check_left=only_the_new_node_left)
 
 
 def test_a_cleanly_stopped_node_removes_its_entries(cluster):
-    n1, n2 = cluster(2, extra=["subscriptions"], query="presence_ttl=30s")
-    w = qs.open_stream(n2, [WATCH], token=qs.sub_token([WATCH]))
-    s = qs.open_stream(n1, ["urn:bye"])
-    listed = lambda: [x["topic"] for x in api(n2) if x["topic"] != WATCH]  # noqa: E731
-    qs.wait_until(lambda: listed() == ["urn:bye"], T(5), what="listed")
-    assert n1.stop() == 0
-    qs.wait_until(lambda: listed() == [], T(3), what="removed without waiting for the TTL")
-    keys = cluster.redis.call("KEYS", cluster.stream + ":presence:" + "*")
-    assert len(keys) == 1  # node 2's, for its watcher
-    # The departure caused by the shutdown was published before node 1 left.
-    w.wait_for(lambda: [json.loads(e.data)["active"] for e in w.events] == [True, False],
-               T(5), "the arrival and the departure")
-    s.close()
-    w.close()
+    def only_node_2_left():
+        keys = cluster.redis.call("KEYS", cluster.stream + ":presence:*")
+        assert len(keys) == 1  # node 2's, for its watcher
+
+    scenario.a_cleanly_stopped_node_leaves(cluster, "presence_ttl", after_stop=only_node_2_left)
 
 
 # --------------------------------------------------------------------------- TLS and AUTH
-
-def make_certs(d):
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args):
-        subprocess.run(["openssl"] + list(args), check=True, capture_output=True, cwd=str(d))
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=qs test CA",
-        "-keyout", "ca.key", "-out", "ca.pem")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout",
-        "server.key", "-out", "server.csr")
-    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.pem")
-    # Another CA, that did not sign the server's certificate.
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA",
-        "-keyout", "other.key", "-out", "other.pem")
-    return {k: str(d / v) for k, v in (("cert", "server.pem"), ("key", "server.key"),
-                                       ("ca", "ca.pem"), ("other", "other.pem"))}
-
 
 def test_tls(redis_factory, start_hub, tmp_path):
     certs = make_certs(tmp_path / "certs")
@@ -642,10 +358,6 @@ def test_auth_with_user_and_password(redis_factory, start_hub):
 
 # --------------------------------------------------------------------------- configuration
 
-BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KEY,
-            "MERCURE_SUBSCRIBER_JWT_KEY": qs.SUB_KEY}
-
-
 @pytest.mark.parametrize("env,needles", [
     ({"MERCURE_TRANSPORT_URL": "redis://127.0.0.1:1/s?max_len_approx=many"},
      ["MERCURE_TRANSPORT_URL:1", "transport redis", "max_len_approx", "\"many\""]),
@@ -657,61 +369,26 @@ BASE_ENV = {"SERVER_NAME": "127.0.0.1:0", "MERCURE_PUBLISHER_JWT_KEY": qs.PUB_KE
      ["MERCURE_EXTRA_DIRECTIVES:2", "address", "\"nowhere:99999\""]),
 ])
 def test_configuration_errors_stop_the_hub(tmp_path, env, needles):
-    full = dict(BASE_ENV)
-    full.update(env)
-    p = qs.run_mercure(["run"], tmp_path, env=full)
-    assert p.returncode != 0, p.stderr
+    err = refused(tmp_path, env=env, timeout=T(15))
     for n in needles:
-        assert n in p.stderr, (n, p.stderr)
+        assert n in err, (n, err)
 
 
 def test_clean_exit_while_redis_is_down(cluster):
-    hubs = cluster(2, extra=["subscriptions"])
-    s = qs.open_stream(hubs[0], ["urn:x"])
-    cluster.redis.kill()
-    qs.wait_until(lambda: healthz(hubs[0]).status == 503, T(5), what="unhealthy")
-    t0 = time.monotonic()
-    for h in hubs:
-        assert h.stop() == 0, h.stderr()
-    assert time.monotonic() - t0 < T(8)
-    s.close()
+    scenario.clean_exit_while_down(cluster(2, extra=["subscriptions"]), cluster.redis.kill)
 
 
 def test_a_replay_redis_cannot_serve_is_answered_503(cluster):
-    """A reconnection whose history cannot be read is refused as the reference refuses a
-    subscriber it cannot add: 503, before any stream byte."""
     (hub,) = cluster(1)
-    first = publish_id(hub, "urn:r503", "x")
-    cluster.redis.kill()
-    qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-    r = hub.request("GET", qs.subscribe_target(["urn:r503"]),
-                    headers=[("Last-Event-ID", first)], timeout=T(15))
-    assert r.status == 503, r
-    assert r.body == b"Service Unavailable\n"
-    assert r.header("Connection") == "close"
+    scenario.replay_that_cannot_be_served(hub, cluster.redis.kill)
 
 
 def test_a_hung_redis_times_out_and_recovers(cluster):
     (hub,) = cluster(1, query="timeout=500ms")
-    redis = cluster.redis
-    with qs.open_stream(hub, ["urn:hung"]) as s:
-        redis.proc.send_signal(signal.SIGSTOP)
-        try:
-            t0 = time.monotonic()
-            r = qs.publish(hub, ["urn:hung"], "x", timeout=T(10))
-            assert r.status == 503 and "redis unavailable" in r.text, r
-            assert time.monotonic() - t0 < T(3)
-            qs.wait_until(lambda: healthz(hub).status == 503, T(5), what="unhealthy")
-        finally:
-            redis.proc.send_signal(signal.SIGCONT)
-        qs.wait_until(lambda: healthz(hub).status == 200, T(10), what="healthy again")
-        uid = publish_id(hub, "urn:hung", "after")
-        got = [e.id for e in s.events_until(uid, T(10))]
-        assert got[-1] == uid and len(got) <= 2  # the timed-out publish may have been stored
+    proc = cluster.redis.proc
+    scenario.hung_server(hub, lambda: proc.send_signal(signal.SIGSTOP),
+                         lambda: proc.send_signal(signal.SIGCONT), "redis", T(3))
 
 
 def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
-    # Each selector's syntax and payload travel through the registry (qs1.py says how).
-    n1, n2 = cluster(2, extra=["protocol 0.x 1.0", "subscriptions", "heartbeat 500ms"],
-                     query="presence_ttl=2s")
-    qs1.check_presence_across_nodes(n1, n2, qs.SUB_KEY)
+    scenario.presence_of_1_0_subscribers(cluster, "presence_ttl")
