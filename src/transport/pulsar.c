@@ -238,9 +238,17 @@ static void expire_queued(pulsar_transport *t)
     free(gone);
 }
 
-/* Creates the producer, on the connection already open (at start) or on a new one. */
-static int producer_open(pulsar_transport *t)
+/* Opens the producer's connection (the topic looked up), at start. */
+static int writer_connect(void *arg)
 {
+    pulsar_transport *t = arg;
+    return qs_pulsar_conn_open(&t->wconn, t->s.topic);
+}
+
+/* Creates the producer, on the connection already open (at start) or on a new one. */
+static int producer_open(void *arg)
+{
+    pulsar_transport *t = arg;
     qs_pulsar_conn *c = &t->wconn;
     if (!qs_pulsar_conn_is_open(c) && qs_pulsar_conn_open(c, t->s.topic) < 0)
         return -1;
@@ -440,8 +448,9 @@ static void writer_main(void *arg)
 
 /* ------------------------------------------------------------ the bus */
 
-static int bus_open(pulsar_transport *t)
+static int bus_open(void *arg)
 {
+    pulsar_transport *t = arg;
     qs_pulsar_conn *c = &t->bconn;
     if (qs_pulsar_conn_open(c, t->s.topic) < 0)
         return -1;
@@ -1009,17 +1018,19 @@ static int pulsar_create(const qs_config_transport *cfg, const qs_transport_host
     uint64_t t0 = qs_now_ms();
     /* The producer first: it is what proves the topic can be written (and creates it). Its
      * connection first makes sure that neither topic is partitioned. */
-    if (qs_pulsar_conn_open(&t->wconn, t->s.topic) < 0) {
+    /* A broker still recovering (after a restart) is waited for, within timeout. */
+    uint64_t ready_by = t0 + t->s.timeout_ms;
+    if (qs_pulsar_open_when_ready(&t->wconn, writer_connect, t, ready_by) < 0) {
         *err = start_error(t, &t->wconn, "create a producer on the topic");
         goto fail;
     }
     if (refuse_partitioned(t, false, err) < 0 || refuse_partitioned(t, true, err) < 0)
         goto fail;
-    if (producer_open(t) < 0) {
+    if (qs_pulsar_open_when_ready(&t->wconn, producer_open, t, ready_by) < 0) {
         *err = start_error(t, &t->wconn, "create a producer on the topic");
         goto fail;
     }
-    if (bus_open(t) < 0) {
+    if (qs_pulsar_open_when_ready(&t->bconn, bus_open, t, ready_by) < 0) {
         *err = start_error(t, &t->bconn, "subscribe to the topic");
         goto fail;
     }

@@ -507,6 +507,22 @@ int qs_pulsar_conn_partitions(qs_pulsar_conn *c, const char *topic, uint32_t *pa
     return -1;
 }
 
+int qs_pulsar_open_when_ready(qs_pulsar_conn *c, int (*open)(void *arg), void *arg,
+                              uint64_t deadline)
+{
+    for (;;) {
+        if (open(arg) == 0)
+            return 0;
+        /* A refusal the broker gave (error_code) that is of the "unavailable" kind: it is
+         * up, but cannot serve yet. Unreachable brokers and other refusals stop the start. */
+        bool not_ready = c->error_code >= 0 && c->kind == QS_PULSAR_FAIL_UNAVAILABLE;
+        if (!not_ready || qs_now_ms() + 250 >= deadline)
+            return -1;
+        qs_info("pulsar: %s; trying again", c->err);
+        qs_pulsar_client_ctx_sleep(c->ctx, 250);
+    }
+}
+
 /* ------------------------------------------------------------ connections */
 
 void qs_pulsar_conn_init(qs_pulsar_conn *c, const qs_pulsar_client_ctx *ctx)

@@ -72,6 +72,14 @@ void qs_pulsar_conn_close(qs_pulsar_conn *c);
 /** Closes it and frees what it kept (the broker's name). */
 void qs_pulsar_conn_free(qs_pulsar_conn *c);
 bool qs_pulsar_conn_is_open(const qs_pulsar_conn *c);
+/**
+ * Runs open(arg), which opens something on c, again every 250 ms while it fails because the
+ * broker answered that it is not ready (ServiceNotReady, or a storage error such as "Not
+ * enough non-faulty bookies available" while a restarted broker recovers), until `deadline`
+ * (qs_now_ms()). 0, or open's last -1 (c->err). Any other failure returns at once.
+ */
+int qs_pulsar_open_when_ready(qs_pulsar_conn *c, int (*open)(void *arg), void *arg,
+                              uint64_t deadline);
 /** A new request id. */
 uint64_t qs_pulsar_conn_request_id(qs_pulsar_conn *c);
 /** Sends bytes (frames) by the deadline: 0, or -1 (c->err). */

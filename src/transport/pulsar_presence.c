@@ -183,8 +183,9 @@ static int send_queued(pulsar_transport *t)
 }
 
 /* Connects, creates the producer and subscribes after the last record applied. */
-static int presence_open(pulsar_transport *t)
+static int presence_open(void *arg)
 {
+    pulsar_transport *t = arg;
     qs_pulsar_conn *c = &t->pconn;
     if (qs_pulsar_conn_open(c, t->s.presence_topic) < 0)
         return -1;
@@ -258,7 +259,7 @@ static int presence_frame(pulsar_transport *t, const qs_pulsar_frame *f)
 int qs_pulsar_presence_create(pulsar_transport *t, char **err)
 {
     qs_pulsar_conn *c = &t->pconn;
-    if (presence_open(t) < 0)
+    if (qs_pulsar_open_when_ready(c, presence_open, t, qs_now_ms() + t->s.timeout_ms) < 0)
         goto fail;
     Qspulsar__BaseCommand cmd = QSPULSAR__BASE_COMMAND__INIT;
     Qspulsar__GetLastMessageId gl = QSPULSAR__GET_LAST_MESSAGE_ID__INIT;
