@@ -52,24 +52,17 @@ build/loadgen --port "$kb_port" --pub-port "$ka_port" --subscribers 1 --publishe
 updates=$(awk "BEGIN{print int($rate*$secs)}")
 echo "latency at $rate publishes/s for ${secs}s ($(nproc) CPUs; $name $broker, Redis everysec)"
 echo
-echo "| transport | path | p50 | p99 | p99.9 | delivered | publish p99 |"
-echo "|---|---|---|---|---|---|---|"
-row() { # label json
-    local j=$2
-    echo "| $1 | $(field lat_p50_us <<<"$j") us | $(field lat_p99_us <<<"$j") us" \
-        "| $(field lat_p999_us <<<"$j") us | $(field received <<<"$j")/$(field expected <<<"$j")" \
-        "| $(field publish_p99_us <<<"$j") us |"
-}
+latency_header
 for n in 1 "$subs"; do
     k=$(build/loadgen --port "$kb_port" --pub-port "$ka_port" --subscribers "$n" --publishers 4 \
         --rate "$rate" --updates "$updates" --json)
-    row "$label, $n sub | hub A -> $name -> hub B" "$k"
+    latency_row "$label, $n sub | hub A -> $name -> hub B" "$k"
     r=$(build/loadgen --port "$rb_port" --pub-port "$ra_port" --subscribers "$n" --publishers 4 \
         --rate "$rate" --updates "$updates" --json)
-    row "redis, $n sub | hub A -> Redis -> hub B" "$r"
+    latency_row "redis, $n sub | hub A -> Redis -> hub B" "$r"
     l=$(build/loadgen --port "$lmdb_port" --subscribers "$n" --publishers 4 --rate "$rate" \
         --updates "$updates" --json)
-    row "lmdb, $n sub | one hub" "$l"
+    latency_row "lmdb, $n sub | one hub" "$l"
     for t in "$label" redis; do
         j=$k; [ $t = redis ] && j=$r
         added="$(awk "BEGIN{print $(field lat_p99_us <<<"$j") - $(field lat_p99_us <<<"$l")}")"
@@ -78,14 +71,7 @@ for n in 1 "$subs"; do
 done
 
 echo
-echo "| transport | publishers | publishes/s | publish p50 | publish p99 | delivered |"
-echo "|---|---|---|---|---|---|"
-tput_row() { # label json
-    local j=$2
-    echo "| $1 | 64 | $(field publishes_per_s <<<"$j") | $(field publish_p50_us <<<"$j") us" \
-        "| $(field publish_p99_us <<<"$j") us" \
-        "| $(field received <<<"$j")/$(field expected <<<"$j") |"
-}
+tput_header
 k=$(build/loadgen --port "$kb_port" --pub-port "$ka_port" --subscribers 1 --publishers 64 \
     --updates "$max_updates" --json)
 tput_row "$label (A publishes, B delivers)" "$k"

@@ -42,3 +42,26 @@ start_hub() {
 
 # field NAME: the number NAME in the JSON line on stdin.
 field() { sed -E "s/.*\"$1\":([0-9.]+).*/\1/"; }
+
+# The cluster benches' tables (bench/cluster.sh, postgres.sh, redis.sh): a header, then one
+# row per load generator run (label, its JSON line).
+latency_header() {
+    echo "| transport | path | p50 | p99 | p99.9 | delivered | publish p99 |"
+    echo "|---|---|---|---|---|---|---|"
+}
+latency_row() { # label json
+    local j=$2
+    echo "| $1 | $(field lat_p50_us <<<"$j") us | $(field lat_p99_us <<<"$j") us" \
+        "| $(field lat_p999_us <<<"$j") us | $(field received <<<"$j")/$(field expected <<<"$j")" \
+        "| $(field publish_p99_us <<<"$j") us |"
+}
+tput_header() {
+    echo "| transport | publishers | publishes/s | publish p50 | publish p99 | delivered |"
+    echo "|---|---|---|---|---|---|"
+}
+tput_row() { # label json
+    local j=$2
+    echo "| $1 | 64 | $(field publishes_per_s <<<"$j") | $(field publish_p50_us <<<"$j") us" \
+        "| $(field publish_p99_us <<<"$j") us" \
+        "| $(field received <<<"$j")/$(field expected <<<"$j") |"
+}

@@ -69,24 +69,17 @@ updates=$(awk "BEGIN{print int($rate*$secs)}")
 echo "latency at $rate publishes/s for ${secs}s ($(nproc) CPUs; PostgreSQL fsync and" \
     "synchronous_commit on, Redis appendfsync always)"
 echo
-echo "| transport | path | p50 | p99 | p99.9 | delivered | publish p99 |"
-echo "|---|---|---|---|---|---|---|"
-row() { # label json
-    local j=$2
-    echo "| $1 | $(field lat_p50_us <<<"$j") us | $(field lat_p99_us <<<"$j") us" \
-        "| $(field lat_p999_us <<<"$j") us | $(field received <<<"$j")/$(field expected <<<"$j")" \
-        "| $(field publish_p99_us <<<"$j") us |"
-}
+latency_header
 for n in 1 "$subs"; do
     p=$(build/loadgen --port "$pg_b" --pub-port "$pg_a" --subscribers "$n" --publishers 4 \
         --rate "$rate" --updates "$updates" --json || true)
-    row "postgres, $n sub | hub A -> PostgreSQL -> hub B" "$p"
+    latency_row "postgres, $n sub | hub A -> PostgreSQL -> hub B" "$p"
     r=$(build/loadgen --port "$redis_b" --pub-port "$redis_a" --subscribers "$n" --publishers 4 \
         --rate "$rate" --updates "$updates" --json || true)
-    row "redis, $n sub | hub A -> Redis -> hub B" "$r"
+    latency_row "redis, $n sub | hub A -> Redis -> hub B" "$r"
     l=$(build/loadgen --port "$lmdb_port" --subscribers "$n" --publishers 4 --rate "$rate" \
         --updates "$updates" --json || true)
-    row "lmdb, $n sub | one hub" "$l"
+    latency_row "lmdb, $n sub | one hub" "$l"
     lp99=$(field lat_p99_us <<<"$l")
     echo "| added p99, $n sub | postgres across nodes - lmdb | |" \
         "$(awk "BEGIN{print $(field lat_p99_us <<<"$p") - $lp99}") us | | | |"
@@ -95,14 +88,7 @@ for n in 1 "$subs"; do
 done
 
 echo
-echo "| transport | publishers | publishes/s | publish p50 | publish p99 | delivered |"
-echo "|---|---|---|---|---|---|"
-tput_row() { # label json
-    local j=$2
-    echo "| $1 | 64 | $(field publishes_per_s <<<"$j") | $(field publish_p50_us <<<"$j") us" \
-        "| $(field publish_p99_us <<<"$j") us" \
-        "| $(field received <<<"$j")/$(field expected <<<"$j") |"
-}
+tput_header
 p=$(build/loadgen --port "$pg_b" --pub-port "$pg_a" --subscribers 1 --publishers 64 \
     --updates "$max_updates" --json || true)
 tput_row "postgres (A publishes, B delivers)" "$p"

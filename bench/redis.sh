@@ -35,39 +35,25 @@ start_hub lmdb "lmdb://$work/store.db"; lmdb_port=$port
 updates=$(awk "BEGIN{print int($rate*$secs)}")
 echo "latency at $rate publishes/s for ${secs}s (redis: AOF appendfsync $fsync, $(nproc) CPUs)"
 echo
-echo "| transport | path | p50 | p99 | p99.9 | delivered | publish p99 |"
-echo "|---|---|---|---|---|---|---|"
-row() { # label json
-    local j=$2
-    echo "| $1 | $(field lat_p50_us <<<"$j") us | $(field lat_p99_us <<<"$j") us" \
-        "| $(field lat_p999_us <<<"$j") us | $(field received <<<"$j")/$(field expected <<<"$j")" \
-        "| $(field publish_p99_us <<<"$j") us |"
-}
+latency_header
 for n in 1 "$subs"; do
     r=$(build/loadgen --port "$b_port" --pub-port "$a_port" --subscribers "$n" --publishers 4 \
         --rate "$rate" --updates "$updates" --json)
-    row "redis, $n sub | hub A -> Redis -> hub B" "$r"
+    latency_row "redis, $n sub | hub A -> Redis -> hub B" "$r"
     r_same=$(build/loadgen --port "$a_port" --subscribers "$n" --publishers 4 --rate "$rate" \
         --updates "$updates" --json)
-    row "redis, $n sub | hub A -> Redis -> hub A" "$r_same"
+    latency_row "redis, $n sub | hub A -> Redis -> hub A" "$r_same"
     l=$(build/loadgen --port "$lmdb_port" --subscribers "$n" --publishers 4 --rate "$rate" \
         --updates "$updates" --json)
-    row "lmdb, $n sub | one hub" "$l"
+    latency_row "lmdb, $n sub | one hub" "$l"
     added="$(awk "BEGIN{print $(echo "$r" | field lat_p99_us) - $(echo "$l" | field lat_p99_us)}")"
     echo "| added p99, $n sub | redis across nodes - lmdb | | $added us | | | |"
 done
 
 echo
-echo "| transport | publishers | publishes/s | publish p50 | publish p99 | delivered |"
-echo "|---|---|---|---|---|---|"
+tput_header
 r=$(build/loadgen --port "$b_port" --pub-port "$a_port" --subscribers 1 --publishers 64 \
     --updates "$max_updates" --json)
-tput_row() { # label json
-    local j=$2
-    echo "| $1 | 64 | $(field publishes_per_s <<<"$j") | $(field publish_p50_us <<<"$j") us" \
-        "| $(field publish_p99_us <<<"$j") us" \
-        "| $(field received <<<"$j")/$(field expected <<<"$j") |"
-}
 tput_row "redis (A publishes, B delivers)" "$r"
 l=$(build/loadgen --port "$lmdb_port" --subscribers 1 --publishers 64 --updates "$max_updates" \
     --json)
