@@ -459,14 +459,28 @@ def test_validate_fetches_the_set(tmp_path, jwks_server):
     assert p.returncode == 1 and "the JWK Set has no \"keys\" array" in p.stderr
 
 
-def test_local_file_rotation_and_sighup(start_hub, tmp_path):
-    a, b, c = Key("ES384", "a"), Key("ES384", "b"), Key("ES384", "c")
+def test_local_file_rotation(start_hub, tmp_path):
+    a, b = Key("ES384", "a"), Key("ES384", "b")
     path = tmp_path / "keys.json"
     path.write_text(jwks(a))
     hub = jwks_hub(start_hub, pub_url="file://" + str(path),
                    extra=["jwks_refresh_interval 1s"])
     assert publish_status(hub, a.pub()) == 200
     path.write_text(jwks(b))
+    wait_status(hub, b.pub(), 200)
+    assert publish_status(hub, a.pub()) == 401
+
+
+def test_local_file_is_read_again_on_sighup(start_hub, tmp_path):
+    a, b = Key("ES384", "a"), Key("ES384", "b")
+    path = tmp_path / "keys.json"
+    path.write_text(jwks(a))
+    hub = jwks_hub(start_hub, pub_url="file://" + str(path),
+                   extra=["jwks_refresh_interval 1h", "jwks_min_refresh_interval 1h"])
+    assert publish_status(hub, a.pub()) == 200
+    path.write_text(jwks(b))
+    assert publish_status(hub, b.pub()) == 401  # not read again before the signal
+    hub.signal(signal.SIGHUP)
     wait_status(hub, b.pub(), 200)
     assert publish_status(hub, a.pub()) == 401
 
