@@ -7,7 +7,6 @@ import signal
 import time
 
 import hyperframe.frame as hf
-import pytest
 
 import h2client
 import qs

@@ -21,7 +21,7 @@ import pytest
 
 import h2client
 import qs
-from h2client import ENHANCE_YOUR_CALM, NO_ERROR, PROTOCOL_ERROR
+from h2client import ENHANCE_YOUR_CALM, NO_ERROR
 from qs import T
 from test_subscribe import EXPECTED_STREAM_HEADERS
 
