@@ -150,6 +150,10 @@ def test_presence_is_shared_and_a_killed_node_expires(cluster):
     scenario.presence_across_nodes(cluster, "presence_ttl")
 
 
+def test_presence_of_1_0_subscribers_keeps_their_selectors(cluster):
+    scenario.presence_of_1_0_subscribers(cluster, "presence_ttl")
+
+
 def test_a_node_started_after_every_node_died_publishes_their_departures(cluster):
     scenario.departures_of_a_dead_cluster(cluster, "presence_ttl")
 
